@@ -1,0 +1,1 @@
+"""Launching two-process deployments: launcher, robot adapter interface, key tools."""

@@ -1,0 +1,1 @@
+"""The `hume` command line: one entry point, one module per subcommand."""

@@ -1,0 +1,11 @@
+"""`hume eval`: not implemented yet."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hume.cli.not_implemented import refuse
+
+
+def main(argv: Sequence[str]) -> int:
+    return refuse("eval", argv)

@@ -1,0 +1,104 @@
+"""Flow-matching math, free of networks and I/O.
+
+Convention (as in pi0/Hume): t = 1 is pure noise, t = 0 is data.
+    x_t = t * eps + (1 - t) * a          (noisy interpolation)
+    u   = eps - a                        (velocity target, d x_t / d t)
+Sampling integrates dx/dt = v(x, t) from t0 down to t1 with Euler steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+Velocity = Callable[[Tensor, Tensor], Tensor]  # (x_t [B, ...], t [B]) -> v [B, ...]
+
+
+def sample_time(
+    batch: int,
+    *,
+    alpha: float = 1.5,
+    beta: float = 1.0,
+    t_min: float = 0.001,
+    t_max: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """t ~ Beta(alpha, beta) scaled to [t_min, t_max]: more weight near noise, as in pi0/Hume."""
+    # Beta via two Gamma draws so that a torch.Generator controls it (Distribution.sample cannot).
+    ga = torch._standard_gamma(torch.full((batch,), alpha, device=device), generator=generator)
+    gb = torch._standard_gamma(torch.full((batch,), beta, device=device), generator=generator)
+    b = ga / (ga + gb)
+    return t_min + (t_max - t_min) * b
+
+
+def _bcast(t: Tensor, like: Tensor) -> Tensor:
+    return t.reshape(t.shape + (1,) * (like.dim() - t.dim()))
+
+
+def interpolate(actions: Tensor, noise: Tensor, t: Tensor) -> Tensor:
+    """x_t = t * noise + (1 - t) * actions, t of shape [B] broadcast over the rest."""
+    tt = _bcast(t, actions)
+    return tt * noise + (1.0 - tt) * actions
+
+
+def velocity_target(actions: Tensor, noise: Tensor) -> Tensor:
+    """u = noise - actions: the constant velocity of the straight path from data to noise."""
+    return noise - actions
+
+
+def flow_matching_loss(
+    pred_velocity: Tensor, actions: Tensor, noise: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """Mean squared error to the velocity target; `mask` [B, H] drops padded steps."""
+    err = (pred_velocity - velocity_target(actions, noise)).pow(2)
+    if mask is None:
+        return err.mean()
+    m = _bcast(mask.to(err.dtype), err)
+    return (err * m).sum() / (m.sum() * err.shape[-1]).clamp_min(1.0)
+
+
+def euler_times(t0: float, t1: float, num_steps: int) -> list[float]:
+    """The num_steps + 1 grid points from t0 to t1 (t0 > t1 when denoising)."""
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+    return [t0 + (t1 - t0) * i / num_steps for i in range(num_steps + 1)]
+
+
+def euler_integrate(
+    velocity: Velocity,
+    x: Tensor,
+    t0: float | Tensor,
+    t1: float | Tensor,
+    num_steps: int,
+    temperature: float | Tensor = 1.0,
+) -> Tensor:
+    """Integrate dx/dt = temperature * v(x, t) from t0 to t1 in num_steps equal Euler steps.
+
+    t0/t1 may be per-sample tensors [B] so that candidates with different start times run in one
+    batch; every sample takes the same number of steps, each of its own size.
+    """
+    b = x.shape[0]
+    t0 = torch.as_tensor(t0, dtype=x.dtype, device=x.device).expand(b)
+    t1 = torch.as_tensor(t1, dtype=x.dtype, device=x.device).expand(b)
+    temp = _bcast(torch.as_tensor(temperature, dtype=x.dtype, device=x.device).expand(b), x)
+    dt = (t1 - t0) / num_steps
+    for i in range(num_steps):
+        t = t0 + dt * i
+        x = x + _bcast(dt, x) * temp * velocity(x, t)
+    return x
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0) -> Tensor:
+    """[B] -> [B, dim] sine/cosine features of t at log-spaced periods (pi0's time embedding)."""
+    if dim % 2:
+        raise ValueError(f"embedding dim must be even, got {dim}")
+    frac = torch.linspace(0.0, 1.0, dim // 2, dtype=torch.float64, device=t.device)
+    period = min_period * (max_period / min_period) ** frac
+    angle = (2 * math.pi / period)[None, :] * t.to(torch.float64)[:, None]
+    return torch.cat([angle.sin(), angle.cos()], dim=-1).to(
+        t.dtype if t.is_floating_point() else torch.float32
+    )

@@ -1,0 +1,1 @@
+"""Simulation: the LIBERO adapter, scripted experts and the evaluator."""
