@@ -1,0 +1,140 @@
+"""The LeRobot dataset layout: path templates, feature specs and metadata files of v2.x and v3.0.
+
+v2.1 (what we write): one parquet file and one mp4 per camera per episode,
+    meta/info.json, meta/tasks.jsonl, meta/episodes.jsonl, meta/episodes_stats.jsonl,
+    data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet,
+    videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4
+v3.0 (read too): many episodes per file,
+    meta/info.json, meta/tasks.parquet, meta/episodes/chunk-XXX/file-XXX.parquet, meta/stats.json,
+    data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet,
+    videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+V21 = "v2.1"
+V30 = "v3.0"
+CHUNKS_SIZE = 1000
+DATA_PATH_V21 = "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
+VIDEO_PATH_V21 = "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
+INFO = "meta/info.json"
+TASKS_JSONL = "meta/tasks.jsonl"
+EPISODES_JSONL = "meta/episodes.jsonl"
+EPISODES_STATS_JSONL = "meta/episodes_stats.jsonl"
+STATS_JSON = "meta/stats.json"
+TASKS_PARQUET = "meta/tasks.parquet"
+EPISODES_DIR_V30 = "meta/episodes"
+
+# Columns every LeRobot frame has, besides the features of the robot.
+INDEX_FEATURES = {
+    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+    "index": {"dtype": "int64", "shape": [1], "names": None},
+    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+
+
+class DatasetFormatError(ValueError):
+    """A folder that is not a LeRobot dataset we can read; the message says what is missing."""
+
+
+def libero_features(image_size: int, fps: float, cameras: tuple[str, ...]) -> dict:
+    """Features of a dataset recorded in LIBERO with our observation and action conventions."""
+    features: dict = {}
+    for cam in cameras:
+        features[f"observation.images.{cam}"] = {
+            "dtype": "video",
+            "shape": [image_size, image_size, 3],
+            "names": ["height", "width", "channel"],
+            "info": {
+                "video.fps": float(fps),
+                "video.height": image_size,
+                "video.width": image_size,
+                "video.channels": 3,
+                "video.codec": "h264",
+                "video.pix_fmt": "yuv420p",
+                "video.is_depth_map": False,
+                "has_audio": False,
+            },
+        }
+    features["observation.state"] = {
+        "dtype": "float32",
+        "shape": [8],
+        "names": ["x", "y", "z", "axis_angle_x", "axis_angle_y", "axis_angle_z", "gripper_l", "gripper_r"],
+    }
+    features["action"] = {
+        "dtype": "float32",
+        "shape": [7],
+        "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+    }
+    features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
+    features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
+    features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
+    features.update(INDEX_FEATURES)
+    return features
+
+
+def video_keys(features: dict) -> list[str]:
+    return [k for k, f in features.items() if f.get("dtype") == "video"]
+
+
+def image_keys(features: dict) -> list[str]:
+    """Images stored inside the parquet files (encoded PNG/JPEG bytes), not as videos."""
+    return [k for k, f in features.items() if f.get("dtype") == "image"]
+
+
+def episode_chunk(episode_index: int, chunks_size: int = CHUNKS_SIZE) -> int:
+    return episode_index // chunks_size
+
+
+def read_json(path: Path) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic: a reader never sees half a file, an interrupted writer leaves the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=4)
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def append_jsonl(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    os.replace(tmp, path)
+
+
+def load_info(root: Path) -> dict:
+    path = root / INFO
+    if not path.is_file():
+        raise DatasetFormatError(
+            f"{root} is not a LeRobot dataset: {INFO} is missing (expected meta/info.json, data/, videos/)"
+        )
+    info = read_json(path)
+    for key in ("codebase_version", "fps", "features"):
+        if key not in info:
+            raise DatasetFormatError(f"{path} has no {key!r}; is this a LeRobot v2.x/v3.0 dataset?")
+    return info
