@@ -1,0 +1,70 @@
+"""Config of System 1 (DINOv2-style encoder per camera + Gemma trunk, cascaded denoising). Torch-free."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class System1Config:
+    """Sizes default to the tiny CPU model; the paper's sizes are given as `full: ...`."""
+
+    cameras: tuple[str, ...] = ("agentview", "wrist")  # order of the image tokens
+    image_size: int = 64  # input resolution the policy resizes to (full: 224)
+    # Vision encoder (transformers Dinov2). `vision_pos_grid` is the image size the position
+    # embeddings were trained for (518 in released DINOv2 checkpoints); other sizes interpolate.
+    vision_hidden_size: int = 64  # full: 384 (DINOv2-small)
+    vision_num_layers: int = 2  # full: 12
+    vision_num_heads: int = 2  # full: 6
+    vision_mlp_ratio: int = 2  # full: 4
+    patch_size: int = 16  # full: 14 -> 257 tokens per 224² image
+    vision_pos_grid: int = 64  # full: 518
+    # Gemma trunk, trained from scratch.
+    width: int = 128  # full: 512
+    num_layers: int = 3  # full: 13
+    num_heads: int = 4  # full: 8
+    num_kv_heads: int = 1  # full: 1
+    head_dim: int = 32  # full: 128
+    intermediate_size: int = 256  # full: 2048
+    # Inputs and outputs.
+    state_dim: int = 8  # full: 32 (padded)
+    action_dim: int = 7  # full: 32 (padded, as System 2's)
+    state_history: int = 2  # K robot states, oldest first
+    chunk_length: int = 8  # h = H / 2 action tokens refined per call
+    s2_chunk_length: int = 16  # H: offsets into System 2's chunk are stamped as offset / H
+    # Cascaded denoising: start from the System-2 slice at theta1 and integrate to 0.
+    theta1: float = 0.1
+    num_steps: int = 2
+
+    def validate(self) -> None:
+        if not self.cameras:
+            raise ValueError("system1.cameras must name at least one camera")
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"system1.cameras has duplicates: {self.cameras}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"system1.num_heads ({self.num_heads}) must be a multiple of "
+                f"num_kv_heads ({self.num_kv_heads})"
+            )
+        if self.vision_hidden_size % self.vision_num_heads:
+            raise ValueError(
+                f"system1.vision_hidden_size ({self.vision_hidden_size}) must be a multiple of "
+                f"vision_num_heads ({self.vision_num_heads})"
+            )
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"system1.image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
+            )
+        if self.width % 2:
+            raise ValueError(f"system1.width must be even (sinusoidal embeddings), got {self.width}")
+        if self.chunk_length > self.s2_chunk_length:
+            raise ValueError(
+                f"system1.chunk_length ({self.chunk_length}) cannot exceed s2_chunk_length "
+                f"({self.s2_chunk_length})"
+            )
+        if not 0.0 < self.theta1 <= 1.0:
+            raise ValueError(f"system1.theta1 must be in (0, 1], got {self.theta1}")
+        if self.num_steps < 1:
+            raise ValueError(f"system1.num_steps must be >= 1, got {self.num_steps}")
+        if self.state_history < 1:
+            raise ValueError(f"system1.state_history must be >= 1, got {self.state_history}")

@@ -1,0 +1,87 @@
+"""A Gemma decoder stack run with an explicit attention mask and an optional cached prefix.
+
+The layers are transformers' own Gemma modules (so their weights load and save as Gemma's); only
+the loop over them is ours, because System 1 and the value-query head need block masks and a
+prefix whose keys/values are computed once and reused by every later query.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import GemmaConfig
+from transformers.models.gemma.modeling_gemma import (
+    GemmaDecoderLayer,
+    GemmaRMSNorm,
+    GemmaRotaryEmbedding,
+    apply_rotary_pos_emb,
+)
+
+KVCache = list[tuple[Tensor, Tensor]]  # per layer: keys, values [B, kv_heads, T, head_dim]
+
+
+def gemma_config(
+    *, width: int, num_layers: int, num_heads: int, num_kv_heads: int, head_dim: int, intermediate_size: int
+) -> GemmaConfig:
+    """A GemmaConfig for a stack fed with embeddings (no vocabulary of its own)."""
+    return GemmaConfig(
+        vocab_size=1,
+        hidden_size=width,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=head_dim,
+        hidden_activation="gelu_pytorch_tanh",
+        pad_token_id=None,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+def block_mask(blocks: Tensor, query_blocks: Tensor | None = None) -> Tensor:
+    """Token i may attend to token j iff block[j] <= block[i]: bidirectional within a block,
+    causal across blocks. `blocks` [T] (keys); `query_blocks` [Tq] (defaults to the keys).
+    Returns a bool mask [Tq, T]."""
+    q = blocks if query_blocks is None else query_blocks
+    return blocks[None, :] <= q[:, None]
+
+
+class GemmaStack(nn.Module):
+    def __init__(self, config: GemmaConfig):
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.rotary = GemmaRotaryEmbedding(config)
+
+    def forward(
+        self, x: Tensor, positions: Tensor, mask: Tensor, prefix: KVCache | None = None
+    ) -> tuple[Tensor, KVCache]:
+        """x [B, T, D] at `positions` [B, T]; mask bool [B, T, P + T] over (prefix, x) keys.
+
+        Returns the normed output [B, T, D] and this call's keys/values per layer, which a later
+        call can pass as `prefix` (the prefix never needs to see the later tokens).
+        """
+        b, t, _ = x.shape
+        cos, sin = self.rotary(x, positions)
+        attn_mask = mask[:, None]  # broadcast over heads
+        kv: KVCache = []
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            h = layer.input_layernorm(x)
+            q = attn.q_proj(h).view(b, t, -1, attn.head_dim).transpose(1, 2)
+            k = attn.k_proj(h).view(b, t, -1, attn.head_dim).transpose(1, 2)
+            v = attn.v_proj(h).view(b, t, -1, attn.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, cos, sin)
+            kv.append((k, v))
+            if prefix is not None:
+                k = torch.cat([prefix[i][0], k], dim=2)
+                v = torch.cat([prefix[i][1], v], dim=2)
+            o = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, scale=attn.scaling, enable_gqa=k.shape[1] != q.shape[1]
+            )
+            x = x + attn.o_proj(o.transpose(1, 2).reshape(b, t, -1))
+            x = x + layer.mlp(layer.post_attention_layernorm(x))
+        return self.norm(x), kv

@@ -1,0 +1,196 @@
+"""System 1: the fast policy that refines System 2's chunk on the current observation.
+
+Token layout (one sequence through a Gemma trunk trained from scratch):
+
+    [ image tokens, camera after camera | K state tokens, stamp token | h action tokens ]
+      block 0: bidirectional              block 1                       block 2
+
+Each block attends to itself and to the blocks before it, so the first two blocks (the
+observation) never see the action tokens: their keys/values are computed once per `refine` call
+and reused by every Euler step of the cascaded denoising (hume/models/cascade.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from transformers import Dinov2Config, Dinov2Model
+
+from hume.models import flow
+from hume.models.cascade import cascaded_denoise
+from hume.models.configuration_system1 import System1Config
+from hume.models.dinov2_checkpoint import load_dinov2_checkpoint
+from hume.models.gemma_stack import GemmaStack, KVCache, block_mask, gemma_config
+
+# DINOv2 was trained on ImageNet-normalised pixels.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def dinov2_config(config: System1Config) -> Dinov2Config:
+    return Dinov2Config(
+        hidden_size=config.vision_hidden_size,
+        num_hidden_layers=config.vision_num_layers,
+        num_attention_heads=config.vision_num_heads,
+        mlp_ratio=config.vision_mlp_ratio,
+        patch_size=config.patch_size,
+        image_size=config.vision_pos_grid,
+    )
+
+
+@dataclass
+class Observation:
+    """The encoded observation: trunk keys/values of blocks 0-1, reused by every denoising step."""
+
+    kv: KVCache
+    length: int  # number of observation tokens (positions of action tokens start here)
+
+
+class System1(nn.Module):
+    def __init__(self, config: System1Config):
+        super().__init__()
+        config.validate()
+        self.config = config
+        w = config.width
+        self.vision_encoder = Dinov2Model(dinov2_config(config))
+        self.vision_proj = nn.Linear(config.vision_hidden_size, w)
+        self.camera_embedding = nn.Parameter(torch.randn(len(config.cameras), w) * 0.02)
+        self.state_proj = nn.Linear(config.state_dim, w)
+        self.stamp_proj = nn.Linear(w, w)
+        self.action_in = nn.Linear(config.action_dim, w)
+        # pi0's action-time fusion: MLP([linear(action), sinusoidal(t)]).
+        self.action_time_mlp = nn.Sequential(nn.Linear(2 * w, w), nn.SiLU(), nn.Linear(w, w))
+        self.trunk = GemmaStack(
+            gemma_config(
+                width=w,
+                num_layers=config.num_layers,
+                num_heads=config.num_heads,
+                num_kv_heads=config.num_kv_heads,
+                head_dim=config.head_dim,
+                intermediate_size=config.intermediate_size,
+            )
+        )
+        self.action_out = nn.Linear(w, config.action_dim)
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def load_vision_encoder(self, directory: str | Path) -> None:
+        """Load pretrained DINOv2 weights (a transformers `save_pretrained` directory)."""
+        load_dinov2_checkpoint(self.vision_encoder, directory)
+
+    def _dtype(self) -> torch.dtype:
+        return self.vision_proj.weight.dtype
+
+    def encode_images(self, images: dict[str, Tensor]) -> Tensor:
+        """{camera: [B, 3, H, W] in [-1, 1]} -> image tokens [B, cameras * tokens, W]."""
+        missing = [c for c in self.config.cameras if c not in images]
+        if missing:
+            raise KeyError(
+                f"System 1 needs images from cameras {list(self.config.cameras)}; missing {missing} "
+                f"(got {sorted(images)})"
+            )
+        views = [images[c] for c in self.config.cameras]
+        if any(v.shape != views[0].shape for v in views):
+            raise ValueError(f"all cameras must share one image shape, got {[list(v.shape) for v in views]}")
+        b = views[0].shape[0]
+        # All cameras through the encoder as one batch: [cameras * B, 3, H, W].
+        x = torch.cat(views).to(self._dtype())
+        x = ((x + 1.0) * 0.5 - self.pixel_mean) / self.pixel_std
+        tokens = self.vision_proj(self.vision_encoder(pixel_values=x).last_hidden_state)
+        tokens = tokens.unflatten(0, (len(views), b)) + self.camera_embedding[:, None, None]
+        return tokens.transpose(0, 1).flatten(1, 2)
+
+    def encode_observation(
+        self, images: dict[str, Tensor], state_history: Tensor, offset: Tensor
+    ) -> Observation:
+        """Run blocks 0-1 through the trunk once; state_history [B, K, S], offset [B] (steps into
+        System 2's chunk, stamped as offset / H)."""
+        cfg = self.config
+        if state_history.dim() != 3 or state_history.shape[1:] != (cfg.state_history, cfg.state_dim):
+            raise ValueError(
+                f"state_history must be [B, {cfg.state_history}, {cfg.state_dim}], "
+                f"got {list(state_history.shape)}"
+            )
+        image_tokens = self.encode_images(images)
+        b, dtype = image_tokens.shape[0], image_tokens.dtype
+        states = self.state_proj(state_history.to(dtype))
+        stamp = flow.sinusoidal_embedding(offset.to(dtype) / cfg.s2_chunk_length, cfg.width)
+        stamp = self.stamp_proj(stamp.to(dtype))[:, None]
+        x = torch.cat([image_tokens, states, stamp], dim=1)
+        blocks = torch.cat(
+            [
+                torch.zeros(image_tokens.shape[1], dtype=torch.long),
+                torch.ones(cfg.state_history + 1, dtype=torch.long),
+            ]
+        ).to(x.device)
+        positions = torch.arange(x.shape[1], device=x.device)[None].expand(b, -1)
+        _, kv = self.trunk(x, positions, block_mask(blocks)[None].expand(b, -1, -1))
+        return Observation(kv=kv, length=x.shape[1])
+
+    def velocity(self, observation: Observation, x_t: Tensor, t: Tensor) -> Tensor:
+        """The flow velocity of the action tokens: x_t [B, h, A], t [B] -> v [B, h, A]."""
+        b, h, _ = x_t.shape
+        time = flow.sinusoidal_embedding(t, self.config.width).to(x_t.dtype)
+        tokens = self.action_time_mlp(
+            torch.cat([self.action_in(x_t), time[:, None].expand(-1, h, -1)], dim=-1)
+        )
+        positions = observation.length + torch.arange(h, device=x_t.device)[None].expand(b, -1)
+        # Action tokens see the whole observation and each other.
+        mask = torch.ones(b, h, observation.length + h, dtype=torch.bool, device=x_t.device)
+        out, _ = self.trunk(tokens, positions, mask, prefix=observation.kv)
+        return self.action_out(out)
+
+    def _check_slice(self, name: str, chunk: Tensor) -> None:
+        cfg = self.config
+        if chunk.dim() != 3 or chunk.shape[1:] != (cfg.chunk_length, cfg.action_dim):
+            raise ValueError(
+                f"{name} must be [B, {cfg.chunk_length}, {cfg.action_dim}] (the System-2 slice of h steps), "
+                f"got {list(chunk.shape)}"
+            )
+
+    def refine(
+        self,
+        images: dict[str, Tensor],
+        state_history: Tensor,
+        offset: Tensor,
+        start: Tensor,
+        theta1: float | None = None,
+        num_steps: int | None = None,
+    ) -> Tensor:
+        """Cascaded denoising: `start` [B, h, A] (the slice of System 2's chunk that covers the next
+        h steps) is taken as a sample at time theta1 and integrated to 0 on this observation."""
+        self._check_slice("start", start)
+        theta1 = self.config.theta1 if theta1 is None else theta1
+        num_steps = self.config.num_steps if num_steps is None else num_steps
+        observation = self.encode_observation(images, state_history, offset)
+        return cascaded_denoise(
+            lambda x, t: self.velocity(observation, x, t), start.to(self._dtype()), theta1, num_steps
+        )
+
+    def loss(
+        self,
+        images: dict[str, Tensor],
+        state_history: Tensor,
+        offset: Tensor,
+        s2_slice: Tensor,
+        actions: Tensor,
+        t: Tensor | None = None,
+        mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Flow matching from the System-2 slice to the ground truth (HUME.md):
+        x_t = t * s2_slice + (1 - t) * actions, target u = s2_slice - actions.
+        s2_slice, actions [B, h, A]; t [B] (default: flow.sample_time); mask [B, h] drops padding."""
+        self._check_slice("s2_slice", s2_slice)
+        self._check_slice("actions", actions)
+        dtype = self._dtype()
+        s2_slice, actions = s2_slice.to(dtype), actions.to(dtype)
+        if t is None:
+            t = flow.sample_time(actions.shape[0], generator=generator, device=actions.device)
+        t = t.to(dtype)
+        observation = self.encode_observation(images, state_history, offset)
+        x_t = flow.interpolate(actions, s2_slice, t)
+        return flow.flow_matching_loss(self.velocity(observation, x_t, t), actions, s2_slice, mask)

@@ -1,0 +1,160 @@
+"""Value-query head: scores System 2's candidate chunks with Q(state, first k actions).
+
+A small Gemma reads the *detached* System-2 prefix embeddings (image + language tokens) plus one
+learnable query token; the query token's output is the state feature. An ensemble of independent
+critic MLPs maps [state feature, first k actions] to Q; target copies of the critics (Polyak
+averaged) give the pessimistic score used for selection. A tanh-Gaussian actor and a learned
+temperature make the SAC half of Cal-QL (losses in hume/models/calql.py).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hume.models.configuration_value_query_head import ValueQueryHeadConfig
+from hume.models.gemma_stack import GemmaStack, gemma_config
+
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(in_dim, h), nn.ReLU()]
+        in_dim = h
+    layers.append(nn.Linear(in_dim, out_dim))
+    return nn.Sequential(*layers)
+
+
+class TanhGaussianActor(nn.Module):
+    """pi(a | s) = tanh(N(mean(s), std(s))): bounded actions in [-1, 1] with a tractable log-prob."""
+
+    def __init__(self, feature_dim: int, action_dim: int, hidden: tuple[int, ...], log_std_range):
+        super().__init__()
+        self.net = mlp(feature_dim, hidden, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_range
+
+    def forward(
+        self,
+        feature: Tensor,
+        num_samples: int = 1,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """feature [B, F] -> actions [B, n, D] (reparameterised) and their log-probs [B, n]."""
+        mean, log_std = self.net(feature).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.log_std_min, self.log_std_max)
+        mean = mean[:, None].expand(-1, num_samples, -1)
+        log_std = log_std[:, None].expand(-1, num_samples, -1)
+        std = log_std.exp()
+        if deterministic:
+            eps = torch.zeros_like(mean)
+        else:
+            eps = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
+        u = mean + std * eps
+        gaussian = -0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        # log |d tanh(u)/du| = log(1 - tanh(u)^2), written stably as 2 (log 2 - u - softplus(-2u)).
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return torch.tanh(u), (gaussian - log_det).sum(-1)
+
+
+class ValueQueryHead(nn.Module):
+    def __init__(self, config: ValueQueryHeadConfig, prefix_dim: int):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.prefix_dim = prefix_dim
+        w = config.width
+        self.input_proj = nn.Linear(prefix_dim, w)
+        self.query = nn.Parameter(torch.randn(w) * 0.02)
+        self.encoder = GemmaStack(
+            gemma_config(
+                width=w,
+                num_layers=config.num_layers,
+                num_heads=config.num_heads,
+                num_kv_heads=config.num_kv_heads,
+                head_dim=config.head_dim,
+                intermediate_size=config.intermediate_size,
+            )
+        )
+        critic_in = w + config.action_steps * config.action_dim
+        # Independent MLPs, each with its own output layer (the official code shares one).
+        self.critics = nn.ModuleList(
+            mlp(critic_in, config.critic_hidden, 1) for _ in range(config.num_critics)
+        )
+        self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
+        self.actor = TanhGaussianActor(
+            w,
+            config.action_steps * config.action_dim,
+            config.actor_hidden,
+            (config.log_std_min, config.log_std_max),
+        )
+        self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
+
+    @property
+    def temperature(self) -> Tensor:
+        return self.log_alpha.exp()
+
+    def state_feature(self, prefix_embs: Tensor, prefix_mask: Tensor) -> Tensor:
+        """prefix_embs [B, L, D] (System 2's image + language embeddings), prefix_mask [B, L] bool
+        -> state feature [B, W]. The prefix is detached: critic gradients never reach System 2."""
+        if prefix_embs.shape[-1] != self.prefix_dim:
+            raise ValueError(
+                f"value-query head expects prefix embeddings of width {self.prefix_dim}, got "
+                f"{prefix_embs.shape[-1]} (System 2's VLM width and the head's prefix_dim must match)"
+            )
+        b, length, _ = prefix_embs.shape
+        x = self.input_proj(prefix_embs.detach().to(self.input_proj.weight.dtype))
+        x = torch.cat([x, self.query.to(x.dtype).expand(b, 1, -1)], dim=1)
+        valid = torch.cat([prefix_mask.bool(), prefix_mask.new_ones(b, 1, dtype=torch.bool)], dim=1)
+        # Prefix tokens attend among themselves (bidirectionally); the query token attends to all.
+        is_query = torch.zeros(length + 1, dtype=torch.bool, device=x.device)
+        is_query[-1] = True
+        mask = valid[:, None, :] & (is_query[None, :] <= is_query[:, None])[None]
+        positions = torch.arange(length + 1, device=x.device)[None].expand(b, -1)
+        out, _ = self.encoder(x, positions, mask)
+        return out[:, -1]
+
+    def critic_actions(self, actions: Tensor) -> Tensor:
+        """actions [B, N, H, A] -> the first k actions, flattened: [B, N, k * A]."""
+        k, a = self.config.action_steps, self.config.action_dim
+        if actions.dim() != 4 or actions.shape[2] < k or actions.shape[3] != a:
+            raise ValueError(f"candidate actions must be [B, N, H >= {k}, {a}], got {list(actions.shape)}")
+        return actions[:, :, :k].flatten(2)
+
+    def q_values(self, feature: Tensor, actions: Tensor, target: bool = False) -> Tensor:
+        """feature [B, W], actions [B, N, H, A] -> Q of every critic [E, B, N]."""
+        flat = self.critic_actions(actions).to(feature.dtype)
+        x = torch.cat([feature[:, None].expand(-1, flat.shape[1], -1), flat], dim=-1)
+        critics = self.target_critics if target else self.critics
+        return torch.stack([critic(x).squeeze(-1) for critic in critics])
+
+    def forward(
+        self, prefix_embs: Tensor, prefix_mask: Tensor, actions: Tensor, target: bool = False
+    ) -> Tensor:
+        """prefix_embs [B, L, D], prefix_mask [B, L], candidates [B, N, H, A] -> q [E, B, N]."""
+        return self.q_values(self.state_feature(prefix_embs, prefix_mask), actions, target=target)
+
+    @torch.no_grad()
+    def select(self, prefix_embs: Tensor, prefix_mask: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        """The candidate with the highest pessimistic value: argmax over N of the minimum over the
+        target ensemble. Returns index [B] and the values [B, N]."""
+        values = self(prefix_embs, prefix_mask, actions, target=True).min(dim=0).values
+        return values.argmax(dim=-1), values
+
+    def act(
+        self, feature: Tensor, num_samples: int = 1, deterministic: bool = False, generator=None
+    ) -> tuple[Tensor, Tensor]:
+        """Actor samples as chunks: feature [B, W] -> actions [B, n, k, A], log-probs [B, n]."""
+        flat, log_prob = self.actor(feature, num_samples, deterministic=deterministic, generator=generator)
+        return flat.unflatten(-1, (self.config.action_steps, self.config.action_dim)), log_prob
+
+    @torch.no_grad()
+    def update_targets(self, tau: float | None = None) -> None:
+        """Polyak averaging: target <- (1 - tau) target + tau online."""
+        tau = self.config.tau if tau is None else tau
+        for online, target in zip(self.critics.parameters(), self.target_critics.parameters(), strict=True):
+            target.lerp_(online, tau)

@@ -1,0 +1,145 @@
+"""Value-query head: state feature over the detached prefix, independent critics, target selection."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+from hume.models.configuration_value_query_head import ValueQueryHeadConfig
+from hume.models.value_query_head import ValueQueryHead
+
+CFG = ValueQueryHeadConfig()
+PREFIX_DIM = 48
+
+
+@pytest.fixture()
+def head():
+    torch.manual_seed(0)
+    return ValueQueryHead(CFG, prefix_dim=PREFIX_DIM)
+
+
+def prefix(batch=2, length=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    embs = torch.randn(batch, length, PREFIX_DIM, generator=g)
+    mask = torch.ones(batch, length, dtype=torch.bool)
+    mask[1, 9:] = False  # sample 1 has 3 padding tokens
+    return embs, mask
+
+
+def candidates(batch=2, n=5, horizon=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, n, horizon, CFG.action_dim, generator=g)
+
+
+def test_forward_shape_and_critics_are_independent(head):
+    embs, mask = prefix()
+    q = head(embs, mask, candidates())
+    assert q.shape == (CFG.num_critics, 2, 5)
+    assert not torch.allclose(q[0], q[1])
+    # No parameter is shared between critics (the official code shares the output layer).
+    ptrs = [{p.data_ptr() for p in c.parameters()} for c in head.critics]
+    assert not ptrs[0] & ptrs[1]
+    with torch.no_grad():
+        head.critics[1][-1].bias.add_(1.0)
+    q2 = head(embs, mask, candidates())
+    torch.testing.assert_close(q2[0], q[0])
+    torch.testing.assert_close(q2[1], q[1] + 1.0)
+
+
+def test_only_the_first_k_actions_matter(head):
+    embs, mask = prefix()
+    acts = candidates()
+    changed = acts.clone()
+    changed[:, :, CFG.action_steps :] += 5.0
+    torch.testing.assert_close(head(embs, mask, changed), head(embs, mask, acts))
+    changed[:, :, CFG.action_steps - 1] += 1.0
+    assert not torch.allclose(head(embs, mask, changed), head(embs, mask, acts))
+
+
+def test_prefix_is_detached_and_padding_is_ignored(head):
+    embs, mask = prefix()
+    embs.requires_grad_(True)
+    q = head(embs, mask, candidates())
+    q.sum().backward()
+    assert embs.grad is None
+    assert head.query.grad is not None and head.query.grad.abs().sum() > 0
+    assert head.encoder.layers[0].self_attn.q_proj.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        garbage = embs.detach().clone()
+        garbage[1, 9:] = 100.0
+        torch.testing.assert_close(head.state_feature(garbage, mask), head.state_feature(embs.detach(), mask))
+
+
+def test_select_is_argmax_of_min_over_target_critics(head):
+    embs, mask = prefix()
+    acts = candidates()
+    with torch.no_grad():
+        # Make online and target critics disagree: selection must follow the targets.
+        for p in head.critics.parameters():
+            p.add_(torch.randn_like(p))
+        target_q = head(embs, mask, acts, target=True)
+    index, values = head.select(embs, mask, acts)
+    assert index.shape == (2,) and values.shape == (2, 5)
+    expected = torch.minimum(target_q[0], target_q[1])
+    torch.testing.assert_close(values, expected)
+    assert index.tolist() == [int(expected[b].argmax()) for b in range(2)]
+    online = head(embs, mask, acts).min(dim=0).values
+    assert not torch.allclose(online, values)
+
+
+def test_polyak_update(head):
+    with torch.no_grad():
+        for p in head.critics.parameters():
+            p.add_(1.0)
+    before = [p.clone() for p in head.target_critics.parameters()]
+    online = [p.clone() for p in head.critics.parameters()]
+    head.update_targets()
+    for b, o, t in zip(before, online, head.target_critics.parameters(), strict=True):
+        torch.testing.assert_close(t, 0.995 * b + 0.005 * o)
+        assert not t.requires_grad
+    head.update_targets(tau=1.0)
+    for o, t in zip(online, head.target_critics.parameters(), strict=True):
+        torch.testing.assert_close(t, o)
+
+
+def test_actor_log_prob_has_the_tanh_correction(head):
+    embs, mask = prefix()
+    with torch.no_grad():
+        feature = head.state_feature(embs, mask)
+    g = torch.Generator().manual_seed(3)
+    actions, log_prob = head.act(feature, num_samples=4, generator=g)
+    assert actions.shape == (2, 4, CFG.action_steps, CFG.action_dim) and log_prob.shape == (2, 4)
+    assert actions.abs().max() < 1.0
+    mean, log_std = head.actor.net(feature).chunk(2, dim=-1)
+    std = log_std.clamp(CFG.log_std_min, CFG.log_std_max).exp()
+    reference = TransformedDistribution(Normal(mean[:, None], std[:, None]), [TanhTransform()])
+    expected = reference.log_prob(actions.flatten(2).clamp(-1 + 1e-6, 1 - 1e-6)).sum(-1)
+    torch.testing.assert_close(log_prob, expected, rtol=1e-3, atol=1e-3)
+    det, _ = head.act(feature, deterministic=True)
+    torch.testing.assert_close(det.flatten(2)[:, 0], torch.tanh(mean))
+
+
+def test_temperature_and_errors(head):
+    assert math.isclose(head.temperature.item(), CFG.init_temperature, rel_tol=1e-6)
+    embs, mask = prefix()
+    with pytest.raises(ValueError, match="width 48"):
+        head(torch.randn(2, 12, 32), mask, candidates())
+    with pytest.raises(ValueError, match="candidate actions"):
+        head(embs, mask, candidates(horizon=CFG.action_steps - 1))
+
+
+def test_full_config_builds_on_meta_device():
+    full = ValueQueryHeadConfig(
+        width=2048,
+        num_layers=4,
+        num_heads=8,
+        head_dim=256,
+        intermediate_size=16384,
+        action_dim=32,
+        action_steps=10,
+    )
+    with torch.device("meta"):
+        model = ValueQueryHead(full, prefix_dim=2048)
+    n = sum(p.numel() for p in model.parameters())
+    assert 4 * 2048 * 16384 * 3 < n < 1e9
