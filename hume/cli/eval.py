@@ -1,11 +1,37 @@
-"""`hume eval`: not implemented yet."""
+"""`hume eval --config configs/eval/X.yaml --output DIR`: evaluate a policy in LIBERO -> DIR/results.json.
+
+Modes: `sync` (HumePolicy.select_action in the loop), `async` (System 2's latency replayed on a
+virtual clock), `deploy` (the two-process runtime). An interrupted run continues when started
+again with the same --output. See docs/evaluation.md.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 
-from hume.cli.not_implemented import refuse
+from hume.config import parse_config
 
 
 def main(argv: Sequence[str]) -> int:
-    return refuse("eval", argv)
+    from sim.eval_config import EvalConfig
+
+    cfg = parse_config(EvalConfig, argv, prog="hume eval")
+    from sim.evaluator import evaluate
+    from sim.libero_env import LiberoError, RendererError
+
+    try:
+        results = evaluate(cfg)
+    except (LiberoError, RendererError) as e:
+        print(f"hume eval: {e}", file=sys.stderr)
+        return 2
+    lo, hi = results["ci95"]
+    for t in results["tasks"]:
+        print(f"  task {t['task_id']:>2} {t['successes']:>3}/{t['episodes']:<3} {t['name']}")
+    print(
+        f"{results['suite']} ({results['mode']}): {results['success_rate']:.1%} success over "
+        f"{results['episodes']} episodes, 95% CI [{lo:.1%}, {hi:.1%}] -> {cfg.output}/results.json"
+    )
+    print(json.dumps({k: results[k] for k in ("suite", "mode", "episodes", "success_rate", "ci95")}))
+    return 0

@@ -1,0 +1,39 @@
+"""One LIBERO episode: reset to an official initial state, run a policy until success or the limit."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.libero_env import LiberoEnv
+from sim.policies import Policy
+
+
+@dataclass
+class EpisodeResult:
+    success: bool
+    steps: int  # policy steps taken (the no-op wait not counted)
+    seconds: float  # wall time: simulator + policy
+    frames: list[np.ndarray] = field(default_factory=list)  # side-by-side camera views, if recorded
+
+
+def video_frame(obs: dict) -> np.ndarray:
+    """All camera images of an observation side by side (what a video of the episode shows)."""
+    images = [v for k, v in sorted(obs.items()) if k.startswith("observation.images.")]
+    return np.concatenate(images, axis=1)
+
+
+def run_episode(env: LiberoEnv, policy: Policy, init_state: int, record: bool = False) -> EpisodeResult:
+    """Run `policy` from official initial state `init_state` for at most `env.max_steps` steps."""
+    t0 = time.monotonic()
+    obs = env.reset(init_state)
+    policy.reset()
+    frames = [video_frame(obs)] if record else []
+    success = False
+    while not success and not env.truncated:
+        obs, success = env.step(policy.select_action(obs))
+        if record:
+            frames.append(video_frame(obs))
+    return EpisodeResult(success=success, steps=env.steps, seconds=time.monotonic() - t0, frames=frames)

@@ -1,0 +1,86 @@
+"""`hume eval` configuration (import-light: no torch, no simulator)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hume.config import ConfigError
+
+MODES = ("sync", "async", "deploy")
+POLICY_TYPES = ("hume", "replay")
+
+
+@dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    # "hume": a HumePolicy checkpoint folder; "replay": recorded actions from a LeRobot dataset
+    # (episode i of a task replays the dataset's i-th episode of that task).
+    type: str = "hume"
+    checkpoint: str = "checkpoints/default"
+    dataset: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyConfig:
+    """`async` mode: System 2's chunk becomes visible only `latency` control steps after the
+    observation it was computed from, on a virtual clock (deterministic, independent of the CPU)."""
+
+    # Fixed latency in control steps (used when ms_samples is empty).
+    steps: int = 4
+    # Measured System-2 think times in ms (e.g. from `hume bench`); each think draws one, seeded,
+    # and it is converted to control steps at control_hz (rounded up).
+    ms_samples: list[float] = dataclasses.field(default_factory=list)
+    control_hz: float = 20.0
+    # System 2 starts a new think this often (control steps); 0 = the policy's s2_replan_steps.
+    # A think never starts before the previous one has landed (one System-2 worker).
+    think_every: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    # A LIBERO suite (libero_spatial/object/goal/10/90) or a LIBERO-PRO variant the package provides.
+    suite: str = "libero_spatial"
+    # Task ids or names to evaluate; empty = every task of the suite.
+    tasks: list[str] = dataclasses.field(default_factory=list)
+    # Episodes per task; episode i starts from official initial state (first_init_state + i) mod 50.
+    episodes_per_task: int = 50
+    first_init_state: int = 0
+    mode: str = "sync"
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
+    # Episode e of task t is seeded with hash(seed, t, e): the same regardless of worker or order.
+    seed: int = 7
+    # Worker processes running episodes in parallel (each with its own simulator and policy).
+    num_workers: int = 2
+    # Rendered camera resolution (the standard LIBERO evaluation renders 256x256).
+    image_size: int = 256
+    # Multisampling, shadows and reflections off: ~2.4x faster rendering but different pixels
+    # from the standard renderer, so a policy trained on standard images may score differently.
+    fast_render: bool = False
+    # Policy steps per episode; 0 = the suite's standard limit (220/280/300/520, 400 for libero_90).
+    max_steps: int = 0
+    # mp4 videos of the first k episodes of each task (0 = none).
+    videos_per_task: int = 1
+    output: str = "outputs/eval"
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.policy.type not in POLICY_TYPES:
+            raise ConfigError(
+                f"policy.type must be one of {', '.join(POLICY_TYPES)}, got {self.policy.type!r}"
+            )
+        if self.policy.type == "replay" and not self.policy.dataset:
+            raise ConfigError("policy.type=replay needs policy.dataset: a LeRobot dataset folder")
+        if self.policy.type != "hume" and self.mode != "sync":
+            raise ConfigError(f"mode {self.mode} needs a Hume policy (think/refine); use mode=sync")
+        for name in ("episodes_per_task", "num_workers", "image_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("first_init_state", "max_steps", "videos_per_task"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        lat = self.latency
+        if lat.steps < 0 or lat.think_every < 0:
+            raise ConfigError("latency.steps and latency.think_every must be >= 0")
+        if lat.control_hz <= 0 or any(ms < 0 for ms in lat.ms_samples):
+            raise ConfigError("latency.control_hz must be > 0 and latency.ms_samples must be >= 0")

@@ -1,0 +1,293 @@
+"""The LIBERO evaluator: episodes in parallel workers, an append-only log, results.json.
+
+Every episode is a unit (task, episode index) with its own initial state and seed, so its
+outcome does not depend on which worker ran it or in what order. Finished episodes are appended
+to `DIR/episodes.jsonl` by the main process only; on start that log is read back and finished
+units are skipped, so an interrupted run continues where it stopped and counts nothing twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from hume.config import ConfigError, to_dict
+from sim.eval_config import EvalConfig
+from sim.libero_env import LiberoEnv, LiberoTask, check_suite, get_task, max_steps_for
+from sim.report import write_chart, write_results
+from sim.video import write_video
+
+log = logging.getLogger(__name__)
+
+EPISODE_LOG = "episodes.jsonl"
+RUN_CONFIG = "eval_config.json"
+# Config fields that change an episode's outcome; a resumed run must agree on all of them.
+OUTCOME_FIELDS = (
+    "suite",
+    "mode",
+    "policy",
+    "latency",
+    "seed",
+    "image_size",
+    "fast_render",
+    "max_steps",
+    "first_init_state",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    task_id: int
+    episode: int  # index within the task: 0 .. episodes_per_task - 1
+    init_state: int  # official initial state index
+    seed: int
+
+
+def episode_seed(seed: int, task_id: int, episode: int) -> int:
+    digest = hashlib.sha256(f"{seed}/{task_id}/{episode}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def select_tasks(cfg: EvalConfig) -> list[LiberoTask]:
+    from sim.libero_env import task_names
+
+    check_suite(cfg.suite)
+    wanted = cfg.tasks or [str(i) for i in range(len(task_names(cfg.suite)))]
+    return [get_task(cfg.suite, t) for t in wanted]
+
+
+def plan(cfg: EvalConfig, tasks: list[LiberoTask]) -> list[Unit]:
+    """All units in task order; init states wrap around the task's official states (usually 50)."""
+    units = []
+    for task in tasks:
+        n_states = len(task.init_states())
+        for e in range(cfg.episodes_per_task):
+            init = (cfg.first_init_state + e) % n_states
+            units.append(Unit(task.task_id, e, init, episode_seed(cfg.seed, task.task_id, e)))
+    return units
+
+
+def read_log(path: Path) -> dict[tuple[int, int], dict]:
+    """Finished episodes by (task_id, episode); a torn last line (a crash mid-write) is ignored."""
+    done: dict[tuple[int, int], dict] = {}
+    if not path.is_file():
+        return done
+    for i, line in enumerate(path.read_text().splitlines()):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            log.warning("%s line %d is incomplete (interrupted write); that episode runs again", path, i + 1)
+            continue
+        done.setdefault((row["task_id"], row["episode"]), row)
+    return done
+
+
+def append_log(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def check_resume(cfg: EvalConfig, out: Path) -> None:
+    """Refuse to mix episodes of a different evaluation into this output folder."""
+    now = {k: v for k, v in to_dict(cfg).items() if k in OUTCOME_FIELDS}
+    path = out / RUN_CONFIG
+    if path.is_file():
+        before = json.loads(path.read_text())
+        diff = sorted(k for k in OUTCOME_FIELDS if before.get(k) != now.get(k))
+        if diff:
+            raise ConfigError(
+                f"{out} holds episodes of a different evaluation (differs in: {', '.join(diff)}); "
+                "pass another --output DIR, or delete that folder to start over"
+            )
+    else:
+        path.write_text(json.dumps(now, indent=2) + "\n")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+def check_checkpoint(path: str) -> None:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        what = "has no config.json" if p.is_dir() else "does not exist"
+        raise ConfigError(
+            f"policy checkpoint {path} {what}: pass --policy.checkpoint=DIR naming a folder written by "
+            "`hume train` or HumePolicy.save_pretrained (config.json + model.safetensors)"
+        )
+
+
+def make_policy(cfg: EvalConfig):
+    """The policy a config names, wrapped for its mode: what `select_action` is called on."""
+    if cfg.policy.type == "replay":
+        from sim.policies import DatasetReplayPolicy
+
+        return DatasetReplayPolicy(cfg.policy.dataset)
+    from hume.policy import HumePolicy
+
+    check_checkpoint(cfg.policy.checkpoint)
+    policy = HumePolicy.from_pretrained(cfg.policy.checkpoint)
+    if cfg.mode == "async":
+        from sim.latency import LatencyModel, VirtualClockPolicy
+
+        return VirtualClockPolicy(
+            policy, LatencyModel(cfg.latency, cfg.seed), think_every=cfg.latency.think_every
+        )
+    return policy
+
+
+class Worker:
+    """Runs units: keeps one simulator (the current task's) and one policy for its lifetime."""
+
+    def __init__(self, cfg: EvalConfig, out: Path, policy_factory: Callable[[EvalConfig], object]):
+        self.cfg = cfg
+        self.out = out
+        self.policy = policy_factory(cfg)
+        self.env: LiberoEnv | None = None
+
+    def _env_for(self, task_id: int) -> LiberoEnv:
+        if self.env is None or self.env.task.task_id != task_id:
+            if self.env is not None:
+                self.env.close()
+            self.env = LiberoEnv(
+                self.cfg.suite,
+                task_id,
+                image_size=self.cfg.image_size,
+                fast_render=self.cfg.fast_render,
+                max_steps=self.cfg.max_steps or max_steps_for(self.cfg.suite),
+            )
+        return self.env
+
+    def run(self, unit: Unit) -> dict:
+        from sim.episode import run_episode
+
+        env = self._env_for(unit.task_id)
+        seed_everything(unit.seed)
+        begin = getattr(self.policy, "begin_episode", None)
+        if callable(begin):
+            begin(env.task, unit.init_state, unit.seed)
+        record = unit.episode < self.cfg.videos_per_task
+        result = run_episode(env, self.policy, unit.init_state, record=record)
+        row = {
+            **dataclasses.asdict(unit),
+            "task": env.task.name,
+            "success": result.success,
+            "steps": result.steps,
+            "seconds": round(result.seconds, 3),
+        }
+        stats = getattr(self.policy, "episode_stats", None)
+        if callable(stats):
+            row.update(stats())
+        if record:
+            outcome = "success" if result.success else "failure"
+            name = f"task{unit.task_id:02d}_ep{unit.episode:03d}_{outcome}.mp4"
+            row["video"] = str(Path("videos") / name)
+            write_video(self.out / row["video"], result.frames, fps=20)
+        return row
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+_worker: Worker | None = None
+
+
+def _init_worker(cfg: EvalConfig, out: Path, policy_factory, threads: int) -> None:
+    global _worker
+    if "torch" in sys.modules or cfg.policy.type == "hume":
+        import torch
+
+        torch.set_num_threads(threads)
+    _worker = Worker(cfg, out, policy_factory)
+
+
+def _run_unit(unit: Unit) -> dict:
+    assert _worker is not None
+    return _worker.run(unit)
+
+
+def _run_all(cfg, out, units, policy_factory) -> Iterator[dict]:
+    workers = min(cfg.num_workers, len(units))
+    if workers <= 1:
+        worker = Worker(cfg, out, policy_factory)
+        try:
+            for unit in units:
+                yield worker.run(unit)
+        finally:
+            worker.close()
+        return
+    # spawn, not fork: a forked EGL context or torch thread pool is not safe to reuse.
+    ctx = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, out, policy_factory, threads)) as pool:
+        yield from pool.imap_unordered(_run_unit, units)
+
+
+def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | None = None) -> dict:
+    """Run (or continue) the evaluation `cfg` describes; returns what results.json holds.
+
+    `policy_factory(cfg)` builds the policy in each worker (default: the config's Hume checkpoint,
+    wrapped for the mode); it must be picklable when num_workers > 1.
+    """
+    from tqdm import tqdm
+
+    if cfg.mode == "deploy":
+        raise ConfigError(
+            "mode deploy is not implemented yet: the two-process runtime it drives has not landed; "
+            "use mode=sync or mode=async"
+        )
+    if policy_factory is None:
+        if cfg.policy.type == "hume":
+            check_checkpoint(cfg.policy.checkpoint)
+        policy_factory = make_policy
+    out = Path(cfg.output)
+    out.mkdir(parents=True, exist_ok=True)
+    check_resume(cfg, out)
+    tasks = select_tasks(cfg)
+    units = plan(cfg, tasks)
+    log_path = out / EPISODE_LOG
+    done = read_log(log_path)
+    todo = [u for u in units if (u.task_id, u.episode) not in done]
+    if done:
+        log.info("resuming %s: %d of %d episodes already done", out, len(units) - len(todo), len(units))
+    rows = [done[(u.task_id, u.episode)] for u in units if (u.task_id, u.episode) in done]
+    t0 = time.monotonic()
+    bar = tqdm(
+        total=len(units), initial=len(rows), desc=f"{cfg.suite} {cfg.mode}", unit="ep", file=sys.stderr
+    )
+    try:
+        for row in _run_all(cfg, out, todo, policy_factory):
+            append_log(log_path, row)
+            rows.append(row)
+            bar.update(1)
+            bar.set_postfix(success=f"{sum(r['success'] for r in rows) / len(rows):.1%}")
+    finally:
+        bar.close()
+    wall = time.monotonic() - t0
+    throughput = {
+        "episodes_run": len(todo),
+        "wall_s": round(wall, 2),
+        "episodes_per_hour": round(len(todo) / wall * 3600, 1) if todo and wall > 0 else None,
+        "num_workers": min(cfg.num_workers, max(len(todo), 1)),
+    }
+    results = write_results(out, cfg, tasks, rows, throughput)
+    write_chart(out / "success_by_task.png", results)
+    return results

@@ -1,0 +1,119 @@
+"""System-2 latency on a virtual clock: the `async` evaluation mode, deterministic and CPU-independent.
+
+Time is counted in control steps. System 2 starts a think on the observation of step t; its chunk
+becomes visible at step t + latency, tagged with t. Every step, System 1 refines the newest
+visible chunk on the current observation at offset (now - t), as the System-1 node does. Before
+the first chunk lands, and after the last one runs out, the robot holds still.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from sim.eval_config import LatencyConfig
+from sim.policies import hold_action
+
+
+class LatencyModel:
+    """Latency of each think in control steps: fixed, or drawn (seeded) from measured think times."""
+
+    def __init__(self, cfg: LatencyConfig, seed: int):
+        self.cfg = cfg
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self) -> int:
+        if not self.cfg.ms_samples:
+            return self.cfg.steps
+        ms = float(self.rng.choice(self.cfg.ms_samples))
+        # The chunk can only be used at the first control step after it exists.
+        return math.ceil(ms * self.cfg.control_hz / 1000.0 - 1e-9)
+
+
+class VirtualClockPolicy:
+    """A Hume policy (think/refine halves) behind `select_action`, with System 2's latency replayed.
+
+    One System-2 worker: a new think starts `think_every` steps after the previous one started,
+    but never before the previous chunk has landed. System 1 refines when a new chunk lands, when
+    its refined actions run out, and every `s1_replan_steps` steps.
+    """
+
+    def __init__(self, policy, latency: LatencyModel, think_every: int = 0):
+        cfg = policy.config
+        self.policy = policy
+        self.latency = latency
+        self.chunk_size = cfg.chunk_size
+        self.horizon = cfg.s1_horizon
+        self.refine_every = cfg.s1_replan_steps
+        self.think_every = think_every or cfg.s2_replan_steps
+        self.reset()
+
+    def reset(self) -> None:
+        self.policy.reset()
+        self.t = 0
+        self.chunk = None
+        self.chunk_step = 0
+        self.pending = None  # (ready_step, observation_step, chunk)
+        self.next_think = 0
+        self.queue: list[np.ndarray] = []
+        self.since_refine = 0
+        self.gripper = -1.0
+        self.thinks = 0
+        self.holds = 0
+        self.ages: list[int] = []
+
+    def begin_episode(self, task, init_state: int, seed: int) -> None:
+        """Latency draws depend only on the episode, not on what the worker ran before."""
+        self.latency.rng = np.random.default_rng(seed)
+
+    def _land(self) -> bool:
+        if self.pending is None or self.pending[0] > self.t:
+            return False
+        _, self.chunk_step, self.chunk = self.pending
+        self.pending = None
+        return True
+
+    def _maybe_think(self, obs: dict) -> None:
+        if self.pending is not None or self.t < self.next_think:
+            return
+        chunk = self.policy.think(obs)
+        ready = self.t + self.latency.sample()
+        self.pending = (ready, self.t, chunk)
+        self.next_think = max(self.t + self.think_every, ready)
+        self.thinks += 1
+
+    def _hold(self) -> np.ndarray:
+        self.holds += 1
+        self.t += 1
+        return hold_action(self.gripper)
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        landed = self._land()
+        self._maybe_think(obs)
+        landed = self._land() or landed  # a zero-latency think lands at once
+        if self.chunk is None:
+            return self._hold()
+        offset = self.t - self.chunk_step
+        if offset >= self.chunk_size:
+            return self._hold()
+        if landed or not self.queue or self.since_refine >= self.refine_every:
+            # Near the chunk's end System 1 refines its last h steps and skips the ones past.
+            start = min(offset, self.chunk_size - self.horizon)
+            actions = np.asarray(self.policy.refine(obs, self.chunk, start), dtype=np.float32)
+            self.queue = list(actions[offset - start :])
+            self.since_refine = 0
+        action = self.queue.pop(0)
+        self.since_refine += 1
+        self.gripper = float(action[6])
+        self.ages.append(offset)
+        self.t += 1
+        return action
+
+    def episode_stats(self) -> dict:
+        return {
+            "thinks": self.thinks,
+            "holds": self.holds,
+            "chunk_age_mean": float(np.mean(self.ages)) if self.ages else None,
+            "chunk_age_max": int(max(self.ages)) if self.ages else None,
+        }
