@@ -1,11 +1,67 @@
-"""`hume serve`: not implemented yet."""
+"""`hume serve system2 | system1 | openpi`: run one node of a deployment (on this host).
+
+The same deploy config as `hume deploy` (configs/deploy/*.yaml); endpoints default to
+tcp://127.0.0.1:5555 (observations) and :5556 (chunks). To run the nodes on two hosts, bind
+System 2 on a reachable address and point System 1 at it; that needs CURVE keys (`hume keys`).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from hume.cli.not_implemented import refuse
+from hume.config import ConfigError, parse_config
+
+NODES = {
+    "system2": "the System-2 node: newest observation in, best-of-N chunk out",
+    "system1": "the System-1 node: the control loop around a robot adapter (robot.kind)",
+    "openpi": "a HumePolicy behind the openpi websocket protocol (for openpi-client)",
+}
+USAGE = "usage: hume serve {system2,system1,openpi} [--config FILE.yaml] [--key.sub=value ...] [--output DIR]"
+
+
+def _usage() -> str:
+    nodes = "\n".join(f"  {name:<8} {text}" for name, text in NODES.items())
+    return f"{USAGE}\n\nnodes:\n{nodes}\n\nOptions are those of `hume deploy --help`."
 
 
 def main(argv: Sequence[str]) -> int:
-    return refuse("serve", argv)
+    from hume.runtime.config import DeployConfig
+    from hume.runtime.transport import EndpointError, check_endpoint
+
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    node, rest = argv[0], argv[1:]
+    if node not in NODES:
+        print(f"hume serve: unknown node {node!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    if any(a in ("-h", "--help") for a in rest):
+        print(_usage())
+        parse_config(DeployConfig, ["--help"], prog=f"hume serve {node}")
+    cfg = parse_config(DeployConfig, rest, prog=f"hume serve {node}")
+    output = Path(cfg.output)
+    try:
+        if node == "openpi":
+            from hume.runtime import openpi_server
+
+            return openpi_server.serve(cfg)
+        for endpoint in cfg.transport.endpoints():  # refuse a bad endpoint before loading any model
+            check_endpoint(endpoint, secure=bool(cfg.transport.keys_dir))
+        if node == "system2":
+            from hume.runtime import system2_node
+
+            return system2_node.serve(cfg, output)
+        from deploy.robot import make_robot
+        from hume.runtime import system1_node
+
+        cfg.check_checkpoint()
+        robot = make_robot(cfg.robot, seed=cfg.seed)
+        try:
+            return system1_node.serve(cfg, output, robot)
+        finally:
+            robot.close()
+    except EndpointError as e:
+        raise ConfigError(str(e)) from None

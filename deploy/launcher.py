@@ -1,0 +1,186 @@
+"""`hume deploy`: both nodes as separate OS processes on this host, N episodes, metrics.json.
+
+Order: start System 2, wait for its ready heartbeat; start System 1 (it owns the robot and runs
+the episodes); the handshake is complete when System 2 reports System 1 connected. When System
+1 exits, System 2 gets SIGTERM. On Ctrl-C or any error both are stopped (SIGTERM, then SIGKILL),
+and each child also gets SIGTERM if the launcher itself dies (Linux PR_SET_PDEATHSIG): no orphans.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import logging
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import draccus
+import zmq
+
+from hume.runtime import protocol
+from hume.runtime.config import DeployConfig
+from hume.runtime.transport import Inbox, Transport
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0
+
+
+class DeploymentError(RuntimeError):
+    """A node failed to start or exited with an error; the message points at its log."""
+
+
+@dataclass(frozen=True)
+class DeploymentResult:
+    episodes: list[dict]  # per episode: episode, success, steps (+ task_id, init_state for LIBERO)
+    metrics: dict  # the content of metrics.json
+    output: Path
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the launcher dies (Linux only)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Node:
+    """One node process, its log file, and how to stop it."""
+
+    def __init__(self, name: str, config: Path, output: Path, log_level: str):
+        self.name = name
+        self.log_path = output / f"{name}.log"
+        cmd = [sys.executable, "-m", "hume.cli.main", "--log-level", log_level, "serve", name]
+        cmd += ["--config", str(config), "--output", str(output)]
+        self._log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.info("started %s (pid %d), log: %s", name, self.proc.pid, self.log_path)
+
+    def check_alive(self) -> None:
+        if self.proc.poll() is not None:
+            raise DeploymentError(f"{self.name} exited with code {self.proc.returncode}:\n{self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        return "\n".join(f"  | {line}" for line in text) + f"\n  (full log: {self.log_path})"
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s: killing it", self.name, STOP_GRACE_S)
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def _node_config(cfg: DeployConfig, run: Path, ipc_dir: str) -> Path:
+    """The config both nodes read: cfg with private ipc:// endpoints where none were given."""
+    t = cfg.transport
+    transport = dataclasses.replace(
+        t,
+        observations=t.observations or f"ipc://{ipc_dir}/observations",
+        chunks=t.chunks or f"ipc://{ipc_dir}/chunks",
+    )
+    path = run / "deploy_config.yaml"
+    with path.open("w") as f:
+        draccus.dump(dataclasses.replace(cfg, transport=transport, output=str(run)), f)
+    return path
+
+
+class Watcher:
+    """Listens to System 2's heartbeats, the way any other subscriber would."""
+
+    def __init__(self, cfg: DeployConfig, chunks_endpoint: str):
+        self.transport = Transport(cfg.transport.keys_dir, cfg.transport.max_message_bytes)
+        self.inbox = Inbox(
+            self.transport.socket(zmq.SUB, chunks_endpoint, bind=False), cfg.transport.max_message_bytes
+        )
+
+    def wait_for(self, condition, nodes: list[Node], timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for node in nodes:
+                node.check_alive()
+            for msg in self.inbox.drain(timeout_ms=200):
+                if msg.type == protocol.HEARTBEAT and condition(msg.fields):
+                    return
+        raise DeploymentError(f"timed out after {timeout_s:.0f} s waiting for {what}:\n{nodes[-1].tail()}")
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResult:
+    """Run `cfg.episodes` episodes with the two nodes as separate processes; write cfg.output/."""
+    cfg.check_checkpoint()
+    run = Path(cfg.output)
+    run.mkdir(parents=True, exist_ok=True)
+    for stale in ("system1.json", "system2.json", "ticks.csv", "metrics.json"):
+        (run / stale).unlink(missing_ok=True)
+    t_start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="hume-") as ipc_dir:
+        config = _node_config(cfg, run, ipc_dir)
+        node_cfg = draccus.load(DeployConfig, config.open())
+        watcher = Watcher(node_cfg, node_cfg.transport.endpoints()[1])
+        nodes: list[Node] = []
+        try:
+            nodes.append(Node("system2", config, run, log_level))
+            watcher.wait_for(
+                lambda f: f["state"] == "ready", nodes, cfg.startup_timeout_s, "System 2 to be ready"
+            )
+            log.info("System 2 ready")
+            nodes.append(Node("system1", config, run, log_level))
+            watcher.wait_for(
+                lambda f: f["stats"].get("system1_connected") == 1,
+                nodes,
+                cfg.startup_timeout_s,
+                "System 1 to connect",
+            )
+            log.info("both nodes ready: running %d episode(s)", cfg.episodes)
+            system1 = nodes[1]
+            while system1.proc.poll() is None:
+                nodes[0].check_alive()
+                watcher.inbox.drain(timeout_ms=500)  # keep the subscription's queue empty
+            if system1.proc.returncode != 0:
+                raise DeploymentError(
+                    f"system1 exited with code {system1.proc.returncode}:\n{system1.tail()}"
+                )
+        finally:
+            for node in reversed(nodes):
+                node.stop()
+            watcher.close()
+    from deploy.metrics import compute_metrics, plot
+
+    metrics = compute_metrics(run)
+    metrics["wall_s"] = round(time.monotonic() - t_start, 2)
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot(run, run / "latency.png")
+    log.info(
+        "%d/%d successes; tick p50 %.2f ms p99 %.2f ms; %d deadline misses; %d holds -> %s",
+        metrics["successes"],
+        metrics["episodes"],
+        metrics["tick_ms"]["p50"] or 0,
+        metrics["tick_ms"]["p99"] or 0,
+        metrics["deadline_misses"],
+        metrics["holds"],
+        run / "metrics.json",
+    )
+    return DeploymentResult(metrics["episode_results"], metrics, run)

@@ -1,0 +1,43 @@
+"""The LIBERO simulator as a robot adapter (deploy/robot.py), on top of sim/libero_env.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hume.runtime.config import RobotConfig
+from sim.libero_env import LiberoEnv
+
+
+class LiberoRobot:
+    """One LIBERO task; episode i starts from official initial state `init_state + i`."""
+
+    def __init__(self, cfg: RobotConfig, seed: int = 0):
+        self.env = LiberoEnv(
+            cfg.suite,
+            cfg.task,
+            image_size=cfg.image_size,
+            fast_render=cfg.fast_render,
+            max_steps=cfg.max_steps or None,
+            seed=seed,
+        )
+        self.first_init_state = cfg.init_state
+        self.task_id = self.env.task.task_id
+        self.init_state = cfg.init_state
+        self.done = False
+        self.success = False
+        self._obs: dict = {}
+
+    def reset(self, episode: int) -> None:
+        self.init_state = self.first_init_state + episode
+        self._obs = self.env.reset(self.init_state)
+        self.done = self.success = False
+
+    def observe(self) -> dict:
+        return self._obs
+
+    def act(self, action: np.ndarray) -> None:
+        self._obs, self.success = self.env.step(action)
+        self.done = self.success or self.env.truncated
+
+    def close(self) -> None:
+        self.env.close()

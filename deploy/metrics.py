@@ -1,0 +1,97 @@
+"""metrics.json and the latency plot of a deployment, from what the two nodes wrote on exit.
+
+Inputs (in the run folder): ticks.csv (one row per control tick, System 1), system1.json and
+system2.json (node summaries). `tick_ms` is the policy's share of a tick (observation in hand ->
+action out); `sim_step_ms` is the robot/simulator's share, reported apart.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _pct(values, *qs: int, keep_max: bool = False) -> dict:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        out = {f"p{q}": None for q in qs}
+        return {**out, "max": None} if keep_max else out
+    out = {f"p{q}": round(float(np.percentile(a, q)), 3) for q in qs}
+    if keep_max:
+        out["max"] = round(float(a.max()), 3)
+    return out
+
+
+def read_ticks(path: Path) -> dict[str, np.ndarray]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    cols = rows[0].keys() if rows else ["tick", "tick_ms", "sim_step_ms", "chunk_age", "hold"]
+    return {c: np.asarray([float(r[c]) for r in rows]) for c in cols}
+
+
+def compute_metrics(run: Path) -> dict:
+    s1 = json.loads((run / "system1.json").read_text())
+    s2_path = run / "system2.json"
+    s2 = json.loads(s2_path.read_text()) if s2_path.is_file() else {}
+    ticks = read_ticks(run / "ticks.csv")
+    deadline_ms = 1e3 / s1["control_hz"]
+    ages = ticks["chunk_age"][ticks["chunk_age"] >= 0]
+    # System 2's own record when it shut down cleanly, else the think times its chunks carried.
+    think = s2.get("think_ms") or s1["think_ms"]
+    episodes = s1["episodes"]
+    return {
+        "episodes": len(episodes),
+        "successes": sum(e["success"] for e in episodes),
+        "ticks": int(s1["ticks"]),
+        "control_hz": s1["control_hz"],
+        "tick_ms": _pct(ticks["tick_ms"], 50, 99, keep_max=True),
+        "deadline_ms": round(deadline_ms, 3),
+        "deadline_misses": int((ticks["tick_ms"] > deadline_ms).sum()),
+        "chunks_received": s1["chunks_received"],
+        "chunk_age_steps": {k: v if v is None else int(v) for k, v in _pct(ages, 50, keep_max=True).items()},
+        "chunk_ttl_steps": s1["chunk_ttl_steps"],
+        "s2_think_ms": _pct(think, 50, 99),
+        "holds": s1["holds"],
+        "hold_ticks": s1["hold_ticks"],
+        "dropped_messages": int(s1.get("dropped", 0) + s2.get("dropped", 0)),
+        "superseded_observations": s2.get("superseded"),
+        "sim_step_ms": _pct(ticks["sim_step_ms"], 50, 99, keep_max=True),
+        "model_id": s1["model_id"],
+        "episode_results": episodes,
+    }
+
+
+def plot(run: Path, path: Path) -> None:
+    """Tick latency (against the deadline) and the age of the chunk in use, over control ticks."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s1 = json.loads((run / "system1.json").read_text())
+    t = read_ticks(run / "ticks.csv")
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
+    ax1.plot(t["tick"], t["tick_ms"], lw=0.8, label="tick (policy share)")
+    ax1.plot(t["tick"], t["sim_step_ms"], lw=0.8, alpha=0.6, label="simulator step")
+    ax1.axhline(1e3 / s1["control_hz"], color="r", ls="--", lw=0.8, label="deadline")
+    ax1.set_yscale("log")
+    ax1.set_ylabel("ms")
+    ax1.legend(loc="upper right", fontsize=8)
+    age = np.where(t["chunk_age"] >= 0, t["chunk_age"], np.nan)
+    ax2.plot(t["tick"], age, lw=0.8, label="chunk age")
+    ax2.axhline(s1["chunk_ttl_steps"], color="r", ls="--", lw=0.8, label="TTL")
+    held = t["hold"] > 0
+    if held.any():
+        ax2.fill_between(
+            t["tick"], 0, s1["chunk_ttl_steps"], where=held, color="orange", alpha=0.3, label="hold"
+        )
+    ax2.set_xlabel("control tick")
+    ax2.set_ylabel("steps")
+    ax2.legend(loc="upper right", fontsize=8)
+    fig.suptitle("Hume deployment: tick latency and chunk age")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

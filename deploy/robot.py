@@ -1,0 +1,63 @@
+"""The robot adapter interface the System-1 node drives, and how a config picks an adapter.
+
+A robot adapter is any object with these members (a real robot plugs in as
+`robot.kind: "my_package.my_module:MyRobot"`, constructed as `MyRobot(**robot.options)`):
+
+    reset(episode: int) -> None      put the robot in its start state for episode `episode`
+    observe() -> dict                the current observation: "observation.images.<camera>" uint8
+                                     [H, W, 3], "observation.state" float32 [8], "task" str
+    act(action: np.ndarray) -> None  apply one float32 [7] action (eef delta position 3,
+                                     delta axis-angle 3, gripper -1 open / +1 close)
+    done: bool                       the episode is over (success, step limit, or operator stop)
+    success: bool                    the task was achieved
+    close() -> None                  release hardware / simulator
+
+The System-1 node calls observe() once per control tick, then act() once. It never sends an
+action outside this loop; while no valid chunk exists it sends the hold action (zero motion,
+gripper unchanged), so an adapter needs no safety logic of its own for a stalled System 2.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from hume.config import ConfigError
+from hume.runtime.config import RobotConfig
+from hume.runtime.policy_loader import import_object
+
+
+@runtime_checkable
+class Robot(Protocol):
+    done: bool
+    success: bool
+
+    def reset(self, episode: int) -> None: ...
+
+    def observe(self) -> dict: ...
+
+    def act(self, action: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
+    if cfg.kind == "libero":
+        from deploy.libero_robot import LiberoRobot
+
+        return LiberoRobot(cfg, seed=seed)
+    if cfg.kind == "kinematic":
+        from deploy.kinematic_robot import KinematicRobot
+
+        return KinematicRobot(
+            image_size=cfg.image_size, max_steps=cfg.max_steps or 200, seed=seed, **cfg.options
+        )
+    if ":" not in cfg.kind:
+        raise ConfigError(
+            f"robot.kind must be 'libero', 'kinematic' or 'package.module:Class', got {cfg.kind!r}"
+        )
+    robot = import_object(cfg.kind, "robot.kind")(**cfg.options)
+    if not isinstance(robot, Robot):
+        raise ConfigError(f"{cfg.kind} does not implement the robot interface of deploy/robot.py")
+    return robot

@@ -1,0 +1,111 @@
+"""Config of a deployment: both nodes, the transport, the robot and the launcher. Import-light (no torch).
+
+One file configures both nodes, so the same YAML serves `hume deploy` (both nodes on this host)
+and `hume serve system2` / `hume serve system1` (one node per host, endpoints overridden).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hume.config import ConfigError
+from hume.runtime.protocol import DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_BYTES
+
+# Endpoints `hume serve` uses when none is configured; `hume deploy` picks private ipc:// ones.
+SERVE_OBSERVATIONS = "tcp://127.0.0.1:5555"
+SERVE_CHUNKS = "tcp://127.0.0.1:5556"
+
+
+@dataclass(frozen=True)
+class TransportConfig:
+    # System 2 binds both; System 1 connects to both. Empty: see SERVE_* / the launcher.
+    observations: str = ""
+    chunks: str = ""
+    # A `hume keys` folder; required for any endpoint that is not loopback or ipc://.
+    keys_dir: str = ""
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    heartbeat_s: float = 0.5
+
+    def endpoints(self) -> tuple[str, str]:
+        return self.observations or SERVE_OBSERVATIONS, self.chunks or SERVE_CHUNKS
+
+
+@dataclass(frozen=True)
+class System1Config:
+    control_hz: float = 20.0
+    # Run the System-1 refinement every this many control steps (<= the policy's refine horizon).
+    s1_replan_steps: int = 4
+    # A chunk may be followed for this many steps after the observation it answers; then: hold.
+    chunk_ttl_steps: int = 16
+    # At an episode start the robot stands still until System 2 answers, at most this long.
+    first_chunk_timeout_s: float = 120.0
+    # Sleep to keep control_hz when the robot is faster than real time (a simulator may be slower).
+    realtime: bool = True
+
+
+@dataclass(frozen=True)
+class RobotConfig:
+    # "libero", "kinematic" (no simulator), or "package.module:Class" for your own robot adapter.
+    kind: str = "libero"
+    suite: str = "libero_spatial"
+    task: int = 0
+    # Episode i starts from official initial state init_state + i.
+    init_state: int = 0
+    image_size: int = 128
+    fast_render: bool = True
+    # 0: the suite's standard step limit.
+    max_steps: int = 0
+    # Passed as keyword arguments to a plug-in adapter class.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class OpenpiConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Required to listen on anything but loopback; clients send it as `Authorization: Api-Key ...`.
+    api_key: str = ""
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    checkpoint: str = "checkpoints/default"
+    # The policy class ("module:Class"); it needs from_pretrained, reset, think and refine.
+    policy: str = "hume.policy:HumePolicy"
+    device: str = "cpu"
+    episodes: int = 1
+    output: str = "outputs/deploy"
+    video: bool = True
+    # How long the launcher waits for a node's ready handshake (model loading included).
+    startup_timeout_s: float = 300.0
+    seed: int = 0
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    system1: System1Config = field(default_factory=System1Config)
+    robot: RobotConfig = field(default_factory=RobotConfig)
+    openpi: OpenpiConfig = field(default_factory=OpenpiConfig)
+
+    def validate(self) -> None:
+        s1, t = self.system1, self.transport
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if s1.control_hz <= 0:
+            raise ConfigError(f"system1.control_hz must be > 0, got {s1.control_hz}")
+        if s1.s1_replan_steps < 1 or s1.chunk_ttl_steps < 1:
+            raise ConfigError("system1.s1_replan_steps and system1.chunk_ttl_steps must be >= 1")
+        if not MAX_HEADER_BYTES < t.max_message_bytes <= 64 * 1024 * 1024:
+            raise ConfigError(f"transport.max_message_bytes must be in ({MAX_HEADER_BYTES}, 64 MiB]")
+        if t.heartbeat_s <= 0:
+            raise ConfigError(f"transport.heartbeat_s must be > 0, got {t.heartbeat_s}")
+        if ":" not in self.policy:
+            raise ConfigError(f"policy must be 'module:Class', got {self.policy!r}")
+
+    def check_checkpoint(self) -> Path:
+        path = Path(self.checkpoint)
+        if not path.is_dir():
+            raise ConfigError(
+                f"checkpoint folder {self.checkpoint} not found: train one with `hume train`, "
+                "or pass --checkpoint=PATH to a folder with config.json + model.safetensors"
+            )
+        return path

@@ -1,0 +1,41 @@
+"""Load the policy a node serves, and name the model so both nodes can check they run the same one."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+from pathlib import Path
+
+from hume.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def import_object(path: str, what: str):
+    """`package.module:Name` -> the object; a clear error when it does not exist."""
+    module_name, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(
+            f"{what} {path!r} cannot be imported ({e}); expected 'package.module:Name'"
+        ) from None
+
+
+def model_id(checkpoint: str | Path) -> str:
+    """Folder name + a hash of every file in it: two nodes agree only on the very same weights."""
+    folder = Path(checkpoint)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return f"{folder.resolve().name}@{digest.hexdigest()[:12]}"
+
+
+def load_policy(policy: str, checkpoint: str | Path, device: str = "cpu"):
+    cls = import_object(policy, "policy")
+    log.info("loading %s from %s", policy, checkpoint)
+    return cls.from_pretrained(str(checkpoint), device=device)

@@ -1,0 +1,278 @@
+"""The wire protocol between the System-1 and System-2 nodes: a msgpack header + raw numpy frames.
+
+A message is one ZeroMQ multipart message:
+
+    frame 0      msgpack map (the header): "v", "type", "session", "seq", type fields, "arrays"
+    frame 1..n   the raw bytes of each array, C order, in the order "arrays" lists them
+
+`header["arrays"]` is a list of `[name, dtype, shape]` (dtype as numpy's `dtype.str`, e.g. "<f4").
+Nothing here ever unpickles: arrays are rebuilt from (dtype, shape, bytes), zero-copy from the
+received frames. Every field is checked; anything wrong raises `MessageError` with a short
+`reason` the receiver counts. The full description is in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+OBSERVATION = "observation"
+CHUNK = "chunk"
+HEARTBEAT = "heartbeat"
+
+# Hard caps, independent of configuration: they bound what a hostile peer can make us allocate.
+MAX_HEADER_BYTES = 64 * 1024
+MAX_ARRAYS = 16
+MAX_NDIM = 4
+MAX_DIM = 4096
+MAX_NAME = 64
+MAX_TEXT = 1024
+DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+# Little-endian numeric dtypes only: no objects, no structured or pointer types.
+DTYPES = frozenset({"|u1", "|b1", "<i4", "<i8", "<f2", "<f4", "<f8"})
+ROLES = frozenset({"system1", "system2"})
+STATES = frozenset({"starting", "ready", "stopping"})
+_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_IMAGE = re.compile(r"^observation\.images\.[A-Za-z0-9_\-]+$")
+STATE_KEY = "observation.state"
+TASK_KEY = "task"
+
+
+class MessageError(ValueError):
+    """A message that must be dropped; `reason` is the counter it is filed under."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Message:
+    """A decoded, checked message. `arrays` may be read-only views of the received frames."""
+
+    type: str
+    session: str
+    seq: int
+    fields: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x) -> bool:
+    return (_is_int(x) or isinstance(x, float)) and math.isfinite(x)
+
+
+def _text(x) -> bool:
+    return isinstance(x, str) and len(x) <= MAX_TEXT
+
+
+def _count(x) -> bool:
+    return _is_int(x) and 0 <= x < 2**62
+
+
+def _stats(x) -> bool:
+    return (
+        isinstance(x, dict)
+        and len(x) <= 64
+        and all(isinstance(k, str) and len(k) <= MAX_NAME and _is_num(v) for k, v in x.items())
+    )
+
+
+# The fields each message type carries besides v/type/session/seq/arrays, with their checks.
+FIELDS = {
+    OBSERVATION: {"episode": _count, "step": _count, "tick": _count, "task": _text},
+    CHUNK: {
+        "model_id": _text,
+        "episode": _count,
+        "step": _count,
+        "tick": _count,
+        "chosen": _count,
+        "think_ms": lambda x: _is_num(x) and x >= 0,
+    },
+    HEARTBEAT: {
+        "role": lambda x: x in ROLES,
+        "state": lambda x: x in STATES,
+        "model_id": _text,
+        "stats": _stats,
+    },
+}
+_COMMON = {"v", "type", "session", "seq", "arrays"}
+
+
+def encode(
+    type_: str, session: str, seq: int, fields: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+) -> list:
+    """Frames for `socket.send_multipart(frames, copy=False)`; arrays are sent without copying."""
+    arrays = arrays or {}
+    specs, frames = [], []
+    for name, value in arrays.items():
+        a = np.ascontiguousarray(value)
+        if a.dtype.str not in DTYPES:
+            raise ValueError(
+                f"array {name!r}: dtype {a.dtype} cannot go on the wire (allowed: {sorted(DTYPES)})"
+            )
+        specs.append([name, a.dtype.str, list(a.shape)])
+        frames.append(memoryview(a).cast("B") if a.size else b"")
+    header = {"v": PROTOCOL_VERSION, "type": type_, "session": session, "seq": seq, **fields, "arrays": specs}
+    msg = [msgpack.packb(header, use_bin_type=True), *frames]
+    decode(msg)  # what we send must pass our own checks: a bug here fails loudly at the sender
+    return msg
+
+
+def _frame_bytes(frame) -> memoryview:
+    buf = getattr(frame, "buffer", frame)  # zmq.Frame (copy=False) or plain bytes
+    return memoryview(buf).cast("B")
+
+
+def _header(raw: memoryview) -> dict:
+    if len(raw) > MAX_HEADER_BYTES:
+        raise MessageError("oversized", f"header of {len(raw)} bytes > {MAX_HEADER_BYTES}")
+    try:
+        header = msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=MAX_HEADER_BYTES,
+            max_bin_len=0,
+            max_array_len=MAX_ARRAYS * 2,
+            max_map_len=128,
+            max_ext_len=0,
+        )
+    except Exception as e:  # msgpack raises many types on garbage; all mean the same here
+        raise MessageError("malformed", f"header is not msgpack ({type(e).__name__})") from None
+    if not isinstance(header, dict):
+        raise MessageError("malformed", "header is not a map")
+    return header
+
+
+def _check_header(h: dict) -> None:
+    if h.get("v") != PROTOCOL_VERSION:
+        raise MessageError("wrong_version", f"version {h.get('v')!r}, expected {PROTOCOL_VERSION}")
+    kind = h.get("type")
+    if kind not in FIELDS:
+        raise MessageError("malformed", f"unknown type {kind!r}")
+    if not (isinstance(h.get("session"), str) and 0 < len(h["session"]) <= MAX_NAME):
+        raise MessageError("malformed", "session must be a non-empty string of <= 64 chars")
+    if not _count(h.get("seq")):
+        raise MessageError("malformed", "seq must be a non-negative integer")
+    expected = FIELDS[kind]
+    keys = set(h) - _COMMON
+    if keys != set(expected):
+        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+        raise MessageError("malformed", f"{kind}: missing {missing}, unexpected {extra}")
+    for name, check in expected.items():
+        if not check(h[name]):
+            raise MessageError("malformed", f"{kind}: bad value for {name!r}")
+
+
+def _array_specs(h: dict) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    specs = h.get("arrays")
+    if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
+        raise MessageError("malformed", f"arrays must be a list of at most {MAX_ARRAYS} entries")
+    out, names = [], set()
+    for spec in specs:
+        if not (isinstance(spec, list) and len(spec) == 3):
+            raise MessageError("malformed", "each array spec is [name, dtype, shape]")
+        name, dtype, shape = spec
+        if not (isinstance(name, str) and len(name) <= MAX_NAME and _NAME.match(name)) or name in names:
+            raise MessageError("malformed", f"bad or repeated array name {name!r}")
+        if dtype not in DTYPES:
+            raise MessageError("malformed", f"array {name!r}: dtype {dtype!r} not allowed")
+        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(_is_int(d) for d in shape)):
+            raise MessageError("malformed", f"array {name!r}: shape must be <= {MAX_NDIM} integers")
+        if not all(0 <= d <= MAX_DIM for d in shape):
+            raise MessageError("oversized", f"array {name!r}: dims must be in 0..{MAX_DIM}")
+        names.add(name)
+        out.append((name, np.dtype(dtype), tuple(shape)))
+    return out
+
+
+def _check_observation(arrays: dict[str, np.ndarray]) -> None:
+    state = arrays.get(STATE_KEY)
+    if state is None or state.dtype != np.float32 or state.ndim != 1 or not 0 < state.size <= 64:
+        raise MessageError("bad_field", f"{STATE_KEY} must be float32 [d] with 0 < d <= 64")
+    if not np.isfinite(state).all():
+        raise MessageError("bad_field", f"{STATE_KEY} is not finite")
+    for name, a in arrays.items():
+        if name == STATE_KEY:
+            continue
+        if not _IMAGE.match(name):
+            raise MessageError("bad_field", f"unexpected observation array {name!r}")
+        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+            raise MessageError("bad_field", f"{name} must be uint8 [H, W, 3]")
+
+
+def _check_chunk(fields: dict, arrays: dict[str, np.ndarray]) -> None:
+    actions, values = arrays.get("actions"), arrays.get("values")
+    if actions is None or actions.dtype != np.float32 or actions.ndim != 2 or 0 in actions.shape:
+        raise MessageError("bad_field", "actions must be float32 [H, action_dim]")
+    if values is None or values.dtype != np.float32 or values.ndim != 1 or values.size == 0:
+        raise MessageError("bad_field", "values must be float32 [num_candidates]")
+    if fields["chosen"] >= values.size:
+        raise MessageError(
+            "bad_field", f"chosen {fields['chosen']} out of range for {values.size} candidates"
+        )
+    for name, a in arrays.items():
+        if a.dtype.kind == "f" and not np.isfinite(a).all():
+            raise MessageError("bad_field", f"{name} is not finite")
+
+
+def decode(frames: list, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
+    """Check and decode one multipart message; raises MessageError (never anything else)."""
+    if not frames:
+        raise MessageError("malformed", "empty message")
+    bufs = [_frame_bytes(f) for f in frames]
+    total = sum(len(b) for b in bufs)
+    if total > max_message_bytes:
+        raise MessageError("oversized", f"{total} bytes > limit {max_message_bytes}")
+    header = _header(bufs[0])
+    _check_header(header)
+    specs = _array_specs(header)
+    if len(specs) != len(bufs) - 1:
+        raise MessageError("malformed", f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
+    arrays = {}
+    for (name, dtype, shape), buf in zip(specs, bufs[1:], strict=True):
+        expected = math.prod(shape) * dtype.itemsize
+        if len(buf) != expected:
+            raise MessageError("malformed", f"array {name!r}: {len(buf)} bytes, shape/dtype need {expected}")
+        arrays[name] = np.frombuffer(buf, dtype=dtype).reshape(shape) if expected else np.zeros(shape, dtype)
+    fields = {k: header[k] for k in FIELDS[header["type"]]}
+    if header["type"] == OBSERVATION:
+        _check_observation(arrays)
+    elif header["type"] == CHUNK:
+        _check_chunk(fields, arrays)
+    elif arrays:
+        raise MessageError("bad_field", "a heartbeat carries no arrays")
+    return Message(header["type"], header["session"], header["seq"], fields, arrays)
+
+
+class SequenceGate:
+    """Drops out-of-order and repeated messages: `seq` must grow within each sender session.
+
+    A restarted sender has a new session id, so its counter may start again from 0. Only the
+    most recent sessions are remembered, so random session ids cannot grow memory.
+    """
+
+    def __init__(self, max_sessions: int = 32):
+        self._last: dict[str, int] = {}
+        self._max = max_sessions
+
+    def check(self, msg: Message) -> None:
+        last = self._last.pop(msg.session, None)
+        if last is not None and msg.seq <= last:
+            self._last[msg.session] = last
+            raise MessageError("out_of_order", f"seq {msg.seq} <= {last} from session {msg.session}")
+        self._last[msg.session] = msg.seq
+        while len(self._last) > self._max:
+            del self._last[next(iter(self._last))]

@@ -1,0 +1,344 @@
+"""The System-1 node (`hume serve system1`): the control loop, at control_hz, around a robot adapter.
+
+Every tick: observe, publish the observation for System 2 (latest-only), take the newest chunk
+without blocking, align it to now by the steps elapsed since the observation it answers, run
+the System-1 refinement on the current observation every `s1_replan_steps`, and send the action.
+
+Safety: a chunk is followed for at most `chunk_ttl_steps` (and never past its end) after the
+observation it answers. When no valid chunk is left the robot holds (zero motion, gripper
+unchanged); that is logged, and control resumes by itself as soon as a fresh chunk arrives.
+All times are this host's monotonic clock; the only thing compared across hosts is step indices.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from hume.runtime import protocol
+from hume.runtime.chunk_wire import chunk_class, chunk_from_wire
+from hume.runtime.config import DeployConfig
+from hume.runtime.transport import Inbox, Publisher, Transport
+
+log = logging.getLogger(__name__)
+
+ACTION_DIM = 7
+OPEN_GRIPPER = -1.0
+
+
+def hold_action(gripper: float) -> np.ndarray:
+    """The safe action: no end-effector motion, the gripper keeps its last command."""
+    action = np.zeros(ACTION_DIM, dtype=np.float32)
+    action[-1] = gripper
+    return action
+
+
+@dataclass
+class Plan:
+    """Actions refined from one chunk, starting at control tick `tick`."""
+
+    tick: int
+    chunk_tick: int
+    actions: np.ndarray
+
+
+@dataclass
+class Trace:
+    """One row per control tick, written to ticks.csv."""
+
+    rows: list[list] = field(default_factory=list)
+    columns = ["tick", "episode", "step", "tick_ms", "sim_step_ms", "chunk_age", "hold", "refined"] + [
+        f"a{i}" for i in range(ACTION_DIM)
+    ]
+
+    def add(self, *values, action: np.ndarray) -> None:
+        self.rows.append([*values, *(round(float(a), 5) for a in action)])
+
+    def write(self, path: Path) -> None:
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self.columns)
+            w.writerows(self.rows)
+
+
+class SystemTwoSilent(RuntimeError):
+    """No chunk arrived for an episode's first observation within first_chunk_timeout_s."""
+
+
+class System1Node:
+    def __init__(self, cfg: DeployConfig, policy, robot, model_id: str, output: Path | None = None):
+        self.cfg, self.policy, self.robot, self.model_id, self.output = cfg, policy, robot, model_id, output
+        s1 = cfg.system1
+        self.period = 1.0 / s1.control_hz
+        self.ttl = s1.chunk_ttl_steps
+        self.replan = s1.s1_replan_steps
+        obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
+        self.transport = Transport(cfg.transport.keys_dir, cfg.transport.max_message_bytes)
+        try:
+            self.obs_out = Publisher(
+                self.transport.socket(zmq.PUB, obs_endpoint, bind=False), self.transport.session
+            )
+            self.inbox = Inbox(
+                self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), cfg.transport.max_message_bytes
+            )
+        except Exception:
+            self.transport.close()
+            raise
+        self.chunk_cls = chunk_class(policy)
+        self.stop = threading.Event()
+        self.trace = Trace()
+        self.tick = 0
+        self.chunk: protocol.Message | None = None
+        self.chunks_received = 0
+        self.stale_chunks = 0
+        self.holds = 0
+        self.hold_ticks = 0
+        self.think_ms: list[float] = []
+        self.system2_state: str | None = None
+        self.episodes: list[dict] = []
+        self._next_heartbeat = 0.0
+        self._frames: list[np.ndarray] = []
+        log.info(
+            "System 1 at %.1f Hz; observations -> %s, chunks <- %s",
+            s1.control_hz,
+            obs_endpoint,
+            chunk_endpoint,
+        )
+
+    # -- messaging -------------------------------------------------------------------------------
+
+    def _publish(self, obs: dict, episode: int, step: int) -> None:
+        fields = {
+            "episode": episode,
+            "step": step,
+            "tick": self.tick,
+            "task": str(obs.get(protocol.TASK_KEY, "")),
+        }
+        arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
+        self.obs_out.send(protocol.OBSERVATION, fields, arrays)
+
+    def _heartbeat(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.cfg.transport.heartbeat_s
+        stats = {
+            **self.inbox.stats(),
+            "ticks": self.tick,
+            "holds": self.holds,
+            "chunks_received": self.chunks_received,
+        }
+        self.obs_out.send(
+            protocol.HEARTBEAT,
+            {"role": "system1", "state": "ready", "model_id": self.model_id, "stats": stats},
+        )
+
+    def _receive(self, episode: int, timeout_ms: float = 0) -> bool:
+        """Take every waiting message; keep the newest usable chunk. True when a new chunk came."""
+        fresh = False
+        for msg in self.inbox.drain(timeout_ms):
+            if msg.type == protocol.HEARTBEAT:
+                self.system2_state = msg.fields["state"]
+                continue
+            if msg.type != protocol.CHUNK:
+                self.inbox.dropped["unexpected_type"] += 1
+                continue
+            f = msg.fields
+            if f["model_id"] != self.model_id:
+                self.inbox.dropped["model_mismatch"] += 1
+                log.warning("dropped a chunk from model %s (this node runs %s)", f["model_id"], self.model_id)
+                continue
+            if f["tick"] > self.tick:
+                self.inbox.dropped["from_future"] += 1
+                continue
+            self.chunks_received += 1
+            self.think_ms.append(f["think_ms"])
+            if f["episode"] != episode or (self.chunk is not None and f["tick"] < self.chunk.fields["tick"]):
+                self.stale_chunks += 1
+                continue
+            self.chunk, fresh = msg, True
+        return fresh
+
+    # -- control ---------------------------------------------------------------------------------
+
+    def _valid_steps(self, chunk: protocol.Message) -> int:
+        """Steps after its observation for which a chunk may be followed."""
+        return min(self.ttl, chunk.arrays["actions"].shape[0])
+
+    def _refine(self, obs: dict) -> Plan | None:
+        chunk = self.chunk
+        if chunk is None:
+            return None
+        age = self.tick - chunk.fields["tick"]
+        left = self._valid_steps(chunk) - age
+        if left <= 0:
+            return None
+        actions = np.asarray(
+            self.policy.refine(obs, chunk_from_wire(chunk, self.chunk_cls), age), dtype=np.float32
+        )
+        return Plan(self.tick, chunk.fields["tick"], actions.reshape(-1, ACTION_DIM)[:left])
+
+    def _wait_first_chunk(self, obs: dict, episode: int) -> None:
+        """The robot stands still after reset until System 2 answers this episode's observation."""
+        deadline = time.monotonic() + self.cfg.system1.first_chunk_timeout_s
+        next_log = time.monotonic() + 5.0
+        while not self.stop.is_set():
+            self._heartbeat()
+            self._publish(obs, episode, 0)
+            if self._receive(episode, timeout_ms=self.period * 1e3):
+                return
+            now = time.monotonic()
+            if now > deadline:
+                raise SystemTwoSilent(
+                    f"System 2 did not answer within {self.cfg.system1.first_chunk_timeout_s:.0f} s "
+                    f"(is `hume serve system2` running at {self.cfg.transport.endpoints()[1]}?)"
+                )
+            if now > next_log:
+                log.info("waiting for System 2 (state: %s)", self.system2_state or "not heard from")
+                next_log = now + 5.0
+
+    def run_episode(self, episode: int) -> dict:
+        self.robot.reset(episode)
+        self.policy.reset()
+        self.chunk = None
+        obs = self.robot.observe()
+        self._wait_first_chunk(obs, episode)
+        plan: Plan | None = None
+        holding, held_since, gripper, step = False, 0, OPEN_GRIPPER, 0
+        next_t = time.monotonic()
+        while not self.stop.is_set() and not self.robot.done:
+            self._heartbeat()
+            t0 = time.monotonic()  # observation in hand
+            self._publish(obs, episode, step)
+            fresh = self._receive(episode)
+            due = (
+                plan is None
+                or self.tick - plan.tick >= self.replan
+                or (fresh and self.tick - plan.tick >= len(plan.actions))
+            )
+            if due:
+                plan = self._refine(obs)
+            i = self.tick - plan.tick if plan is not None else 0
+            if plan is not None and i < len(plan.actions):
+                action, age = plan.actions[i], self.tick - plan.chunk_tick
+                if holding:
+                    log.info("chunks are back: resumed control after %d held ticks", self.tick - held_since)
+                    holding = False
+                gripper = float(action[-1])
+            else:
+                action, age = hold_action(gripper), -1
+                if not holding:
+                    last = self.chunk.fields["tick"] if self.chunk is not None else None
+                    log.warning(
+                        "no valid chunk (last one answered tick %s, now tick %d, TTL %d steps): holding",
+                        last,
+                        self.tick,
+                        self.ttl,
+                    )
+                    holding, held_since = True, self.tick
+                    self.holds += 1
+                self.hold_ticks += 1
+            tick_ms = (time.monotonic() - t0) * 1e3  # the policy's share: observation in hand -> action out
+            t1 = time.monotonic()
+            self.robot.act(action)
+            obs = self.robot.observe()
+            sim_ms = (time.monotonic() - t1) * 1e3
+            self.trace.add(
+                self.tick,
+                episode,
+                step,
+                round(tick_ms, 3),
+                round(sim_ms, 3),
+                age,
+                int(age < 0),
+                int(due),
+                action=action,
+            )
+            if self.cfg.video and "observation.images.agentview" in obs:
+                self._frames.append(obs["observation.images.agentview"])
+            self.tick += 1
+            step += 1
+            if self.cfg.system1.realtime:
+                next_t += self.period
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_t = time.monotonic()  # slower than real time: no burst to catch up
+        result = {"episode": episode, "success": bool(self.robot.success), "steps": step}
+        for key in ("task_id", "init_state"):
+            if hasattr(self.robot, key):
+                result[key] = getattr(self.robot, key)
+        log.info(
+            "episode %d: %s after %d steps", episode, "success" if result["success"] else "no success", step
+        )
+        return result
+
+    def run(self, episodes: int) -> list[dict]:
+        for episode in range(episodes):
+            if self.stop.is_set():
+                break
+            self.episodes.append(self.run_episode(episode))
+        return self.episodes
+
+    def summary(self) -> dict:
+        return {
+            "model_id": self.model_id,
+            "control_hz": self.cfg.system1.control_hz,
+            "chunk_ttl_steps": self.ttl,
+            "s1_replan_steps": self.replan,
+            "episodes": self.episodes,
+            "ticks": self.tick,
+            "chunks_received": self.chunks_received,
+            "stale_chunks": self.stale_chunks,
+            "holds": self.holds,
+            "hold_ticks": self.hold_ticks,
+            "think_ms": [round(x, 3) for x in self.think_ms],
+            "interrupted": self.stop.is_set(),
+            **self.inbox.stats(),
+        }
+
+    def close(self) -> None:
+        self.transport.close()
+        if self.output is None:
+            return
+        self.output.mkdir(parents=True, exist_ok=True)
+        (self.output / "system1.json").write_text(json.dumps(self.summary(), indent=2))
+        self.trace.write(self.output / "ticks.csv")
+        if self._frames:
+            import imageio.v2 as imageio
+
+            imageio.mimwrite(
+                self.output / "episodes.mp4",
+                self._frames,
+                fps=self.cfg.system1.control_hz,
+                macro_block_size=1,
+            )
+
+
+def serve(cfg: DeployConfig, output: Path | None, robot) -> int:
+    """Run `cfg.episodes` episodes on `robot` (deploy/robot.py); SIGTERM/SIGINT stop early."""
+    from hume.runtime.policy_loader import load_policy, model_id
+
+    checkpoint = cfg.check_checkpoint()
+    policy = load_policy(cfg.policy, checkpoint, cfg.device)
+    node = System1Node(cfg, policy, robot, model_id(checkpoint), output)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: node.stop.set())
+    try:
+        node.run(cfg.episodes)
+    except SystemTwoSilent as e:
+        log.error("%s", e)
+        return 1
+    finally:
+        node.close()
+    return 130 if node.stop.is_set() else 0

@@ -1,0 +1,136 @@
+"""The System-2 node (`hume serve system2`): newest observation in, best-of-N chunk out.
+
+It thinks on the newest observation only (a latest-value cache drops the ones it had no time
+for), publishes the chosen chunk with all candidate values and the step/tick of the observation
+it answers, and sends heartbeats carrying its counters. It never waits on System 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from hume.runtime import protocol
+from hume.runtime.chunk_wire import chunk_to_wire
+from hume.runtime.config import DeployConfig
+from hume.runtime.transport import LatestObservation, Publisher, Transport
+
+log = logging.getLogger(__name__)
+
+# System 1 counts as connected while its messages arrived within this many heartbeats.
+PEER_TIMEOUT_HEARTBEATS = 4
+
+
+def observation_dict(msg: protocol.Message) -> dict:
+    """A wire observation -> the policy's observation dict (docs/architecture.md)."""
+    return {**msg.arrays, protocol.TASK_KEY: msg.fields["task"]}
+
+
+class System2Node:
+    def __init__(self, cfg: DeployConfig, policy, model_id: str, output: Path | None = None):
+        self.cfg, self.policy, self.model_id, self.output = cfg, policy, model_id, output
+        obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
+        self.transport = Transport(cfg.transport.keys_dir, cfg.transport.max_message_bytes)
+        try:
+            self.chunks = Publisher(
+                self.transport.socket(zmq.PUB, chunk_endpoint, bind=True), self.transport.session
+            )
+            self.intake = LatestObservation(self.transport, obs_endpoint, bind=True)
+        except Exception:
+            self.transport.close()
+            raise
+        self.stop = threading.Event()
+        self.think_ms: list[float] = []
+        self.episode: int | None = None
+        self._next_heartbeat = 0.0
+        log.info("System 2 (%s) on observations %s, chunks %s", model_id, obs_endpoint, chunk_endpoint)
+
+    def stats(self) -> dict:
+        return {**self.intake.stats(), "chunks_sent": len(self.think_ms)}
+
+    def _peer_connected(self) -> bool:
+        seen = self.intake.peer_seen_at
+        return (
+            seen is not None
+            and time.monotonic() - seen < PEER_TIMEOUT_HEARTBEATS * self.cfg.transport.heartbeat_s
+        )
+
+    def heartbeat(self, state: str = "ready") -> None:
+        stats = {**self.stats(), "system1_connected": int(self._peer_connected())}
+        self.chunks.send(
+            protocol.HEARTBEAT, {"role": "system2", "state": state, "model_id": self.model_id, "stats": stats}
+        )
+
+    def think(self, msg: protocol.Message) -> None:
+        episode = msg.fields["episode"]
+        if episode != self.episode:
+            self.policy.reset()
+            self.episode = episode
+        t0 = time.monotonic()
+        chunk = self.policy.think(observation_dict(msg))
+        think_ms = (time.monotonic() - t0) * 1e3
+        self.think_ms.append(think_ms)
+        fields, arrays = chunk_to_wire(chunk)
+        fields.update(
+            model_id=self.model_id,
+            episode=episode,
+            step=msg.fields["step"],
+            tick=msg.fields["tick"],
+            think_ms=think_ms,
+        )
+        self.chunks.send(protocol.CHUNK, fields, arrays)
+        log.debug("chunk for tick %d in %.1f ms", msg.fields["tick"], think_ms)
+
+    def run(self) -> None:
+        hb = self.cfg.transport.heartbeat_s
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if now >= self._next_heartbeat:
+                self.heartbeat()
+                self._next_heartbeat = now + hb
+            msg = self.intake.wait(timeout_s=min(hb, max(0.0, self._next_heartbeat - now)))
+            if msg is not None and not self.stop.is_set():
+                self.think(msg)
+        self.heartbeat("stopping")
+
+    def summary(self) -> dict:
+        ms = np.asarray(self.think_ms or [np.nan])
+        return {
+            "model_id": self.model_id,
+            "chunks_sent": len(self.think_ms),
+            "think_ms": [round(x, 3) for x in self.think_ms],
+            "think_ms_p50": float(np.nanpercentile(ms, 50)),
+            "think_ms_p99": float(np.nanpercentile(ms, 99)),
+            **self.stats(),
+        }
+
+    def close(self) -> None:
+        self.intake.close()
+        self.transport.close()
+        if self.output is not None:
+            self.output.mkdir(parents=True, exist_ok=True)
+            (self.output / "system2.json").write_text(json.dumps(self.summary(), indent=2))
+
+
+def serve(cfg: DeployConfig, output: Path | None) -> int:
+    """Load the policy and serve until SIGTERM/SIGINT."""
+    from hume.runtime.policy_loader import load_policy, model_id
+
+    checkpoint = cfg.check_checkpoint()
+    policy = load_policy(cfg.policy, checkpoint, cfg.device)
+    node = System2Node(cfg, policy, model_id(checkpoint), output)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: node.stop.set())
+    try:
+        node.run()
+    finally:
+        node.close()
+    log.info("System 2 stopped after %d chunks", len(node.think_ms))
+    return 0
