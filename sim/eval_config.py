@@ -30,8 +30,9 @@ class LatencyConfig:
     # and it is converted to control steps at control_hz (rounded up).
     ms_samples: list[float] = dataclasses.field(default_factory=list)
     control_hz: float = 20.0
-    # System 2 starts a new think this often (control steps); 0 = the policy's s2_replan_steps.
-    # A think never starts before the previous one has landed (one System-2 worker).
+    # One System-2 worker thinks back to back: a new think starts when the previous chunk lands.
+    # think_every > 0 also spaces think starts at least this many control steps apart (with
+    # latency 0, back to back would mean a think every step).
     think_every: int = 0
 
 

@@ -34,8 +34,9 @@ class LatencyModel:
 class VirtualClockPolicy:
     """A Hume policy (think/refine halves) behind `select_action`, with System 2's latency replayed.
 
-    One System-2 worker: a new think starts `think_every` steps after the previous one started,
-    but never before the previous chunk has landed. System 1 refines when a new chunk lands, when
+    One System-2 worker thinking back to back, as the System-2 node does: a new think starts on
+    the newest observation the step its predecessor lands (`think_every` > 0 additionally spaces
+    think starts at least that many steps apart). System 1 refines when a new chunk lands, when
     its refined actions run out, and every `s1_replan_steps` steps.
     """
 
@@ -46,7 +47,7 @@ class VirtualClockPolicy:
         self.chunk_size = cfg.chunk_size
         self.horizon = cfg.s1_horizon
         self.refine_every = cfg.s1_replan_steps
-        self.think_every = think_every or cfg.s2_replan_steps
+        self.think_every = max(1, think_every)
         self.reset()
 
     def reset(self) -> None:

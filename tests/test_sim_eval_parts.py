@@ -1,0 +1,149 @@
+"""Evaluator parts that need no simulator: intervals, planning, the episode log, the virtual clock."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from hume.config import ConfigError, parse_config
+from sim.eval_config import EvalConfig, LatencyConfig
+from sim.evaluator import check_resume, episode_seed, plan, read_log
+from sim.latency import LatencyModel, VirtualClockPolicy
+from sim.libero_env import get_task
+from sim.policies import ReplayPolicy
+from sim.stats import wilson_interval
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = wilson_interval(50, 50)
+    assert hi == pytest.approx(1.0) and lo == pytest.approx(0.9287, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(11, 10)
+
+
+def test_plan_uses_official_states_in_order_with_stable_seeds():
+    cfg = parse_config(EvalConfig, ["--suite=libero_goal", "--episodes_per_task=3", "--first_init_state=48"])
+    tasks = [get_task("libero_goal", 2), get_task("libero_goal", 5)]
+    units = plan(cfg, tasks)
+    assert [(u.task_id, u.episode, u.init_state) for u in units] == [
+        (2, 0, 48), (2, 1, 49), (2, 2, 0), (5, 0, 48), (5, 1, 49), (5, 2, 0),
+    ]  # fmt: skip
+    assert units[0].seed == episode_seed(7, 2, 0) and len({u.seed for u in units}) == 6
+    assert plan(cfg, tasks[1:])[0].seed == units[3].seed, "a unit's seed does not depend on the others"
+
+
+def test_config_errors_name_the_key():
+    for argv, key in (
+        (["--mode=fast"], "mode"),
+        (["--num_workers=0"], "num_workers"),
+        (["--policy.type=replay"], "policy.dataset"),
+        (["--latency.steps=-1"], "latency.steps"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            parse_config(EvalConfig, argv)
+
+
+def test_episode_log_ignores_torn_line_and_duplicates(tmp_path):
+    path = tmp_path / "episodes.jsonl"
+    rows = [{"task_id": 0, "episode": 0, "success": True}, {"task_id": 0, "episode": 1, "success": False}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    path.write_text(
+        text + json.dumps({"task_id": 0, "episode": 0, "success": False}) + "\n" + '{"task_id": 0, "ep'
+    )
+    done = read_log(path)
+    assert set(done) == {(0, 0), (0, 1)} and done[(0, 0)]["success"] is True
+
+
+def test_resume_refuses_a_different_evaluation(tmp_path):
+    cfg = parse_config(EvalConfig, [f"--output={tmp_path}"])
+    check_resume(cfg, tmp_path)
+    check_resume(parse_config(EvalConfig, [f"--output={tmp_path}", "--num_workers=1"]), tmp_path)
+    with pytest.raises(ConfigError, match="seed"):
+        check_resume(parse_config(EvalConfig, [f"--output={tmp_path}", "--seed=8"]), tmp_path)
+
+
+def test_replay_policy_plays_then_holds_gripper():
+    actions = np.array([[0.1, 0, 0, 0, 0, 0, -1], [0, 0.2, 0, 0, 0, 0, 1]], dtype=np.float32)
+    p = ReplayPolicy(actions)
+    out = [p.select_action({}) for _ in range(4)]
+    np.testing.assert_array_equal(out[1], actions[1])
+    np.testing.assert_array_equal(out[3], [0, 0, 0, 0, 0, 0, 1])
+    p.reset()
+    np.testing.assert_array_equal(p.select_action({}), actions[0])
+    with pytest.raises(ValueError):
+        ReplayPolicy(np.zeros((3, 6)))
+
+
+class RecordingPolicy:
+    """think/refine with actions that encode where they came from: [chunk's step, chunk offset, ...]."""
+
+    def __init__(self, chunk_size=16, horizon=8, refine_every=4, think_every=16):
+        self.config = SimpleNamespace(
+            chunk_size=chunk_size,
+            s1_horizon=horizon,
+            s1_replan_steps=refine_every,
+            s2_replan_steps=think_every,
+        )
+        self.thought_at = []
+
+    def reset(self):
+        self.thought_at = []
+
+    def think(self, obs):
+        self.thought_at.append(obs["t"])
+        return obs["t"]
+
+    def refine(self, obs, chunk, offset):
+        assert 0 <= offset <= self.config.chunk_size - self.config.s1_horizon
+        return np.array([[chunk, offset + i, obs["t"], 0, 0, 0, 1] for i in range(self.config.s1_horizon)])
+
+
+def drive(policy, steps):
+    return np.array([policy.select_action({"t": t}) for t in range(steps)])
+
+
+def test_virtual_clock_aligns_chunks_by_elapsed_steps():
+    inner = RecordingPolicy()
+    vc = VirtualClockPolicy(inner, LatencyModel(LatencyConfig(steps=3), seed=0))
+    acts = drive(vc, 40)
+    # Back to back: each think starts on the newest observation when its predecessor lands.
+    assert inner.thought_at == list(range(0, 40, 3))
+    # Holding (zero motion, gripper open) until the first chunk lands at step 3.
+    np.testing.assert_array_equal(acts[:3], np.tile([0, 0, 0, 0, 0, 0, -1], (3, 1)))
+    for t in range(3, 40):
+        chunk_step = max(s for s in inner.thought_at if s + 3 <= t)
+        assert acts[t][0] == chunk_step, t
+        assert acts[t][1] == t - chunk_step, "the action is the chunk's entry for now, not its start"
+        assert acts[t][2] == t - (t % 3), "System 1 refined on the observation of the step the chunk landed"
+    stats = vc.episode_stats()
+    assert stats["holds"] == 3 and stats["thinks"] == 14 and stats["chunk_age_max"] == 5
+    vc.reset()
+    np.testing.assert_array_equal(drive(vc, 40), acts)
+
+
+def test_virtual_clock_holds_when_chunks_run_out():
+    inner = RecordingPolicy(chunk_size=16, horizon=8, refine_every=4)
+    vc = VirtualClockPolicy(inner, LatencyModel(LatencyConfig(steps=10), seed=0), think_every=16)
+    acts = drive(vc, 40)
+    assert inner.thought_at == [0, 16, 32]
+    moving = [t for t in range(40) if np.any(acts[t, :6] != 0)]
+    # Chunk 0 lands at 10 and covers steps 10..15; chunk 16 lands at 26 and covers 26..31.
+    assert moving == [*range(10, 16), *range(26, 32)]
+    assert [int(acts[t][1]) for t in range(10, 16)] == list(range(10, 16)), "offsets past H - h are kept"
+    hold = [t for t in range(40) if t not in moving]
+    assert np.all(acts[10:, 6] == 1), "holding keeps the gripper as last commanded"
+    assert vc.episode_stats()["holds"] == len(hold)
+
+
+def test_latency_drawn_from_measured_times_is_seeded():
+    cfg = LatencyConfig(ms_samples=[10.0, 120.0, 260.0], control_hz=20.0)
+    a, b = LatencyModel(cfg, seed=3), LatencyModel(cfg, seed=3)
+    assert [a.sample() for _ in range(10)] == [b.sample() for _ in range(10)]
+    assert sorted({LatencyModel(cfg, seed=s).sample() for s in range(40)}) == [1, 3, 6]
+    assert LatencyModel(LatencyConfig(steps=5), seed=0).sample() == 5
