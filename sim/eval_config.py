@@ -48,6 +48,9 @@ class EvalConfig:
     mode: str = "sync"
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
+    # `deploy` mode: a deploy YAML (configs/deploy/) whose transport and System-1 settings to use;
+    # the robot, checkpoint and episodes come from this config. Empty = the runtime's defaults.
+    deploy_config: str = ""
     # Episode e of task t is seeded with hash(seed, t, e): the same regardless of worker or order.
     seed: int = 7
     # Worker processes running episodes in parallel (each with its own simulator and policy).
@@ -80,6 +83,8 @@ class EvalConfig:
         for name in ("first_init_state", "max_steps", "videos_per_task"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.deploy_config and not self.deploy_config.endswith((".yaml", ".yml")):
+            raise ConfigError(f"deploy_config must be a YAML file, got {self.deploy_config!r}")
         lat = self.latency
         if lat.steps < 0 or lat.think_every < 0:
             raise ConfigError("latency.steps and latency.think_every must be >= 0")

@@ -43,6 +43,7 @@ OUTCOME_FIELDS = (
     "fast_render",
     "max_steps",
     "first_init_state",
+    "deploy_config",
 )
 
 
@@ -225,6 +226,11 @@ def _run_unit(unit: Unit) -> dict:
 
 
 def _run_all(cfg, out, units, policy_factory) -> Iterator[dict]:
+    if cfg.mode == "deploy":
+        from sim.deploy_mode import run_deploy
+
+        yield from run_deploy(cfg, out, units)
+        return
     workers = min(cfg.num_workers, len(units))
     if workers <= 1:
         worker = Worker(cfg, out, policy_factory)
@@ -249,11 +255,6 @@ def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | N
     """
     from tqdm import tqdm
 
-    if cfg.mode == "deploy":
-        raise ConfigError(
-            "mode deploy is not implemented yet: the two-process runtime it drives has not landed; "
-            "use mode=sync or mode=async"
-        )
     if policy_factory is None:
         if cfg.policy.type == "hume":
             check_checkpoint(cfg.policy.checkpoint)
@@ -286,7 +287,7 @@ def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | N
         "episodes_run": len(todo),
         "wall_s": round(wall, 2),
         "episodes_per_hour": round(len(todo) / wall * 3600, 1) if todo and wall > 0 else None,
-        "num_workers": min(cfg.num_workers, max(len(todo), 1)),
+        "num_workers": 1 if cfg.mode == "deploy" else min(cfg.num_workers, max(len(todo), 1)),
     }
     results = write_results(out, cfg, tasks, rows, throughput)
     write_chart(out / "success_by_task.png", results)
