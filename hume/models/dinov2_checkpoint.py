@@ -1,8 +1,10 @@
 """Load a DINOv2 checkpoint directory (transformers `save_pretrained` format) into System 1's encoder.
 
-Only safetensors are read (never pickle). Architecture fields of config.json and every tensor's
-name and shape are checked first, so a wrong checkpoint fails naming the file and the key instead
-of loading half a model.
+transformers itself reads the directory (it knows the on-disk tensor names of every DINOv2 release
+and strips task-model prefixes); we only read safetensors, never pickle. Architecture fields of
+config.json and every tensor's name and shape are checked against System 1's encoder before
+anything is copied, so a wrong checkpoint fails naming the file and the key instead of loading
+half a model.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import json
 import logging
 from pathlib import Path
 
-from safetensors.torch import load_file
 from transformers import Dinov2Model
 
 log = logging.getLogger(__name__)
@@ -27,22 +28,16 @@ ARCHITECTURE_FIELDS = (
     "qkv_bias",
     "num_channels",
 )
-# Checkpoints of task models (e.g. Dinov2ForImageClassification) keep the backbone under this prefix.
-BACKBONE_PREFIX = "dinov2."
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint does not fit the model; the message names the file and the key."""
 
 
-def _weight_files(directory: Path) -> list[Path]:
-    single = directory / "model.safetensors"
-    if single.is_file():
-        return [single]
-    index = directory / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [directory / s for s in shards]
+def _weights_file(directory: Path) -> Path:
+    for name in ("model.safetensors", "model.safetensors.index.json"):
+        if (directory / name).is_file():
+            return directory / name
     raise FileNotFoundError(
         f"no model.safetensors (or model.safetensors.index.json) in {directory}: pass a directory written "
         "by transformers' save_pretrained (convert .bin checkpoints to safetensors first)"
@@ -69,28 +64,25 @@ def load_dinov2_checkpoint(encoder: Dinov2Model, directory: str | Path) -> None:
     if not directory.is_dir():
         raise FileNotFoundError(f"DINOv2 checkpoint directory not found: {directory}")
     _check_config(directory, encoder)
-    found: dict[str, tuple] = {}
-    for file in _weight_files(directory):
-        for key, tensor in load_file(str(file)).items():
-            found[key.removeprefix(BACKBONE_PREFIX)] = (tensor, file)
+    weights = _weights_file(directory)
+    pretrained, info = Dinov2Model.from_pretrained(directory, output_loading_info=True, use_safetensors=True)
+    if info["missing_keys"]:
+        key = sorted(info["missing_keys"])[0]
+        raise CheckpointMismatchError(
+            f"{weights}: key {key!r} of the DINOv2 encoder is missing "
+            f"({len(info['missing_keys'])} keys missing in all)"
+        )
+    theirs = pretrained.state_dict()
     ours = encoder.state_dict()
     for key, param in ours.items():
-        if key not in found:
+        if key not in theirs:
             raise CheckpointMismatchError(
-                f"{directory}: key {key!r} of System 1's encoder is missing from the checkpoint"
+                f"{weights}: key {key!r} of System 1's encoder is not in the checkpoint"
             )
-        tensor, file = found[key]
-        if tensor.shape != param.shape:
+        if theirs[key].shape != param.shape:
             raise CheckpointMismatchError(
-                f"{file}: key {key!r} has shape {list(tensor.shape)}, System 1's encoder expects "
+                f"{weights}: key {key!r} has shape {list(theirs[key].shape)}, System 1's encoder expects "
                 f"{list(param.shape)}; set the system1.vision_* fields to match the checkpoint"
             )
-    ignored = sorted(set(found) - set(ours))
-    if ignored:
-        log.info(
-            "DINOv2 checkpoint %s: ignoring %d tensors outside the backbone (%s...)",
-            directory,
-            len(ignored),
-            ignored[0],
-        )
-    encoder.load_state_dict({key: found[key][0] for key in ours}, strict=True)
+    encoder.load_state_dict({key: theirs[key] for key in ours}, strict=True)
+    log.info("loaded DINOv2 weights from %s", directory)
