@@ -1,0 +1,85 @@
+"""Joint attention over several transformer stacks, layer by layer (the pi0 / Hume design).
+
+Each stack (the VLM and the action expert) owns its tokens and its weights. In every layer each
+stack normalises and projects its own tokens to Q/K/V; attention then runs once over the
+concatenation of all tokens under a block mask; each stack applies its own output projection,
+residual, norm and MLP to its own slice. Keys/values of a prefix computed this way can be cached
+and later joined by suffix tokens of another stack: that is how System 2 encodes the image +
+language prefix once and reuses it for every Euler step and every candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, apply_rotary_pos_emb
+
+
+def block_attention_mask(pad_mask: Tensor, block_start: Tensor) -> Tensor:
+    """[B, T] valid tokens, [B, T] (or [T]) block starts -> [B, T, T] bool "query i may see key j".
+
+    Tokens are grouped in consecutive blocks (a new block begins where block_start is True).
+    A token sees every valid token of its own block and of all earlier blocks: bidirectional within
+    a block, causal across blocks. Padding is seen by nobody; a padding query sees only itself so
+    that no row of the mask is empty (an empty softmax row would turn into NaN and leak).
+    """
+    block = torch.cumsum(block_start.to(torch.int64).expand_as(pad_mask), dim=1)
+    mask = block[:, None, :] <= block[:, :, None]
+    mask = mask & pad_mask[:, None, :] & pad_mask[:, :, None]
+    eye = torch.eye(pad_mask.shape[1], dtype=torch.bool, device=pad_mask.device)
+    return mask | (eye & ~pad_mask[:, :, None])
+
+
+def joint_layer(
+    layers: Sequence[GemmaDecoderLayer],
+    hiddens: Sequence[Tensor | None],
+    cos: Tensor,
+    sin: Tensor,
+    mask: Tensor,
+    past_kv: tuple[Tensor, Tensor] | None = None,
+) -> tuple[list[Tensor | None], tuple[Tensor, Tensor]]:
+    """One joint-attention layer.
+
+    layers[s] is stack s's Gemma decoder layer (only its submodules are used); hiddens[s] its tokens
+    [B, T_s, D_s] or None when the stack has no tokens in this pass. cos/sin [B, T, head_dim] are the
+    rotary tables of the T = sum(T_s) new tokens. past_kv (keys, values [B, kv_heads, P, head_dim],
+    rotary already applied) are prepended to the new keys/values; mask is [B, T, P + T].
+    Returns the new hiddens and the (keys, values) of the new tokens, for caching.
+    """
+    queries, keys, values, lengths = [], [], [], []
+    for layer, h in zip(layers, hiddens, strict=True):
+        if h is None:
+            continue
+        attn = layer.self_attn
+        x = layer.input_layernorm(h)
+        shape = (*x.shape[:-1], -1, attn.head_dim)
+        queries.append(attn.q_proj(x).view(shape).transpose(1, 2))
+        keys.append(attn.k_proj(x).view(shape).transpose(1, 2))
+        values.append(attn.v_proj(x).view(shape).transpose(1, 2))
+        lengths.append(h.shape[1])
+    q, k = apply_rotary_pos_emb(torch.cat(queries, 2), torch.cat(keys, 2), cos, sin)
+    v = torch.cat(values, 2)
+    new_kv = (k, v)
+    if past_kv is not None:
+        k, v = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)
+    # Gemma scales scores by head_dim ** -0.5, which is SDPA's default; GQA shares the KV heads.
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask[:, None], enable_gqa=q.shape[1] != k.shape[1]
+    )
+    out = out.transpose(1, 2).flatten(2)
+
+    new_hiddens: list[Tensor | None] = []
+    start = 0
+    for layer, h in zip(layers, hiddens, strict=True):
+        if h is None:
+            new_hiddens.append(None)
+            continue
+        n = h.shape[1]
+        h = h + layer.self_attn.o_proj(out[:, start : start + n])
+        h = h + layer.mlp(layer.post_attention_layernorm(h))
+        new_hiddens.append(h)
+        start += n
+    return new_hiddens, new_kv

@@ -1,0 +1,286 @@
+"""System 2: a PaliGemma-style VLM and a Gemma action expert joined by joint attention (pi0 design).
+
+Tokens, in order:   [ images (C x n) | language (L) ] [ state (1) ] [ actions (H) ]
+                      VLM stack, prefix                 expert stack, suffix
+Blocks:               prefix: bidirectional             state: own block; actions: see everything
+                                                        before them and each other
+The prefix never attends to the suffix, so its keys/values are computed once (`encode_prefix`)
+and reused by every Euler step and every candidate (`sample`). `sample_naive` recomputes the whole
+forward for every candidate at every step; it exists only as the baseline of `hume bench best-of-n`.
+
+Shapes: B batch, C cameras, L instruction tokens, P = C * n + L prefix tokens, H chunk length,
+A padded action width, S padded state width, N candidates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import GemmaConfig, SiglipVisionConfig, SiglipVisionModel
+from transformers.models.gemma.modeling_gemma import (
+    GemmaDecoderLayer,
+    GemmaRMSNorm,
+    GemmaRotaryEmbedding,
+    GemmaTextScaledWordEmbedding,
+)
+
+from hume.models import flow
+from hume.models.configuration_system2 import System2Config
+from hume.models.joint_attention import block_attention_mask, joint_layer
+
+
+@dataclass
+class PrefixCache:
+    """Per-layer keys/values [B, kv_heads, P, head_dim] of the encoded prefix, and its padding [B, P]."""
+
+    keys: list[Tensor]
+    values: list[Tensor]
+    pad_mask: Tensor
+
+    def repeat(self, n: int) -> PrefixCache:
+        """Each batch entry repeated n times in place (b0, b0, ..., b1, ...): one copy per candidate."""
+        if n == 1:
+            return self
+        return PrefixCache(
+            keys=[k.repeat_interleave(n, 0) for k in self.keys],
+            values=[v.repeat_interleave(n, 0) for v in self.values],
+            pad_mask=self.pad_mask.repeat_interleave(n, 0),
+        )
+
+
+def gemma_config(cfg: System2Config, width: int, mlp_dim: int) -> GemmaConfig:
+    """The transformers config of one stack; both stacks share the attention geometry."""
+    return GemmaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=width,
+        intermediate_size=mlp_dim,
+        num_hidden_layers=cfg.vlm_depth,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+        hidden_act="gelu_pytorch_tanh",
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        pad_token_id=0,
+    )
+
+
+def siglip_config(cfg: System2Config, image_size: int) -> SiglipVisionConfig:
+    return SiglipVisionConfig(
+        hidden_size=cfg.vision_width,
+        intermediate_size=cfg.vision_mlp_dim,
+        num_hidden_layers=cfg.vision_depth,
+        num_attention_heads=cfg.vision_heads,
+        image_size=image_size,
+        patch_size=cfg.patch_size,
+        vision_use_head=False,
+    )
+
+
+class GemmaStack(nn.Module):
+    """The layers and final norm of one Gemma; the VLM's also owns the token embedding."""
+
+    def __init__(self, config: GemmaConfig, with_embedding: bool):
+        super().__init__()
+        if with_embedding:
+            self.embed_tokens = GemmaTextScaledWordEmbedding(
+                config.vocab_size,
+                config.hidden_size,
+                config.pad_token_id,
+                embed_scale=config.hidden_size**0.5,
+            )
+        self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+
+
+class System2(nn.Module):
+    def __init__(
+        self, cfg: System2Config, *, image_size: int, chunk_size: int, action_dim: int, state_dim: int
+    ):
+        """action_dim/state_dim are the padded widths the network reads and writes."""
+        super().__init__()
+        cfg.validate()
+        self.config = cfg
+        self.chunk_size = chunk_size
+        self.action_dim = action_dim
+        self.state_dim = state_dim
+        self.vlm_config = gemma_config(cfg, cfg.vlm_width, cfg.vlm_mlp_dim)
+        self.expert_config = gemma_config(cfg, cfg.expert_width, cfg.expert_mlp_dim)
+
+        self.vision_tower = SiglipVisionModel(siglip_config(cfg, image_size))
+        self.multi_modal_projector = nn.Linear(cfg.vision_width, cfg.vlm_width)
+        self.vlm = GemmaStack(self.vlm_config, with_embedding=True)
+        self.expert = GemmaStack(self.expert_config, with_embedding=False)
+        self.rotary = GemmaRotaryEmbedding(self.vlm_config)
+
+        width = cfg.expert_width
+        self.state_proj = nn.Linear(state_dim, width)
+        self.action_in_proj = nn.Linear(action_dim, width)
+        self.action_time_mlp_in = nn.Linear(2 * width, width)
+        self.action_time_mlp_out = nn.Linear(width, width)
+        self.action_out_proj = nn.Linear(width, action_dim)
+
+    @property
+    def tokens_per_image(self) -> int:
+        return self.vision_tower.vision_model.embeddings.num_patches
+
+    # ----- embeddings -------------------------------------------------------------------------
+    def embed_prefix(
+        self, images: Tensor, image_masks: Tensor, tokens: Tensor, token_masks: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """images [B, C, 3, H, W] in [-1, 1], image_masks [B, C], tokens/token_masks [B, L]
+        -> prefix embeddings [B, P, D_vlm] and their validity [B, P]."""
+        b, c = images.shape[:2]
+        patches = self.vision_tower(pixel_values=images.flatten(0, 1)).last_hidden_state
+        image_embs = self.multi_modal_projector(patches).reshape(b, -1, self.config.vlm_width)
+        image_pad = image_masks.bool().repeat_interleave(patches.shape[1], dim=1)
+        lang_embs = self.vlm.embed_tokens(tokens).to(image_embs.dtype)
+        return torch.cat([image_embs, lang_embs], 1), torch.cat([image_pad, token_masks.bool()], 1)
+
+    def embed_suffix(self, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """state [B, S], noisy actions x_t [B, H, A], flow time t [B] -> suffix tokens [B, 1 + H, D_exp]."""
+        state_tok = self.state_proj(state)[:, None]
+        action_tok = self.action_in_proj(x_t)
+        time_emb = flow.sinusoidal_embedding(t, self.config.expert_width).to(action_tok.dtype)
+        mixed = torch.cat([action_tok, time_emb[:, None].expand_as(action_tok)], -1)
+        action_tok = self.action_time_mlp_out(F.silu(self.action_time_mlp_in(mixed)))
+        return torch.cat([state_tok, action_tok], 1)
+
+    def _suffix_block_start(self, batch: int, device: torch.device) -> Tensor:
+        start = torch.zeros(batch, 1 + self.chunk_size, dtype=torch.bool, device=device)
+        start[:, :2] = True  # the state token opens a block, the action tokens open the next one
+        return start
+
+    def _velocity_out(self, suffix_hidden: Tensor) -> Tensor:
+        return self.action_out_proj(self.expert.norm(suffix_hidden[:, -self.chunk_size :]))
+
+    # ----- prefix cache + suffix (inference) ---------------------------------------------------
+    def encode_prefix(self, prefix_embs: Tensor, prefix_mask: Tensor) -> PrefixCache:
+        """Run the VLM over the prefix once and keep every layer's keys/values."""
+        positions = torch.cumsum(prefix_mask.long(), 1) - 1
+        mask = block_attention_mask(prefix_mask, torch.zeros_like(prefix_mask))
+        cos, sin = self.rotary(prefix_embs, positions)
+        keys, values, h = [], [], prefix_embs
+        for layer in self.vlm.layers:
+            (h,), (k, v) = joint_layer([layer], [h], cos, sin, mask)
+            keys.append(k)
+            values.append(v)
+        return PrefixCache(keys, values, prefix_mask)
+
+    def velocity(self, cache: PrefixCache, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
+        """Predicted velocity [B, H, A] of the expert attending to a cached prefix."""
+        suffix = self.embed_suffix(state, x_t, t)
+        b, s = suffix.shape[:2]
+        suffix_pad = torch.ones(b, s, dtype=torch.bool, device=suffix.device)
+        own = block_attention_mask(suffix_pad, self._suffix_block_start(b, suffix.device))
+        mask = torch.cat([cache.pad_mask[:, None, :].expand(b, s, -1), own], 2)
+        positions = cache.pad_mask.long().sum(1, keepdim=True) + torch.arange(s, device=suffix.device)
+        cos, sin = self.rotary(suffix, positions)
+        h = suffix
+        for i, layer in enumerate(self.expert.layers):
+            (h,), _ = joint_layer([layer], [h], cos, sin, mask, past_kv=(cache.keys[i], cache.values[i]))
+        return self._velocity_out(h)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        cache: PrefixCache,
+        state: Tensor,
+        noise: Tensor,
+        t0: Tensor,
+        t1: Tensor,
+        temperature: Tensor,
+        num_steps: int,
+    ) -> Tensor:
+        """Best-of-N in one batch: noise [B, N, H, A], t0/t1/temperature [B, N] -> candidates [B, N, H, A].
+
+        The prefix cache is repeated N times (no recompute) and all B * N candidates go through the
+        expert together; candidate i integrates from t0[:, i] to t1[:, i] in num_steps Euler steps.
+        """
+        b, n = noise.shape[:2]
+        cache_n = cache.repeat(n)
+        state_n = state.repeat_interleave(n, 0)
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            return self.velocity(cache_n, state_n, x, t)
+
+        x = flow.euler_integrate(
+            velocity, noise.flatten(0, 1), t0.flatten(), t1.flatten(), num_steps, temperature.flatten()
+        )
+        return x.view(b, n, *x.shape[1:])
+
+    # ----- full joint forward (training, and the naive baseline) -------------------------------
+    def velocity_joint(
+        self, prefix_embs: Tensor, prefix_mask: Tensor, state: Tensor, x_t: Tensor, t: Tensor
+    ) -> Tensor:
+        """Predicted velocity [B, H, A] from one joint pass of both stacks over prefix + suffix."""
+        suffix = self.embed_suffix(state, x_t, t)
+        b, s = suffix.shape[:2]
+        suffix_pad = torch.ones(b, s, dtype=torch.bool, device=suffix.device)
+        pad = torch.cat([prefix_mask, suffix_pad], 1)
+        block_start = torch.cat(
+            [torch.zeros_like(prefix_mask), self._suffix_block_start(b, suffix.device)], 1
+        )
+        mask = block_attention_mask(pad, block_start)
+        cos, sin = self.rotary(suffix, torch.cumsum(pad.long(), 1) - 1)
+        hp, hs = prefix_embs, suffix
+        for vlm_layer, expert_layer in zip(self.vlm.layers, self.expert.layers, strict=True):
+            (hp, hs), _ = joint_layer([vlm_layer, expert_layer], [hp, hs], cos, sin, mask)
+        return self._velocity_out(hs)
+
+    def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        """Flow-matching loss of a training batch.
+
+        batch: images [B, C, 3, H, W] in [-1, 1], image_masks [B, C], tokens/token_masks [B, L],
+        state [B, S], actions [B, H, A] (normalised, padded); optional action_is_pad [B, H],
+        action_dim_mask [A] (the real action dims; padded dims are left out of the loss), and
+        noise [B, H, A] / time [B] to fix the draw.
+        """
+        actions = batch["actions"]
+        b = actions.shape[0]
+        noise = batch.get("noise")
+        if noise is None:
+            noise = torch.randn_like(actions)
+        t = batch.get("time")
+        if t is None:
+            t = flow.sample_time(b, device=actions.device).to(actions.dtype)
+        x_t = flow.interpolate(actions, noise, t)
+        prefix_embs, prefix_mask = self.embed_prefix(
+            batch["images"], batch["image_masks"], batch["tokens"], batch["token_masks"]
+        )
+        v = self.velocity_joint(prefix_embs, prefix_mask, batch["state"], x_t, t)
+        dims = batch.get("action_dim_mask")
+        if dims is not None:
+            v, actions, noise = v[..., dims], actions[..., dims], noise[..., dims]
+        pad = batch.get("action_is_pad")
+        return flow.flow_matching_loss(v, actions, noise, mask=None if pad is None else ~pad)
+
+    @torch.no_grad()
+    def sample_naive(
+        self,
+        images: Tensor,
+        image_masks: Tensor,
+        tokens: Tensor,
+        token_masks: Tensor,
+        state: Tensor,
+        noise: Tensor,
+        t0: Tensor,
+        t1: Tensor,
+        temperature: Tensor,
+        num_steps: int,
+    ) -> Tensor:
+        """The baseline best-of-N: each candidate on its own, re-running the whole network (vision
+        tower, prefix and suffix) at every Euler step. Same arguments and result as `sample`."""
+        candidates = []
+        for i in range(noise.shape[1]):
+
+            def velocity(x: Tensor, t: Tensor) -> Tensor:
+                prefix = self.embed_prefix(images, image_masks, tokens, token_masks)
+                return self.velocity_joint(*prefix, state, x, t)
+
+            candidates.append(
+                flow.euler_integrate(velocity, noise[:, i], t0[:, i], t1[:, i], num_steps, temperature[:, i])
+            )
+        return torch.stack(candidates, 1)
