@@ -124,6 +124,7 @@ class System1Node:
             "task": str(obs.get(protocol.TASK_KEY, "")),
         }
         arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
+        arrays[protocol.STATE_KEY] = np.asarray(arrays[protocol.STATE_KEY], dtype=np.float32)
         self.obs_out.send(protocol.OBSERVATION, fields, arrays)
 
     def _heartbeat(self) -> None:

@@ -1,0 +1,180 @@
+"""The wire protocol: round trips, zero-copy arrays, and every kind of bad message dropped with a reason."""
+
+import re
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hume.runtime import protocol
+from hume.runtime.protocol import MessageError, SequenceGate, decode, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+INT64 = st.integers(-(2**63), 2**63 - 1)
+
+
+def observation(**over):
+    fields = {"episode": 0, "step": 3, "tick": 7, "task": "put the bowl on the plate", **over}
+    arrays = {
+        "observation.images.agentview": np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3),
+        "observation.state": np.linspace(-1, 1, 8, dtype=np.float32),
+    }
+    return fields, arrays
+
+
+def chunk_fields(**over):
+    return {"model_id": "tiny@abc", "episode": 0, "step": 3, "tick": 7, "chosen": 1, "think_ms": 12.5, **over}
+
+
+def chunk_arrays():
+    return {
+        "actions": np.random.default_rng(0).uniform(-1, 1, (16, 7)).astype(np.float32),
+        "values": np.array([0.1, 0.9, 0.3], dtype=np.float32),
+    }
+
+
+def header_of(frames) -> dict:
+    return msgpack.unpackb(bytes(frames[0]), raw=False)
+
+
+def with_header(frames, **changes) -> list:
+    h = header_of(frames)
+    h.update(changes)
+    h = {k: v for k, v in h.items() if v is not ...}
+    return [msgpack.packb(h), *frames[1:]]
+
+
+def test_observation_round_trip_is_zero_copy():
+    fields, arrays = observation()
+    frames = [bytes(f) for f in encode(protocol.OBSERVATION, "s1", 5, fields, arrays)]
+    msg = decode(frames)
+    assert (msg.type, msg.session, msg.seq, msg.fields) == (protocol.OBSERVATION, "s1", 5, fields)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(msg.arrays[name], a)
+        assert msg.arrays[name].dtype == a.dtype
+        assert not msg.arrays[name].flags.owndata  # a view of the received frame, not a copy
+
+
+def test_chunk_and_heartbeat_round_trip():
+    msg = decode(encode(protocol.CHUNK, "s2", 0, chunk_fields(), chunk_arrays()))
+    assert msg.fields["chosen"] == 1 and msg.arrays["actions"].shape == (16, 7)
+    hb = {"role": "system2", "state": "ready", "model_id": "m", "stats": {"dropped": 3, "think": 1.5}}
+    assert decode(encode(protocol.HEARTBEAT, "s2", 1, hb)).fields == hb
+
+
+def test_header_has_version_and_array_specs():
+    h = header_of(encode(protocol.CHUNK, "s2", 4, chunk_fields(), chunk_arrays()))
+    assert h["v"] == protocol.PROTOCOL_VERSION
+    assert h["arrays"] == [["actions", "<f4", [16, 7]], ["values", "<f4", [3]]]
+
+
+def test_sender_refuses_what_a_receiver_would_drop():
+    with pytest.raises(ValueError, match="dtype"):
+        encode(protocol.CHUNK, "s", 0, chunk_fields(), {**chunk_arrays(), "x": np.array(["a"], dtype=object)})
+    with pytest.raises(MessageError):
+        encode(protocol.CHUNK, "s", 0, chunk_fields(chosen=7), chunk_arrays())
+
+
+def _bad_messages():
+    fields, arrays = observation()
+    good = encode(protocol.OBSERVATION, "s1", 0, fields, arrays)
+    cf, ca = chunk_fields(), chunk_arrays()
+    nan_actions = {**ca, "actions": np.full((16, 7), np.nan, dtype=np.float32)}
+    huge_values = [msgpack.packb({**header_of(good), "task": "x" * 70000})]
+    return {
+        "empty": ([], "malformed"),
+        "not msgpack": ([b"\xc1\xc1\xc1"], "malformed"),
+        "header not a map": ([msgpack.packb([1, 2])], "malformed"),
+        "wrong version": (with_header(good, v=2), "wrong_version"),
+        "no version": (with_header(good, v=...), "wrong_version"),
+        "unknown type": (with_header(good, type="command"), "malformed"),
+        "missing field": (with_header(good, tick=...), "malformed"),
+        "extra field": (with_header(good, exec="rm -rf /"), "malformed"),
+        "bool as int": (with_header(good, tick=True), "malformed"),
+        "negative seq": (with_header(good, seq=-1), "malformed"),
+        "header too big": (huge_values, "oversized"),
+        "frame missing": (good[:-1], "malformed"),
+        "frame extra": ([*good, b"xx"], "malformed"),
+        "size mismatch": ([good[0], good[1], b"\x00" * 5], "malformed"),
+        "object dtype": (with_header(good, arrays=[["observation.state", "|O", [8]]]), "malformed"),
+        "huge dim": (with_header(good, arrays=[["observation.state", "<f4", [10**9]]])[:2], "oversized"),
+        "bad name": (with_header(good, arrays=[["../x", "<f4", [8]], ["b", "|u1", [1]]]), "malformed"),
+        "state wrong dtype": (
+            _raw("observation", fields, {"observation.state": np.zeros(8)}),
+            "bad_field",
+        ),
+        "nan in chunk": (_raw("chunk", cf, nan_actions), "bad_field"),
+        "chosen out of range": (_raw("chunk", {**cf, "chosen": 9}, ca), "bad_field"),
+    }
+
+
+def test_hand_built_chunk_passes():
+    assert decode(_raw("chunk", chunk_fields(), chunk_arrays())).fields["chosen"] == 1
+
+
+def _raw(type_, fields, arrays):
+    """A message built by hand, bypassing the sender's own checks."""
+    specs = [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]
+    head = {"v": 1, "type": type_, "session": "s", "seq": 0, **fields, "arrays": specs}
+    return [msgpack.packb(head), *(v.tobytes() for v in arrays.values())]
+
+
+@pytest.mark.parametrize("case", list(_bad_messages()))
+def test_bad_message_dropped_with_reason(case):
+    frames, reason = _bad_messages()[case]
+    with pytest.raises(MessageError) as e:
+        decode(frames)
+    assert e.value.reason == reason
+
+
+def test_message_limit():
+    fields, arrays = observation()
+    frames = encode(protocol.OBSERVATION, "s", 0, fields, arrays)
+    with pytest.raises(MessageError, match="oversized"):
+        decode(frames, max_message_bytes=100)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(st.lists(st.binary(max_size=300), min_size=0, max_size=5))
+def test_random_frames_only_ever_raise_message_error(frames):
+    with pytest.raises(MessageError):
+        decode(frames)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "type", "session", "seq", "arrays", "tick", "task", "episode", "step"]),
+        st.one_of(INT64, st.text(max_size=5), st.none(), st.lists(INT64, max_size=3)),
+    )
+)
+def test_random_headers_only_ever_raise_message_error(header):
+    with pytest.raises(MessageError):
+        decode([msgpack.packb(header)])
+
+
+def test_sequence_gate_drops_out_of_order_and_accepts_a_restarted_sender():
+    gate = SequenceGate(max_sessions=4)
+    fields, arrays = observation()
+    msg = lambda session, seq: decode(encode(protocol.OBSERVATION, session, seq, fields, arrays))  # noqa: E731
+    gate.check(msg("a", 5))
+    for seq in (5, 3):
+        with pytest.raises(MessageError) as e:
+            gate.check(msg("a", seq))
+        assert e.value.reason == "out_of_order"
+    gate.check(msg("a", 6))
+    gate.check(msg("b", 0))  # a restarted sender has a new session id and starts again at 0
+    for i in range(100):
+        gate.check(msg(f"x{i}", 0))
+    assert len(gate._last) == 4
+
+
+def test_no_pickle_anywhere_in_the_runtime():
+    """No pickle import, no pyzmq *_pyobj (pickle underneath), no np.load of objects."""
+    banned = re.compile(r"import pickle|pickle\.|_pyobj\(|allow_pickle|import dill|cloudpickle")
+    for folder in ("hume/runtime", "deploy"):
+        for path in (ROOT / folder).rglob("*.py"):
+            assert not banned.search(path.read_text()), path

@@ -1,0 +1,162 @@
+"""Transport over real sockets: endpoint policy, CURVE, counting of bad messages, latest-only intake."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+
+from deploy.keys import generate_keys
+from hume.runtime import protocol
+from hume.runtime.transport import (
+    EndpointError,
+    Inbox,
+    LatestObservation,
+    Publisher,
+    Transport,
+    check_endpoint,
+    is_loopback,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "endpoint, loopback",
+    [
+        ("ipc:///tmp/x", True),
+        ("inproc://x", True),
+        ("tcp://127.0.0.1:5555", True),
+        ("tcp://127.8.9.1:5555", True),
+        ("tcp://localhost:5555", True),
+        ("tcp://[::1]:5555", True),
+        ("tcp://0.0.0.0:5555", False),
+        ("tcp://*:5555", False),
+        ("tcp://10.0.0.5:5555", False),
+        ("tcp://eth0:5555", False),
+        ("tcp://robot.example.com:5555", False),
+    ],
+)
+def test_loopback_detection(endpoint, loopback):
+    assert is_loopback(endpoint) is loopback
+
+
+def test_non_loopback_bind_refused_without_keys(tmp_path):
+    with pytest.raises(EndpointError, match="hume keys"):
+        check_endpoint("tcp://0.0.0.0:5555", secure=False)
+    with pytest.raises(EndpointError, match="tcp://, ipc://"):
+        check_endpoint("udp://127.0.0.1:5", secure=True)
+    t = Transport()
+    try:
+        with pytest.raises(EndpointError):
+            t.socket(zmq.PUB, "tcp://*:5555", bind=True)
+    finally:
+        t.close()
+
+
+def test_cli_refuses_non_loopback_bind_before_loading_anything(tmp_path):
+    exe = Path(sys.executable).with_name("hume")
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [str(exe), "serve", "system2", "--transport.observations=tcp://0.0.0.0:5555", f"--output={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "refusing 'tcp://0.0.0.0:5555'" in r.stderr and "hume keys" in r.stderr
+    assert time.monotonic() - t0 < 20
+
+
+def _heartbeat(pub: Publisher, state="ready"):
+    pub.send(protocol.HEARTBEAT, {"role": "system2", "state": state, "model_id": "m", "stats": {}})
+
+
+def _receive_within(inbox: Inbox, pub: Publisher, seconds: float) -> list:
+    """Publish heartbeats until one arrives (PUB/SUB joins take a moment) or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _heartbeat(pub)
+        msgs = inbox.drain(timeout_ms=100)
+        if msgs:
+            return msgs
+    return []
+
+
+def test_curve_allows_a_non_loopback_bind_and_only_authorized_clients(tmp_path):
+    keys, stranger = tmp_path / "keys", tmp_path / "stranger"
+    generate_keys(keys)
+    generate_keys(stranger)
+    server = Transport(str(keys))
+    client = Transport(str(keys))
+    intruder = Transport(str(stranger))
+    try:
+        sock = server.socket(zmq.PUB, "tcp://0.0.0.0:*", bind=True)
+        port = sock.getsockopt(zmq.LAST_ENDPOINT).decode().rsplit(":", 1)[1]
+        pub = Publisher(sock, server.session)
+        good = Inbox(client.socket(zmq.SUB, f"tcp://127.0.0.1:{port}", bind=False), 1 << 20)
+        bad = Inbox(intruder.socket(zmq.SUB, f"tcp://127.0.0.1:{port}", bind=False), 1 << 20)
+        assert _receive_within(good, pub, 10)
+        _heartbeat(pub)
+        time.sleep(0.3)
+        assert bad.drain(timeout_ms=200) == [] and bad.received == 0
+    finally:
+        for t in (server, client, intruder):
+            t.close()
+
+
+def test_inbox_counts_every_bad_message_and_survives_a_too_big_one():
+    t = Transport(max_message_bytes=64 * 1024)
+    try:
+        sub = t.socket(zmq.SUB, "inproc://chunks", bind=True)
+        inbox = Inbox(sub, t.max_message_bytes)
+        raw = t.ctx.socket(zmq.PUB)
+        raw.connect("inproc://chunks")
+        pub = Publisher(raw, "peer")
+        assert _receive_within(inbox, pub, 5)
+        before = inbox.stats()
+        bad = [[b"junk"], [b"\x80"], [b"x" * 70_000], [b""]]
+        for frames in bad:
+            raw.send_multipart(frames)
+        _heartbeat(pub)
+        deadline = time.monotonic() + 5
+        while inbox.received < before["received"] + len(bad) + 1 and time.monotonic() < deadline:
+            inbox.drain(timeout_ms=100)
+        stats = inbox.stats()
+        assert stats["dropped"] - before["dropped"] == len(bad)
+        assert stats["dropped_oversized"] == 1
+        assert stats["accepted"] == before["accepted"] + 1
+    finally:
+        t.close()
+
+
+def test_latest_observation_keeps_only_the_newest():
+    t = Transport()
+    intake = LatestObservation(t, "inproc://observations", bind=True)
+    try:
+        raw = t.ctx.socket(zmq.PUB)
+        raw.connect("inproc://observations")
+        pub = Publisher(raw, "s1")
+        state = {"observation.state": np.zeros(8, dtype=np.float32)}
+        obs = lambda tick: pub.send(
+            protocol.OBSERVATION, {"episode": 0, "step": tick, "tick": tick, "task": ""}, state
+        )  # noqa: E731
+        deadline = time.monotonic() + 5
+        while intake.peer_seen_at is None and time.monotonic() < deadline:
+            obs(0)
+            time.sleep(0.05)
+        intake.wait(1.0)
+        for tick in range(1, 51):
+            obs(tick)
+        time.sleep(0.5)  # the main thread is "busy thinking" meanwhile
+        msg = intake.wait(1.0)
+        assert msg is not None and msg.fields["tick"] == 50
+        assert intake.wait(0.1) is None  # handed out once only
+        assert intake.stats()["superseded"] >= 49
+    finally:
+        intake.close()
+        t.close()
