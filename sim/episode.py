@@ -16,6 +16,7 @@ class EpisodeResult:
     success: bool
     steps: int  # policy steps taken (the no-op wait not counted)
     seconds: float  # wall time: simulator + policy
+    final_state: list[float] = field(default_factory=list)  # robot state at the end: a reproducibility check
     frames: list[np.ndarray] = field(default_factory=list)  # side-by-side camera views, if recorded
 
 
@@ -36,4 +37,10 @@ def run_episode(env: LiberoEnv, policy: Policy, init_state: int, record: bool = 
         obs, success = env.step(policy.select_action(obs))
         if record:
             frames.append(video_frame(obs))
-    return EpisodeResult(success=success, steps=env.steps, seconds=time.monotonic() - t0, frames=frames)
+    return EpisodeResult(
+        success=success,
+        steps=env.steps,
+        seconds=time.monotonic() - t0,
+        final_state=[round(float(x), 5) for x in obs["observation.state"]],
+        frames=frames,
+    )

@@ -191,6 +191,7 @@ class Worker:
             "success": result.success,
             "steps": result.steps,
             "seconds": round(result.seconds, 3),
+            "final_state": result.final_state,
         }
         stats = getattr(self.policy, "episode_stats", None)
         if callable(stats):
