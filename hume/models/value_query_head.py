@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from hume.models.calql import (
+    CriticLoss,
+    actor_loss,
+    calql_critic_loss,
+    td_target,
+    temperature_loss,
+    uniform_log_density,
+)
 from hume.models.configuration_value_query_head import ValueQueryHeadConfig
 from hume.models.gemma_stack import GemmaStack, gemma_config
 
@@ -59,6 +70,30 @@ class TanhGaussianActor(nn.Module):
         # log |d tanh(u)/du| = log(1 - tanh(u)^2), written stably as 2 (log 2 - u - softplus(-2u)).
         log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
         return torch.tanh(u), (gaussian - log_det).sum(-1)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Use `module` as a constant: gradients flow through it to its inputs, never to its weights."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+@dataclass
+class ValueHeadLosses:
+    critic: CriticLoss  # trains the critics and the query encoder
+    actor: Tensor  # trains the actor only
+    temperature: Tensor  # trains log alpha only
+
+    @property
+    def total(self) -> Tensor:
+        """One sum to backpropagate: each part reaches only its own parameters."""
+        return self.critic.loss + self.actor + self.temperature
 
 
 class ValueQueryHead(nn.Module):
@@ -158,3 +193,61 @@ class ValueQueryHead(nn.Module):
         tau = self.config.tau if tau is None else tau
         for online, target in zip(self.critics.parameters(), self.target_critics.parameters(), strict=True):
             target.lerp_(online, tau)
+
+    def losses(
+        self,
+        prefix_embs: Tensor,
+        prefix_mask: Tensor,
+        actions: Tensor,
+        reward: Tensor,
+        done: Tensor,
+        mc_return: Tensor,
+        next_prefix_embs: Tensor,
+        next_prefix_mask: Tensor,
+        generator: torch.Generator | None = None,
+    ) -> ValueHeadLosses:
+        """Cal-QL on one batch of transitions (s, a, r, done, s'), with a = the dataset chunk
+        [B, H, A] (its first k actions are scored), s and s' given by System 2's prefixes, and
+        mc_return [B] the Monte-Carlo return-to-go of s.
+
+        Gradient routing: the critic loss trains the critics and the query encoder; the actor loss
+        sees the state feature and the critics as constants; the temperature loss trains log alpha.
+        """
+        cfg = self.config
+        b, n = actions.shape[0], cfg.cql_num_samples
+        feature = self.state_feature(prefix_embs, prefix_mask)
+        with torch.no_grad():
+            next_feature = self.state_feature(next_prefix_embs, next_prefix_mask)
+            next_actions, _ = self.act(next_feature, generator=generator)
+            next_q = self.q_values(next_feature, next_actions, target=True)[..., 0]
+            target = td_target(reward, done, next_q, gamma=cfg.gamma)
+            # CQL's out-of-distribution actions: uniform ones, and the policy's at s and at s'.
+            uniform = torch.rand(
+                (b, n, cfg.action_steps, cfg.action_dim), generator=generator, dtype=feature.dtype
+            ).to(feature.device)
+            policy_now, log_prob_now = self.act(feature, n, generator=generator)
+            policy_next, log_prob_next = self.act(next_feature, n, generator=generator)
+        critic = calql_critic_loss(
+            self.q_values(feature, actions[:, None])[..., 0],
+            target,
+            self.q_values(feature, uniform * 2.0 - 1.0),
+            uniform_log_density(cfg.action_steps * cfg.action_dim),
+            self.q_values(feature, torch.cat([policy_now, policy_next], dim=1)),
+            torch.cat([log_prob_now, log_prob_next], dim=1),
+            mc_return,
+            cql_alpha=cfg.cql_alpha,
+            cql_temperature=cfg.cql_temperature,
+        )
+        new_actions, log_prob = self.act(feature.detach(), generator=generator)
+        with frozen(self.critics):
+            q_new = self.q_values(feature.detach(), new_actions)
+        return ValueHeadLosses(
+            critic=critic,
+            actor=actor_loss(q_new, log_prob, self.temperature.detach()),
+            temperature=temperature_loss(self.log_alpha, log_prob, self.target_entropy),
+        )
+
+    @property
+    def target_entropy(self) -> float:
+        """SAC's usual target: minus the number of action dimensions (k * A)."""
+        return -float(self.config.action_steps * self.config.action_dim)
