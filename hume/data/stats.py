@@ -78,3 +78,11 @@ def to_jsonable(stats: dict[str, dict[str, np.ndarray]]) -> dict:
 
 def from_jsonable(stats: dict) -> dict[str, dict[str, np.ndarray]]:
     return {k: {n: np.asarray(v, dtype=np.float64) for n, v in s.items()} for k, s in stats.items()}
+
+
+def columns_stats(columns: dict[str, np.ndarray], keys: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Statistics over all frames of the named numeric columns (e.g. a dataset's `columns`)."""
+    missing = [k for k in keys if k not in columns]
+    if missing:
+        raise KeyError(f"no column {missing}; available: {sorted(columns)}")
+    return {k: feature_stats(np.asarray(columns[k]).reshape(len(columns[k]), -1)) for k in keys}

@@ -1,0 +1,49 @@
+"""Scripted experts: waypoint controllers on the simulator's poses that solve LIBERO tasks.
+
+`make_expert(env, noise, seed)` reads the task's BDDL goal and returns the expert for it; it
+raises `UnsupportedTask` for goals no expert handles yet.
+"""
+
+from __future__ import annotations
+
+from sim.experts.base import ExpertNoise, ScriptedExpert
+from sim.experts.pick_place import PickPlaceExpert
+
+
+class UnsupportedTask(ValueError):
+    """A task whose goal no scripted expert can reach."""
+
+
+def task_goal(bddl_file: str) -> list[list[str]]:
+    """A task's BDDL goal predicates, e.g. [['on', 'akita_black_bowl_1', 'plate_1']], read from
+    its BDDL file (no simulator needed)."""
+    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    return robosuite_parse_problem(bddl_file)["goal_state"]
+
+
+def expert_class(goal: list[list[str]]) -> type[ScriptedExpert] | None:
+    if len(goal) == 1 and goal[0][0].lower() in ("on", "in"):
+        return PickPlaceExpert
+    return None
+
+
+def check_supported(task) -> None:
+    """Raise UnsupportedTask unless an expert handles `task` (a sim.libero_env.LiberoTask)."""
+    goal = task_goal(task.bddl_file)
+    if expert_class(goal) is None:
+        raise UnsupportedTask(
+            f"no scripted expert for {task.suite} task {task.task_id} ({task.instruction!r}): goal {goal}; "
+            "experts handle single (On obj target) and (In obj region) goals"
+        )
+
+
+def make_expert(env, noise: ExpertNoise | None = None, seed: int = 0) -> ScriptedExpert:
+    """The expert for the task of `env` (a sim.libero_env.LiberoEnv)."""
+    check_supported(env.task)
+    goal = env.env.env.parsed_problem["goal_state"]
+    _, obj, target = goal[0]
+    return PickPlaceExpert(env, obj, target, noise, seed)
+
+
+__all__ = ["ExpertNoise", "ScriptedExpert", "UnsupportedTask", "check_supported", "make_expert", "task_goal"]
