@@ -1,0 +1,47 @@
+"""The Chunk: what System 2 hands to System 1 (in one process or over the wire). Numpy only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The selected candidate of one `think`.
+
+    actions: float32 [H, action_dim], normalised model-space actions at flow time `noise_level`
+        (0 = fully denoised; > 0 = partly denoised, System 1's cascade finishes them).
+    noise_level: the flow time at which System 2 stopped.
+    values: float32 [N], the value-query head's score of every candidate (NaN when it is off).
+    index: the chosen candidate.
+    """
+
+    actions: np.ndarray
+    noise_level: float
+    values: np.ndarray
+    index: int
+
+    def __post_init__(self) -> None:
+        if self.actions.ndim != 2:
+            raise ValueError(f"Chunk.actions must be [H, action_dim], got shape {self.actions.shape}")
+        if self.values.ndim != 1 or not 0 <= self.index < len(self.values):
+            raise ValueError(f"Chunk.index {self.index} must index Chunk.values of shape {self.values.shape}")
+
+    def to_dict(self) -> dict:
+        return {
+            "actions": self.actions,
+            "noise_level": float(self.noise_level),
+            "values": self.values,
+            "index": int(self.index),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Chunk:
+        return cls(
+            actions=np.asarray(d["actions"], dtype=np.float32),
+            noise_level=float(d["noise_level"]),
+            values=np.asarray(d["values"], dtype=np.float32),
+            index=int(d["index"]),
+        )

@@ -1,0 +1,296 @@
+"""HumePolicy: System 2 + value-query head + System 1 with normalisation and the synchronous schedule.
+
+    think(obs)                 System 2 samples N candidate chunks (one batch, shared prefix cache);
+                               the value-query head keeps the best -> Chunk
+    refine(obs, chunk, offset) System 1 cascades the chunk slice that starts `offset` steps in,
+                               on the current observation -> h robot actions
+    select_action(obs)         think every s2_replan_steps, refine every s1_replan_steps, one action
+
+The runtime nodes and the evaluator's async mode call think/refine separately; select_action is
+the synchronous loop of the official simulation code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from pathlib import Path
+
+import draccus
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hume.config import to_dict
+from hume.models.configuration_hume import HumeConfig
+from hume.models.paligemma_weights import CheckpointError, load_paligemma
+from hume.models.system1 import System1
+from hume.models.system2 import System2
+from hume.models.value_query_head import ValueQueryHead
+from hume.policy.chunk import Chunk
+from hume.policy.normalize import Normalizer
+from hume.policy.transforms import STATE_KEY, TASK_KEY, observation_images, pad_to, tokenize
+from hume.tokenizer import DEFAULT_TOKENIZER_DIR, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+
+
+def candidate_schedule(config: HumeConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start times t0 [n] and velocity temperatures [n]; candidate 0 is the plain sample."""
+    frac = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+    t0 = 1.0 - config.candidate_t0_spread * frac
+    temperature = 1.0 + (config.candidate_temperature_min - 1.0) * frac
+    return t0.astype(np.float32), temperature.astype(np.float32)
+
+
+class HumePolicy(nn.Module):
+    def __init__(
+        self, config: HumeConfig, stats: dict | None = None, tokenizer_dir: str | Path | None = None
+    ):
+        """A randomly initialised policy; use `from_config` / `from_pretrained` rather than this."""
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.system2 = System2(
+            config.system2,
+            image_size=config.image_size,
+            chunk_size=config.chunk_size,
+            action_dim=config.max_action_dim,
+            state_dim=config.max_state_dim,
+        )
+        self.value_head = ValueQueryHead(config.value_head, config.system2.vlm_width)
+        self.system1 = System1(config.system1)
+        self.normalizer = Normalizer(stats, config.state_dim, config.action_dim)
+        self.tokenizer_dir = Path(tokenizer_dir or config.system2.tokenizer_path or DEFAULT_TOKENIZER_DIR)
+        self.tokenizer = load_tokenizer(self.tokenizer_dir)
+        if len(self.tokenizer) > config.system2.vocab_size:
+            raise ValueError(
+                f"the tokenizer in {self.tokenizer_dir} has {len(self.tokenizer)} tokens but "
+                f"system2.vocab_size is {config.system2.vocab_size}; raise vocab_size"
+            )
+        self.generator = torch.Generator()
+        self.last_values: np.ndarray | None = None
+        self.reset(seed=0)
+
+    # ----- construction and checkpoints --------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: HumeConfig, stats: dict | None = None) -> HumePolicy:
+        """Random weights, except the System-2 backbone when system2.paligemma_path is set."""
+        policy = cls(config, stats)
+        if config.system2.paligemma_path:
+            load_paligemma(policy.system2, config.system2.paligemma_path)
+        return policy.eval()
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """config.json + model.safetensors + stats.json (+ the tokenizer, so the folder stands alone)."""
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / CONFIG_FILE).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
+        self.normalizer.save(directory)
+        self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **overrides) -> HumePolicy:
+        """Load a folder written by save_pretrained (or by `hume train`).
+
+        Keyword overrides replace top-level HumeConfig fields, e.g. the ablation switches
+        (use_value_head=False) or num_candidates; weights must still fit the config.
+        """
+        directory = Path(path)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+        config = load_config(directory / CONFIG_FILE)
+        if overrides:
+            config = draccus.decode(HumeConfig, {**to_dict(config), **overrides})
+        normalizer = Normalizer.load(directory, config.state_dim, config.action_dim)
+        tokenizer_dir = directory / TOKENIZER_DIR
+        policy = cls(
+            config,
+            normalizer.to_dict(),
+            tokenizer_dir if tokenizer_dir.is_dir() and not config.system2.tokenizer_path else None,
+        )
+        policy.load_weights(directory / WEIGHTS_FILE)
+        return policy.eval()
+
+    def load_weights(self, file: Path) -> None:
+        """Strict load; a missing, unexpected or mis-shaped tensor is an error naming file and key."""
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: weights missing from the checkpoint")
+        try:
+            state = load_file(str(file))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
+        own = self.state_dict()
+        for key, tensor in own.items():
+            if key not in state:
+                raise CheckpointError(f"{file}: missing tensor {key!r} (was it written for another config?)")
+            if state[key].shape != tensor.shape:
+                raise CheckpointError(
+                    f"{file}: tensor {key!r} has shape {tuple(state[key].shape)}, the config needs "
+                    f"{tuple(tensor.shape)}"
+                )
+        unexpected = sorted(set(state) - set(own))
+        if unexpected:
+            raise CheckpointError(
+                f"{file}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)"
+            )
+        self.load_state_dict(state)
+
+    # ----- episode state ------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: clears the schedule and System 1's state history; `seed` fixes the noise."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        self._step = 0
+        self._chunk: Chunk | None = None
+        self._chunk_start = 0
+        self._refined: np.ndarray | None = None
+        self._refined_offset = 0
+        self._history: deque[np.ndarray] = deque(maxlen=self.config.system1.state_history)
+
+    @property
+    def device(self) -> torch.device:
+        return self.system2.action_out_proj.weight.device
+
+    def observe(self, obs: dict) -> None:
+        """Remember this tick's robot state for System 1's history (refine and select_action call it)."""
+        self._history.append(self._state(obs))
+
+    # ----- the two halves -------------------------------------------------------------------------
+    @torch.no_grad()
+    def think(self, obs: dict) -> Chunk:
+        """System 2 + value-query head: N candidates in one batch, the best one as a Chunk."""
+        cfg = self.config
+        s2 = self.system2
+        images = observation_images(obs, cfg.cameras, cfg.image_size)
+        image_batch = torch.stack([images[c] for c in cfg.cameras], 1).to(self.device)
+        image_masks = torch.ones(image_batch.shape[:2], dtype=torch.bool, device=self.device)
+        tokens, token_masks = tokenize(self.tokenizer, [self._task(obs)], cfg.system2.max_token_len)
+        state = pad_to(torch.from_numpy(self._state(obs))[None], cfg.max_state_dim).to(self.device)
+
+        prefix_embs, prefix_mask = s2.embed_prefix(
+            image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device)
+        )
+        cache = s2.encode_prefix(prefix_embs, prefix_mask)
+        n = cfg.num_candidates
+        t0, temperature = (torch.from_numpy(a)[None].to(self.device) for a in candidate_schedule(cfg, n))
+        stop = cfg.theta2 if cfg.use_system1 else 0.0
+        # Keep pi0's step size (1 / num_steps) over the shorter interval.
+        steps = max(1, round(cfg.system2.num_steps * (1.0 - stop)))
+        noise = torch.randn(
+            (1, n, cfg.chunk_size, cfg.max_action_dim), generator=self.generator, dtype=torch.float32
+        ).to(self.device)
+        candidates = s2.sample(cache, state, noise, t0, torch.full_like(t0, stop), temperature, steps)
+
+        if cfg.use_value_head:
+            scored = candidates[..., : cfg.value_head.action_dim]
+            index, values = self.value_head.select(prefix_embs, prefix_mask, scored)
+            index, values = int(index[0]), values[0].float().cpu().numpy()
+        else:
+            index, values = 0, np.full(n, np.nan, np.float32)
+        self.last_values = values
+        actions = candidates[0, index, :, : cfg.action_dim].float().cpu().numpy()
+        return Chunk(actions=actions, noise_level=float(stop), values=values, index=index)
+
+    @torch.no_grad()
+    def refine(self, obs: dict, chunk: Chunk, offset: int) -> np.ndarray:
+        """System 1's cascade on the h steps of `chunk` from `offset`: robot actions [h, action_dim].
+
+        With System 1 off the slice itself is returned, unnormalised. Past the chunk's end the last
+        action is repeated (a chunk that arrives late can be shorter than h from `offset`).
+        """
+        self.observe(obs)
+        return self._refine(obs, chunk, offset)
+
+    @torch.no_grad()
+    def _refine(self, obs: dict, chunk: Chunk, offset: int) -> np.ndarray:
+        cfg = self.config
+        h = cfg.s1_horizon
+        if not 0 <= offset < len(chunk.actions):
+            raise ValueError(f"offset {offset} is outside the chunk of {len(chunk.actions)} actions")
+        start = chunk.actions[offset : offset + h]
+        if len(start) < h:
+            start = np.concatenate([start, np.repeat(start[-1:], h - len(start), 0)])
+        if not cfg.use_system1:
+            return self.normalizer.unnormalize_action(start)
+        s1 = self.system1
+        images = {
+            cam: img.to(self.device)
+            for cam, img in observation_images(obs, s1.config.cameras, s1.config.image_size).items()
+        }
+        history = list(self._history)
+        history = [history[0]] * (s1.config.state_history - len(history)) + history
+        history = pad_to(torch.from_numpy(np.stack(history))[None], s1.config.state_dim).to(self.device)
+        start_t = pad_to(torch.from_numpy(start)[None], s1.config.action_dim).to(self.device)
+        offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
+        refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps)
+        return self.normalizer.unnormalize_action(refined[0, :, : cfg.action_dim].float().cpu().numpy())
+
+    # ----- the synchronous loop -------------------------------------------------------------------
+    def select_action(self, obs: dict) -> np.ndarray:
+        """One robot action [action_dim]: think every s2_replan_steps, refine every s1_replan_steps."""
+        cfg = self.config
+        if self._chunk is None or self._step - self._chunk_start >= cfg.s2_replan_steps:
+            self._chunk = self.think(obs)
+            self._chunk_start = self._step
+            self._refined = None
+        offset = self._step - self._chunk_start
+        if self._refined is None or offset - self._refined_offset >= cfg.s1_replan_steps:
+            self._refined = self.refine(obs, self._chunk, offset)
+            self._refined_offset = offset
+        else:
+            self.observe(obs)
+        self._step += 1
+        return self._refined[offset - self._refined_offset]
+
+    def predict_action_chunk(self, obs: dict) -> np.ndarray:
+        """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine
+        every h-step slice on this same observation."""
+        chunk = self.think(obs)
+        self.observe(obs)
+        h = self.config.s1_horizon
+        parts = [self._refine(obs, chunk, offset) for offset in range(0, self.config.chunk_size, h)]
+        return np.concatenate(parts)[: self.config.chunk_size]
+
+    # ----- helpers ----------------------------------------------------------------------------------
+    def _state(self, obs: dict) -> np.ndarray:
+        if STATE_KEY not in obs:
+            raise KeyError(f"observation lacks {STATE_KEY!r} (got keys {sorted(obs)})")
+        state = np.asarray(obs[STATE_KEY], np.float32).reshape(-1)
+        if state.shape != (self.config.state_dim,):
+            raise ValueError(f"{STATE_KEY} must have {self.config.state_dim} values, got {state.shape[0]}")
+        return self.normalizer.state(state)
+
+    @staticmethod
+    def _task(obs: dict) -> str:
+        task = obs.get(TASK_KEY)
+        if not isinstance(task, str):
+            raise KeyError(f"observation needs the instruction string under {TASK_KEY!r}")
+        return task
+
+    def num_parameters(self) -> dict[str, int]:
+        return {name: sum(p.numel() for p in module.parameters()) for name, module in self.named_children()}
+
+
+def load_config(file: Path) -> HumeConfig:
+    """config.json -> HumeConfig; a missing file, bad JSON or a wrong key is an error naming the file."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: the checkpoint has no config")
+    try:
+        raw = json.loads(file.read_text())
+        config = draccus.decode(HumeConfig, raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from None
+    except Exception as e:  # draccus raises several types for unknown keys and wrong types
+        raise ValueError(f"{file}: not a HumeConfig ({e})") from None
+    config.validate()
+    return config
