@@ -26,7 +26,16 @@ def observation(**over):
 
 
 def chunk_fields(**over):
-    return {"model_id": "tiny@abc", "episode": 0, "step": 3, "tick": 7, "chosen": 1, "think_ms": 12.5, **over}
+    return {
+        "model_id": "tiny@abc",
+        "episode": 0,
+        "step": 3,
+        "tick": 7,
+        "chosen": 1,
+        "noise_level": 0.1,
+        "think_ms": 12.5,
+        **over,
+    }
 
 
 def chunk_arrays():

@@ -38,4 +38,5 @@ def model_id(checkpoint: str | Path) -> str:
 def load_policy(policy: str, checkpoint: str | Path, device: str = "cpu"):
     cls = import_object(policy, "policy")
     log.info("loading %s from %s", policy, checkpoint)
-    return cls.from_pretrained(str(checkpoint), device=device)
+    policy = cls.from_pretrained(str(checkpoint))
+    return policy.to(device) if device != "cpu" and hasattr(policy, "to") else policy

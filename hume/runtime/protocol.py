@@ -98,11 +98,12 @@ FIELDS = {
         "step": _count,
         "tick": _count,
         "chosen": _count,
+        "noise_level": lambda x: _is_num(x) and 0 <= x <= 1,
         "think_ms": lambda x: _is_num(x) and x >= 0,
     },
     HEARTBEAT: {
-        "role": lambda x: x in ROLES,
-        "state": lambda x: x in STATES,
+        "role": lambda x: isinstance(x, str) and x in ROLES,
+        "state": lambda x: isinstance(x, str) and x in STATES,
         "model_id": _text,
         "stats": _stats,
     },
@@ -160,7 +161,7 @@ def _check_header(h: dict) -> None:
     if h.get("v") != PROTOCOL_VERSION:
         raise MessageError("wrong_version", f"version {h.get('v')!r}, expected {PROTOCOL_VERSION}")
     kind = h.get("type")
-    if kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in FIELDS:
         raise MessageError("malformed", f"unknown type {kind!r}")
     if not (isinstance(h.get("session"), str) and 0 < len(h["session"]) <= MAX_NAME):
         raise MessageError("malformed", "session must be a non-empty string of <= 64 chars")
@@ -223,13 +224,25 @@ def _check_chunk(fields: dict, arrays: dict[str, np.ndarray]) -> None:
         raise MessageError(
             "bad_field", f"chosen {fields['chosen']} out of range for {values.size} candidates"
         )
-    for name, a in arrays.items():
-        if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise MessageError("bad_field", f"{name} is not finite")
+    if set(arrays) != {"actions", "values"}:
+        raise MessageError("bad_field", f"a chunk carries actions and values only, got {sorted(arrays)}")
+    if not np.isfinite(actions).all():
+        raise MessageError("bad_field", "actions are not finite")
+    if np.isinf(values).any():  # NaN is allowed: it means "no value head"
+        raise MessageError("bad_field", "values are infinite")
 
 
 def decode(frames: list, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
     """Check and decode one multipart message; raises MessageError (never anything else)."""
+    try:
+        return _decode(frames, max_message_bytes)
+    except MessageError:
+        raise
+    except Exception as e:  # a check we did not think of must still not take a node down
+        raise MessageError("malformed", f"{type(e).__name__}: {e}") from None
+
+
+def _decode(frames: list, max_message_bytes: int) -> Message:
     if not frames:
         raise MessageError("malformed", "empty message")
     bufs = [_frame_bytes(f) for f in frames]

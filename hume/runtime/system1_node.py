@@ -25,7 +25,7 @@ import numpy as np
 import zmq
 
 from hume.runtime import protocol
-from hume.runtime.chunk_wire import chunk_class, chunk_from_wire
+from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
 from hume.runtime.transport import Inbox, Publisher, Transport
 
@@ -93,7 +93,6 @@ class System1Node:
         except Exception:
             self.transport.close()
             raise
-        self.chunk_cls = chunk_class(policy)
         self.stop = threading.Event()
         self.trace = Trace()
         self.tick = 0
@@ -183,9 +182,7 @@ class System1Node:
         left = self._valid_steps(chunk) - age
         if left <= 0:
             return None
-        actions = np.asarray(
-            self.policy.refine(obs, chunk_from_wire(chunk, self.chunk_cls), age), dtype=np.float32
-        )
+        actions = np.asarray(self.policy.refine(obs, chunk_from_wire(chunk), age), dtype=np.float32)
         return Plan(self.tick, chunk.fields["tick"], actions.reshape(-1, ACTION_DIM)[:left])
 
     def _wait_first_chunk(self, obs: dict, episode: int) -> None:
@@ -228,6 +225,8 @@ class System1Node:
             )
             if due:
                 plan = self._refine(obs)
+            if not (due and plan is not None) and hasattr(self.policy, "observe"):
+                self.policy.observe(obs)  # System 1's state history advances every tick, refined or not
             i = self.tick - plan.tick if plan is not None else 0
             if plan is not None and i < len(plan.actions):
                 action, age = plan.actions[i], self.tick - plan.chunk_tick
@@ -276,6 +275,8 @@ class System1Node:
                 else:
                     next_t = time.monotonic()  # slower than real time: no burst to catch up
         result = {"episode": episode, "success": bool(self.robot.success), "steps": step}
+        if self.stop.is_set():
+            result["interrupted"] = True
         for key in ("task_id", "init_state"):
             if hasattr(self.robot, key):
                 result[key] = getattr(self.robot, key)

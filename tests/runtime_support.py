@@ -1,0 +1,157 @@
+"""Helpers for the runtime tests: a tiny checkpoint, node processes, and malformed-message strategies."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+from hypothesis import strategies as st
+
+from hume.runtime import protocol
+
+ROOT = Path(__file__).resolve().parents[1]
+HUME = str(Path(sys.executable).with_name("hume"))
+
+
+def make_tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised tiny HumePolicy, saved as a checkpoint folder."""
+    from hume.models.configuration_hume import HumeConfig
+    from hume.policy import HumePolicy
+
+    HumePolicy.from_config(HumeConfig()).save_pretrained(path)
+    return path
+
+
+class Proc:
+    """A `hume ...` process whose output goes to a log file we can wait on."""
+
+    def __init__(self, args: list[str], log: Path):
+        self.log = log
+        self._f = log.open("w")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        self.p = subprocess.Popen([HUME, *args], stdout=self._f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float, start: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = re.search(pattern, self.text()[start:])
+            if m:
+                return m
+            if self.p.poll() is not None:
+                raise AssertionError(
+                    f"process exited ({self.p.returncode}) before {pattern!r}:\n{self.text()[-3000:]}"
+                )
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{self.text()[-3000:]}")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 20) -> int:
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self._f.close()
+        return self.p.returncode
+
+
+def node_args(ckpt: Path, run: Path, **over) -> list[str]:
+    base = {
+        "checkpoint": str(ckpt),
+        "output": str(run),
+        "transport.observations": f"ipc://{run}/obs",
+        "transport.chunks": f"ipc://{run}/chunks",
+        "transport.heartbeat_s": "0.2",
+        "robot.kind": "kinematic",
+        "robot.image_size": "64",
+        "video": "false",
+    }
+    base.update({k.replace("__", "."): str(v) for k, v in over.items()})
+    return [f"--{k}={v}" for k, v in base.items()]
+
+
+def _replace(frames: list, **changes) -> list:
+    head = msgpack.unpackb(bytes(frames[0]), raw=False)
+    head.update(changes)
+    return [msgpack.packb({k: v for k, v in head.items() if v is not ...}), *frames[1:]]
+
+
+# Values that are wrong for every header key (each key wants a str, a non-negative int, a finite
+# float in range, a list of array specs or a map): so a mutated message is always invalid.
+_WRONG = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=-1),
+    st.floats(max_value=-1e-6) | st.just(float("nan")),
+    st.binary(max_size=8),
+    st.lists(st.none(), min_size=1, max_size=2),
+    st.dictionaries(st.integers(0, 3), st.none(), min_size=1, max_size=2),
+)
+
+
+def malformed(template: list, session: str, last_seq: int) -> st.SearchStrategy:
+    """Messages a node must drop, built around a valid `template` message.
+
+    `session`/`last_seq`: a valid message with this session and seq was already accepted, so a
+    replay with a smaller seq is out of order.
+    """
+    keys = sorted(msgpack.unpackb(bytes(template[0]), raw=False))
+    random_frames = st.lists(st.binary(max_size=200), min_size=1, max_size=4)
+    wrong_value = st.builds(lambda k, v: _replace(template, **{k: v}), st.sampled_from(keys), _WRONG)
+    missing_key = st.builds(lambda k: _replace(template, **{k: ...}), st.sampled_from(keys))
+    extra_key = st.builds(
+        lambda k: _replace(template, **{k: 1}),
+        st.text(min_size=1, max_size=8).filter(lambda k: k not in keys),
+    )
+    version = st.builds(lambda v: _replace(template, v=v), st.integers(-5, 100).filter(lambda v: v != 1))
+    replay = st.builds(lambda s: _replace(template, session=session, seq=s), st.integers(0, last_seq))
+    huge_dim = st.builds(
+        lambda d: _replace(
+            template, arrays=[[n, t, [d, *s[1:]] if s else [d]] for n, t, s in _specs(template)]
+        ),
+        st.integers(protocol.MAX_DIM + 1, 10**9),
+    )
+    truncated = st.builds(lambda n: [template[0], *(bytes(f)[:-n] for f in template[1:])], st.integers(1, 3))
+    extra_frame = st.builds(lambda b: [*template, b], st.binary(max_size=16))
+    return st.one_of(
+        random_frames, wrong_value, missing_key, extra_key, version, replay, huge_dim, truncated, extra_frame
+    )
+
+
+def _specs(frames: list) -> list:
+    return msgpack.unpackb(bytes(frames[0]), raw=False)["arrays"]
+
+
+def observation_frames(session: str, seq: int, tick: int = 0, episode: int = 0) -> list[bytes]:
+    arrays = {
+        "observation.images.agentview": np.zeros((64, 64, 3), np.uint8),
+        "observation.images.wrist": np.zeros((64, 64, 3), np.uint8),
+        "observation.state": np.zeros(8, np.float32),
+    }
+    fields = {"episode": episode, "step": tick, "tick": tick, "task": "pick up the black bowl"}
+    return [bytes(f) for f in protocol.encode(protocol.OBSERVATION, session, seq, fields, arrays)]
+
+
+def chunk_frames(session: str, seq: int, model_id: str, tick: int, episode: int = 0) -> list[bytes]:
+    fields = {
+        "model_id": model_id,
+        "episode": episode,
+        "step": tick,
+        "tick": tick,
+        "chosen": 0,
+        "noise_level": 0.1,
+        "think_ms": 1.0,
+    }
+    arrays = {"actions": np.zeros((16, 7), np.float32), "values": np.zeros(5, np.float32)}
+    return [bytes(f) for f in protocol.encode(protocol.CHUNK, session, seq, fields, arrays)]
