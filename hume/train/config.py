@@ -1,0 +1,66 @@
+"""`hume train` configuration (import-light: no torch here)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hume.config import ConfigError
+
+STAGES = ("system2", "system1_value")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = 1e-10
+    warmup_steps: int = 1000
+    end_lr: float = 2.5e-6
+    grad_clip: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    # "system2": flow matching of the VLA; "system1_value": S2 frozen, S1 cascade + Cal-QL critic,
+    # actor and temperature.
+    stage: str = "system2"
+    # A LeRobot-format dataset folder (v2.1 or v3.0).
+    dataset: str = ""
+    # Model config for a fresh model; ignored when init_from names a checkpoint.
+    model: str = "configs/model/tiny.yaml"
+    # A policy checkpoint to start from (required by system1_value: it supplies the frozen S2).
+    init_from: str = ""
+    output: str = "outputs/train"
+    steps: int = 2000
+    batch_size: int = 32
+    seed: int = 0
+    save_every: int = 500
+    log_every: int = 10
+    # Continue from the newest complete step_XXXXXX/ in `output` when there is one.
+    resume: bool = True
+    # "no" or "bf16" (bf16 where the device supports it).
+    mixed_precision: str = "no"
+    freeze_vision: bool = True
+    augment: bool = True
+    # Optimiser of the flow-matching networks (S2 in stage system2, the S1 trunk in system1_value).
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    # Critic, actor and temperature (Adam, constant rate as in Hume's stage 2).
+    critic_lr: float = 1e-5
+    gamma: float = 0.98
+    tau: float = 0.005
+    cql_alpha: float = 5.0
+
+    def validate(self) -> None:
+        if self.stage not in STAGES:
+            raise ConfigError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if not self.dataset:
+            raise ConfigError("dataset is empty: name a LeRobot dataset folder (--dataset=PATH)")
+        if self.stage == "system1_value" and not self.init_from:
+            raise ConfigError("stage system1_value needs init_from: a checkpoint with a trained System 2")
+        if self.mixed_precision not in ("no", "bf16"):
+            raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 < self.gamma <= 1:
+            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma}")
