@@ -97,8 +97,8 @@ class System1(nn.Module):
             raise ValueError(f"all cameras must share one image shape, got {[list(v.shape) for v in views]}")
         b = views[0].shape[0]
         # All cameras through the encoder as one batch: [cameras * B, 3, H, W].
-        x = torch.cat(views).to(self._dtype())
-        x = ((x + 1.0) * 0.5 - self.pixel_mean) / self.pixel_std
+        x = (torch.cat(views).float() + 1.0) * 0.5
+        x = ((x - self.pixel_mean) / self.pixel_std).to(self._dtype())
         tokens = self.vision_proj(self.vision_encoder(pixel_values=x).last_hidden_state)
         tokens = tokens.unflatten(0, (len(views), b)) + self.camera_embedding[:, None, None]
         return tokens.transpose(0, 1).flatten(1, 2)

@@ -223,8 +223,11 @@ class ValueQueryHead(nn.Module):
             target = td_target(reward, done, next_q, gamma=cfg.gamma)
             # CQL's out-of-distribution actions: uniform ones, and the policy's at s and at s'.
             uniform = torch.rand(
-                (b, n, cfg.action_steps, cfg.action_dim), generator=generator, dtype=feature.dtype
-            ).to(feature.device)
+                (b, n, cfg.action_steps, cfg.action_dim),
+                generator=generator,
+                dtype=feature.dtype,
+                device=feature.device,
+            )
             policy_now, log_prob_now = self.act(feature, n, generator=generator)
             policy_next, log_prob_next = self.act(next_feature, n, generator=generator)
         critic = calql_critic_loss(
