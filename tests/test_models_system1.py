@@ -171,3 +171,12 @@ def test_full_config_builds_on_meta_device():
     assert 21e6 < vision < 23e6  # DINOv2-small
     assert 60e6 < total < 120e6
     assert next(model.parameters()).device.type == "meta"
+
+
+def test_runs_in_bfloat16():
+    torch.manual_seed(0)
+    model = System1(CFG).to(torch.bfloat16)
+    images, state, offset, start = inputs()
+    with torch.no_grad():
+        out = model.refine(images, state, offset, start)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()

@@ -143,3 +143,9 @@ def test_full_config_builds_on_meta_device():
         model = ValueQueryHead(full, prefix_dim=2048)
     n = sum(p.numel() for p in model.parameters())
     assert 4 * 2048 * 16384 * 3 < n < 1e9
+
+
+def test_runs_in_bfloat16(head):
+    embs, mask = prefix()
+    index, values = head.to(torch.bfloat16).select(embs, mask, candidates())
+    assert values.dtype == torch.bfloat16 and torch.isfinite(values).all() and index.shape == (2,)
