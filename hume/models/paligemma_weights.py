@@ -24,10 +24,10 @@ log = logging.getLogger(__name__)
 
 # (checkpoint prefix, System 2 prefix), most specific first.
 PREFIXES: tuple[tuple[str, str], ...] = (
-    ("model.vision_tower.vision_model.", "vision_tower.vision_model."),
-    ("vision_tower.vision_model.", "vision_tower.vision_model."),
-    ("model.vision_tower.", "vision_tower.vision_model."),
-    ("vision_tower.", "vision_tower.vision_model."),
+    ("model.vision_tower.vision_model.", "vision_tower."),
+    ("vision_tower.vision_model.", "vision_tower."),
+    ("model.vision_tower.", "vision_tower."),
+    ("vision_tower.", "vision_tower."),
     ("model.multi_modal_projector.linear.", "multi_modal_projector."),
     ("multi_modal_projector.linear.", "multi_modal_projector."),
     ("model.language_model.", "vlm."),

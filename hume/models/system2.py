@@ -124,7 +124,7 @@ class System2(nn.Module):
 
     @property
     def tokens_per_image(self) -> int:
-        return self.vision_tower.vision_model.embeddings.num_patches
+        return self.vision_tower.embeddings.num_patches
 
     # ----- embeddings -------------------------------------------------------------------------
     def embed_prefix(

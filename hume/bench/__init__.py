@@ -1,0 +1,13 @@
+"""Benchmarks run by `hume bench <name>`.
+
+Each benchmark is a module here exposing `Config` (a frozen dataclass with at least `json: bool`
+and `output: str`), `run(config) -> dict` (the result, plain JSON data) and `table(result) -> str`
+(a human-readable summary). `BENCHMARKS` maps the command-line names to the modules.
+"""
+
+BENCHMARKS: dict[str, str] = {
+    "best-of-n": "hume.bench.best_of_n",
+    "s1-tick": "hume.bench.s1_tick",
+    "transport": "hume.bench.transport",
+    "eval-throughput": "hume.bench.eval_throughput",
+}

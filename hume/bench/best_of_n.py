@@ -1,0 +1,201 @@
+"""Best-of-N sampling cost of System 2: shared prefix cache + one batch vs the naive method.
+
+For each N, side by side in one process, interleaved repeat by repeat, on the same inputs and noise:
+  naive          every candidate on its own, the whole network (vision tower, prefix, expert)
+                 re-run at every Euler step (System2.sample_naive);
+  separate       every candidate on its own with its own prefix cache (N single-candidate thinks);
+  shared_prefix  one prefix encoding, cache repeated N times, all candidates through the expert
+                 in one batch (System2.sample, what HumePolicy.think does).
+Times are medians over `repeats`; each row also reports the largest difference between the naive
+and shared-prefix candidates, which must be float noise. Only System 2 is timed (no value head).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from hume.config import ConfigError
+from hume.models.configuration_hume import HumeConfig
+from hume.models.configuration_system2 import System2Config
+
+log = logging.getLogger(__name__)
+
+# A mid-size System 2 (224² images, 196 tokens per camera, ~30M parameters) to see how the gain
+# scales with the prefix; still runs on CPU.
+MID = HumeConfig(
+    image_size=224,
+    system2=System2Config(
+        vision_width=192,
+        vision_depth=4,
+        vision_heads=4,
+        vision_mlp_dim=768,
+        patch_size=16,
+        vlm_width=512,
+        vlm_depth=6,
+        vlm_mlp_dim=2048,
+        num_heads=8,
+        head_dim=64,
+        expert_width=256,
+        expert_mlp_dim=1024,
+    ),
+)
+SIZES = {"tiny": HumeConfig(), "mid": MID}
+
+
+@dataclass(frozen=True)
+class Config:
+    # Model sizes to measure: tiny (configs/model/tiny.yaml) and/or mid.
+    sizes: tuple[str, ...] = ("tiny",)
+    # Numbers of candidates; the N = 5 row of the first size is repeated at the top level of the JSON.
+    candidates: tuple[int, ...] = (1, 2, 5, 10)
+    repeats: int = 3
+    warmup: int = 1
+    # Euler steps from t = 1 to 0.
+    num_steps: int = 10
+    threads: int = 2
+    seed: int = 0
+    # A few-second run (N = 1 and 5, 2 Euler steps, one repeat) to check the harness.
+    smoke: bool = False
+    # Print the result as one JSON object on the last stdout line.
+    json: bool = False
+    # Folder for the result (best-of-n.json); empty = no file.
+    output: str = ""
+
+    def validate(self) -> None:
+        unknown = [s for s in self.sizes if s not in SIZES]
+        if unknown or not self.sizes:
+            raise ConfigError(f"sizes: unknown {unknown}; choose from {sorted(SIZES)}")
+        if not self.candidates or min(self.candidates) < 1:
+            raise ConfigError(f"candidates must be numbers >= 1, got {self.candidates}")
+        if self.repeats < 1 or self.num_steps < 1 or self.threads < 1 or self.warmup < 0:
+            raise ConfigError("repeats, num_steps and threads must be >= 1, warmup >= 0")
+
+    def effective(self) -> Config:
+        if not self.smoke:
+            return self
+        return dataclasses.replace(self, candidates=(1, 5), repeats=1, warmup=0, num_steps=2)
+
+
+def _seconds(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def measure(size: str, cfg: Config) -> list[dict]:
+    import torch
+
+    from hume.models.system2 import System2
+    from hume.policy.hume_policy import candidate_schedule
+
+    model_cfg = SIZES[size]
+    torch.manual_seed(cfg.seed)
+    s2 = System2(
+        model_cfg.system2,
+        image_size=model_cfg.image_size,
+        chunk_size=model_cfg.chunk_size,
+        action_dim=model_cfg.max_action_dim,
+        state_dim=model_cfg.max_state_dim,
+    ).eval()
+    params = sum(p.numel() for p in s2.parameters())
+    gen = torch.Generator().manual_seed(cfg.seed)
+    c, length = len(model_cfg.cameras), model_cfg.system2.max_token_len
+    images = torch.rand((1, c, 3, model_cfg.image_size, model_cfg.image_size), generator=gen) * 2 - 1
+    image_masks = torch.ones(1, c, dtype=torch.bool)
+    tokens = torch.randint(4, 700, (1, length), generator=gen)
+    token_masks = torch.arange(length)[None] < 12  # a typical LIBERO instruction length
+    state = torch.randn((1, model_cfg.max_state_dim), generator=gen)
+    log.info(
+        "%s: System 2 with %.1fM parameters, %d prefix tokens",
+        size,
+        params / 1e6,
+        c * s2.tokens_per_image + length,
+    )
+
+    rows = []
+    for n in cfg.candidates:
+        noise = torch.randn((1, n, model_cfg.chunk_size, model_cfg.max_action_dim), generator=gen)
+        t0, temperature = (torch.from_numpy(a)[None] for a in candidate_schedule(model_cfg, n))
+        t1 = torch.zeros_like(t0)
+
+        def shared(noise=noise, t0=t0, t1=t1, temperature=temperature):
+            cache = s2.encode_prefix(*s2.embed_prefix(images, image_masks, tokens, token_masks))
+            return s2.sample(cache, state, noise, t0, t1, temperature, cfg.num_steps)
+
+        def separate(noise=noise, t0=t0, t1=t1, temperature=temperature, n=n):
+            out = []
+            for i in range(n):
+                cache = s2.encode_prefix(*s2.embed_prefix(images, image_masks, tokens, token_masks))
+                sl = slice(i, i + 1)
+                out.append(
+                    s2.sample(
+                        cache, state, noise[:, sl], t0[:, sl], t1[:, sl], temperature[:, sl], cfg.num_steps
+                    )
+                )
+            return torch.cat(out, 1)
+
+        def naive(noise=noise, t0=t0, t1=t1, temperature=temperature):
+            return s2.sample_naive(
+                images, image_masks, tokens, token_masks, state, noise, t0, t1, temperature, cfg.num_steps
+            )
+
+        with torch.no_grad():
+            diff = float((shared() - naive()).abs().max())
+            for _ in range(cfg.warmup):
+                shared(), separate(), naive()
+            times: dict[str, list[float]] = {"naive": [], "separate": [], "shared": []}
+            for _ in range(cfg.repeats):
+                times["naive"].append(_seconds(naive))
+                times["separate"].append(_seconds(separate))
+                times["shared"].append(_seconds(shared))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        row = {
+            "size": size,
+            "n": n,
+            "naive_s": round(med["naive"], 4),
+            "separate_s": round(med["separate"], 4),
+            "shared_prefix_s": round(med["shared"], 4),
+            "speedup": round(med["naive"] / med["shared"], 2),
+            "speedup_vs_separate": round(med["separate"] / med["shared"], 2),
+            "max_abs_diff": diff,
+            "params": params,
+        }
+        log.info("%s", row)
+        rows.append(row)
+    return rows
+
+
+def run(cfg: Config) -> dict:
+    import torch
+
+    cfg = cfg.effective()
+    torch.set_num_threads(cfg.threads)
+    rows = [row for size in cfg.sizes for row in measure(size, cfg)]
+    first = [r for r in rows if r["size"] == cfg.sizes[0]]
+    top = next((r for r in first if r["n"] == 5), first[-1])
+    return {
+        "benchmark": "best-of-n",
+        "device": "cpu",
+        "threads": cfg.threads,
+        "num_steps": cfg.num_steps,
+        "repeats": cfg.repeats,
+        "results": rows,
+        **{k: top[k] for k in ("size", "n", "naive_s", "separate_s", "shared_prefix_s", "speedup")},
+    }
+
+
+def table(result: dict) -> str:
+    header = (
+        f"{'size':<5} {'N':>3} {'naive s':>9} {'separate s':>11} {'shared s':>9} {'speedup':>8} {'vs sep':>7}"
+    )
+    rows = [
+        f"{r['size']:<5} {r['n']:>3} {r['naive_s']:>9.3f} {r['separate_s']:>11.3f} "
+        f"{r['shared_prefix_s']:>9.3f} {r['speedup']:>7.2f}x {r['speedup_vs_separate']:>6.2f}x"
+        for r in result["results"]
+    ]
+    return "\n".join([header, *rows])

@@ -1,0 +1,226 @@
+"""The System-1 control tick: observation in hand -> action out, cascaded denoising included.
+
+What is timed is the System-1 node itself (`System1Node.run_episode`, hume/runtime/system1_node.py)
+with its own per-tick clock (the `tick_ms` column of its trace): publish the observation, take the
+newest chunk, align it, run `HumePolicy.refine` (System 1's cascade on the current observation)
+and pick the action. `s1_replan_steps = 1`, so every tick measured runs the cascade (the node's
+default refines every 4th tick; this is its worst tick). The robot is the kinematic one (no
+simulator: microseconds per step) and System 2 is an echo node in its own process that answers
+every observation with one fixed chunk, so no System-2 model work competes for the cores.
+
+Sizes: `tiny` is configs/model/tiny.yaml on the CPU; `full` is the paper's System 1 (DINOv2-small
+per camera at 224², a 13-layer width-512 trunk) and runs only where CUDA exists, optionally in
+bf16 and through torch.compile. System 2's size does not enter the tick, so it stays tiny.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hume.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+SIZES = ("tiny", "full")
+FULL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "full.yaml"
+MODEL_ID = "s1-tick-bench"
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
+@dataclass(frozen=True)
+class Config:
+    # tiny (CPU) or full (the paper's System 1; needs CUDA).
+    size: str = "tiny"
+    # Control ticks timed (after `warmup` ticks that are not).
+    ticks: int = 1000
+    warmup: int = 50
+    # Device for the policy: "" = cuda for full, cpu for tiny.
+    device: str = ""
+    # float32 or bfloat16 (bf16 only on CUDA).
+    dtype: str = "float32"
+    # torch.compile mode for System 1's vision encoder and trunk; empty = eager.
+    compile: str = ""
+    # Torch CPU threads.
+    threads: int = 1
+    # Camera resolution the robot renders (the policy resizes to the model's input).
+    robot_image_size: int = 128
+    # A few-second run (100 ticks, 10 warm-up) to check the harness.
+    smoke: bool = False
+    json: bool = False
+    output: str = ""
+
+    def validate(self) -> None:
+        if self.size not in SIZES:
+            raise ConfigError(f"size must be one of {SIZES}, got {self.size!r}")
+        if self.ticks < 1 or self.warmup < 0 or self.threads < 1:
+            raise ConfigError("ticks and threads must be >= 1, warmup >= 0")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
+
+    def effective(self) -> Config:
+        return dataclasses.replace(self, ticks=100, warmup=10) if self.smoke else self
+
+
+def model_config(size: str):
+    """HumeConfig with the System 1 of `size` (System 2 and the value head stay tiny: not on the tick)."""
+    import draccus
+    import yaml
+
+    from hume.models.configuration_hume import HumeConfig
+
+    if size == "tiny":
+        return HumeConfig()
+    full = draccus.decode(HumeConfig, yaml.safe_load(FULL_CONFIG.read_text()))
+    return dataclasses.replace(HumeConfig(), system1=full.system1, image_size=full.image_size)
+
+
+def _echo_system2(obs_endpoint: str, chunk_endpoint: str, chunk_len: int, ready, stop) -> None:
+    """A System-2 node whose policy answers every observation with the same chunk, instantly."""
+    from hume.policy.chunk import Chunk
+    from hume.runtime.config import DeployConfig, TransportConfig
+    from hume.runtime.system2_node import System2Node
+
+    class EchoPolicy:
+        chunk = Chunk(
+            actions=np.zeros((chunk_len, 7), np.float32),
+            noise_level=0.1,
+            values=np.zeros(5, np.float32),
+            index=0,
+        )
+
+        def reset(self) -> None:
+            pass
+
+        def think(self, obs: dict) -> Chunk:
+            return self.chunk
+
+    cfg = DeployConfig(transport=TransportConfig(observations=obs_endpoint, chunks=chunk_endpoint))
+    node = System2Node(cfg, EchoPolicy(), MODEL_ID)
+    ready.set()
+    node.stop = stop
+    try:
+        node.run()
+    finally:
+        node.close()
+
+
+def _device(cfg: Config) -> str:
+    import torch
+
+    device = cfg.device or ("cuda" if cfg.size == "full" else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        return ""
+    return device
+
+
+def _build_policy(cfg: Config, device: str):
+    import torch
+
+    from hume.policy import HumePolicy
+
+    torch.manual_seed(0)
+    policy = HumePolicy.from_config(model_config(cfg.size))
+    dtype = getattr(torch, cfg.dtype)
+    policy = policy.to(device=device, dtype=dtype).eval()
+    if cfg.compile:
+        s1 = policy.system1
+        s1.vision_encoder = torch.compile(s1.vision_encoder, mode=cfg.compile)
+        s1.trunk = torch.compile(s1.trunk, mode=cfg.compile)
+    return policy
+
+
+def run(cfg: Config) -> dict:
+    import torch
+
+    from deploy.kinematic_robot import KinematicRobot
+    from hume.runtime.config import DeployConfig, System1Config, TransportConfig
+    from hume.runtime.system1_node import System1Node
+
+    cfg = cfg.effective()
+    device = _device(cfg)
+    base = {"benchmark": "s1-tick", "size": cfg.size, "dtype": cfg.dtype, "compile": cfg.compile}
+    if not device:
+        msg = f"size={cfg.size} needs a CUDA device and none is available here; skipped"
+        log.warning("%s", msg)
+        return {**base, "device": "none", "skipped": msg}
+    if cfg.dtype == "bfloat16" and device == "cpu":
+        raise ConfigError("dtype=bfloat16 is for CUDA; on the CPU use float32")
+    torch.set_num_threads(cfg.threads)
+    policy = _build_policy(cfg, device)
+    params = sum(p.numel() for p in policy.system1.parameters())
+
+    ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="hume-s1-tick-") as tmp:
+        obs_ep, chunk_ep = f"ipc://{tmp}/obs", f"ipc://{tmp}/chunks"
+        ready, stop = ctx.Event(), ctx.Event()
+        echo = ctx.Process(
+            target=_echo_system2,
+            args=(obs_ep, chunk_ep, policy.config.chunk_size, ready, stop),
+            daemon=True,
+        )
+        echo.start()
+        try:
+            if not ready.wait(60):
+                raise RuntimeError("the echo System-2 process did not start within 60 s")
+            deploy = DeployConfig(
+                video=False,
+                transport=TransportConfig(observations=obs_ep, chunks=chunk_ep),
+                system1=System1Config(s1_replan_steps=1, realtime=False, first_chunk_timeout_s=60),
+            )
+            robot = KinematicRobot(image_size=cfg.robot_image_size, max_steps=cfg.warmup + cfg.ticks)
+            node = System1Node(deploy, policy, robot, MODEL_ID)
+            try:
+                t0 = time.perf_counter()
+                node.run_episode(0)
+                wall = time.perf_counter() - t0
+            finally:
+                node.close()
+        finally:
+            stop.set()
+            echo.join(10)
+            if echo.is_alive():
+                echo.kill()
+
+    cols = node.trace.columns
+    rows = node.trace.rows[cfg.warmup :]
+    tick_ms = np.array([r[cols.index("tick_ms")] for r in rows])
+    refined = sum(r[cols.index("refined")] for r in rows)
+    holds = sum(r[cols.index("hold")] for r in rows)
+    return {
+        **base,
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        "threads": cfg.threads,
+        "system1_params": params,
+        "ticks": len(rows),
+        "refined_ticks": int(refined),
+        "hold_ticks": int(holds),
+        "tick_ms": {
+            "p50": round(float(np.percentile(tick_ms, 50)), 3),
+            "p99": round(float(np.percentile(tick_ms, 99)), 3),
+            "max": round(float(tick_ms.max()), 3),
+            "mean": round(float(tick_ms.mean()), 3),
+        },
+        "loop_hz": round((cfg.warmup + cfg.ticks) / wall, 1),
+    }
+
+
+def table(result: dict) -> str:
+    if "skipped" in result:
+        return f"s1-tick {result['size']}: {result['skipped']}"
+    t = result["tick_ms"]
+    return (
+        f"s1-tick {result['size']} on {result['device']} ({result['dtype']}"
+        f"{', compile ' + result['compile'] if result['compile'] else ''}): {result['ticks']} ticks, "
+        f"p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, max {t['max']:.2f} ms; "
+        f"{result['refined_ticks']} refined, {result['hold_ticks']} held"
+    )
