@@ -33,7 +33,7 @@ def gemma_config(
         num_attention_heads=num_heads,
         num_key_value_heads=num_kv_heads,
         head_dim=head_dim,
-        hidden_activation="gelu_pytorch_tanh",
+        hidden_act="gelu_pytorch_tanh",
         pad_token_id=None,
         bos_token_id=None,
         eos_token_id=None,

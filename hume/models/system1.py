@@ -117,7 +117,7 @@ class System1(nn.Module):
         image_tokens = self.encode_images(images)
         b, dtype = image_tokens.shape[0], image_tokens.dtype
         states = self.state_proj(state_history.to(dtype))
-        stamp = flow.sinusoidal_embedding(offset.to(dtype) / cfg.s2_chunk_length, cfg.width)
+        stamp = flow.sinusoidal_embedding(offset.float() / cfg.s2_chunk_length, cfg.width)
         stamp = self.stamp_proj(stamp.to(dtype))[:, None]
         x = torch.cat([image_tokens, states, stamp], dim=1)
         blocks = torch.cat(
