@@ -1,0 +1,224 @@
+"""HumePolicy: checkpoints, think/refine, the synchronous schedule, ablations, normalisation."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from hume.models.configuration_hume import HumeConfig
+from hume.models.paligemma_weights import CheckpointError
+from hume.policy import Chunk, HumePolicy
+
+STATS = {
+    "observation.state": {"mean": np.linspace(-1, 1, 8).tolist(), "std": np.linspace(0.5, 2, 8).tolist()},
+    "action": {"mean": [0.1, -0.2, 0.3, 0.0, 0.0, 0.05, 0.0], "std": [2.0, 0.5, 1.0, 0.1, 0.2, 0.3, 1.0]},
+}
+
+
+def observation(seed=0, task="put the black bowl on the plate"):
+    rng = np.random.default_rng(seed)
+    return {
+        "observation.images.agentview": rng.integers(0, 256, (96, 96, 3), dtype=np.uint8),
+        "observation.images.wrist": rng.integers(0, 256, (96, 96, 3), dtype=np.uint8),
+        "observation.state": rng.normal(size=8).astype(np.float32),
+        "task": task,
+    }
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.manual_seed(0)
+    return HumePolicy.from_config(HumeConfig(), stats=STATS)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(policy, tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt")
+    policy.save_pretrained(path)
+    return path
+
+
+def test_checkpoint_round_trip(policy, checkpoint):
+    assert {"config.json", "model.safetensors", "stats.json", "tokenizer"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
+    loaded = HumePolicy.from_pretrained(checkpoint)
+    assert loaded.config == policy.config
+    for key, value in policy.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    obs = observation()
+    policy.reset(seed=5)
+    loaded.reset(seed=5)
+    np.testing.assert_array_equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+
+
+def test_think_returns_the_best_candidate(policy):
+    policy.reset(seed=1)
+    chunk = policy.think(observation())
+    cfg = policy.config
+    assert chunk.actions.shape == (cfg.chunk_size, cfg.action_dim) and chunk.actions.dtype == np.float32
+    assert chunk.values.shape == (cfg.num_candidates,) and np.isfinite(chunk.values).all()
+    assert chunk.index == int(np.argmax(chunk.values))
+    assert chunk.noise_level == pytest.approx(cfg.theta2)
+    np.testing.assert_array_equal(policy.last_values, chunk.values)
+    # Same seed, same chunk; another seed, another one.
+    policy.reset(seed=1)
+    again = policy.think(observation())
+    np.testing.assert_array_equal(again.actions, chunk.actions)
+    policy.reset(seed=2)
+    assert not np.allclose(policy.think(observation()).actions, chunk.actions)
+
+
+def test_think_depends_on_the_instruction(policy):
+    policy.reset(seed=3)
+    a = policy.think(observation(task="open the top drawer")).actions
+    policy.reset(seed=3)
+    b = policy.think(observation(task="turn on the stove")).actions
+    assert not np.allclose(a, b)
+
+
+def test_refine_shapes_and_chunk_end(policy):
+    policy.reset(seed=0)
+    obs = observation()
+    chunk = policy.think(obs)
+    out = policy.refine(obs, chunk, 8)
+    assert out.shape == (policy.config.s1_horizon, 7) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert policy.refine(obs, chunk, 13).shape == (8, 7), "a slice past the chunk's end is padded"
+    with pytest.raises(ValueError, match="offset"):
+        policy.refine(obs, chunk, 16)
+
+
+def test_system1_off_executes_the_unnormalised_s2_chunk(checkpoint):
+    policy = HumePolicy.from_pretrained(checkpoint, use_system1=False)
+    obs = observation()
+    chunk = policy.think(obs)
+    assert chunk.noise_level == 0.0, "without System 1, System 2 denoises fully"
+    std, mean = np.array(STATS["action"]["std"]), np.array(STATS["action"]["mean"])
+    np.testing.assert_allclose(policy.refine(obs, chunk, 0), chunk.actions[:8] * std + mean, rtol=1e-6)
+    policy.reset(seed=4)
+    actions = [policy.select_action(obs) for _ in range(16)]
+    policy.reset(seed=4)
+    expected = policy.think(obs).actions * std + mean
+    np.testing.assert_allclose(np.stack(actions), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_value_head_off_and_single_candidate(checkpoint):
+    off = HumePolicy.from_pretrained(checkpoint, use_value_head=False)
+    chunk = off.think(observation())
+    assert chunk.index == 0 and np.isnan(chunk.values).all() and chunk.values.shape == (5,)
+    single = HumePolicy.from_pretrained(checkpoint, num_candidates=1)
+    chunk = single.think(observation())
+    assert chunk.values.shape == (1,) and chunk.index == 0 and np.isfinite(chunk.values).all()
+
+
+class CountingPolicy(HumePolicy):
+    """Records when the two halves run (the real ones run)."""
+
+    def think(self, obs):
+        self.calls.append(("think", self._step))
+        return super().think(obs)
+
+    def refine(self, obs, chunk, offset):
+        self.calls.append(("refine", self._step, offset))
+        return super().refine(obs, chunk, offset)
+
+
+def test_synchronous_schedule(checkpoint):
+    policy = CountingPolicy.from_pretrained(checkpoint)
+    policy.calls = []
+    policy.reset(seed=0)
+    obs = observation()
+    actions = [policy.select_action(obs) for _ in range(33)]
+    assert all(a.shape == (7,) and np.isfinite(a).all() for a in actions)
+    thinks = [c[1] for c in policy.calls if c[0] == "think"]
+    refines = [(c[1], c[2]) for c in policy.calls if c[0] == "refine"]
+    assert thinks == [0, 16, 32]
+    assert refines == [(0, 0), (8, 8), (16, 0), (24, 8), (32, 0)]
+    assert len(policy._history) == policy.config.system1.state_history
+    policy.reset()
+    assert len(policy._history) == 0
+    policy.select_action(obs)
+    assert policy.calls[-2][0] == "think", "after reset the policy thinks again"
+
+
+def test_state_history_feeds_system1(checkpoint):
+    """System 1 sees past states: the same observation after different histories refines differently."""
+    policy = HumePolicy.from_pretrained(checkpoint)
+    obs = observation()
+    chunk = policy.think(obs)
+    policy.reset()
+    policy.observe(observation(seed=7))
+    a = policy.refine(obs, chunk, 0)
+    policy.reset()
+    policy.observe(observation(seed=8))
+    b = policy.refine(obs, chunk, 0)
+    assert not np.allclose(a, b)
+
+
+def test_bad_observations_are_clear_errors(policy):
+    obs = observation()
+    del obs["observation.images.wrist"]
+    with pytest.raises(KeyError, match="observation.images.wrist"):
+        policy.think(obs)
+    obs = observation()
+    obs["observation.state"] = np.zeros(7, np.float32)
+    with pytest.raises(ValueError, match="8 values"):
+        policy.think(obs)
+    obs = observation()
+    del obs["task"]
+    with pytest.raises(KeyError, match="task"):
+        policy.think(obs)
+
+
+def test_bad_checkpoints_name_file_and_key(checkpoint, tmp_path):
+    import shutil
+
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        HumePolicy.from_pretrained(tmp_path / "nowhere")
+
+    bad = tmp_path / "bad"
+    shutil.copytree(checkpoint, bad)
+    state = load_file(str(bad / "model.safetensors"))
+    del state["system2.expert.layers.0.mlp.up_proj.weight"]
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors.*system2\.expert\.layers\.0\.mlp\.up_proj"
+    ):
+        HumePolicy.from_pretrained(bad)
+
+    state["system2.expert.layers.0.mlp.up_proj.weight"] = torch.zeros(3, 3)
+    save_file(state, str(bad / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"up_proj\.weight.*\(3, 3\)"):
+        HumePolicy.from_pretrained(bad)
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    config["system2"]["warp_drive"] = 1
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"config\.json.*warp_drive"):
+        HumePolicy.from_pretrained(bad)
+
+    shutil.copy(checkpoint / "config.json", bad / "config.json")
+    stats = json.loads((checkpoint / "stats.json").read_text())
+    stats["action"]["mean"] = [0.0] * 6
+    (bad / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(ValueError, match=r"stats\.json.*'action'.*6 dims"):
+        HumePolicy.from_pretrained(bad)
+
+    (bad / "stats.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"stats\.json"):
+        HumePolicy.from_pretrained(bad)
+
+
+def test_chunk_wire_round_trip_and_validation():
+    chunk = Chunk(
+        actions=np.ones((16, 7), np.float32), noise_level=0.1, values=np.arange(5, dtype=np.float32), index=4
+    )
+    back = Chunk.from_dict(chunk.to_dict())
+    assert back.index == 4 and back.noise_level == pytest.approx(0.1)
+    np.testing.assert_array_equal(back.actions, chunk.actions)
+    assert all(isinstance(v, (np.ndarray, int, float)) for v in chunk.to_dict().values())
+    with pytest.raises(ValueError, match="index"):
+        dataclasses.replace(chunk, index=5)
