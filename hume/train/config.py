@@ -44,11 +44,11 @@ class TrainConfig:
     augment: bool = True
     # Optimiser of the flow-matching networks (S2 in stage system2, the S1 trunk in system1_value).
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
-    # Critic, actor and temperature (Adam, constant rate as in Hume's stage 2).
+    # Critic, actor and temperature (Adam, constant rate as in Hume's stage 2). Their other
+    # hyper-parameters (gamma, tau, cql_alpha) belong to the model: value_head.* in its config.
     critic_lr: float = 1e-5
-    gamma: float = 0.98
-    tau: float = 0.005
-    cql_alpha: float = 5.0
+    # Run on the CPU even when an accelerator is present.
+    cpu: bool = False
 
     def validate(self) -> None:
         if self.stage not in STAGES:
@@ -62,5 +62,9 @@ class TrainConfig:
         for name in ("steps", "batch_size", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0 < self.gamma <= 1:
-            raise ConfigError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.optim.lr <= 0 or self.critic_lr <= 0:
+            raise ConfigError(
+                f"learning rates must be > 0, got optim.lr={self.optim.lr}, critic_lr={self.critic_lr}"
+            )
+        if self.optim.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")

@@ -1,0 +1,230 @@
+"""From a LeRobot dataset to model batches for both training stages.
+
+Every frame is held in memory, ready for the model: states and actions normalised with the
+policy's `Normalizer`, camera frames resized once to the model's resolution (uint8), instructions
+tokenised once per task. A batch is then a handful of gathers over frame indices:
+
+    action chunk       frames i .. i+H-1 of i's episode; past the episode's end the last action is
+                       repeated and `is_pad` marks it (the losses skip padded steps)
+    System 1           the frame i+o that System 1 acts on, o steps into the System-2 chunk of
+                       frame i; its K-state history ends at i+o and repeats the episode's first
+                       state before the start (as HumePolicy does at the start of an episode)
+    transition         (s_i, a_i.., r_i, done_i, s_i+1, G_i): one control step; done_i is the
+                       dataset's `next.done`, so the last frame never bootstraps, and G_i is the
+                       discounted return-to-go of hume/data/returns.py
+
+Images pass through the policy's own transform (hume/policy/transforms.py) and, when asked,
+the training augmentation; every random draw comes from the step's torch.Generator.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from hume.data.reader import LeRobotDataset
+from hume.data.returns import episode_returns
+from hume.data.stats import columns_stats
+from hume.models.configuration_hume import HumeConfig
+from hume.models.flow import sample_time
+from hume.policy.normalize import ACTION, STATE, Normalizer
+from hume.policy.transforms import IMAGE_KEY, image_to_tensor, pad_to, tokenize
+from hume.train.augment import augment_camera
+
+log = logging.getLogger(__name__)
+
+
+def dataset_stats(dataset: LeRobotDataset) -> dict:
+    """The dataset's state/action statistics: stored ones if any, else computed from its frames."""
+    stats = dataset.stats
+    if stats is None or STATE not in stats or ACTION not in stats:
+        log.info("%s has no stored statistics of %s/%s: computing them", dataset.root, STATE, ACTION)
+        stats = columns_stats(dataset.columns, [STATE, ACTION])
+    return {key: {"mean": stats[key]["mean"], "std": stats[key]["std"]} for key in (STATE, ACTION)}
+
+
+def _is_wrist(camera: str) -> bool:
+    return "wrist" in camera
+
+
+class TrainingData:
+    """A LeRobot dataset in memory, shaped for `HumeConfig`'s networks.
+
+    Shapes below: B batch, C cameras, S image size, H chunk, h System-1 horizon, K state history,
+    L instruction tokens, A / Sd the padded action / state widths of the network that reads them.
+    """
+
+    def __init__(self, dataset: LeRobotDataset, config: HumeConfig, normalizer: Normalizer, tokenizer):
+        self.config = config
+        self.root = dataset.root
+        cols = dataset.columns
+        for key, dim in ((STATE, config.state_dim), (ACTION, config.action_dim)):
+            if key not in cols:
+                raise ValueError(f"{dataset.root}: no {key!r} column (features: {sorted(cols)})")
+            width = int(np.prod(cols[key].shape[1:]))
+            if width != dim:
+                raise ValueError(
+                    f"{dataset.root}: {key!r} has {width} dims but the model config expects {dim} "
+                    f"(set state_dim/action_dim in the model config to match the dataset)"
+                )
+        n = len(dataset)
+        self.cameras = tuple(dict.fromkeys((*config.cameras, *config.system1.cameras)))
+        missing = [c for c in self.cameras if IMAGE_KEY.format(c) not in dataset.camera_keys]
+        if missing:
+            raise ValueError(
+                f"{dataset.root}: the model reads cameras {list(self.cameras)} but the dataset has no "
+                f"{[IMAGE_KEY.format(c) for c in missing]} (it has {dataset.camera_keys}); pass "
+                "LeRobotDataset(rename=...) or change the model's cameras"
+            )
+        self.state = torch.from_numpy(normalizer.state(cols[STATE].reshape(n, -1)))
+        self.action = torch.from_numpy(normalizer.action(cols[ACTION].reshape(n, -1)))
+        self.reward = torch.from_numpy(cols["next.reward"].reshape(n).astype(np.float32))
+        self.done = torch.from_numpy(cols["next.done"].reshape(n).astype(np.float32))
+        # The value head's own discount (one source of truth for gamma), not the reader's default.
+        self.mc_return = torch.from_numpy(
+            episode_returns(cols["next.reward"], cols["episode_index"], config.value_head.gamma)
+        )
+        self.task_index = torch.from_numpy(cols["task_index"].reshape(n).astype(np.int64))
+        self.episode_start = torch.empty(n, dtype=torch.long)
+        self.episode_end = torch.empty(n, dtype=torch.long)  # the episode's last frame, inclusive
+        for k in range(dataset.num_episodes):
+            frames = dataset.episode_range(k)
+            self.episode_start[frames.start : frames.stop] = frames.start
+            self.episode_end[frames.start : frames.stop] = frames.stop - 1
+        self.tokens, self.token_masks = tokenize(tokenizer, dataset.tasks, config.system2.max_token_len)
+        self.image_size = max(config.image_size, config.system1.image_size)
+        self.images = self._load_images(dataset)
+        log.info(
+            "training data: %d frames, %d episodes, %d tasks, cameras %s at %d px",
+            n,
+            dataset.num_episodes,
+            len(dataset.tasks),
+            list(self.cameras),
+            self.image_size,
+        )
+
+    def _load_images(self, dataset: LeRobotDataset) -> dict[str, Tensor]:
+        """{camera: uint8 [N, S, S, 3]}: each episode decoded once, resized by the policy's transform."""
+        images = {
+            c: torch.empty(len(dataset), self.image_size, self.image_size, 3, dtype=torch.uint8)
+            for c in self.cameras
+        }
+        for k in range(dataset.num_episodes):
+            frames = dataset.episode_range(k)
+            items = [dataset[i] for i in frames]
+            for cam in self.cameras:
+                raw = np.stack([item[IMAGE_KEY.format(cam)] for item in items])
+                x = image_to_tensor(raw, self.image_size)
+                images[cam][frames.start : frames.stop] = (
+                    ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+                )
+        return images
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+    # ----- sampling ------------------------------------------------------------------------------
+    def sample(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """Frame indices [B], uniform over all frames."""
+        return torch.randint(len(self), (batch_size,), generator=generator)
+
+    def s1_offsets(self, idx: Tensor, generator: torch.Generator) -> Tensor:
+        """o [B] uniform in 0..H-h, cut so that frame i+o stays inside i's episode."""
+        cfg = self.config
+        room = torch.clamp(self.episode_end[idx] - idx, max=cfg.chunk_size - cfg.s1_horizon)
+        u = torch.rand(len(idx), generator=generator)
+        return torch.minimum((u * (room + 1)).long(), room)
+
+    # ----- pieces --------------------------------------------------------------------------------
+    def chunk(self, idx: Tensor, length: int) -> tuple[Tensor, Tensor]:
+        """Normalised actions [B, length, action_dim] from frame i on, and is_pad [B, length]."""
+        steps = idx[:, None] + torch.arange(length)
+        end = self.episode_end[idx][:, None]
+        return self.action[torch.minimum(steps, end)], steps > end
+
+    def state_history(self, idx: Tensor, k: int) -> Tensor:
+        """Normalised states [B, K, state_dim] of frames i-K+1 .. i, clamped to the episode's start."""
+        steps = idx[:, None] + torch.arange(-k + 1, 1)
+        return self.state[torch.maximum(steps, self.episode_start[idx][:, None])]
+
+    def camera_images(
+        self, idx: Tensor, camera: str, size: int, generator: torch.Generator, augment: bool
+    ) -> Tensor:
+        """[B, 3, S, S] in [-1, 1]; augmented as Hume does (the wrist camera gets colour only)."""
+        x = image_to_tensor(self.images[camera][idx], size)
+        if not augment:
+            return x
+        x = augment_camera((x + 1.0) * 0.5, generator, geometric=not _is_wrist(camera))
+        return x * 2.0 - 1.0
+
+    def system2_inputs(self, idx: Tensor, generator: torch.Generator, augment: bool) -> dict[str, Tensor]:
+        """System 2's observation at frames idx: images [B, C, 3, S, S], image_masks [B, C],
+        tokens/token_masks [B, L], state [B, Sd]."""
+        cfg = self.config
+        images = torch.stack(
+            [self.camera_images(idx, c, cfg.image_size, generator, augment) for c in cfg.cameras], 1
+        )
+        task = self.task_index[idx]
+        return {
+            "images": images,
+            "image_masks": torch.ones(images.shape[:2], dtype=torch.bool),
+            "tokens": self.tokens[task],
+            "token_masks": self.token_masks[task],
+            "state": pad_to(self.state[idx], cfg.max_state_dim),
+        }
+
+    # ----- stage batches -------------------------------------------------------------------------
+    def system2_batch(self, idx: Tensor, generator: torch.Generator, augment: bool) -> dict[str, Tensor]:
+        """What `System2.forward` takes: observation, padded chunk [B, H, A], action_is_pad,
+        action_dim_mask, and the flow's noise and time drawn from `generator`."""
+        cfg = self.config
+        batch = self.system2_inputs(idx, generator, augment)
+        actions, is_pad = self.chunk(idx, cfg.chunk_size)
+        actions = pad_to(actions, cfg.max_action_dim)
+        batch["actions"] = actions
+        batch["action_is_pad"] = is_pad
+        batch["action_dim_mask"] = torch.arange(cfg.max_action_dim) < cfg.action_dim
+        batch["noise"] = torch.randn(actions.shape, generator=generator)
+        batch["time"] = sample_time(len(idx), generator=generator)
+        return batch
+
+    def system1_value_batch(
+        self, idx: Tensor, generator: torch.Generator, augment: bool
+    ) -> dict[str, Tensor]:
+        """Everything stage system1_value needs, keyed by consumer:
+        s2.*    System 2's observation at frame i and the noise [B, H, A] it samples from
+        s1.*    System 1 at frame i+o: images {camera}, state_history [B, K, Sd1], offset [B],
+                actions [B, h, A1] with is_pad [B, h]
+        vh.*    the transition: actions [B, H, A_vh] (frame i's chunk), reward, done, mc_return
+                [B], and next.* System 2's observation at frame i+1 (i itself at an episode's end,
+                where done = 1 masks it)
+        """
+        cfg, s1 = self.config, self.config.system1
+        batch = {f"s2.{k}": v for k, v in self.system2_inputs(idx, generator, augment).items()}
+        batch["s2.noise"] = torch.randn((len(idx), cfg.chunk_size, cfg.max_action_dim), generator=generator)
+
+        offset = self.s1_offsets(idx, generator)
+        now = idx + offset
+        for cam in s1.cameras:
+            batch[f"s1.images.{cam}"] = self.camera_images(now, cam, s1.image_size, generator, augment)
+        batch["s1.state_history"] = pad_to(self.state_history(now, s1.state_history), s1.state_dim)
+        batch["s1.offset"] = offset
+        actions, is_pad = self.chunk(now, cfg.s1_horizon)
+        batch["s1.actions"] = pad_to(actions, s1.action_dim)
+        batch["s1.is_pad"] = is_pad
+
+        vh_actions, _ = self.chunk(idx, cfg.chunk_size)
+        batch["vh.actions"] = pad_to(vh_actions, cfg.value_head.action_dim)
+        batch["vh.reward"] = self.reward[idx]
+        batch["vh.done"] = self.done[idx]
+        batch["vh.mc_return"] = self.mc_return[idx]
+        following = torch.minimum(idx + 1, self.episode_end[idx])
+        nxt = self.system2_inputs(following, generator, augment)
+        batch["vh.next.images"] = nxt["images"]
+        batch["vh.next.image_masks"] = nxt["image_masks"]
+        batch["vh.next.tokens"] = nxt["tokens"]
+        batch["vh.next.token_masks"] = nxt["token_masks"]
+        return batch

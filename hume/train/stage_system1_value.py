@@ -1,0 +1,120 @@
+"""Stage `system1_value`: System 2 frozen; System 1's cascade loss and the value-query head's
+Cal-QL critic, actor and temperature losses, trained together (Hume's second stage).
+
+System 1 learns to finish System 2's own work: its start is the slice, o steps in, of the chunk
+the frozen System 2 samples for frame i and stops at flow time theta2 (as HumePolicy.think
+does), and its target is the dataset's h actions from frame i+o, seen from frame i+o. The value
+head reads System 2's prefix embeddings of frames i and i+1 (detached) and scores the dataset
+chunk of frame i; its target critics follow by Polyak averaging after every step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from hume.policy import HumePolicy
+from hume.policy.transforms import pad_to
+from hume.train.config import TrainConfig
+from hume.train.data import TrainingData
+
+
+class System1ValueStage(nn.Module):
+    name = "system1_value"
+    scheduled = ("system1",)
+
+    def __init__(self, policy: HumePolicy):
+        super().__init__()
+        self.config = policy.config
+        policy.requires_grad_(False).eval()
+        self.system2 = policy.system2
+        self.system1 = policy.system1.train().requires_grad_(True)
+        self.value_head = policy.value_head.train().requires_grad_(True)
+        self.value_head.target_critics.requires_grad_(False)
+
+    def batch(self, data: TrainingData, idx: Tensor, generator: torch.Generator, augment: bool) -> dict:
+        return data.system1_value_batch(idx, generator, augment)
+
+    @torch.no_grad()
+    def system2_start(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The frozen System 2 on frame i: prefix embeddings [B, P, D], their mask [B, P], and
+        System 1's start [B, h, A1]: the slice from offset o of the chunk sampled from the
+        batch's noise down to theta2."""
+        cfg, s2 = self.config, self.system2
+        prefix, prefix_mask = s2.embed_prefix(
+            batch["s2.images"], batch["s2.image_masks"], batch["s2.tokens"], batch["s2.token_masks"]
+        )
+        cache = s2.encode_prefix(prefix, prefix_mask)
+        b = prefix.shape[0]
+        one = torch.ones(b, 1, device=prefix.device, dtype=batch["s2.noise"].dtype)
+        steps = max(1, round(cfg.system2.num_steps * (1.0 - cfg.theta2)))
+        chunk = s2.sample(
+            cache, batch["s2.state"], batch["s2.noise"][:, None], one, one * cfg.theta2, one, steps
+        )
+        rows = batch["s1.offset"][:, None] + torch.arange(cfg.s1_horizon, device=prefix.device)
+        start = chunk[:, 0][torch.arange(b, device=prefix.device)[:, None], rows, : cfg.action_dim]
+        return prefix, prefix_mask, pad_to(start, cfg.system1.action_dim)
+
+    def forward(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        prefix, prefix_mask, start = self.system2_start(batch)
+        with torch.no_grad():
+            next_prefix, next_mask = self.system2.embed_prefix(
+                batch["vh.next.images"],
+                batch["vh.next.image_masks"],
+                batch["vh.next.tokens"],
+                batch["vh.next.token_masks"],
+            )
+        images = {cam: batch[f"s1.images.{cam}"] for cam in self.system1.config.cameras}
+        s1_loss = self.system1.loss(
+            images,
+            batch["s1.state_history"],
+            batch["s1.offset"],
+            start,
+            batch["s1.actions"],
+            mask=~batch["s1.is_pad"],
+            generator=generator,
+        )
+        vh = self.value_head.losses(
+            prefix,
+            prefix_mask,
+            batch["vh.actions"],
+            batch["vh.reward"],
+            batch["vh.done"],
+            batch["vh.mc_return"],
+            next_prefix,
+            next_mask,
+            generator=generator,
+        )
+        with torch.no_grad():
+            q = self.value_head(prefix, prefix_mask, batch["vh.actions"][:, None]).min(dim=0).values
+        return {
+            "loss": s1_loss + vh.total,
+            "system1": s1_loss,
+            "critic": vh.critic.loss,
+            "td": vh.critic.td,
+            "cql": vh.critic.cql,
+            "actor": vh.actor,
+            "temperature_loss": vh.temperature,
+            "temperature": self.value_head.temperature.detach(),
+            "calibrated": vh.critic.calibrated,
+            "q_data_mean": q.mean(),
+            "q_data_max": q.max(),
+            "mc_return_mean": batch["vh.mc_return"].mean(),
+        }
+
+    def optimizers(self, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+        o = cfg.optim
+        value_params = [p for p in self.value_head.parameters() if p.requires_grad]
+        return {
+            "system1": torch.optim.AdamW(
+                self.system1.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
+            ),
+            # Critics, actor and temperature: Adam at a constant rate. The losses route each part's
+            # gradient to its own parameters only, so one optimiser serves all three.
+            "value_head": torch.optim.Adam(value_params, lr=cfg.critic_lr),
+        }
+
+    def after_step(self) -> None:
+        self.value_head.update_targets()

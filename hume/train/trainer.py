@@ -1,0 +1,211 @@
+"""The training loop of both stages, on Hugging Face `accelerate`.
+
+One code path for a CPU, one GPU, many GPUs (DDP/FSDP) and many nodes: `accelerate launch -m
+hume.cli.main train ...` starts one process per device and `Accelerator` wraps the stage module and
+its optimisers; each process draws its own batch (batch_size is per process).
+
+Exact resume: every random draw of step s (batch indices, augmentation, flow noise and time,
+Cal-QL's sampled actions) comes from generators seeded with (seed, s, process), and the learning
+rate is a function of s. A checkpoint therefore needs only the weights, the optimiser state and s:
+training resumed from step s repeats, step for step, the losses of a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hume.config import ConfigError, parse_config, to_dict
+from hume.data.reader import LeRobotDataset
+from hume.models.configuration_hume import HumeConfig
+from hume.policy import HumePolicy
+from hume.train.checkpoint import (
+    STATE_FILE,
+    latest_checkpoint,
+    load_training_state,
+    save_training_state,
+    step_dir,
+)
+from hume.train.config import TrainConfig
+from hume.train.data import TrainingData, dataset_stats
+from hume.train.metrics import MetricsLog, plot_losses
+from hume.train.schedule import warmup_cosine
+from hume.train.stage_system1_value import System1ValueStage
+from hume.train.stage_system2 import System2Stage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    step: int  # steps done in all (including those of runs this one resumed)
+    checkpoint: Path | None  # the newest checkpoint
+    losses: dict[str, float]  # the last step's scalars
+    seconds: float  # wall time of this run
+    plot: Path | None
+
+
+def step_seed(seed: int, step: int, process: int = 0) -> int:
+    """A 63-bit seed for step `step` of process `process`, well mixed so that nearby seeds and
+    steps give unrelated streams."""
+    return (
+        int(np.random.SeedSequence([seed, step, process]).generate_state(2, np.uint32).view(np.uint64)[0])
+        >> 1
+    )
+
+
+def load_model_config(path: str) -> HumeConfig:
+    try:
+        return parse_config(HumeConfig, ["--config", path])
+    except ValueError as e:
+        raise ConfigError(f"model config {path}: {e}") from None
+
+
+def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | None) -> HumePolicy:
+    """The policy to train: from the checkpoint being resumed, else from init_from, else fresh
+    from the model config with the dataset's normalisation statistics."""
+    if resume_from is not None:
+        return HumePolicy.from_pretrained(resume_from)
+    if cfg.init_from:
+        log.info("starting from %s (its normalisation statistics are kept)", cfg.init_from)
+        return HumePolicy.from_pretrained(cfg.init_from)
+    return HumePolicy.from_config(load_model_config(cfg.model), dataset_stats(dataset))
+
+
+def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1ValueStage:
+    if cfg.stage == "system2":
+        return System2Stage(policy, cfg.freeze_vision)
+    return System1ValueStage(policy)
+
+
+def mixed_precision(cfg: TrainConfig) -> str:
+    """bf16 only where the device can; otherwise full precision, with a warning."""
+    if cfg.mixed_precision == "bf16" and not cfg.cpu and torch.cuda.is_available():
+        if not torch.cuda.is_bf16_supported():
+            log.warning("this GPU has no bf16: training in float32")
+            return "no"
+    return cfg.mixed_precision
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    started = time.monotonic()
+    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=mixed_precision(cfg))
+    output = Path(cfg.output)
+    resume_from = latest_checkpoint(output) if cfg.resume else None
+    if resume_from is not None:
+        _check_same_stage(resume_from, cfg.stage)
+
+    dataset = LeRobotDataset(cfg.dataset)
+    policy = build_policy(cfg, dataset, resume_from)
+    data = TrainingData(dataset, policy.config, policy.normalizer, policy.tokenizer)
+    stage = make_stage(cfg, policy)
+    optimizers = stage.optimizers(cfg)
+    start = load_training_state(resume_from, optimizers) if resume_from is not None else 0
+    trainable = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
+    log.info(
+        "stage %s: %s trainable parameters, %d frames, device %s, precision %s",
+        cfg.stage,
+        {name: sum(p.numel() for p in params) for name, params in trainable.items()},
+        len(data),
+        accelerator.device,
+        accelerator.mixed_precision,
+    )
+
+    module, *prepared = accelerator.prepare(stage, *optimizers.values())
+    optimizers = dict(zip(optimizers, prepared, strict=True))
+    metrics = MetricsLog(output, start) if accelerator.is_main_process else None
+    checkpoint, scalars = resume_from, {}
+    bar = tqdm(
+        range(start, cfg.steps),
+        initial=start,
+        total=cfg.steps,
+        desc=f"train {cfg.stage}",
+        disable=not accelerator.is_local_main_process,
+    )
+    for step in bar:
+        seed = step_seed(cfg.seed, step, accelerator.process_index)
+        torch.manual_seed(seed)
+        data_gen = torch.Generator().manual_seed(seed)
+        model_gen = torch.Generator(device=accelerator.device).manual_seed(seed)
+        lrs = _set_learning_rates(cfg, stage, optimizers, step)
+
+        idx = data.sample(cfg.batch_size, data_gen)
+        batch = _to_device(stage.batch(data, idx, data_gen, cfg.augment), accelerator.device)
+        with accelerator.autocast():
+            out = module(batch, model_gen)
+        accelerator.backward(out["loss"])
+        for name, opt in optimizers.items():
+            if cfg.optim.grad_clip > 0:
+                accelerator.clip_grad_norm_(trainable[name], cfg.optim.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        stage.after_step()
+
+        done = step + 1
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            scalars = {k: float(v.detach().float().mean()) for k, v in out.items()}
+            scalars.update({f"lr/{name}": lr for name, lr in lrs.items()})
+            if metrics is not None:
+                metrics.write(done, scalars)
+            bar.set_postfix(loss=f"{scalars['loss']:.4f}")
+        if done % cfg.save_every == 0 or done == cfg.steps:
+            checkpoint = _save(accelerator, policy, optimizers, output, done, cfg)
+    bar.close()
+    plot = None
+    if metrics is not None:
+        metrics.close()
+        plot = plot_losses(output)
+    seconds = time.monotonic() - started
+    log.info("stage %s: %d steps in %.0f s; newest checkpoint %s", cfg.stage, cfg.steps, seconds, checkpoint)
+    return TrainResult(
+        step=max(start, cfg.steps), checkpoint=checkpoint, losses=scalars, seconds=seconds, plot=plot
+    )
+
+
+def _set_learning_rates(cfg: TrainConfig, stage, optimizers: dict, step: int) -> dict[str, float]:
+    """Scheduled optimisers follow warmup-cosine over cfg.steps; the others keep their rate."""
+    lrs = {}
+    for name, opt in optimizers.items():
+        if name in stage.scheduled:
+            o = cfg.optim
+            lr = warmup_cosine(
+                step, peak_lr=o.lr, warmup_steps=o.warmup_steps, total_steps=cfg.steps, end_lr=o.end_lr
+            )
+            for group in opt.param_groups:
+                group["lr"] = lr
+        lrs[name] = opt.param_groups[0]["lr"]
+    return lrs
+
+
+def _save(
+    accelerator, policy: HumePolicy, optimizers: dict, output: Path, step: int, cfg: TrainConfig
+) -> Path:
+    path = step_dir(output, step)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        policy.save_pretrained(path)
+        save_training_state(path, optimizers, step, cfg.stage, to_dict(cfg))
+    accelerator.wait_for_everyone()
+    return path
+
+
+def _check_same_stage(path: Path, stage: str) -> None:
+    saved = json.loads((path / STATE_FILE).read_text()).get("stage")
+    if saved != stage:
+        raise ConfigError(
+            f"{path.parent} holds checkpoints of stage {saved!r}, not {stage!r}: pick another --output, "
+            f"or name this checkpoint in init_from to start stage {stage!r} from it"
+        )
