@@ -79,12 +79,14 @@ def test_refine_depends_on_images_state_offset_and_start(s1):
 def test_loss_is_flow_matching_from_the_s2_slice(s1):
     images, state, offset, s2_slice = inputs(seed=1)
     actions = torch.randn_like(s2_slice)
-    t = torch.tensor([0.25, 0.8])
+    theta1 = CFG.theta1
+    t = torch.tensor([0.25, 0.8]) * theta1
     loss = s1.loss(images, state, offset, s2_slice, actions, t=t)
     with torch.no_grad():
         obs = s1.encode_observation(images, state, offset)
-        x_t = t[:, None, None] * s2_slice + (1 - t[:, None, None]) * actions
-        expected = (s1.velocity(obs, x_t, t) - (s2_slice - actions)).pow(2).mean()
+        tau = t[:, None, None] / theta1
+        x_t = tau * s2_slice + (1 - tau) * actions
+        expected = (s1.velocity(obs, x_t, t) - (s2_slice - actions) / theta1).pow(2).mean()
     torch.testing.assert_close(loss.detach(), expected, rtol=1e-5, atol=1e-6)
     s1.zero_grad()
     loss.backward()
@@ -103,8 +105,10 @@ def test_loss_is_flow_matching_from_the_s2_slice(s1):
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
     model = System1(CFG)
-    images, state, offset, s2_slice = inputs(batch=2, seed=2)
-    actions = torch.randn_like(s2_slice)
+    images, state, offset, noise = inputs(batch=2, seed=2)
+    actions = torch.randn_like(noise)
+    # What System 2 hands over: its sample stopped at flow time theta1.
+    s2_slice = CFG.theta1 * noise + (1 - CFG.theta1) * actions
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
@@ -180,3 +184,16 @@ def test_runs_in_bfloat16():
     with torch.no_grad():
         out = model.refine(images, state, offset, start)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+
+
+def test_exact_velocity_makes_the_cascade_land_on_the_actions():
+    # The loss's target field, integrated by refine's schedule (theta1 -> 0), reaches the actions
+    # from the System-2 slice: training and inference describe the same path.
+    from hume.models.cascade import cascaded_denoise
+
+    g = torch.Generator().manual_seed(0)
+    actions = torch.randn(2, CFG.chunk_length, CFG.action_dim, generator=g)
+    s2_slice = actions + 0.1 * torch.randn(actions.shape, generator=g)
+    target_velocity = (s2_slice - actions) / CFG.theta1
+    out = cascaded_denoise(lambda x, t: target_velocity, s2_slice, CFG.theta1, CFG.num_steps)
+    torch.testing.assert_close(out, actions, rtol=1e-5, atol=1e-5)

@@ -180,17 +180,26 @@ class System1(nn.Module):
         t: Tensor | None = None,
         mask: Tensor | None = None,
         generator: torch.Generator | None = None,
+        theta1: float | None = None,
     ) -> Tensor:
-        """Flow matching from the System-2 slice to the ground truth (HUME.md):
-        x_t = t * s2_slice + (1 - t) * actions, target u = s2_slice - actions.
-        s2_slice, actions [B, h, A]; t [B] (default: flow.sample_time); mask [B, h] drops padding."""
+        """Flow matching on the straight path from the ground truth (t = 0) to the System-2 slice,
+        which sits at flow time theta1 (HUME.md's x_t = tau * s2_slice + (1 - tau) * actions with
+        tau = t / theta1). The target velocity is (s2_slice - actions) / theta1, so that `refine`,
+        integrating from theta1 to 0, lands on the actions; when the slice is System 2's partial
+        sample theta1 * eps + (1 - theta1) * a this is System 2's own velocity eps - a.
+        s2_slice, actions [B, h, A]; t [B] in (0, theta1] (default: Beta(1.5, 1) scaled to it);
+        mask [B, h] drops padding."""
         self._check_slice("s2_slice", s2_slice)
         self._check_slice("actions", actions)
+        theta1 = self.config.theta1 if theta1 is None else theta1
         dtype = self._dtype()
         s2_slice, actions = s2_slice.to(dtype), actions.to(dtype)
         if t is None:
-            t = flow.sample_time(actions.shape[0], generator=generator, device=actions.device)
+            t = theta1 * flow.sample_time(actions.shape[0], generator=generator, device=actions.device)
         t = t.to(dtype)
         observation = self.encode_observation(images, state_history, offset)
-        x_t = flow.interpolate(actions, s2_slice, t)
-        return flow.flow_matching_loss(self.velocity(observation, x_t, t), actions, s2_slice, mask)
+        x_t = flow.interpolate(actions, s2_slice, t / theta1)
+        # flow_matching_loss's target is (noise - actions): the path's end point at t = 1 is
+        # actions + (s2_slice - actions) / theta1.
+        end = actions + (s2_slice - actions) / theta1
+        return flow.flow_matching_loss(self.velocity(observation, x_t, t), actions, end, mask)
