@@ -222,3 +222,12 @@ def test_chunk_wire_round_trip_and_validation():
     assert all(isinstance(v, (np.ndarray, int, float)) for v in chunk.to_dict().values())
     with pytest.raises(ValueError, match="index"):
         dataclasses.replace(chunk, index=5)
+
+
+def test_bfloat16_policy_runs(checkpoint):
+    policy = HumePolicy.from_pretrained(checkpoint).to(torch.bfloat16)
+    obs = observation()
+    chunk = policy.think(obs)
+    assert chunk.actions.dtype == np.float32 and np.isfinite(chunk.actions).all()
+    actions = [policy.select_action(obs) for _ in range(9)]
+    assert all(a.shape == (7,) and np.isfinite(a).all() for a in actions)

@@ -58,6 +58,9 @@ class Config:
     # Euler steps from t = 1 to 0.
     num_steps: int = 10
     threads: int = 2
+    # torch device and dtype of the model (e.g. cuda, bfloat16 on an accelerator).
+    device: str = "cpu"
+    dtype: str = "float32"
     seed: int = 0
     # A few-second run (N = 1 and 5, 2 Euler steps, one repeat) to check the harness.
     smoke: bool = False
@@ -72,6 +75,8 @@ class Config:
             raise ConfigError(f"sizes: unknown {unknown}; choose from {sorted(SIZES)}")
         if not self.candidates or min(self.candidates) < 1:
             raise ConfigError(f"candidates must be numbers >= 1, got {self.candidates}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         if self.repeats < 1 or self.num_steps < 1 or self.threads < 1 or self.warmup < 0:
             raise ConfigError("repeats, num_steps and threads must be >= 1, warmup >= 0")
 
@@ -81,9 +86,13 @@ class Config:
         return dataclasses.replace(self, candidates=(1, 5), repeats=1, warmup=0, num_steps=2)
 
 
-def _seconds(fn: Callable[[], object]) -> float:
+def _seconds(fn: Callable[[], object], device) -> float:
+    import torch
+
     t0 = time.perf_counter()
     fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - t0
 
 
@@ -101,15 +110,18 @@ def measure(size: str, cfg: Config) -> list[dict]:
         chunk_size=model_cfg.chunk_size,
         action_dim=model_cfg.max_action_dim,
         state_dim=model_cfg.max_state_dim,
-    ).eval()
+    )
+    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+    s2 = s2.to(device, dtype).eval()
     params = sum(p.numel() for p in s2.parameters())
     gen = torch.Generator().manual_seed(cfg.seed)
     c, length = len(model_cfg.cameras), model_cfg.system2.max_token_len
     images = torch.rand((1, c, 3, model_cfg.image_size, model_cfg.image_size), generator=gen) * 2 - 1
-    image_masks = torch.ones(1, c, dtype=torch.bool)
-    tokens = torch.randint(4, 700, (1, length), generator=gen)
-    token_masks = torch.arange(length)[None] < 12  # a typical LIBERO instruction length
-    state = torch.randn((1, model_cfg.max_state_dim), generator=gen)
+    images = images.to(device, dtype)
+    image_masks = torch.ones(1, c, dtype=torch.bool, device=device)
+    tokens = torch.randint(4, 700, (1, length), generator=gen).to(device)
+    token_masks = (torch.arange(length)[None] < 12).to(device)  # a typical LIBERO instruction length
+    state = torch.randn((1, model_cfg.max_state_dim), generator=gen).to(device, dtype)
     log.info(
         "%s: System 2 with %.1fM parameters, %d prefix tokens",
         size,
@@ -120,7 +132,10 @@ def measure(size: str, cfg: Config) -> list[dict]:
     rows = []
     for n in cfg.candidates:
         noise = torch.randn((1, n, model_cfg.chunk_size, model_cfg.max_action_dim), generator=gen)
-        t0, temperature = (torch.from_numpy(a)[None] for a in candidate_schedule(model_cfg, n))
+        noise = noise.to(device, dtype)
+        t0, temperature = (
+            torch.from_numpy(a)[None].to(device, dtype) for a in candidate_schedule(model_cfg, n)
+        )
         t1 = torch.zeros_like(t0)
 
         def shared(noise=noise, t0=t0, t1=t1, temperature=temperature):
@@ -145,14 +160,14 @@ def measure(size: str, cfg: Config) -> list[dict]:
             )
 
         with torch.no_grad():
-            diff = float((shared() - naive()).abs().max())
+            diff = float((shared() - naive()).abs().max().float())
             for _ in range(cfg.warmup):
                 shared(), separate(), naive()
             times: dict[str, list[float]] = {"naive": [], "separate": [], "shared": []}
             for _ in range(cfg.repeats):
-                times["naive"].append(_seconds(naive))
-                times["separate"].append(_seconds(separate))
-                times["shared"].append(_seconds(shared))
+                times["naive"].append(_seconds(naive, device))
+                times["separate"].append(_seconds(separate, device))
+                times["shared"].append(_seconds(shared, device))
         med = {k: statistics.median(v) for k, v in times.items()}
         row = {
             "size": size,
@@ -180,7 +195,8 @@ def run(cfg: Config) -> dict:
     top = next((r for r in first if r["n"] == 5), first[-1])
     return {
         "benchmark": "best-of-n",
-        "device": "cpu",
+        "device": cfg.device,
+        "dtype": cfg.dtype,
         "threads": cfg.threads,
         "num_steps": cfg.num_steps,
         "repeats": cfg.repeats,

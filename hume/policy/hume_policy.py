@@ -161,6 +161,10 @@ class HumePolicy(nn.Module):
     def device(self) -> torch.device:
         return self.system2.action_out_proj.weight.device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.system2.action_out_proj.weight.dtype
+
     def observe(self, obs: dict) -> None:
         """Remember this tick's robot state for System 1's history (refine and select_action call it)."""
         self._history.append(self._state(obs))
@@ -172,23 +176,27 @@ class HumePolicy(nn.Module):
         cfg = self.config
         s2 = self.system2
         images = observation_images(obs, cfg.cameras, cfg.image_size)
-        image_batch = torch.stack([images[c] for c in cfg.cameras], 1).to(self.device)
+        image_batch = torch.stack([images[c] for c in cfg.cameras], 1).to(self.device, self.dtype)
         image_masks = torch.ones(image_batch.shape[:2], dtype=torch.bool, device=self.device)
         tokens, token_masks = tokenize(self.tokenizer, [self._task(obs)], cfg.system2.max_token_len)
-        state = pad_to(torch.from_numpy(self._state(obs))[None], cfg.max_state_dim).to(self.device)
+        state = pad_to(torch.from_numpy(self._state(obs))[None], cfg.max_state_dim).to(
+            self.device, self.dtype
+        )
 
         prefix_embs, prefix_mask = s2.embed_prefix(
             image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device)
         )
         cache = s2.encode_prefix(prefix_embs, prefix_mask)
         n = cfg.num_candidates
-        t0, temperature = (torch.from_numpy(a)[None].to(self.device) for a in candidate_schedule(cfg, n))
+        t0, temperature = (
+            torch.from_numpy(a)[None].to(self.device, self.dtype) for a in candidate_schedule(cfg, n)
+        )
         stop = cfg.theta2 if cfg.use_system1 else 0.0
         # Keep pi0's step size (1 / num_steps) over the shorter interval.
         steps = max(1, round(cfg.system2.num_steps * (1.0 - stop)))
         noise = torch.randn(
             (1, n, cfg.chunk_size, cfg.max_action_dim), generator=self.generator, dtype=torch.float32
-        ).to(self.device)
+        ).to(self.device, self.dtype)
         candidates = s2.sample(cache, state, noise, t0, torch.full_like(t0, stop), temperature, steps)
 
         if cfg.use_value_head:
