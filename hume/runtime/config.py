@@ -75,6 +75,9 @@ class DeployConfig:
     # The policy class ("module:Class"); it needs from_pretrained, reset, think and refine.
     policy: str = "hume.policy:HumePolicy"
     device: str = "cpu"
+    # torch threads per node process (0: torch's default). Two nodes on one small CPU host run
+    # best with 1 each: oversubscribed OpenMP threads spin and stall each other.
+    torch_threads: int = 0
     episodes: int = 1
     output: str = "outputs/deploy"
     video: bool = True

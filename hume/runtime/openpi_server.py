@@ -176,11 +176,13 @@ class OpenpiServer:
         except ConnectionClosed:
             return
 
-    def serve_forever(self) -> None:
-        self.server.serve_forever()
-
-    def shutdown(self) -> None:
-        threading.Thread(target=self.server.shutdown, daemon=True).start()
+    def run_until(self, stop: threading.Event) -> None:
+        """Serve (in a thread) until `stop` is set, then close every connection and return."""
+        thread = threading.Thread(target=self.server.serve_forever, name="openpi-server")
+        thread.start()
+        stop.wait()
+        self.server.shutdown()
+        thread.join()
 
 
 def serve(cfg: DeployConfig) -> int:
@@ -193,10 +195,13 @@ def serve(cfg: DeployConfig) -> int:
             "(the openpi protocol has no encryption; use loopback or an SSH tunnel, or set an API key)"
         )
     checkpoint = cfg.check_checkpoint()
-    policy = load_policy(cfg.policy, checkpoint, cfg.device)
+    policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is noise
     server = OpenpiServer(policy, model_id(checkpoint), o.host, o.port, o.api_key)
+    stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: server.shutdown())
+        signal.signal(sig, lambda *_: stop.set())
     log.info("openpi websocket server on ws://%s:%d (model %s)", o.host, server.port, server.model_id)
-    server.serve_forever()
+    server.run_until(stop)
+    log.info("openpi server stopped")
     return 0

@@ -35,7 +35,11 @@ def model_id(checkpoint: str | Path) -> str:
     return f"{folder.resolve().name}@{digest.hexdigest()[:12]}"
 
 
-def load_policy(policy: str, checkpoint: str | Path, device: str = "cpu"):
+def load_policy(policy: str, checkpoint: str | Path, device: str = "cpu", torch_threads: int = 0):
+    if torch_threads > 0:
+        import torch
+
+        torch.set_num_threads(torch_threads)
     cls = import_object(policy, "policy")
     log.info("loading %s from %s", policy, checkpoint)
     policy = cls.from_pretrained(str(checkpoint))

@@ -50,6 +50,7 @@ class System2Node:
         self.think_ms: list[float] = []
         self.episode: int | None = None
         self._next_heartbeat = 0.0
+        self._warm = False
         log.info("System 2 (%s) on observations %s, chunks %s", model_id, obs_endpoint, chunk_endpoint)
 
     def stats(self) -> dict:
@@ -73,8 +74,14 @@ class System2Node:
         if episode != self.episode:
             self.policy.reset()
             self.episode = episode
+        obs = observation_dict(msg)
+        if not self._warm:  # the first think of a fresh process is slow (lazy kernel setup)
+            t0 = time.monotonic()
+            self.policy.think(obs)
+            self._warm = True
+            log.info("System 2 warmed up in %.0f ms", (time.monotonic() - t0) * 1e3)
         t0 = time.monotonic()
-        chunk = self.policy.think(observation_dict(msg))
+        chunk = self.policy.think(obs)
         think_ms = (time.monotonic() - t0) * 1e3
         self.think_ms.append(think_ms)
         fields, arrays = chunk_to_wire(chunk)
@@ -124,7 +131,7 @@ def serve(cfg: DeployConfig, output: Path | None) -> int:
     from hume.runtime.policy_loader import load_policy, model_id
 
     checkpoint = cfg.check_checkpoint()
-    policy = load_policy(cfg.policy, checkpoint, cfg.device)
+    policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System2Node(cfg, policy, model_id(checkpoint), output)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: node.stop.set())

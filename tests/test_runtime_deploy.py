@@ -1,0 +1,115 @@
+"""`hume deploy` and `hume serve openpi` as real processes: a short LIBERO deployment with the tiny
+model, Ctrl-C without orphans, a missing checkpoint, and the unmodified openpi-client."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from runtime_support import HUME, ROOT, Proc, make_tiny_checkpoint
+
+pytestmark = pytest.mark.slow
+
+METRICS_KEYS = {
+    "episodes", "successes", "ticks", "tick_ms", "deadline_misses", "chunks_received",
+    "chunk_age_steps", "s2_think_ms", "holds", "dropped_messages", "sim_step_ms",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
+
+
+def test_libero_deployment_with_the_tiny_model(ckpt, tmp_path):
+    run = tmp_path / "run"
+    r = subprocess.run(
+        [HUME, "deploy", "--config", "configs/deploy/demo.yaml", f"--checkpoint={ckpt}", "--episodes=1",
+         "--robot.max_steps=12", "--robot.image_size=64", f"--output={run}"],
+        capture_output=True, text=True, timeout=400, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    m = json.loads((run / "metrics.json").read_text())
+    assert METRICS_KEYS <= set(m)
+    assert m["episodes"] == 1 and m["ticks"] == 12 and m["successes"] in (0, 1)
+    assert set(m["tick_ms"]) == {"p50", "p99", "max"} and 0 < m["tick_ms"]["p50"] <= m["tick_ms"]["max"]
+    assert m["sim_step_ms"]["p50"] > 0 and m["chunks_received"] >= 1
+    assert m["chunk_age_steps"]["max"] < m["chunk_ttl_steps"]
+    assert m["s2_think_ms"]["p50"] > 0 and m["dropped_messages"] == 0
+    assert m["episode_results"][0]["task_id"] == 0 and m["episode_results"][0]["steps"] == 12
+    for name in ("latency.png", "episodes.mp4", "ticks.csv", "system1.log", "system2.log"):
+        assert (run / name).stat().st_size > 0, name
+    assert (run / "latency.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ctrl_c_stops_both_nodes_without_orphans(ckpt, tmp_path):
+    run = tmp_path / "run"
+    args = ["deploy", f"--checkpoint={ckpt}", "--robot.kind=kinematic", "--robot.max_steps=100000",
+            "--torch_threads=1", "--video=false", f"--output={run}"]  # fmt: skip
+    launcher = Proc(args, tmp_path / "launcher.log")
+    launcher.wait_for("both nodes ready", 180)
+    pids = [int(p) for p in re.findall(r"started system\d \(pid (\d+)\)", launcher.text())]
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    time.sleep(1.0)
+    rc = launcher.stop(signal.SIGINT, timeout=60)
+    assert rc == 130, launcher.text()[-2000:]
+    assert not any(_alive(p) for p in pids), "a node outlived the launcher"
+    assert "Traceback" not in (run / "system1.log").read_text()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [HUME, "deploy", "--config", "configs/deploy/demo.yaml", f"--output={tmp_path}"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, env={**os.environ},
+    )  # fmt: skip
+    if (ROOT / "checkpoints/default").is_dir():
+        r = subprocess.run(
+            [HUME, "deploy", "--checkpoint=no/such/ckpt", f"--output={tmp_path}"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert r.returncode == 2 and "no/such/ckpt" in r.stderr
+    else:
+        assert r.returncode == 2 and "checkpoints/default" in r.stderr
+    assert "hume train" in r.stderr and time.monotonic() - t0 < 30
+
+
+def test_openpi_client_round_trip(ckpt, tmp_path):
+    from openpi_client.websocket_client_policy import WebsocketClientPolicy
+
+    server = Proc(["serve", "openpi", f"--checkpoint={ckpt}", "--openpi.port=0"], tmp_path / "openpi.log")
+    try:
+        port = int(server.wait_for(r"ws://127\.0\.0\.1:(\d+)", 120).group(1))
+        client = WebsocketClientPolicy("127.0.0.1", port)
+        assert client.get_server_metadata()["model_id"].startswith("tiny@")
+        obs = {
+            "observation/image": np.zeros((224, 224, 3), np.uint8),
+            "observation/wrist_image": np.zeros((224, 224, 3), np.uint8),
+            "observation/state": np.zeros(8, np.float64),
+            "prompt": "pick up the black bowl and place it on the plate",
+        }
+        out = client.infer(obs)
+        assert out["actions"].shape == (8, 7) and out["actions"].dtype == np.float32
+        assert np.isfinite(out["actions"]).all()
+        assert out["chunk"].shape == (16, 7) and out["values"].shape == (5,)
+        assert out["server_timing"]["infer_ms"] > 0
+        with pytest.raises(RuntimeError, match="observation/state"):
+            client.infer({"prompt": "no state"})
+        # The server survives a bad request: a new client is served.
+        again = WebsocketClientPolicy("127.0.0.1", port).infer(obs)
+        assert again["actions"].shape == (8, 7)
+    finally:
+        assert server.stop() == 0
