@@ -100,6 +100,11 @@ class HumeConfig:
                 f"theta2 ({self.theta2}) must be in [0, 1 - candidate_t0_spread): every candidate must "
                 "denoise some way before stopping"
             )
+        if abs(self.theta2 - self.system1.theta1) > 1e-9:
+            raise ValueError(
+                f"theta2 ({self.theta2}) must equal system1.theta1 ({self.system1.theta1}): System 1 starts "
+                "its cascade at the flow time where System 2 stopped"
+            )
         self._check_agrees("system1.chunk_length", self.system1.chunk_length, "s1_horizon", self.s1_horizon)
         self._check_agrees(
             "system1.s2_chunk_length", self.system1.s2_chunk_length, "chunk_size", self.chunk_size
