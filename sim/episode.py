@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
 
@@ -26,11 +27,21 @@ def video_frame(obs: dict) -> np.ndarray:
     return np.concatenate(images, axis=1)
 
 
-def run_episode(env: LiberoEnv, policy: Policy, init_state: int, record: bool = False) -> EpisodeResult:
+def reset_policy(policy: Policy, seed: int | None) -> None:
+    """`policy.reset(seed=...)` where the policy takes a seed (HumePolicy seeds its noise with it)."""
+    if seed is not None and "seed" in inspect.signature(policy.reset).parameters:
+        policy.reset(seed=seed)
+    else:
+        policy.reset()
+
+
+def run_episode(
+    env: LiberoEnv, policy: Policy, init_state: int, seed: int | None = None, record: bool = False
+) -> EpisodeResult:
     """Run `policy` from official initial state `init_state` for at most `env.max_steps` steps."""
     t0 = time.monotonic()
     obs = env.reset(init_state)
-    policy.reset()
+    reset_policy(policy, seed)
     frames = [video_frame(obs)] if record else []
     success = False
     while not success and not env.truncated:

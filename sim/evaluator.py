@@ -184,7 +184,7 @@ class Worker:
         if callable(begin):
             begin(env.task, unit.init_state, unit.seed)
         record = unit.episode < self.cfg.videos_per_task
-        result = run_episode(env, self.policy, unit.init_state, record=record)
+        result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, record=record)
         row = {
             **dataclasses.asdict(unit),
             "task": env.task.name,
@@ -227,6 +227,8 @@ def _run_unit(unit: Unit) -> dict:
 
 
 def _run_all(cfg, out, units, policy_factory) -> Iterator[dict]:
+    if not units:
+        return
     if cfg.mode == "deploy":
         from sim.deploy_mode import run_deploy
 

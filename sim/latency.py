@@ -50,8 +50,13 @@ class VirtualClockPolicy:
         self.think_every = max(1, think_every)
         self.reset()
 
-    def reset(self) -> None:
-        self.policy.reset()
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode; with `seed`, the policy's noise and the latency draws depend only on it."""
+        if seed is None:
+            self.policy.reset()
+        else:
+            self.policy.reset(seed=seed)
+            self.latency.rng = np.random.default_rng(seed)
         self.t = 0
         self.chunk = None
         self.chunk_step = 0
@@ -63,10 +68,6 @@ class VirtualClockPolicy:
         self.thinks = 0
         self.holds = 0
         self.ages: list[int] = []
-
-    def begin_episode(self, task, init_state: int, seed: int) -> None:
-        """Latency draws depend only on the episode, not on what the worker ran before."""
-        self.latency.rng = np.random.default_rng(seed)
 
     def _land(self) -> bool:
         if self.pending is None or self.pending[0] > self.t:
@@ -84,7 +85,14 @@ class VirtualClockPolicy:
         self.next_think = max(self.t + self.think_every, ready)
         self.thinks += 1
 
-    def _hold(self) -> np.ndarray:
+    def _observe(self, obs: dict) -> None:
+        # System 1 keeps a history of robot states, one per tick, refined or not.
+        observe = getattr(self.policy, "observe", None)
+        if callable(observe):
+            observe(obs)
+
+    def _hold(self, obs: dict) -> np.ndarray:
+        self._observe(obs)
         self.holds += 1
         self.t += 1
         return hold_action(self.gripper)
@@ -94,16 +102,18 @@ class VirtualClockPolicy:
         self._maybe_think(obs)
         landed = self._land() or landed  # a zero-latency think lands at once
         if self.chunk is None:
-            return self._hold()
+            return self._hold(obs)
         offset = self.t - self.chunk_step
         if offset >= self.chunk_size:
-            return self._hold()
+            return self._hold(obs)
         if landed or not self.queue or self.since_refine >= self.refine_every:
             # Near the chunk's end System 1 refines its last h steps and skips the ones past.
             start = min(offset, self.chunk_size - self.horizon)
             actions = np.asarray(self.policy.refine(obs, self.chunk, start), dtype=np.float32)
             self.queue = list(actions[offset - start :])
             self.since_refine = 0
+        else:
+            self._observe(obs)
         action = self.queue.pop(0)
         self.since_refine += 1
         self.gripper = float(action[6])

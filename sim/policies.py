@@ -10,7 +10,7 @@ import numpy as np
 class Policy(Protocol):
     """What the evaluator needs from a policy (docs/architecture.md, "Shared conventions")."""
 
-    def reset(self) -> None: ...
+    def reset(self) -> None: ...  # may take `seed=`: the evaluator then passes each episode's seed
 
     def select_action(self, obs: dict) -> np.ndarray: ...
 
