@@ -2,8 +2,10 @@
 
 Order: start System 2, wait for its ready heartbeat; start System 1 (it owns the robot and runs
 the episodes); the handshake is complete when System 2 reports System 1 connected. When System
-1 exits, System 2 gets SIGTERM. On Ctrl-C or any error both are stopped (SIGTERM, then SIGKILL),
-and each child also gets SIGTERM if the launcher itself dies (Linux PR_SET_PDEATHSIG): no orphans.
+1 exits, System 2 gets SIGTERM. A System 2 that dies mid-run is restarted (at most
+`system2_restarts` times) while System 1 holds the robot. On Ctrl-C or any error both are
+stopped (SIGTERM, then SIGKILL), and each child also gets SIGTERM if the launcher itself dies
+(Linux PR_SET_PDEATHSIG): no orphans.
 """
 
 from __future__ import annotations
@@ -54,12 +56,12 @@ def _die_with_parent() -> None:
 class Node:
     """One node process, its log file, and how to stop it."""
 
-    def __init__(self, name: str, config: Path, output: Path, log_level: str):
+    def __init__(self, name: str, config: Path, output: Path, log_level: str, append: bool = False):
         self.name = name
         self.log_path = output / f"{name}.log"
         cmd = [sys.executable, "-m", "hume.cli.main", "--log-level", log_level, "serve", name]
         cmd += ["--config", str(config), "--output", str(output)]
-        self._log = self.log_path.open("w")
+        self._log = self.log_path.open("a" if append else "w")
         self.proc = subprocess.Popen(
             cmd,
             stdout=self._log,
@@ -155,9 +157,19 @@ def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResu
                 "System 1 to connect",
             )
             log.info("both nodes ready: running %d episode(s)", cfg.episodes)
-            system1 = nodes[1]
+            system1, restarts = nodes[1], 0
             while system1.proc.poll() is None:
-                nodes[0].check_alive()
+                if nodes[0].proc.poll() is not None:
+                    # System 1 holds the robot meanwhile and resumes by itself once chunks return.
+                    if restarts >= cfg.system2_restarts:
+                        nodes[0].check_alive()
+                    restarts += 1
+                    code = nodes[0].proc.returncode
+                    log.error(
+                        "System 2 exited with code %s: restart %d of %d", code, restarts, cfg.system2_restarts
+                    )
+                    nodes[0].stop()
+                    nodes[0] = Node("system2", config, run, log_level, append=True)
                 watcher.inbox.drain(timeout_ms=500)  # keep the subscription's queue empty
             if system1.proc.returncode != 0:
                 raise DeploymentError(

@@ -83,6 +83,8 @@ class DeployConfig:
     video: bool = True
     # How long the launcher waits for a node's ready handshake (model loading included).
     startup_timeout_s: float = 300.0
+    # `hume deploy` restarts a System-2 process that dies mid-run at most this many times.
+    system2_restarts: int = 3
     seed: int = 0
     transport: TransportConfig = field(default_factory=TransportConfig)
     system1: System1Config = field(default_factory=System1Config)
