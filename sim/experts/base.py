@@ -104,7 +104,6 @@ class ScriptedExpert:
             if (reached and self.held > phase.hold) or self.steps_in_phase > phase.timeout:
                 self.index, self.steps_in_phase, self.held = self.index + 1, 0, 0
                 self.hold_position = pos.copy()
-            self.on_step(phase)
         action = np.zeros(7)
         action[:3] = (target - pos) / POS_SCALE
         action[3:6] = rotation_error(self.target_quat, self.raw("robot0_eef_quat")) / ROT_SCALE
@@ -114,6 +113,3 @@ class ScriptedExpert:
         action[:6] = np.clip(action[:6], -1, 1)
         action[6] = gripper
         return action.astype(np.float32)
-
-    def on_step(self, phase: Phase) -> None:
-        """Hook called after each step's phase bookkeeping (e.g. to record a grasp offset)."""

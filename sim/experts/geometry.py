@@ -7,18 +7,24 @@ import numpy as np
 _CORNERS = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64)
 
 
-def body_corners(sim, body_name: str) -> np.ndarray:
-    """World corners `[8 * geoms, 3]` of the boxes around every geom of a body and the bodies
-    attached to it."""
-    model, data = sim.model, sim.data
+def body_geoms(sim, body_name: str) -> np.ndarray:
+    """Ids of the geoms of a body and of the bodies attached below it."""
+    model = sim.model
     body = model.body_name2id(body_name)
     # Bodies below `body` in the tree: their chain of parents reaches it.
     members = {body}
     for b in range(body + 1, model.nbody):
         if model.body_parentid[b] in members:
             members.add(b)
+    return np.flatnonzero(np.isin(model.geom_bodyid, list(members)))
+
+
+def body_corners(sim, body_name: str) -> np.ndarray:
+    """World corners `[8 * geoms, 3]` of the boxes around every geom of a body and the bodies
+    attached to it."""
+    model, data = sim.model, sim.data
     corners = []
-    for g in np.flatnonzero(np.isin(model.geom_bodyid, list(members))):
+    for g in body_geoms(sim, body_name):
         center, half = model.geom_aabb[g, :3], model.geom_aabb[g, 3:]
         corners.append(data.geom_xpos[g] + (center + _CORNERS * half) @ data.geom_xmat[g].reshape(3, 3).T)
     if not corners:

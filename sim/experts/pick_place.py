@@ -9,6 +9,7 @@ from sim.experts.base import CLOSE, OPEN, ExpertNoise, Phase, ScriptedExpert
 from sim.experts.geometry import (
     body_aabb,
     body_corners,
+    body_geoms,
     finger_axis,
     narrowest_direction,
     quat_multiply,
@@ -17,10 +18,18 @@ from sim.experts.geometry import (
 
 # The fingers open to ~8 cm: wider objects (bowls, plates) are grasped by their rim.
 MAX_CENTERED_WIDTH = 0.07
-RIM_INSET = 0.02
+RIM_NEIGHBOURHOOD = 0.03
 HOVER = 0.08  # above the object before descending onto it
 CARRY_CLEARANCE = 0.06  # the carried object's bottom above the target's top
-ELONGATED = 0.8  # narrow/wide footprint ratio under which the gripper turns to grasp across
+PLACE_HEIGHT = 0.01  # the object's bottom above the target's top when it is let go
+CARRYING = ("lift", "transport", "lower")
+LOST_DISTANCE = 0.04  # the object moved this far in the hand: it slipped out
+MAX_RETRIES = 1
+# The hand seen from above: a 22 x 9 cm rectangle, long along the finger axis.
+HAND_HALF_LENGTH = 0.11
+HAND_HALF_WIDTH = 0.045
+TURN_STEP = np.pi / 12
+ENOUGH_CLEARANCE = 0.03  # beyond this, a grasp needing less turning is preferred
 
 
 class PickPlaceExpert(ScriptedExpert):
@@ -38,17 +47,14 @@ class PickPlaceExpert(ScriptedExpert):
         return body_aabb(self.sim, self.target_body)
 
     def grasp_point(self) -> np.ndarray:
-        corners = body_corners(self.sim, self.obj_body)
-        lo, hi = corners.min(0), corners.max(0)
-        axis = self.finger_axis
-        width = float(np.ptp(corners[:, :2] @ axis))
-        point = (lo + hi) / 2
-        if width > MAX_CENTERED_WIDTH:
-            point[:2] += self.rim_side * axis * (width / 2 - RIM_INSET)
-            point[2] = hi[2] - 0.02
-        else:
-            point[2] = max(hi[2] - 0.03, lo[2] + 0.015)
-        return point + self.grasp_jitter
+        """Where the gripper closes, from the object's live pose and the chosen grasp."""
+        corners, centers = self.obj_shape()
+        return _grasp_point(corners, centers, self.finger_axis, self.rim_side) + self.grasp_jitter
+
+    def obj_shape(self) -> tuple[np.ndarray, np.ndarray]:
+        """The object's geom box corners and geom centres, in the world."""
+        centers = self.sim.data.geom_xpos[body_geoms(self.sim, self.obj_body)]
+        return body_corners(self.sim, self.obj_body), centers
 
     def place_center(self) -> np.ndarray:
         """Where the object's centre goes (xy) and the target's top (z)."""
@@ -59,42 +65,102 @@ class PickPlaceExpert(ScriptedExpert):
         center[2] = hi[2]
         return center + self.place_jitter
 
-    def turn_to_grasp(self) -> None:
-        """Turn the gripper (about the vertical) so that its fingers close across an elongated
-        object's narrow side; round or wide objects are grasped as the gripper stands."""
-        self.finger_axis = finger_axis(self.sim)
-        narrow, width, widest = narrowest_direction(body_corners(self.sim, self.obj_body))
-        if width > MAX_CENTERED_WIDTH or width > ELONGATED * widest:
-            return
-        current = np.arctan2(self.finger_axis[1], self.finger_axis[0])
-        # The fingers are symmetric: turn by at most a quarter turn either way.
-        turn = (np.arctan2(narrow[1], narrow[0]) - current + np.pi / 2) % np.pi - np.pi / 2
+    def choose_grasp(self) -> None:
+        """Pick the gripper's turn about the vertical (and, for a rim grasp, the side) that keeps
+        the hand clearest of the other objects while the fingers fit around the object: boxes
+        and bottles are grasped across a side narrower than the fingers open, wide round things
+        (bowls, plates) by their rim."""
+        start_axis = finger_axis(self.sim)
+        corners, centers = self.obj_shape()
+        _, narrowest, _ = narrowest_direction(corners)
+        centered = narrowest <= MAX_CENTERED_WIDTH
+        obstacles = self.obstacle_points(corners[:, 2].max() - 0.03)
+        best = None
+        for turn in np.arange(-np.pi / 2, np.pi / 2, TURN_STEP):
+            axis = _rotate(start_axis, turn)
+            if centered and np.ptp(corners[:, :2] @ axis) > MAX_CENTERED_WIDTH:
+                continue
+            for side in (0.0,) if centered else (1.0, -1.0):
+                clearance = _hand_clearance(_grasp_point(corners, centers, axis, side), axis, obstacles)
+                score = min(clearance, ENOUGH_CLEARANCE) - 0.01 * abs(turn)
+                if best is None or score > best[0]:
+                    best = (score, turn, axis, side)
+        _, turn, self.finger_axis, self.rim_side = best
         self.target_quat = quat_multiply(yaw_quat(turn), self.target_quat)
-        self.finger_axis = np.array([np.cos(current + turn), np.sin(current + turn)])
+
+    def select_action(self, obs: dict | None = None) -> np.ndarray:
+        if self.phase_name in CARRYING:
+            offset = self.raw("robot0_eef_pos") - _bottom_center(*self.obj_box())
+            if self.grasp_offset is None:
+                self.grasp_offset = offset
+            # While lowering, contact with the target shifts the object in the hand: not a slip.
+            elif (
+                self.phase_name != "lower"
+                and np.linalg.norm(offset - self.grasp_offset) > LOST_DISTANCE
+                and self.retries < MAX_RETRIES
+            ):
+                # The object slipped out of the fingers: open, back off and start over.
+                self.retries += 1
+                self.phases = [
+                    Phase("recover", lambda: self.hold_position + [0, 0, HOVER], OPEN, 0.02, timeout=20)
+                ]
+                self.phases += self.plan()
+                self.index, self.steps_in_phase, self.held = 0, 0, 0
+                self.hold_position = self.raw("robot0_eef_pos")
+        return super().select_action(obs)
+
+    def reset(self) -> None:
+        self.retries = 0
+        super().reset()
+
+    def obstacle_points(self, above: float) -> np.ndarray:
+        """Points (xy) on the footprints of every other object and fixture rising above `above`."""
+        scene = self.env.env.env
+        points = [np.zeros((0, 2))]
+        for thing in list(scene.objects_dict.values()) + list(scene.fixtures_dict.values()):
+            if thing.root_body == self.obj_body:
+                continue
+            lo, hi = body_aabb(self.sim, thing.root_body)
+            if hi[2] > above:
+                xs, ys = np.meshgrid(np.linspace(lo[0], hi[0], 6), np.linspace(lo[1], hi[1], 6))
+                points.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
+        return np.concatenate(points)
 
     def plan(self) -> list[Phase]:
-        self.turn_to_grasp()
-        self.rim_side = 1.0 if self.rng.random() < 0.5 else -1.0
+        self.choose_grasp()
         self.grasp_jitter = self.jitter() * np.array([1, 1, 0.3])
         self.place_jitter = self.jitter() * np.array([1, 1, 0])
-        self.grasp_offset = np.zeros(3)  # eef minus object bottom-centre, measured at the grasp
         mistake = self.rng.random() < self.noise.mistake_prob
 
         def above_grasp():
             return self.grasp_point() + [0, 0, HOVER]
 
-        def carry_height():
-            obj_height = self.grasp_offset[2]
-            return self.target_box()[1][2] + obj_height + CARRY_CLEARANCE
+        # Once grasped, targets are set for the object and read back through its live pose, so a
+        # grasp that slipped or tilted the object still carries and places it where it belongs.
+        start_bottom = self.obj_box()[0][2]
+
+        self.grasp_offset = None  # eef minus the object's bottom centre, once lifted
+
+        def move_object(xy: np.ndarray | None, bottom_z: float) -> np.ndarray:
+            """The gripper position that puts the held object's bottom centre at (xy, bottom_z)."""
+            lo, hi = self.obj_box()
+            eef = self.raw("robot0_eef_pos")
+            now = _bottom_center(lo, hi)
+            goal = np.r_[now[:2] if xy is None else xy, bottom_z]
+            return eef + goal - now
+
+        def carry_bottom():
+            # Clear of the target and of what the object stood on.
+            return max(self.target_box()[1][2], start_bottom) + CARRY_CLEARANCE
 
         def lift():
-            return np.r_[self.hold_position[:2], carry_height()]
+            return move_object(None, carry_bottom())
 
         def over_target():
-            return np.r_[self.place_center()[:2] + self.grasp_offset[:2], carry_height()]
+            return move_object(self.place_center()[:2], carry_bottom())
 
         def lower():
-            return np.r_[over_target()[:2], self.place_center()[2] + self.grasp_offset[2] + 0.01]
+            return move_object(self.place_center()[:2], self.place_center()[2] + PLACE_HEIGHT)
 
         def stay():
             return self.hold_position
@@ -104,8 +170,8 @@ class PickPlaceExpert(ScriptedExpert):
             Phase("descend", self.grasp_point, OPEN, tolerance=0.008, timeout=60),
             Phase("grasp", stay, CLOSE, tolerance=1.0, hold=12),
             Phase("lift", lift, CLOSE, tolerance=0.02),
-            Phase("transport", over_target, CLOSE, tolerance=0.015, timeout=100),
-            Phase("lower", lower, CLOSE, tolerance=0.01, timeout=40),
+            Phase("transport", over_target, CLOSE, tolerance=0.025, timeout=100),
+            Phase("lower", lower, CLOSE, tolerance=0.01, timeout=30),
             Phase("release", stay, OPEN, tolerance=1.0, hold=10),
             Phase("retreat", lambda: self.hold_position + [0, 0, 0.08], OPEN, tolerance=0.02, timeout=30),
         ]
@@ -116,11 +182,42 @@ class PickPlaceExpert(ScriptedExpert):
             phases.insert(transport + 1, Phase("drop", stay, OPEN, tolerance=1.0, hold=10))
         return phases
 
-    def on_step(self, phase: Phase) -> None:
-        if phase.name == "grasp":
-            lo, hi = self.obj_box()
-            bottom_center = np.r_[(lo[:2] + hi[:2]) / 2, lo[2]]
-            self.grasp_offset = self.raw("robot0_eef_pos") - bottom_center
+
+def _bottom_center(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return np.r_[(lo[:2] + hi[:2]) / 2, lo[2]]
+
+
+def _rotate(axis: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * axis[0] - s * axis[1], s * axis[0] + c * axis[1]])
+
+
+def _grasp_point(corners: np.ndarray, centers: np.ndarray, axis: np.ndarray, rim_side: float) -> np.ndarray:
+    """Centred between the fingers (rim_side 0), or on the rim on one side along the finger axis.
+
+    The rim's radius comes from the geoms' centres (a round object is modelled as a ring of small
+    boxes): their bounding corners would overestimate it, and more so the more the gripper turns."""
+    lo, hi = corners.min(0), corners.max(0)
+    point = (lo + hi) / 2
+    if rim_side:
+        radius = float(np.linalg.norm(centers[:, :2] - point[:2], axis=1).max())
+        point[:2] += rim_side * axis * radius
+        # The rim's own height there: a bowl resting tilted is lower on one side.
+        near = np.linalg.norm(corners[:, :2] - point[:2], axis=1) < RIM_NEIGHBOURHOOD
+        point[2] = (corners[near, 2].max() if near.any() else hi[2]) - 0.02
+    else:
+        point[2] = max(hi[2] - 0.03, lo[2] + 0.015)
+    return point
+
+
+def _hand_clearance(point: np.ndarray, axis: np.ndarray, obstacles: np.ndarray) -> float:
+    """Distance from the hand's footprint at `point` to the nearest obstacle point (< 0: overlap)."""
+    if len(obstacles) == 0:
+        return np.inf
+    d = obstacles - point[:2]
+    along = np.abs(d @ axis) - HAND_HALF_LENGTH
+    across = np.abs(d @ np.array([-axis[1], axis[0]])) - HAND_HALF_WIDTH
+    return float(np.max(np.stack([along, across]), axis=0).min())
 
 
 def _site_names(sim) -> set[str]:
