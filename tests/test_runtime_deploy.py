@@ -87,6 +87,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     assert "hume train" in r.stderr and time.monotonic() - t0 < 30
 
 
+@pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
 def test_openpi_client_round_trip(ckpt, tmp_path):
     from openpi_client.websocket_client_policy import WebsocketClientPolicy
 

@@ -160,3 +160,24 @@ def test_latest_observation_keeps_only_the_newest():
     finally:
         intake.close()
         t.close()
+
+
+def test_hume_keys_writes_both_pairs_and_never_overwrites(tmp_path):
+    exe = str(Path(sys.executable).with_name("hume"))
+    r = subprocess.run(
+        [exe, "keys", "--output", str(tmp_path / "k")], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    for name in (
+        "server.key",
+        "server.key_secret",
+        "client.key",
+        "client.key_secret",
+        "authorized/client.key",
+    ):
+        assert (tmp_path / "k" / name).is_file(), name
+    assert (tmp_path / "k" / "server.key_secret").stat().st_mode & 0o077 == 0
+    again = subprocess.run(
+        [exe, "keys", "--output", str(tmp_path / "k")], capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 2 and "--force" in again.stderr

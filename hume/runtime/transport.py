@@ -178,12 +178,13 @@ class Inbox:
         self.accepted += 1
         return msg
 
-    def drain(self, timeout_ms: float = 0) -> list[Message]:
-        """Every message waiting now (waiting up to `timeout_ms` for the first one)."""
+    def drain(self, timeout_ms: float = 0, limit: int = 256) -> list[Message]:
+        """The messages waiting now, at most `limit` (so a flood cannot stall a control tick);
+        waits up to `timeout_ms` for the first one."""
         out: list[Message] = []
         if not self.sock.poll(max(0, int(timeout_ms)), zmq.POLLIN):
             return out
-        while True:
+        for _ in range(limit):
             try:
                 frames = self.sock.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
@@ -191,6 +192,7 @@ class Inbox:
             msg = self._take(frames)
             if msg is not None:
                 out.append(msg)
+        return out
 
     def stats(self) -> dict[str, int]:
         return {
