@@ -23,16 +23,26 @@ def import_object(path: str, what: str):
         ) from None
 
 
+# Training state beside the model in a training checkpoint: not part of what the model computes.
+TRAINING_FILES = frozenset({"optimizer.pt", "trainer_state.json"})
+
+
 def model_id(checkpoint: str | Path) -> str:
-    """Folder name + a hash of every file in it: two nodes agree only on the very same weights."""
+    """`<folder name>@<hash>`: the hash covers every file that defines the model (weights, config,
+    normalisation stats, tokenizer), so two nodes agree on it only with the very same model."""
     folder = Path(checkpoint)
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in TRAINING_FILES):
         digest.update(str(path.relative_to(folder)).encode())
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return f"{folder.resolve().name}@{digest.hexdigest()[:12]}"
+
+
+def same_model(a: str, b: str) -> bool:
+    """Model ids match by their hash: the folder may be named differently on each host."""
+    return a.rpartition("@")[2] == b.rpartition("@")[2]
 
 
 def load_policy(policy: str, checkpoint: str | Path, device: str = "cpu", torch_threads: int = 0):

@@ -27,6 +27,7 @@ import zmq
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
+from hume.runtime.policy_loader import load_policy, model_id, same_model
 from hume.runtime.transport import Inbox, Publisher, Transport
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class System1Node:
                 self.inbox.dropped["unexpected_type"] += 1
                 continue
             f = msg.fields
-            if f["model_id"] != self.model_id:
+            if not same_model(f["model_id"], self.model_id):
                 self.inbox.dropped["model_mismatch"] += 1
                 log.warning("dropped a chunk from model %s (this node runs %s)", f["model_id"], self.model_id)
                 continue
@@ -343,8 +344,6 @@ class System1Node:
 
 def serve(cfg: DeployConfig, output: Path | None, robot) -> int:
     """Run `cfg.episodes` episodes on `robot` (deploy/robot.py); SIGTERM/SIGINT stop early."""
-    from hume.runtime.policy_loader import load_policy, model_id
-
     checkpoint = cfg.check_checkpoint()
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System1Node(cfg, policy, robot, model_id(checkpoint), output)

@@ -1,0 +1,51 @@
+"""configs/deploy/*.yaml parse into DeployConfig; bad values fail naming the key."""
+
+from pathlib import Path
+
+import pytest
+
+from hume.config import ConfigError, parse_config
+from hume.runtime.config import DeployConfig
+from hume.runtime.policy_loader import model_id, same_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs/deploy").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_deploy_config_parses(path):
+    cfg = parse_config(DeployConfig, ["--config", str(path)])
+    assert cfg.checkpoint == "checkpoints/default"
+    assert cfg.system1.chunk_ttl_steps >= cfg.system1.s1_replan_steps
+
+
+def test_demo_config_is_a_short_libero_run():
+    cfg = parse_config(DeployConfig, ["--config", str(ROOT / "configs/deploy/demo.yaml")])
+    assert cfg.robot.kind == "libero" and 1 <= cfg.episodes <= 5
+    assert cfg.transport.observations == "" and cfg.transport.chunks == ""  # the launcher picks ipc://
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("--episodes=0", "episodes"),
+        ("--system1.control_hz=0", "control_hz"),
+        ("--system1.chunk_ttl_steps=0", "chunk_ttl_steps"),
+        ("--transport.max_message_bytes=10", "max_message_bytes"),
+        ("--policy=hume.policy.HumePolicy", "policy"),
+    ],
+)
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError, match=key):
+        parse_config(DeployConfig, [override])
+
+
+def test_model_id_ignores_folder_name_and_training_state(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "config.json").write_text("{}")
+        (folder / "model.safetensors").write_bytes(b"weights")
+    (b / "optimizer.pt").write_bytes(b"optimizer state")
+    assert model_id(a).startswith("a@") and same_model(model_id(a), model_id(b))
+    (b / "model.safetensors").write_bytes(b"other weights")
+    assert not same_model(model_id(a), model_id(b))
