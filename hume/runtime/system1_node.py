@@ -240,7 +240,8 @@ class System1Node:
             )
             if due:
                 plan = self._refine(obs)
-            if not (due and plan is not None) and hasattr(self.policy, "observe"):
+            refined = due and plan is not None
+            if not refined and hasattr(self.policy, "observe"):
                 self.policy.observe(obs)  # System 1's state history advances every tick, refined or not
             i = self.tick - plan.tick if plan is not None else 0
             if plan is not None and i < len(plan.actions):
@@ -275,7 +276,7 @@ class System1Node:
                 round(sim_ms, 3),
                 age,
                 int(age < 0),
-                int(due),
+                int(refined),
                 action=action,
             )
             if self.cfg.video and "observation.images.agentview" in obs:
@@ -295,9 +296,8 @@ class System1Node:
         for key in ("task_id", "init_state"):
             if hasattr(self.robot, key):
                 result[key] = getattr(self.robot, key)
-        log.info(
-            "episode %d: %s after %d steps", episode, "success" if result["success"] else "no success", step
-        )
+        outcome = "success" if result["success"] else "interrupted" if self.stop.is_set() else "no success"
+        log.info("episode %d: %s after %d steps", episode, outcome, step)
         return result
 
     def run(self, episodes: int) -> list[dict]:
