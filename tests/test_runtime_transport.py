@@ -12,6 +12,7 @@ import zmq
 from deploy.keys import generate_keys
 from hume.runtime import protocol
 from hume.runtime.transport import (
+    HARD_MAX_MESSAGE_BYTES,
     EndpointError,
     Inbox,
     LatestObservation,
@@ -181,3 +182,18 @@ def test_hume_keys_writes_both_pairs_and_never_overwrites(tmp_path):
         [exe, "keys", "--output", str(tmp_path / "k")], capture_output=True, text=True, timeout=60
     )
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+def test_a_message_over_zmq_maxmsgsize_is_cut_off_and_the_link_recovers(tmp_path):
+    t = Transport()
+    try:
+        inbox = Inbox(t.socket(zmq.SUB, f"ipc://{tmp_path}/s", bind=True), t.max_message_bytes)
+        raw = t.ctx.socket(zmq.PUB)
+        raw.connect(f"ipc://{tmp_path}/s")
+        pub = Publisher(raw, "peer")
+        assert _receive_within(inbox, pub, 5)
+        raw.send_multipart([b"x" * (HARD_MAX_MESSAGE_BYTES + 1)])  # libzmq drops the connection
+        assert _receive_within(inbox, pub, 10), "the sender did not reconnect"
+        assert inbox.stats()["dropped"] == 0  # never reached the application
+    finally:
+        t.close()
