@@ -24,6 +24,8 @@ from runtime_support import (
     observation_frames,
 )
 
+from hume.runtime import protocol
+
 pytestmark = pytest.mark.slow
 FUZZ = settings(
     max_examples=1000,
@@ -133,9 +135,14 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         assert after["dropped"] == before["dropped"] + sent
         assert after["accepted"] == before["accepted"] + 1
         assert s2.p.poll() is None
+        # Valid on the wire but unusable by the policy (no wrist camera, 6-dim state): logged, counted.
+        unusable = {"observation.state": np.zeros(6, np.float32)}
+        fields = {"episode": 0, "step": 0, "tick": 44, "task": "x"}
+        peer.pub.send_multipart(protocol.encode(protocol.OBSERVATION, "fuzz", 10**6 + 1, fields, unusable))
+        peer.heartbeat("system2", timeout=30, where=lambda s: s["think_errors"] == 1)
         # Still serving: a new observation gets its chunk.
-        seq_tick = 44
-        peer.pub.send_multipart(observation_frames("fuzz", 10**6 + 1, tick=seq_tick))
+        seq_tick = 45
+        peer.pub.send_multipart(observation_frames("fuzz", 10**6 + 2, tick=seq_tick))
         peer.receive(lambda h, f: h["type"] == "chunk" and h["tick"] == seq_tick, timeout=60)
     finally:
         peer.close()

@@ -103,6 +103,7 @@ class System1Node:
         self.stale_chunks = 0
         self.holds = 0
         self.hold_ticks = 0
+        self.refine_errors = 0
         self.think_ms: list[float] = []
         self.system2_state: str | None = None
         self.episodes: list[dict] = []
@@ -185,8 +186,16 @@ class System1Node:
         left = self._valid_steps(chunk) - age
         if left <= 0:
             return None
-        actions = np.asarray(self.policy.refine(obs, chunk_from_wire(chunk), age), dtype=np.float32)
-        return Plan(self.tick, chunk.fields["tick"], actions.reshape(-1, ACTION_DIM)[:left])
+        try:
+            actions = np.asarray(self.policy.refine(obs, chunk_from_wire(chunk), age), dtype=np.float32)
+            actions = actions.reshape(-1, ACTION_DIM)[:left]
+            if not np.isfinite(actions).all():
+                raise ValueError("non-finite actions")
+        except Exception as e:  # the robot holds rather than act on, or die of, a failed refinement
+            self.refine_errors += 1
+            log.error("refinement failed at tick %d: %s: %s", self.tick, type(e).__name__, e)
+            return None
+        return Plan(self.tick, chunk.fields["tick"], actions)
 
     def _warm_up(self, obs: dict) -> None:
         """The first refinements of a fresh process are slow (lazy kernel setup): do them before
@@ -319,6 +328,7 @@ class System1Node:
             "stale_chunks": self.stale_chunks,
             "holds": self.holds,
             "hold_ticks": self.hold_ticks,
+            "refine_errors": self.refine_errors,
             "think_ms": [round(x, 3) for x in self.think_ms],
             "interrupted": self.stop.is_set(),
             **self.inbox.stats(),

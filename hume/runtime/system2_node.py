@@ -51,10 +51,11 @@ class System2Node:
         self.episode: int | None = None
         self._next_heartbeat = 0.0
         self._warm = False
+        self.think_errors = 0
         log.info("System 2 (%s) on observations %s, chunks %s", model_id, obs_endpoint, chunk_endpoint)
 
     def stats(self) -> dict:
-        return {**self.intake.stats(), "chunks_sent": len(self.think_ms)}
+        return {**self.intake.stats(), "chunks_sent": len(self.think_ms), "think_errors": self.think_errors}
 
     def _peer_connected(self) -> bool:
         seen = self.intake.peer_seen_at
@@ -104,7 +105,11 @@ class System2Node:
                 self._next_heartbeat = now + hb
             msg = self.intake.wait(timeout_s=min(hb, max(0.0, self._next_heartbeat - now)))
             if msg is not None and not self.stop.is_set():
-                self.think(msg)
+                try:
+                    self.think(msg)
+                except Exception as e:  # an observation the policy cannot use must not stop the node
+                    self.think_errors += 1
+                    log.error("think failed at tick %d: %s: %s", msg.fields["tick"], type(e).__name__, e)
         self.heartbeat("stopping")
 
     def summary(self) -> dict:
