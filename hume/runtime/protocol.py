@@ -38,6 +38,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 # Little-endian numeric dtypes only: no objects, no structured or pointer types.
 DTYPES = frozenset({"|u1", "|b1", "<i4", "<i8", "<f2", "<f4", "<f8"})
+_NP_DTYPES = {s: np.dtype(s) for s in DTYPES}
+_INT = {int}  # exactly int: bool (a subclass) is not a dimension
 ROLES = frozenset({"system1", "system2"})
 STATES = frozenset({"starting", "ready", "stopping"})
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -127,7 +129,17 @@ def encode(
         frames.append(memoryview(a).cast("B") if a.size else b"")
     header = {"v": PROTOCOL_VERSION, "type": type_, "session": session, "seq": seq, **fields, "arrays": specs}
     msg = [msgpack.packb(header, use_bin_type=True), *frames]
-    decode(msg)  # what we send must pass our own checks: a bug here fails loudly at the sender
+    # What we send must pass our own checks (a bug fails loudly at the sender). The header and the
+    # arrays are checked as built, without parsing the frames back: this runs on every message.
+    total = sum(len(f) for f in msg)
+    if total > DEFAULT_MAX_MESSAGE_BYTES:
+        raise MessageError("oversized", f"{total} bytes > limit {DEFAULT_MAX_MESSAGE_BYTES}")
+    try:
+        _check_message(header, {name: np.asarray(v) for name, v in arrays.items()}, len(msg[0]))
+    except MessageError:
+        raise
+    except Exception as e:  # as in decode: anything unexpected is a malformed message
+        raise MessageError("malformed", f"{type(e).__name__}: {e}") from None
     return msg
 
 
@@ -190,12 +202,13 @@ def _array_specs(h: dict) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
             raise MessageError("malformed", f"bad or repeated array name {name!r}")
         if dtype not in DTYPES:
             raise MessageError("malformed", f"array {name!r}: dtype {dtype!r} not allowed")
-        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and all(_is_int(d) for d in shape)):
+        # set(map(type, ...)) and min/max loop in C: these checks run on every message.
+        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and set(map(type, shape)) <= _INT):
             raise MessageError("malformed", f"array {name!r}: shape must be <= {MAX_NDIM} integers")
-        if not all(0 <= d <= MAX_DIM for d in shape):
+        if shape and not (min(shape) >= 0 and max(shape) <= MAX_DIM):
             raise MessageError("oversized", f"array {name!r}: dims must be in 0..{MAX_DIM}")
         names.add(name)
-        out.append((name, np.dtype(dtype), tuple(shape)))
+        out.append((name, _NP_DTYPES[dtype], tuple(shape)))
     return out
 
 
@@ -260,6 +273,18 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
         if len(buf) != expected:
             raise MessageError("malformed", f"array {name!r}: {len(buf)} bytes, shape/dtype need {expected}")
         arrays[name] = np.frombuffer(buf, dtype=dtype).reshape(shape) if expected else np.zeros(shape, dtype)
+    return _check_message(header, arrays, len(bufs[0]), checked=True)
+
+
+def _check_message(
+    header: dict, arrays: dict[str, np.ndarray], header_bytes: int, checked: bool = False
+) -> Message:
+    """The checks of a message's content; `checked`: header and array specs were checked already."""
+    if not checked:
+        if header_bytes > MAX_HEADER_BYTES:
+            raise MessageError("oversized", f"header of {header_bytes} bytes > {MAX_HEADER_BYTES}")
+        _check_header(header)
+        _array_specs(header)
     fields = {k: header[k] for k in FIELDS[header["type"]]}
     if header["type"] == OBSERVATION:
         _check_observation(arrays)

@@ -130,9 +130,9 @@ class System1Node:
         arrays[protocol.STATE_KEY] = np.asarray(arrays[protocol.STATE_KEY], dtype=np.float32)
         self.obs_out.send(protocol.OBSERVATION, fields, arrays)
 
-    def _heartbeat(self) -> None:
+    def _heartbeat(self, state: str = "ready") -> None:
         now = time.monotonic()
-        if now < self._next_heartbeat:
+        if now < self._next_heartbeat and state == "ready":
             return
         self._next_heartbeat = now + self.cfg.transport.heartbeat_s
         stats = {
@@ -143,7 +143,7 @@ class System1Node:
         }
         self.obs_out.send(
             protocol.HEARTBEAT,
-            {"role": "system1", "state": "ready", "model_id": self.model_id, "stats": stats},
+            {"role": "system1", "state": state, "model_id": self.model_id, "stats": stats},
         )
 
     def _receive(self, episode: int, timeout_ms: float = 0) -> bool:
@@ -335,6 +335,7 @@ class System1Node:
         }
 
     def close(self) -> None:
+        self._heartbeat("stopping")
         self.transport.close()
         if self.output is None:
             return
