@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 SIZES = ("tiny", "full")
 FULL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "full.yaml"
-MODEL_ID = "s1-tick-bench"
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
@@ -84,36 +83,6 @@ def model_config(size: str):
     return dataclasses.replace(HumeConfig(), system1=full.system1, image_size=full.image_size)
 
 
-def _echo_system2(obs_endpoint: str, chunk_endpoint: str, chunk_len: int, ready, stop) -> None:
-    """A System-2 node whose policy answers every observation with the same chunk, instantly."""
-    from hume.policy.chunk import Chunk
-    from hume.runtime.config import DeployConfig, TransportConfig
-    from hume.runtime.system2_node import System2Node
-
-    class EchoPolicy:
-        chunk = Chunk(
-            actions=np.zeros((chunk_len, 7), np.float32),
-            noise_level=0.1,
-            values=np.zeros(5, np.float32),
-            index=0,
-        )
-
-        def reset(self) -> None:
-            pass
-
-        def think(self, obs: dict) -> Chunk:
-            return self.chunk
-
-    cfg = DeployConfig(transport=TransportConfig(observations=obs_endpoint, chunks=chunk_endpoint))
-    node = System2Node(cfg, EchoPolicy(), MODEL_ID)
-    ready.set()
-    node.stop = stop
-    try:
-        node.run()
-    finally:
-        node.close()
-
-
 def _device(cfg: Config) -> str:
     import torch
 
@@ -143,6 +112,7 @@ def run(cfg: Config) -> dict:
     import torch
 
     from deploy.kinematic_robot import KinematicRobot
+    from hume.bench import echo
     from hume.runtime.config import DeployConfig, System1Config, TransportConfig
     from hume.runtime.system1_node import System1Node
 
@@ -159,16 +129,16 @@ def run(cfg: Config) -> dict:
     policy = _build_policy(cfg, device)
     params = sum(p.numel() for p in policy.system1.parameters())
 
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="hume-s1-tick-") as tmp:
         obs_ep, chunk_ep = f"ipc://{tmp}/obs", f"ipc://{tmp}/chunks"
         ready, stop = ctx.Event(), ctx.Event()
-        echo = ctx.Process(
-            target=_echo_system2,
+        server = ctx.Process(
+            target=echo.serve_system2,
             args=(obs_ep, chunk_ep, policy.config.chunk_size, ready, stop),
             daemon=True,
         )
-        echo.start()
+        server.start()
         try:
             if not ready.wait(60):
                 raise RuntimeError("the echo System-2 process did not start within 60 s")
@@ -178,7 +148,7 @@ def run(cfg: Config) -> dict:
                 system1=System1Config(s1_replan_steps=1, realtime=False, first_chunk_timeout_s=60),
             )
             robot = KinematicRobot(image_size=cfg.robot_image_size, max_steps=cfg.warmup + cfg.ticks)
-            node = System1Node(deploy, policy, robot, MODEL_ID)
+            node = System1Node(deploy, policy, robot, echo.MODEL_ID)
             try:
                 t0 = time.perf_counter()
                 node.run_episode(0)
@@ -187,9 +157,9 @@ def run(cfg: Config) -> dict:
                 node.close()
         finally:
             stop.set()
-            echo.join(10)
-            if echo.is_alive():
-                echo.kill()
+            server.join(10)
+            if server.is_alive():
+                server.kill()
 
     cols = node.trace.columns
     rows = node.trace.rows[cfg.warmup :]
