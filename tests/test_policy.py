@@ -231,3 +231,13 @@ def test_bfloat16_policy_runs(checkpoint):
     assert chunk.actions.dtype == np.float32 and np.isfinite(chunk.actions).all()
     actions = [policy.select_action(obs) for _ in range(9)]
     assert all(a.shape == (7,) and np.isfinite(a).all() for a in actions)
+
+
+def test_candidate_zero_is_the_same_sample_whatever_n(checkpoint):
+    """Per-candidate seeds: with the value head off, N = 5 executes exactly the N = 1 sample."""
+    one = HumePolicy.from_pretrained(checkpoint, num_candidates=1, use_value_head=False)
+    five = HumePolicy.from_pretrained(checkpoint, num_candidates=5, use_value_head=False)
+    obs = observation()
+    one.reset(seed=11)
+    five.reset(seed=11)
+    np.testing.assert_allclose(one.think(obs).actions, five.think(obs).actions, atol=1e-5)

@@ -194,9 +194,7 @@ class HumePolicy(nn.Module):
         stop = cfg.theta2 if cfg.use_system1 else 0.0
         # Keep pi0's step size (1 / num_steps) over the shorter interval.
         steps = max(1, round(cfg.system2.num_steps * (1.0 - stop)))
-        noise = torch.randn(
-            (1, n, cfg.chunk_size, cfg.max_action_dim), generator=self.generator, dtype=torch.float32
-        ).to(self.device, self.dtype)
+        noise = self._candidate_noise(n).to(self.device, self.dtype)
         candidates = s2.sample(cache, state, noise, t0, torch.full_like(t0, stop), temperature, steps)
 
         if cfg.use_value_head:
@@ -270,6 +268,14 @@ class HumePolicy(nn.Module):
         return np.concatenate(parts)[: self.config.chunk_size]
 
     # ----- helpers ----------------------------------------------------------------------------------
+    def _candidate_noise(self, n: int) -> torch.Tensor:
+        """[1, n, H, A] noise; candidate i is drawn from its own seed (base + i), so candidate 0 is the
+        same whatever N is: ablations over N and over the value head compare paired samples."""
+        base = int(torch.randint(0, 2**30, (1,), generator=self.generator))
+        shape = (self.config.chunk_size, self.config.max_action_dim)
+        seeded = [torch.randn(shape, generator=torch.Generator().manual_seed(base + i)) for i in range(n)]
+        return torch.stack(seeded)[None]
+
     def _state(self, obs: dict) -> np.ndarray:
         if STATE_KEY not in obs:
             raise KeyError(f"observation lacks {STATE_KEY!r} (got keys {sorted(obs)})")
