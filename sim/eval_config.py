@@ -55,6 +55,9 @@ class EvalConfig:
     seed: int = 7
     # Worker processes running episodes in parallel (each with its own simulator and policy).
     num_workers: int = 2
+    # false: no cameras rendered (~10x faster simulation; observations carry state + instruction
+    # only, no videos). For policies that need no images, e.g. replaying recorded actions.
+    render: bool = True
     # Rendered camera resolution (the standard LIBERO evaluation renders 256x256).
     image_size: int = 256
     # Multisampling, shadows and reflections off: ~2.4x faster rendering but different pixels

@@ -39,6 +39,7 @@ OUTCOME_FIELDS = (
     "policy",
     "latency",
     "seed",
+    "render",
     "image_size",
     "fast_render",
     "max_steps",
@@ -169,6 +170,7 @@ class Worker:
             self.env = LiberoEnv(
                 self.cfg.suite,
                 task_id,
+                cameras=self.cfg.render,
                 image_size=self.cfg.image_size,
                 fast_render=self.cfg.fast_render,
                 max_steps=self.cfg.max_steps or max_steps_for(self.cfg.suite),
@@ -183,7 +185,7 @@ class Worker:
         begin = getattr(self.policy, "begin_episode", None)
         if callable(begin):
             begin(env.task, unit.init_state, unit.seed)
-        record = unit.episode < self.cfg.videos_per_task
+        record = self.cfg.render and unit.episode < self.cfg.videos_per_task
         result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, record=record)
         row = {
             **dataclasses.asdict(unit),

@@ -152,3 +152,44 @@ def test_cli_errors_name_what_is_wrong(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "libero_nope" in r.stderr and "libero_spatial" in r.stderr
+
+
+@pytest.mark.slow
+def test_replayed_recording_reproduces_its_trajectory(tmp_path):
+    """A recorded episode, written as a LeRobot dataset, replays to the same final state."""
+    import numpy as np
+
+    from hume.data.format import libero_features
+    from hume.data.writer import LeRobotWriter
+    from sim.libero_env import LiberoEnv
+
+    t = np.arange(12, dtype=np.float32)[:, None]
+    actions = np.concatenate([0.4 * np.sin(t / 3 + np.arange(3)), np.zeros((12, 3)), np.ones((12, 1))], 1)
+    with LiberoEnv("libero_spatial", 1, cameras=False) as env:
+        states = [env.reset(2)["observation.state"]]
+        for a in actions[:-1]:
+            states.append(env.step(a)[0]["observation.state"])
+        final = env.step(actions[-1])[0]["observation.state"]
+        instruction = env.instruction
+    writer = LeRobotWriter(tmp_path / "demos", fps=20, features=libero_features(64, 20, cameras=()))
+    n = len(actions)
+    frames = {
+        "observation.state": np.stack(states),
+        "action": actions.astype(np.float32),
+        "next.reward": np.zeros(n, np.float32),
+        "next.done": np.arange(n) == n - 1,
+        "next.success": np.zeros(n, bool),
+    }
+    writer.add_episode(0, instruction, frames, init_state=2)
+    writer.finalize()
+
+    argv = [*SHORT, "--first_init_state=2", "--max_steps=12", "--episodes_per_task=1", "--render=false"]
+    argv += [
+        "--policy.type=replay",
+        f"--policy.dataset={tmp_path / 'demos'}",
+        f"--output={tmp_path / 'eval'}",
+    ]
+    evaluate(parse_config(EvalConfig, argv))
+    (row,) = rows(tmp_path / "eval")
+    assert row["init_state"] == 2 and row["steps"] == 12
+    assert row["final_state"] == pytest.approx(final.tolist(), abs=1e-4)
