@@ -1,7 +1,10 @@
 """HumePolicy: checkpoints, think/refine, the synchronous schedule, ablations, normalisation."""
 
 import dataclasses
+import importlib.util
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,8 +177,6 @@ def test_bad_observations_are_clear_errors(policy):
 
 
 def test_bad_checkpoints_name_file_and_key(checkpoint, tmp_path):
-    import shutil
-
     with pytest.raises(FileNotFoundError, match="nowhere"):
         HumePolicy.from_pretrained(tmp_path / "nowhere")
 
@@ -241,3 +242,23 @@ def test_candidate_zero_is_the_same_sample_whatever_n(checkpoint):
     one.reset(seed=11)
     five.reset(seed=11)
     np.testing.assert_allclose(one.think(obs).actions, five.think(obs).actions, atol=1e-5)
+
+
+def test_checkpoint_carries_its_tokenizer(tmp_path):
+    """A policy built with another tokenizer saves it and loads it back from the checkpoint."""
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("train_tokenizer", root / "scripts/train_tokenizer.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.train(
+        ["open the drawer", "close the drawer", "lift the cup"] * 5, tmp_path / "tok", vocab_size=300
+    )
+    config = dataclasses.replace(
+        HumeConfig(), system2=dataclasses.replace(HumeConfig().system2, tokenizer_path=str(tmp_path / "tok"))
+    )
+    policy = HumePolicy.from_config(config)
+    policy.save_pretrained(tmp_path / "ckpt")
+    shutil.rmtree(tmp_path / "tok")
+    loaded = HumePolicy.from_pretrained(tmp_path / "ckpt")
+    assert len(loaded.tokenizer) == len(policy.tokenizer) < 400
+    assert loaded.tokenizer("lift the cup")["input_ids"] == policy.tokenizer("lift the cup")["input_ids"]

@@ -112,12 +112,10 @@ class HumePolicy(nn.Module):
         if overrides:
             config = draccus.decode(HumeConfig, {**to_dict(config), **overrides})
         normalizer = Normalizer.load(directory, config.state_dim, config.action_dim)
+        # The tokenizer saved with the weights is the one they were trained with; prefer it over
+        # system2.tokenizer_path, which may name a folder of another machine.
         tokenizer_dir = directory / TOKENIZER_DIR
-        policy = cls(
-            config,
-            normalizer.to_dict(),
-            tokenizer_dir if tokenizer_dir.is_dir() and not config.system2.tokenizer_path else None,
-        )
+        policy = cls(config, normalizer.to_dict(), tokenizer_dir if tokenizer_dir.is_dir() else None)
         policy.load_weights(directory / WEIGHTS_FILE)
         return policy.eval()
 
