@@ -53,14 +53,18 @@ class Config:
     sizes: tuple[str, ...] = ("tiny",)
     # Numbers of candidates; the N = 5 row of the first size is repeated at the top level of the JSON.
     candidates: tuple[int, ...] = (1, 2, 5, 10)
+    # Timed runs per method and N (the minimum is reported), after `warmup` untimed ones.
     repeats: int = 5
     warmup: int = 1
     # Euler steps from t = 1 to 0.
     num_steps: int = 10
+    # torch CPU threads (on a busy 2-core machine, 1 gives steadier numbers).
     threads: int = 2
-    # torch device and dtype of the model (e.g. cuda, bfloat16 on an accelerator).
+    # torch device of the model, e.g. cuda.
     device: str = "cpu"
+    # float32, bfloat16 or float16.
     dtype: str = "float32"
+    # Seeds the random weights, inputs and noise.
     seed: int = 0
     # A few-second run (N = 1 and 5, 2 Euler steps, one repeat) to check the harness.
     smoke: bool = False
