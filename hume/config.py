@@ -6,6 +6,7 @@ config fails in well under a second, before any model or simulator is touched.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import io
 import logging
@@ -71,6 +72,9 @@ def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = No
     except draccus.utils.DraccusException as e:
         where = f" in {cfg_path}" if cfg_path else ""
         raise ConfigError(f"bad config{where}: {e}") from None
+    except argparse.ArgumentError as e:
+        # e.g. a flag given without its value (`--steps` at the end of the line)
+        raise ConfigError(f"bad command line: {e}") from None
     except SystemExit as e:
         # argparse exits on --help (code 0) and on malformed flags (code 2, message on stderr).
         if e.code not in (0, None):

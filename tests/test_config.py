@@ -85,3 +85,8 @@ def test_split_config_arg():
     assert split_config_arg(["--a=1", "--config", "x.yaml", "--b"]) == ("x.yaml", ["--a=1", "--b"])
     with pytest.raises(ConfigError):
         split_config_arg(["--config"])
+
+
+def test_flag_without_value_names_flag():
+    with pytest.raises(ConfigError, match="--temperature"):
+        parse_config(Outer, ["--temperature"])
