@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -85,17 +86,64 @@ def _suite(name: str):
     return _quiet(_benchmarks()[name])
 
 
+@cache
+def _missing_files(name: str) -> tuple[str, ...]:
+    """Tasks of a suite whose BDDL file or official initial states the package does not ship."""
+    from libero.libero import get_libero_path
+
+    bench, missing = _suite(name), []
+    for i in range(bench.n_tasks):
+        task = bench.get_task(i)
+        states = os.path.join(get_libero_path("init_states"), task.problem_folder, task.init_states_file)
+        if not os.path.isfile(bench.get_task_bddl_file_path(i)) or not (
+            os.path.isfile(states) or os.path.isfile(states + ".npz")
+        ):
+            missing.append(task.name)
+    return tuple(missing)
+
+
 def suite_names() -> list[str]:
-    """Every suite the installed package provides with at least one task (LIBERO and LIBERO-PRO)."""
-    return [name for name in _benchmarks() if _suite(name).n_tasks > 0]
+    """Every suite the installed package can run whole (LIBERO and LIBERO-PRO): tasks, BDDL files
+    and official initial states all present. Some LIBERO-PRO suites are registered without them."""
+    return [name for name in _benchmarks() if _suite(name).n_tasks > 0 and not _missing_files(name)]
+
+
+def base_suite(suite: str) -> str | None:
+    """The standard suite a LIBERO-PRO variant perturbs (libero_goal_with_mug -> libero_goal)."""
+    for base in sorted(SUITE_MAX_STEPS, key=len, reverse=True):
+        if suite == base or suite.startswith(base + "_"):
+            return base
+    return None
 
 
 def max_steps_for(suite: str) -> int:
-    """The suite's step limit; a LIBERO-PRO variant (e.g. libero_goal_with_mug) inherits its base's."""
-    for base in sorted(SUITE_MAX_STEPS, key=len, reverse=True):
-        if suite == base or suite.startswith(base + "_"):
-            return SUITE_MAX_STEPS[base]
-    return DEFAULT_MAX_STEPS
+    """The suite's step limit; a LIBERO-PRO variant inherits its base suite's."""
+    base = base_suite(suite)
+    return SUITE_MAX_STEPS[base] if base else DEFAULT_MAX_STEPS
+
+
+def _bddl_language(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        found = re.search(r"\(:language\s+(.*?)\)", f.read(), flags=re.S)
+    return " ".join(found.group(1).split()).lower() if found else ""
+
+
+def _instruction(suite: str, task_id: int) -> str:
+    """The instruction the policy is given.
+
+    Standard LIBERO evaluation uses the instruction spelled by the task's name (as its datasets
+    do). LIBERO-PRO's language and task perturbations rewrite the BDDL's instruction instead; where
+    a variant's BDDL instruction differs from its base task's, that rewritten one is the task.
+    """
+    bench = _suite(suite)
+    task = bench.get_task(task_id)
+    base = base_suite(suite)
+    if base is None or base == suite or task.name not in _suite(base).get_task_names():
+        return task.language
+    base_bench = _suite(base)
+    mine = _bddl_language(bench.get_task_bddl_file_path(task_id))
+    theirs = _bddl_language(base_bench.get_task_bddl_file_path(base_bench.get_task_names().index(task.name)))
+    return mine if mine and mine != theirs else task.language
 
 
 @dataclass(frozen=True)
@@ -118,6 +166,13 @@ def task_names(suite: str) -> list[str]:
 def check_suite(suite: str) -> str:
     if suite not in _benchmarks() or _suite(suite).n_tasks == 0:
         raise LiberoError(f"unknown LIBERO suite {suite!r}; valid suites: {', '.join(suite_names())}")
+    missing = _missing_files(suite)
+    if missing:
+        raise LiberoError(
+            f"suite {suite!r} is registered, but the installed package lacks the BDDL file or initial "
+            f"states of {len(missing)} of its {_suite(suite).n_tasks} tasks (e.g. {missing[0]}); "
+            f"runnable suites: {', '.join(suite_names())}"
+        )
     return suite
 
 
@@ -141,7 +196,7 @@ def get_task(suite: str, task: int | str) -> LiberoTask:
         suite=suite,
         task_id=task_id,
         name=t.name,
-        instruction=t.language,
+        instruction=_instruction(suite, task_id),
         bddl_file=bench.get_task_bddl_file_path(task_id),
     )
 

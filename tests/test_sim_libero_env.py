@@ -49,6 +49,17 @@ def test_unknown_suite_and_task_list_valid_ones():
     assert t.init_states().shape[0] == 50
 
 
+def test_runnable_suites_and_perturbed_instructions():
+    names = suite_names()
+    assert "libero_goal_lan" in names and "libero_goal_temp" not in names
+    with pytest.raises(LiberoError, match="lacks the BDDL file or initial states"):
+        get_task("libero_goal_temp", 0)
+    # LIBERO-PRO's language and task perturbations rewrite the instruction; other variants keep it.
+    assert get_task("libero_goal_lan", 0).instruction == "open the cabinet’s middle drawer"
+    assert get_task("libero_goal_task", 1).instruction == "put the plate on the stove"
+    assert get_task("libero_goal_swap", 1).instruction == get_task("libero_goal", 1).instruction
+
+
 def test_axis_angle_matches_robosuite():
     from robosuite.utils.transform_utils import quat2axisangle
 
