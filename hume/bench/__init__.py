@@ -10,4 +10,5 @@ BENCHMARKS: dict[str, str] = {
     "s1-tick": "hume.bench.s1_tick",
     "transport": "hume.bench.transport",
     "eval-throughput": "hume.bench.eval_throughput",
+    "train-throughput": "hume.bench.train_throughput",
 }

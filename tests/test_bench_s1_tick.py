@@ -1,0 +1,49 @@
+"""`hume bench s1-tick`: the System-1 node's tick through the real node, JSON shape (never timings)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hume(*args):
+    exe = Path(sys.executable).with_name("hume")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def last_json(r) -> dict:
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_smoke_run_times_every_tick_with_the_cascade(tmp_path):
+    result = last_json(hume("bench", "s1-tick", "--smoke", "--json", f"--output={tmp_path}"))
+    assert result["benchmark"] == "s1-tick" and result["size"] == "tiny" and result["device"] == "cpu"
+    assert result["ticks"] == 100
+    # Every timed tick ran System 1's refinement on a fresh chunk: none held.
+    assert result["refined_ticks"] == 100 and result["hold_ticks"] == 0
+    t = result["tick_ms"]
+    assert 0 < t["p50"] <= t["p99"] <= t["max"]
+    assert result["system1_params"] > 0
+    assert json.loads((tmp_path / "s1-tick.json").read_text()) == result
+
+
+def test_full_size_without_cuda_is_skipped_with_a_reason():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the full size would run")
+    result = last_json(hume("bench", "s1-tick", "--size=full", "--json"))
+    assert result["device"] == "none" and "CUDA" in result["skipped"]
+
+
+def test_bad_options_are_config_errors():
+    r = hume("bench", "s1-tick", "--size=huge")
+    assert r.returncode == 2 and "huge" in r.stderr
+    r = hume("bench", "s1-tick", "--compile=fastest")
+    assert r.returncode == 2 and "compile" in r.stderr

@@ -1,0 +1,43 @@
+"""`hume bench train-throughput`: both training stages through the trainer; JSON shape only."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hume(*args):
+    exe = Path(sys.executable).with_name("hume")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_smoke_run_measures_both_stages():
+    r = hume("bench", "train-throughput", "--smoke", "--json")
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "train-throughput" and result["batch_size"] == 2
+    assert [s["stage"] for s in result["stages"]] == ["system2", "system1_value"]
+    for s in result["stages"]:
+        assert s["step_s"] > 0 and s["cpu_s_per_step"] > 0
+        assert s["samples_per_s"] == pytest.approx(2 / s["step_s"], rel=0.02)
+        # Training holds a model, a dataset and optimiser state beyond what the imports take.
+        assert s["peak_rss_mb"] > s["baseline_rss_mb"] > 0
+
+
+def test_missing_model_config_is_a_config_error():
+    r = hume("bench", "train-throughput", "--model=configs/model/nope.yaml")
+    assert r.returncode == 2 and "nope.yaml" in r.stderr
+
+
+def test_synthetic_dataset_reads_back(tmp_path):
+    from hume.bench.train_throughput import write_dataset
+    from hume.data.reader import LeRobotDataset
+
+    ds = LeRobotDataset(write_dataset(tmp_path / "d", episodes=2, length=10, image_size=16))
+    assert len(ds.episodes) == 2
+    assert ds.columns["action"].shape == (20, 7)

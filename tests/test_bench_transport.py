@@ -1,0 +1,52 @@
+"""`hume bench transport`: ours vs openpi-client vs bare pyzmq on real sockets; JSON shape only."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def hume(*args):
+    exe = Path(sys.executable).with_name("hume")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("endpoint", ["tcp", "ipc"])
+def test_smoke_run_reports_all_three_transports(endpoint):
+    r = hume("bench", "transport", "--smoke", "--json", f"--endpoint={endpoint}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["benchmark"] == "transport" and result["endpoint"] == endpoint
+    assert result["round_trips"] == 50
+    # Two 224² RGB images are on the wire, and a [16, 7] float32 chunk comes back.
+    assert result["observation_bytes"] > 2 * 224 * 224 * 3
+    assert 16 * 7 * 4 < result["chunk_bytes"] < 4096
+    for name in ("ours", "openpi", "floor"):
+        assert 0 < result[name]["p50_ms"] <= result[name]["p99_ms"]
+    assert result["speedup_vs_openpi"] == pytest.approx(
+        result["openpi"]["p50_ms"] / result["ours"]["p50_ms"], abs=0.01
+    )
+    assert result["ratio_to_floor"] == pytest.approx(
+        result["ours"]["p50_ms"] / result["floor"]["p50_ms"], abs=0.01
+    )
+
+
+def test_payload_is_what_the_protocol_accepts():
+    from hume.bench.transport import _wire_bytes, payload
+    from hume.runtime import protocol
+
+    obs_frames, chunk_frames = _wire_bytes(payload(224))
+    obs, chunk = protocol.decode(obs_frames), protocol.decode(chunk_frames)
+    assert obs.arrays["observation.images.agentview"].shape == (224, 224, 3)
+    assert obs.arrays["observation.images.wrist"].shape == (224, 224, 3)
+    assert chunk.arrays["actions"].shape == (16, 7)
+
+
+def test_bad_endpoint_is_a_config_error():
+    r = hume("bench", "transport", "--endpoint=udp")
+    assert r.returncode == 2 and "endpoint" in r.stderr
