@@ -131,7 +131,7 @@ class Transport:
         except zmq.ZMQError as e:
             sock.close()
             raise EndpointError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {e}") from None
-        log.debug("%s a %s socket to %s", "bound" if bind else "connected", sock.socket_type.name, endpoint)
+        log.debug("%s %s %s", zmq.SocketType(sock.type).name, "bound" if bind else "connected", endpoint)
         return sock
 
     def close(self) -> None:
