@@ -22,19 +22,22 @@ def task_goal(bddl_file: str) -> list[list[str]]:
     return robosuite_parse_problem(bddl_file)["goal_state"]
 
 
-def expert_class(goal: list[list[str]]) -> type[ScriptedExpert] | None:
-    if len(goal) == 1 and goal[0][0].lower() in ("on", "in"):
-        return PickPlaceExpert
-    return None
-
-
 def check_supported(task) -> None:
-    """Raise UnsupportedTask unless an expert handles `task` (a sim.libero_env.LiberoTask)."""
-    goal = task_goal(task.bddl_file)
-    if expert_class(goal) is None:
+    """Raise UnsupportedTask unless an expert handles `task` (a sim.libero_env.LiberoTask): a
+    single (On obj target) goal, or (In obj region) of an object (a basket, a bowl); putting
+    something in a fixture's drawer needs the drawer opened first, which no expert does yet."""
+    from libero.libero.envs.bddl_utils import robosuite_parse_problem
+
+    problem = robosuite_parse_problem(task.bddl_file)
+    goal = problem["goal_state"]
+    objects = [name for names in problem["objects"].values() for name in names]
+    supported = len(goal) == 1 and goal[0][0].lower() == "on"
+    if len(goal) == 1 and goal[0][0].lower() == "in":
+        supported = any(goal[0][2].startswith(name + "_") for name in objects)
+    if not supported:
         raise UnsupportedTask(
             f"no scripted expert for {task.suite} task {task.task_id} ({task.instruction!r}): goal {goal}; "
-            "experts handle single (On obj target) and (In obj region) goals"
+            "experts handle a single (On obj target) goal, or (In obj region) of an object"
         )
 
 

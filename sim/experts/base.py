@@ -47,8 +47,9 @@ class ExpertNoise:
 class Phase:
     """One step of a plan: a target position and gripper command, and when it is done."""
 
-    def __init__(self, name, target, gripper, tolerance=0.01, hold=0, timeout=80):
+    def __init__(self, name, target, gripper, tolerance=0.01, hold=0, timeout=80, speed=1.0):
         self.name = name
+        self.speed = speed  # top speed of this phase, a fraction of the episode's
         self.target = target  # () -> position, evaluated every step
         self.gripper = gripper
         self.tolerance = tolerance
@@ -92,11 +93,13 @@ class ScriptedExpert:
 
     def select_action(self, obs: dict | None = None) -> np.ndarray:
         pos = self.raw("robot0_eef_pos")
+        speed = self.speed
         if self.index >= len(self.phases):
             target, gripper = self.hold_position, self.phases[-1].gripper if self.phases else OPEN
         else:
             phase = self.phases[self.index]
             target, gripper = np.asarray(phase.target(), dtype=np.float64), phase.gripper
+            speed *= phase.speed
             self.steps_in_phase += 1
             reached = np.linalg.norm(target - pos) < phase.tolerance
             if reached:
@@ -107,7 +110,7 @@ class ScriptedExpert:
         action = np.zeros(7)
         action[:3] = (target - pos) / POS_SCALE
         action[3:6] = rotation_error(self.target_quat, self.raw("robot0_eef_quat")) / ROT_SCALE
-        action[:6] = np.clip(action[:6], -self.speed, self.speed)
+        action[:6] = np.clip(action[:6], -speed, speed)
         if self.noise.action_std > 0:
             action[:6] += self.rng.normal(0, self.noise.action_std, 6)
         action[:6] = np.clip(action[:6], -1, 1)

@@ -25,6 +25,7 @@ PLACE_HEIGHT = 0.01  # the object's bottom above the target's top when it is let
 CARRYING = ("lift", "transport", "lower")
 LOST_DISTANCE = 0.04  # the object moved this far in the hand: it slipped out
 MAX_RETRIES = 1
+RIM_CARRY_SPEED = 0.6
 # The hand seen from above: a 22 x 9 cm rectangle, long along the finger axis.
 HAND_HALF_LENGTH = 0.11
 HAND_HALF_WIDTH = 0.045
@@ -37,13 +38,20 @@ class PickPlaceExpert(ScriptedExpert):
         super().__init__(env, noise, seed)
         self.obj_body = _root_body(env, obj)
         self.target_name = target
-        self.target_body = _root_body(env, _owner(env, target))
         self.target_site = target if target in _site_names(env.sim) else None
+        owner = _owner(env, target)
+        if owner is None and self.target_site is None:
+            raise ValueError(f"{target!r} is neither an object, a fixture nor a region of this scene")
+        # A region of the table (the arena, no body of its own) is only its site.
+        self.target_body = _root_body(env, owner) if owner is not None else None
 
     def obj_box(self):
         return body_aabb(self.sim, self.obj_body)
 
     def target_box(self):
+        if self.target_body is None:
+            site = self.sim.data.site_xpos[self.sim.model.site_name2id(self.target_site)]
+            return site.copy(), site.copy()
         return body_aabb(self.sim, self.target_body)
 
     def grasp_point(self) -> np.ndarray:
@@ -162,6 +170,9 @@ class PickPlaceExpert(ScriptedExpert):
         def lower():
             return move_object(self.place_center()[:2], self.place_center()[2] + PLACE_HEIGHT)
 
+        # A rim grasp holds a thin wall: carried fast, the object swings out of the fingers.
+        carry_speed = RIM_CARRY_SPEED if self.rim_side else 1.0
+
         def stay():
             return self.hold_position
 
@@ -169,8 +180,8 @@ class PickPlaceExpert(ScriptedExpert):
             Phase("approach", above_grasp, OPEN, tolerance=0.015),
             Phase("descend", self.grasp_point, OPEN, tolerance=0.008, timeout=60),
             Phase("grasp", stay, CLOSE, tolerance=1.0, hold=12),
-            Phase("lift", lift, CLOSE, tolerance=0.02),
-            Phase("transport", over_target, CLOSE, tolerance=0.025, timeout=100),
+            Phase("lift", lift, CLOSE, tolerance=0.02, speed=carry_speed),
+            Phase("transport", over_target, CLOSE, tolerance=0.025, timeout=100, speed=carry_speed),
             Phase("lower", lower, CLOSE, tolerance=0.01, timeout=30),
             Phase("release", stay, OPEN, tolerance=1.0, hold=10),
             Phase("retreat", lambda: self.hold_position + [0, 0, 0.08], OPEN, tolerance=0.02, timeout=30),
@@ -204,7 +215,9 @@ def _grasp_point(corners: np.ndarray, centers: np.ndarray, axis: np.ndarray, rim
         point[:2] += rim_side * axis * radius
         # The rim's own height there: a bowl resting tilted is lower on one side.
         near = np.linalg.norm(corners[:, :2] - point[:2], axis=1) < RIM_NEIGHBOURHOOD
-        point[2] = (corners[near, 2].max() if near.any() else hi[2]) - 0.02
+        rim_top = corners[near, 2].max() if near.any() else hi[2]
+        # A flat rim (a plate) is pinched just above the table the fingertips cannot go below.
+        point[2] = max(rim_top - 0.02, lo[2] + 0.015)
     else:
         point[2] = max(hi[2] - 0.03, lo[2] + 0.015)
     return point
@@ -224,13 +237,12 @@ def _site_names(sim) -> set[str]:
     return {sim.model.site_id2name(i) for i in range(sim.model.nsite)}
 
 
-def _owner(env, region: str) -> str:
-    """The object or fixture a BDDL region belongs to ('basket_1_contain_region' -> 'basket_1')."""
+def _owner(env, region: str) -> str | None:
+    """The object or fixture a BDDL region belongs to ('basket_1_contain_region' -> 'basket_1'),
+    None for a region of the table."""
     names = list(env.env.env.objects_dict) + list(env.env.env.fixtures_dict)
     owners = [n for n in names if region == n or region.startswith(n + "_")]
-    if not owners:
-        raise ValueError(f"no object or fixture owns {region!r}; scene has {names}")
-    return max(owners, key=len)
+    return max(owners, key=len) if owners else None
 
 
 def _root_body(env, name: str) -> str:
