@@ -147,3 +147,15 @@ def test_resume_refuses_a_checkpoint_of_the_other_stage(workspace, tmp_path):
     train(config(workspace, "system2", tmp_path / "out", steps=1, save_every=1))
     with pytest.raises(ConfigError, match="stage 'system2'"):
         train(config(workspace, "system1_value", tmp_path / "out", steps=2, save_every=1))
+
+
+def test_bf16_autocast_trains_on_cpu(workspace, tmp_path):
+    for stage in ("system2", "system1_value"):
+        result = train(
+            config(workspace, stage, tmp_path / stage, steps=1, save_every=1, mixed_precision="bf16")
+        )
+        assert np.isfinite(result.losses["loss"]), stage
+        assert (
+            HumePolicy.from_pretrained(result.checkpoint).system2.action_out_proj.weight.dtype
+            == torch.float32
+        )
