@@ -11,11 +11,13 @@ STAGES = ("system2", "system1_value")
 
 @dataclasses.dataclass(frozen=True)
 class OptimConfig:
+    # AdamW peak learning rate, reached after warmup_steps (linear), then cosine down to end_lr.
     lr: float = 5e-5
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 1e-10
     warmup_steps: int = 1000
     end_lr: float = 2.5e-6
+    # Gradient-norm clipping per optimiser; 0 turns it off.
     grad_clip: float = 1.0
 
 
@@ -24,23 +26,31 @@ class TrainConfig:
     # "system2": flow matching of the VLA; "system1_value": S2 frozen, S1 cascade + Cal-QL critic,
     # actor and temperature.
     stage: str = "system2"
-    # A LeRobot-format dataset folder (v2.1 or v3.0).
+    # A LeRobot-format dataset folder (v2.0, v2.1 or v3.0).
     dataset: str = ""
     # Model config for a fresh model; ignored when init_from names a checkpoint.
     model: str = "configs/model/tiny.yaml"
     # A policy checkpoint to start from (required by system1_value: it supplies the frozen S2).
     init_from: str = ""
+    # Folder of the step_XXXXXX/ checkpoints, metrics.jsonl, tensorboard/ and loss_curves.png.
     output: str = "outputs/train"
+    # Total optimiser steps (the learning-rate schedule spans them).
     steps: int = 2000
+    # Frames per step (per process under `accelerate launch`).
     batch_size: int = 32
+    # Step s draws all its randomness from (seed, s, process): runs and resumes are reproducible.
     seed: int = 0
+    # Write a checkpoint every save_every steps (and at the last step).
     save_every: int = 500
+    # Log scalars (metrics.jsonl, TensorBoard, tqdm) every log_every steps.
     log_every: int = 10
     # Continue from the newest complete step_XXXXXX/ in `output` when there is one.
     resume: bool = True
     # "no" or "bf16" (bf16 where the device supports it).
     mixed_precision: str = "no"
+    # Keep System 2's SigLIP tower fixed in stage system2 (Hume freezes pretrained SigLIP).
     freeze_vision: bool = True
+    # Random crop, small rotation and colour jitter (wrist cameras: colour only).
     augment: bool = True
     # Optimiser of the flow-matching networks (S2 in stage system2, the S1 trunk in system1_value).
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
