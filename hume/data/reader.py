@@ -44,7 +44,9 @@ class LeRobotDataset:
     `len(ds)` frames; `ds[i]` -> dict of numpy arrays (images uint8 `[H, W, 3]`, vectors float32,
     `next.*` scalars, `mc_return` float32, `task` str). `gamma` discounts the Monte-Carlo return.
     Datasets without `next.reward` / `next.success` (demonstrations only) are taken as all
-    successful: reward 1 and success on each episode's last frame.
+    successful: reward 1 and success on each episode's last frame. Decoded videos of the last
+    `cache_episodes` episodes used are kept (None: all of them, for small datasets trained on
+    for many epochs).
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class LeRobotDataset:
         root: str | Path,
         gamma: float = 0.98,
         rename: dict[str, str] | None = None,
-        cache_episodes: int = 8,
+        cache_episodes: int | None = 8,
     ):
         self.root = Path(root)
         self.info = fmt.load_info(self.root)
@@ -258,8 +260,9 @@ class LeRobotDataset:
         if len(frames) == 0:
             raise fmt.DatasetFormatError(f"{path}: no frames decoded for episode {ep}")
         self._video_cache[(key, ep)] = frames
-        while len(self._video_cache) > max(1, self.cache_episodes * max(1, len(self.video_keys))):
-            self._video_cache.popitem(last=False)
+        if self.cache_episodes is not None:
+            while len(self._video_cache) > max(1, self.cache_episodes * max(1, len(self.video_keys))):
+                self._video_cache.popitem(last=False)
         return frames
 
     @property
