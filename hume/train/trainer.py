@@ -98,11 +98,14 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
     started = time.monotonic()
-    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=mixed_precision(cfg))
+    # Some trainable weights never reach a loss: the VLM's last-layer MLP and final norm (only its
+    # keys/values feed the action expert) and DINOv2's mask token. DDP must be told.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=mixed_precision(cfg), kwargs_handlers=[ddp])
     output = Path(cfg.output)
     resume_from = latest_checkpoint(output) if cfg.resume else None
     if resume_from is not None:
@@ -116,12 +119,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     start = load_training_state(resume_from, optimizers) if resume_from is not None else 0
     trainable = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
     log.info(
-        "stage %s: %s trainable parameters, %d frames, device %s, precision %s",
+        "stage %s: %s trainable parameters, %d frames, device %s, precision %s, %d process(es) (%s)",
         cfg.stage,
         {name: sum(p.numel() for p in params) for name, params in trainable.items()},
         len(data),
         accelerator.device,
         accelerator.mixed_precision,
+        accelerator.num_processes,
+        accelerator.distributed_type.value,
     )
 
     module, *prepared = accelerator.prepare(stage, *optimizers.values())
