@@ -24,22 +24,22 @@ def last_json(r) -> dict:
 def test_smoke_run_times_every_tick_with_the_cascade(tmp_path):
     result = last_json(hume("bench", "s1-tick", "--smoke", "--json", f"--output={tmp_path}"))
     assert result["benchmark"] == "s1-tick" and result["size"] == "tiny" and result["device"] == "cpu"
-    assert result["ticks"] == 100
+    assert result["ticks"] == 50
     # Every timed tick ran System 1's refinement on a fresh chunk: none held.
-    assert result["refined_ticks"] == 100 and result["hold_ticks"] == 0
+    assert result["refined_ticks"] == 50 and result["hold_ticks"] == 0
     t = result["tick_ms"]
     assert 0 < t["p50"] <= t["p99"] <= t["max"]
+    assert 0 < result["refine_cpu_ms"]["p50"] <= result["refine_cpu_ms"]["p99"]
     assert result["system1_params"] > 0
     assert json.loads((tmp_path / "s1-tick.json").read_text()) == result
 
 
-def test_full_size_without_cuda_is_skipped_with_a_reason():
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA: the full size would run")
-    result = last_json(hume("bench", "s1-tick", "--size=full", "--json"))
-    assert result["device"] == "none" and "CUDA" in result["skipped"]
+def test_full_size_runs_on_cuda_or_says_why_not():
+    result = last_json(hume("bench", "s1-tick", "--size=full", "--ticks=5", "--warmup=1", "--json"))
+    if "skipped" in result:
+        assert result["device"] == "none" and "CUDA" in result["skipped"]
+    else:
+        assert result["ticks"] == 5 and result["tick_ms"]["p50"] > 0
 
 
 def test_bad_options_are_config_errors():

@@ -16,8 +16,8 @@ def hume(*args):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("endpoint", ["tcp", "ipc"])
-def test_smoke_run_reports_all_three_transports(endpoint):
+def test_smoke_run_reports_all_three_transports():
+    endpoint = "tcp"
     r = hume("bench", "transport", "--smoke", "--json", f"--endpoint={endpoint}")
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads(r.stdout.strip().splitlines()[-1])
@@ -45,6 +45,16 @@ def test_payload_is_what_the_protocol_accepts():
     assert obs.arrays["observation.images.agentview"].shape == (224, 224, 3)
     assert obs.arrays["observation.images.wrist"].shape == (224, 224, 3)
     assert chunk.arrays["actions"].shape == (16, 7)
+
+
+def test_endpoints_stay_on_this_host(tmp_path):
+    from hume.bench.transport import _endpoints
+    from hume.runtime.transport import is_loopback
+
+    for kind in ("tcp", "ipc"):
+        obs, chunks = _endpoints(kind, str(tmp_path), "ours")
+        assert obs != chunks and obs.startswith(f"{kind}://")
+        assert is_loopback(obs) and is_loopback(chunks)
 
 
 def test_bad_endpoint_is_a_config_error():

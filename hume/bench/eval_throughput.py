@@ -201,10 +201,11 @@ def run(cfg: Config) -> dict:
     os.environ.setdefault("MUJOCO_GL", "egl")
     # Imports are paid before either clock starts (the evaluator's workers still pay their own).
     import libero.libero.envs  # noqa: F401
-    import torch  # noqa: F401
 
-    import hume.policy  # noqa: F401
     import sim.evaluator  # noqa: F401
+
+    if cfg.policy == "hume":
+        import hume.policy  # noqa: F401
 
     plain = _rates(plain_loop(cfg))
     log.info("plain loop: %s", plain)

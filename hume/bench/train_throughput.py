@@ -1,8 +1,8 @@
 """Training throughput of both stages: samples/s and peak memory, through `hume train`'s own loop.
 
-Each stage runs in a fresh process (so its peak memory is its own) on a synthetic LeRobot dataset
-written here (random smooth states and actions, noise images; the numbers do not depend on what
-the data shows). Within that process `hume.train.trainer.train` runs twice from scratch, for
+Each stage runs in a fresh (forked) process, so that its peak memory is its own, on a synthetic
+LeRobot dataset written here (random smooth states and actions, noise images; the numbers do not
+depend on what the data shows). Within that process `hume.train.trainer.train` runs twice from scratch, for
 `steps` and for `steps + timed_steps` steps; the difference of the two wall times is the time of
 `timed_steps` training steps alone (model building, data loading and the final checkpoint cancel
 out). Stage `system1_value` starts from the checkpoint stage `system2` wrote, as in real use.
@@ -152,7 +152,9 @@ def _measure_stage(cfg: Config, stage: str, dataset: str, init_from: str, out: s
 
 
 def _in_fresh_process(cfg: Config, stage: str, dataset: str, init_from: str, out: str) -> dict:
-    ctx = multiprocessing.get_context("spawn")
+    # fork: the child starts with the parent's imports (torch, the trainer) and nothing else; no
+    # torch op has run in the parent, so no thread pool is inherited half-made.
+    ctx = multiprocessing.get_context("fork")
     with ctx.Manager() as manager:
         result = manager.dict()
         proc = ctx.Process(target=_measure_stage, args=(cfg, stage, dataset, init_from, out, result))
@@ -164,6 +166,14 @@ def _in_fresh_process(cfg: Config, stage: str, dataset: str, init_from: str, out
 
 
 def run(cfg: Config) -> dict:
+    # Imported once, before the stages fork: the trainer, and the plotting it does at the end.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+
+    import hume.train.trainer  # noqa: F401
+
     cfg = cfg.effective()
     rows = []
     with tempfile.TemporaryDirectory(prefix="hume-train-throughput-") as tmp:
