@@ -278,6 +278,7 @@ class LiberoEnv:
                 raise _renderer_error(e) from e
             raise
         self.env.seed(seed)
+        self._seed = seed
         self.raw_obs: dict = {}
         self.steps = 0
         log.debug("LIBERO %s task %d ready: %s", suite, self.task.task_id, self.task.name)
@@ -297,7 +298,13 @@ class LiberoEnv:
 
     def reset(self, init_state: int = 0, wait_steps: int = NUM_WAIT_STEPS) -> dict:
         """Official initial state `init_state` (mod the number of states), then the no-op wait."""
+        # Each reset re-places the fixtures (cabinet, stove, ...) with numpy's global RNG, and the
+        # init state does not move them back: seed it by the init state, so the scene of an init
+        # state never depends on what ran before (recorded actions replay to the same outcome).
+        rng_state = np.random.get_state()
+        np.random.seed([self._seed, init_state % self.num_init_states])
         self.env.reset()
+        np.random.set_state(rng_state)
         # A soft reset keeps the gripper's accumulated command; clear it so every episode starts
         # exactly like the first one of a fresh env (same init state -> same trajectory).
         for robot in self.env.robots:
