@@ -74,7 +74,8 @@ def test_replaying_recorded_actions_reproduces_the_episode(smoke):
     ds = LeRobotDataset(out)
     policy = DatasetReplayPolicy(str(out))
     with LiberoEnv(cfg.suite, 0, cameras=False, max_steps=cfg.max_steps) as env:
-        for row in ds.episodes:
+        # In reverse order: what ran before in the simulator must not change an episode.
+        for row in reversed(ds.episodes):
             policy.begin_episode(env.task, row["init_state"], row["seed"])
             result = run_episode(env, policy, row["init_state"])
             assert result.success == row["success"]
