@@ -2,6 +2,9 @@
 as policies, and a resumed run repeats the uninterrupted one exactly."""
 
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,13 +152,26 @@ def test_resume_refuses_a_checkpoint_of_the_other_stage(workspace, tmp_path):
         train(config(workspace, "system1_value", tmp_path / "out", steps=2, save_every=1))
 
 
+@pytest.mark.slow
 def test_bf16_autocast_trains_on_cpu(workspace, tmp_path):
-    for stage in ("system2", "system1_value"):
-        result = train(
-            config(workspace, stage, tmp_path / stage, steps=1, save_every=1, mixed_precision="bf16")
-        )
-        assert np.isfinite(result.losses["loss"]), stage
-        assert (
-            HumePolicy.from_pretrained(result.checkpoint).system2.action_out_proj.weight.dtype
-            == torch.float32
-        )
+    # Its own process: accelerate fixes the precision once per process.
+    script = f"""
+import logging
+import sys
+logging.basicConfig(level=logging.INFO)
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np
+from pathlib import Path
+from test_train_stages import config
+from hume.train.trainer import train
+for stage in ("system2", "system1_value"):
+    out = Path({str(tmp_path)!r}) / stage
+    cfg = config(Path({str(workspace)!r}), stage, out, steps=1, save_every=1, mixed_precision="bf16")
+    result = train(cfg)
+    assert np.isfinite(result.losses["loss"]), stage
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "precision bf16" in r.stderr
+    policy = HumePolicy.from_pretrained(tmp_path / "system1_value" / "step_000001")
+    assert policy.system2.action_out_proj.weight.dtype == torch.float32

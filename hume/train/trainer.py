@@ -98,6 +98,8 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) the stage `cfg` describes. accelerate fixes the device and precision once
+    per process: calls within one process must agree on `mixed_precision` and `cpu`."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
     from tqdm.auto import tqdm
 
