@@ -37,7 +37,6 @@ class PickPlaceExpert(ScriptedExpert):
     def __init__(self, env, obj: str, target: str, noise: ExpertNoise | None = None, seed: int = 0):
         super().__init__(env, noise, seed)
         self.obj_body = _root_body(env, obj)
-        self.target_name = target
         self.target_site = target if target in _site_names(env.sim) else None
         owner = _owner(env, target)
         if owner is None and self.target_site is None:
