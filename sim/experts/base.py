@@ -27,7 +27,7 @@ class ExpertNoise:
     action_std: Gaussian noise on the six motion dims of every action (in action units).
     waypoint_jitter: metres; uniform offsets of the grasp and place points, drawn per episode.
     speed_range: the expert's top speed (fraction of the action range), drawn per episode.
-    mistake_prob: chance per episode of a deliberate mistake (the object is let go on the way),
+    mistake_prob: chance per episode of a deliberate mistake (the object is let go right after the lift),
         so that a known share of episodes fail.
     """
 

@@ -186,9 +186,9 @@ class PickPlaceExpert(ScriptedExpert):
             Phase("retreat", lambda: self.hold_position + [0, 0, 0.08], OPEN, tolerance=0.02, timeout=30),
         ]
         if mistake:
-            # Let go halfway to the target: the object drops beside it.
+            # Let go just after the lift: the object drops back near where it stood.
             transport = phases.index(next(p for p in phases if p.name == "transport"))
-            phases[transport].timeout = 12
+            phases[transport].timeout = 3
             phases.insert(transport + 1, Phase("drop", stay, OPEN, tolerance=1.0, hold=10))
         return phases
 
