@@ -9,8 +9,9 @@ simulator: microseconds per step) and System 2 is an echo node in its own proces
 every observation with one fixed chunk, so no System-2 model work competes for the cores.
 
 Sizes: `tiny` is configs/model/tiny.yaml on the CPU; `full` is the paper's System 1 (DINOv2-small
-per camera at 224², a 13-layer width-512 trunk) and runs only where CUDA exists, optionally in
-bf16 and through torch.compile. System 2's size does not enter the tick, so it stays tiny.
+per camera at 224², a 13-layer width-512 trunk) and runs on CUDA (skipped, with the reason, where
+there is none; `device=cpu` forces it onto the CPU), optionally in bf16 and through torch.compile.
+System 2's size does not enter the tick, so it stays tiny.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 @dataclass(frozen=True)
 class Config:
-    # tiny (CPU) or full (the paper's System 1; needs CUDA).
+    # tiny (CPU) or full (the paper's System 1; CUDA unless device=cpu).
     size: str = "tiny"
     # Control ticks timed (after `warmup` ticks that are not).
     ticks: int = 1000
