@@ -1,4 +1,4 @@
-"""Scripted experts: their geometry helpers, which tasks they take, and a real LIBERO episode
+"""Scripted experts: their geometry, which tasks they take, and a real LIBERO episode
 solved by the expert and one spoiled on purpose by its mistake noise."""
 
 import numpy as np
