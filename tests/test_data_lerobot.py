@@ -13,7 +13,6 @@ from PIL import Image
 from hume.data import LeRobotDataset, LeRobotWriter
 from hume.data.format import DatasetFormatError, libero_features
 from hume.data.stats import aggregate_stats, feature_stats
-from hume.data.video import encode_video
 
 FPS = 20
 SIZE = 32
@@ -148,6 +147,28 @@ def test_writer_reopens_to_resume_and_refuses_other_settings(v21, tmp_path):
         LeRobotDataset(tmp_path / "nothing")
 
 
+def _encode_av1(path, frames):
+    """AV1, as LeRobot v3.0 datasets publish their videos."""
+    import imageio_ffmpeg
+
+    path.parent.mkdir(parents=True)
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        (SIZE, SIZE),
+        fps=FPS,
+        codec="libsvtav1",
+        pix_fmt_out="yuv420p",
+        quality=None,
+        macro_block_size=1,
+        output_params=["-g", "2", "-crf", "20"],
+        ffmpeg_log_level="error",
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(frame)
+    writer.close()
+
+
 def _write_v30(root, lengths):
     """A LeRobot v3.0 dataset as published: frames of all episodes in one parquet file, one mp4
     per camera holding every episode back to back, episode metadata in meta/episodes/."""
@@ -173,7 +194,7 @@ def _write_v30(root, lengths):
     (root / "data/chunk-000").mkdir(parents=True)
     pq.write_table(data, root / "data/chunk-000/file-000.parquet")
     key = "observation.images.image"
-    encode_video(root / f"videos/{key}/chunk-000/file-000.mp4", _frame_images(5 * np.arange(n) + 10), FPS)
+    _encode_av1(root / f"videos/{key}/chunk-000/file-000.mp4", _frame_images(5 * np.arange(n) + 10))
     episodes = pa.table(
         {
             "episode_index": pa.array(np.arange(len(lengths), dtype=np.int64)),
