@@ -31,6 +31,8 @@ HAND_HALF_LENGTH = 0.11
 HAND_HALF_WIDTH = 0.045
 TURN_STEP = np.pi / 12
 ENOUGH_CLEARANCE = 0.03  # beyond this, a grasp needing less turning is preferred
+TILTED = 0.01  # rim heights around the object spread more than this: it rests tilted
+TILT_WEIGHT = 2.0  # score per metre of rim height above the lowest grasp
 
 
 class PickPlaceExpert(ScriptedExpert):
@@ -82,17 +84,23 @@ class PickPlaceExpert(ScriptedExpert):
         _, narrowest, _ = narrowest_direction(corners)
         centered = narrowest <= MAX_CENTERED_WIDTH
         obstacles = self.obstacle_points(corners[:, 2].max() - 0.03)
-        best = None
+        candidates = []
         for turn in np.arange(-np.pi / 2, np.pi / 2, TURN_STEP):
             axis = _rotate(start_axis, turn)
             if centered and np.ptp(corners[:, :2] @ axis) > MAX_CENTERED_WIDTH:
                 continue
             for side in (0.0,) if centered else (1.0, -1.0):
-                clearance = _hand_clearance(_grasp_point(corners, centers, axis, side), axis, obstacles)
-                score = min(clearance, ENOUGH_CLEARANCE) - 0.01 * abs(turn)
-                if best is None or score > best[0]:
-                    best = (score, turn, axis, side)
-        _, turn, self.finger_axis, self.rim_side = best
+                point = _grasp_point(corners, centers, axis, side)
+                clearance = _hand_clearance(point, axis, obstacles)
+                candidates.append(
+                    (min(clearance, ENOUGH_CLEARANCE) - 0.01 * abs(turn), point[2], turn, axis, side)
+                )
+        heights = np.array([c[1] for c in candidates])
+        if np.ptp(heights) > TILTED:
+            # A bowl resting tilted (on a ramekin) is held best by its low side: it then hangs
+            # and lands closer to level.
+            candidates = [(c[0] - TILT_WEIGHT * (c[1] - heights.min()), *c[1:]) for c in candidates]
+        _, _, turn, self.finger_axis, self.rim_side = max(candidates, key=lambda c: c[0])
         self.target_quat = quat_multiply(yaw_quat(turn), self.target_quat)
 
     def select_action(self, obs: dict | None = None) -> np.ndarray:
