@@ -31,7 +31,7 @@ HAND_HALF_LENGTH = 0.11
 HAND_HALF_WIDTH = 0.045
 TURN_STEP = np.pi / 12
 ENOUGH_CLEARANCE = 0.03  # beyond this, a grasp needing less turning is preferred
-TILTED = 0.01  # rim heights around the object spread more than this: it rests tilted
+TILTED = 0.08  # rad (~5°): an object leaning more than this rests tilted (a bowl on a ramekin)
 TILT_WEIGHT = 2.0  # score per metre of rim height above the lowest grasp
 
 
@@ -96,7 +96,7 @@ class PickPlaceExpert(ScriptedExpert):
                     (min(clearance, ENOUGH_CLEARANCE) - 0.01 * abs(turn), point[2], turn, axis, side)
                 )
         heights = np.array([c[1] for c in candidates])
-        if np.ptp(heights) > TILTED:
+        if not centered and self.obj_tilt() > TILTED:
             # A bowl resting tilted (on a ramekin) is held best by its low side: it then hangs
             # and lands closer to level.
             candidates = [(c[0] - TILT_WEIGHT * (c[1] - heights.min()), *c[1:]) for c in candidates]
@@ -127,6 +127,11 @@ class PickPlaceExpert(ScriptedExpert):
     def reset(self) -> None:
         self.retries = 0
         super().reset()
+
+    def obj_tilt(self) -> float:
+        """Angle (rad) between the object's vertical axis and the world's."""
+        xmat = self.sim.data.body_xmat[self.sim.model.body_name2id(self.obj_body)].reshape(3, 3)
+        return float(np.arccos(np.clip(xmat[2, 2], -1.0, 1.0)))
 
     def obstacle_points(self, above: float) -> np.ndarray:
         """Points (xy) on the footprints of every other object and fixture rising above `above`."""
