@@ -96,9 +96,10 @@ class PickPlaceExpert(ScriptedExpert):
                     (min(clearance, ENOUGH_CLEARANCE) - 0.01 * abs(turn), point[2], turn, axis, side)
                 )
         heights = np.array([c[1] for c in candidates])
-        if not centered and self.obj_tilt() > TILTED:
+        if not centered and self.retries == 0 and self.obj_tilt() > TILTED:
             # A bowl resting tilted (on a ramekin) is held best by its low side: it then hangs
-            # and lands closer to level.
+            # and lands closer to level. (Not for a re-grasp: a dropped plate or bowl lying
+            # askew is better taken as on the first try.)
             candidates = [(c[0] - TILT_WEIGHT * (c[1] - heights.min()), *c[1:]) for c in candidates]
         _, _, turn, self.finger_axis, self.rim_side = max(candidates, key=lambda c: c[0])
         self.target_quat = quat_multiply(yaw_quat(turn), self.target_quat)
