@@ -2,10 +2,11 @@
 
 Each stage runs in a fresh (forked) process, so that its peak memory is its own, on a synthetic
 LeRobot dataset written here (random smooth states and actions, noise images; the numbers do not
-depend on what the data shows). Within that process `hume.train.trainer.train` runs twice from scratch, for
-`steps` and for `steps + timed_steps` steps; the difference of the two wall times is the time of
-`timed_steps` training steps alone (model building, data loading and the final checkpoint cancel
-out). Stage `system1_value` starts from the checkpoint stage `system2` wrote, as in real use.
+depend on what the data shows). Within that process `hume.train.trainer.train` runs
+`steps + timed_steps` steps from scratch; the trainer times every step (batch assembly to optimizer
+step, without logging or checkpoints), and the mean over the last `timed_steps` is reported (the
+first `steps` warm up allocators and caches). Stage `system1_value` starts from the checkpoint
+stage `system2` wrote, as in real use.
 Besides wall time, the process's CPU time (all its threads) per step is reported: on a machine
 shared with other work it is the steadier figure.
 
@@ -19,7 +20,6 @@ import dataclasses
 import logging
 import multiprocessing
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +38,7 @@ class Config:
     # Model config (a configs/model/*.yaml file).
     model: str = "configs/model/tiny.yaml"
     batch_size: int = 8
-    # Untimed steps (the first run), then timed steps (the difference of the two runs).
+    # Untimed warm-up steps, then timed steps (all in one run).
     steps: int = 2
     timed_steps: int = 10
     # Synthetic dataset: episodes x frames, square images of this side.
@@ -56,7 +56,7 @@ class Config:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 1:
-            raise ConfigError(f"steps must be >= 1 (the untimed run), got {self.steps}")
+            raise ConfigError(f"steps must be >= 1 (the warm-up steps), got {self.steps}")
         if not Path(self.model).is_file():
             raise ConfigError(f"model config {self.model} not found (pass a configs/model/*.yaml file)")
 
@@ -109,7 +109,7 @@ def _rss_mb() -> float:
 
 
 def _measure_stage(cfg: Config, stage: str, dataset: str, init_from: str, out: str, result) -> None:
-    """In a fresh process: train `stage` twice (steps, steps + timed_steps); put the figures in `result`."""
+    """In a fresh process: train `stage` for steps + timed_steps steps; put the figures in `result`."""
     import torch
 
     from hume.train.config import TrainConfig
@@ -117,28 +117,25 @@ def _measure_stage(cfg: Config, stage: str, dataset: str, init_from: str, out: s
 
     torch.set_num_threads(cfg.threads)
     baseline = _rss_mb()
-    walls, cpus, checkpoint = [], [], ""
-    for n in (cfg.steps, cfg.steps + cfg.timed_steps):
-        train_cfg = TrainConfig(
-            stage=stage,
-            dataset=dataset,
-            model=cfg.model,
-            init_from=init_from,
-            output=f"{out}/{stage}-{n}",
-            steps=n,
-            batch_size=cfg.batch_size,
-            save_every=n,
-            log_every=n,
-            resume=False,
-            cpu=True,
-        )
-        train_cfg.validate()
-        t0, c0 = time.perf_counter(), time.process_time()
-        checkpoint = str(train(train_cfg).checkpoint)
-        walls.append(time.perf_counter() - t0)
-        cpus.append(time.process_time() - c0)
-    step_s = max(walls[1] - walls[0], 1e-9) / cfg.timed_steps
-    cpu_step_s = max(cpus[1] - cpus[0], 1e-9) / cfg.timed_steps
+    n = cfg.steps + cfg.timed_steps
+    train_cfg = TrainConfig(
+        stage=stage,
+        dataset=dataset,
+        model=cfg.model,
+        init_from=init_from,
+        output=f"{out}/{stage}",
+        steps=n,
+        batch_size=cfg.batch_size,
+        save_every=n,
+        log_every=n,
+        resume=False,
+        cpu=True,
+    )
+    train_cfg.validate()
+    trained = train(train_cfg)
+    checkpoint = str(trained.checkpoint)
+    step_s = float(np.mean(trained.step_seconds[cfg.steps :]))
+    cpu_step_s = float(np.mean(trained.step_cpu_seconds[cfg.steps :]))
     result.update(
         stage=stage,
         step_s=round(step_s, 4),

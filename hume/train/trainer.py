@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,9 @@ class TrainResult:
     losses: dict[str, float]  # the last step's scalars
     seconds: float  # wall time of this run
     plot: Path | None
+    # Wall and CPU seconds of each step of this run (batch to optimizer step; no logging or saving).
+    step_seconds: list[float] = field(default_factory=list)
+    step_cpu_seconds: list[float] = field(default_factory=list)
 
 
 def step_seed(seed: int, step: int, process: int = 0) -> int:
@@ -142,7 +145,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         desc=f"train {cfg.stage}",
         disable=not accelerator.is_local_main_process,
     )
+    step_seconds, step_cpu_seconds = [], []
     for step in bar:
+        t0, c0 = time.perf_counter(), time.process_time()
         seed = step_seed(cfg.seed, step, accelerator.process_index)
         torch.manual_seed(seed)
         data_gen = torch.Generator().manual_seed(seed)
@@ -160,6 +165,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             opt.step()
             opt.zero_grad(set_to_none=True)
         stage.after_step()
+        step_seconds.append(time.perf_counter() - t0)
+        step_cpu_seconds.append(time.process_time() - c0)
 
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.steps:
@@ -178,7 +185,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     seconds = time.monotonic() - started
     log.info("stage %s: %d steps in %.0f s; newest checkpoint %s", cfg.stage, cfg.steps, seconds, checkpoint)
     return TrainResult(
-        step=max(start, cfg.steps), checkpoint=checkpoint, losses=scalars, seconds=seconds, plot=plot
+        step=max(start, cfg.steps),
+        checkpoint=checkpoint,
+        losses=scalars,
+        seconds=seconds,
+        plot=plot,
+        step_seconds=step_seconds,
+        step_cpu_seconds=step_cpu_seconds,
     )
 
 
