@@ -80,7 +80,6 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
     )  # fmt: skip
     assert r.returncode == 2 and str(missing) in r.stderr
     assert "hume train" in r.stderr and time.monotonic() - t0 < 30
-    assert "hume train" in r.stderr and time.monotonic() - t0 < 30
 
 
 @pytest.mark.filterwarnings("ignore:connect\\(\\) must be used as a context manager:DeprecationWarning")
