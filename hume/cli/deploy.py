@@ -33,7 +33,10 @@ def main(argv: Sequence[str]) -> int:
 
     from deploy.launcher import DeploymentError, run_deployment
 
-    signal.signal(signal.SIGTERM, _interrupt)  # stop both nodes on SIGTERM too, not only on Ctrl-C
+    # Stop both nodes on Ctrl-C and on SIGTERM. SIGINT is installed explicitly: a launcher started
+    # from a background job inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     level = logging.getLevelName(logging.getLogger().level)
     try:
         result = run_deployment(cfg, log_level=level)
