@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
+from hume.policy.hold import hold_action
 from sim.eval_config import LatencyConfig
-from sim.policies import hold_action
 
 
 class LatencyModel:

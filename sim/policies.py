@@ -6,6 +6,8 @@ from typing import Protocol
 
 import numpy as np
 
+from hume.policy.hold import hold_action
+
 
 class Policy(Protocol):
     """What the evaluator needs from a policy (docs/architecture.md, "Shared conventions")."""
@@ -77,8 +79,3 @@ class DatasetReplayPolicy(ReplayPolicy):
                 f"dataset {self.root} has no episode of {task.instruction!r} from initial state {init_state}"
             )
         self.actions = np.asarray(matches[0], dtype=np.float32)
-
-
-def hold_action(gripper: float = -1.0) -> np.ndarray:
-    """Zero motion, keeping the gripper where it was commanded (-1 open, +1 closed)."""
-    return np.array([0, 0, 0, 0, 0, 0, gripper], dtype=np.float32)

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from hume.policy.chunk import Chunk
+from hume.policy.hold import ACTION_DIM
 
 MODEL_ID = "echo"
 CHUNK_SIZE = 16
-ACTION_DIM = 7
 NUM_CANDIDATES = 5
 
 

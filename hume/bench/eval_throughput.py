@@ -80,7 +80,7 @@ class HoldPolicy:
         pass
 
     def select_action(self, obs: dict):
-        from sim.policies import hold_action
+        from hume.policy.hold import hold_action
 
         return hold_action()
 

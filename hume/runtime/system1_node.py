@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from hume.policy.hold import ACTION_DIM, OPEN_GRIPPER, hold_action
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
@@ -32,16 +33,7 @@ from hume.runtime.transport import Inbox, Publisher, Transport
 
 log = logging.getLogger(__name__)
 
-ACTION_DIM = 7
-OPEN_GRIPPER = -1.0
 WARMUP_CALLS = 2
-
-
-def hold_action(gripper: float) -> np.ndarray:
-    """The safe action: no end-effector motion, the gripper keeps its last command."""
-    action = np.zeros(ACTION_DIM, dtype=np.float32)
-    action[-1] = gripper
-    return action
 
 
 @dataclass
