@@ -2,21 +2,17 @@
 
 The layers are transformers' own Gemma modules (so their weights load and save as Gemma's); only
 the loop over them is ours, because System 1 and the value-query head need block masks and a
-prefix whose keys/values are computed once and reused by every later query.
+prefix whose keys/values are computed once and reused by every later query. Each layer is
+`joint_layer` of hume/models/joint_attention.py with a single stack.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import GemmaConfig
-from transformers.models.gemma.modeling_gemma import (
-    GemmaDecoderLayer,
-    GemmaRMSNorm,
-    GemmaRotaryEmbedding,
-    apply_rotary_pos_emb,
-)
+from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRMSNorm, GemmaRotaryEmbedding
+
+from hume.models.joint_attention import joint_layer
 
 KVCache = list[tuple[Tensor, Tensor]]  # per layer: keys, values [B, kv_heads, T, head_dim]
 
@@ -64,24 +60,12 @@ class GemmaStack(nn.Module):
         Returns the normed output [B, T, D] and this call's keys/values per layer, which a later
         call can pass as `prefix` (the prefix never needs to see the later tokens).
         """
-        b, t, _ = x.shape
         cos, sin = self.rotary(x, positions)
-        attn_mask = mask[:, None]  # broadcast over heads
         kv: KVCache = []
         for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            h = layer.input_layernorm(x)
-            q = attn.q_proj(h).view(b, t, -1, attn.head_dim).transpose(1, 2)
-            k = attn.k_proj(h).view(b, t, -1, attn.head_dim).transpose(1, 2)
-            v = attn.v_proj(h).view(b, t, -1, attn.head_dim).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, cos, sin)
-            kv.append((k, v))
-            if prefix is not None:
-                k = torch.cat([prefix[i][0], k], dim=2)
-                v = torch.cat([prefix[i][1], v], dim=2)
-            o = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, scale=attn.scaling, enable_gqa=k.shape[1] != q.shape[1]
+            # A single stack is joint attention with one participant.
+            (x,), layer_kv = joint_layer(
+                [layer], [x], cos, sin, mask, past_kv=None if prefix is None else prefix[i]
             )
-            x = x + attn.o_proj(o.transpose(1, 2).reshape(b, t, -1))
-            x = x + layer.mlp(layer.post_attention_layernorm(x))
+            kv.append(layer_kv)
         return self.norm(x), kv
