@@ -25,7 +25,7 @@ from pathlib import Path
 import draccus
 import zmq
 
-from hume.runtime import protocol
+from hume.runtime import protocol, shm
 from hume.runtime.config import DeployConfig
 from hume.runtime.transport import Inbox, Transport
 
@@ -99,6 +99,8 @@ class Node:
                 log.warning("%s did not stop within %.0f s: killing it", self.name, STOP_GRACE_S)
                 self.proc.kill()
                 self.proc.wait()
+        if shm.available() and shm.remove_segments(self.proc.pid):
+            log.warning("removed the shared-memory ring %s left behind", self.name)
         self._log.close()
         return self.proc.returncode
 

@@ -17,6 +17,22 @@ class PolicyConfig:
     type: str = "hume"
     checkpoint: str = "checkpoints/default"
     dataset: str = ""
+    # Ablations of a Hume checkpoint (unset: as the checkpoint was saved). use_system1=false acts
+    # on System 2's chunk directly; use_value_head=false takes the first of the N candidates.
+    use_system1: bool | None = None
+    use_value_head: bool | None = None
+    num_candidates: int = 0
+
+    def overrides(self) -> dict:
+        """The HumeConfig fields these switches replace (HumePolicy.from_pretrained keywords)."""
+        out = {}
+        if self.use_system1 is not None:
+            out["use_system1"] = self.use_system1
+        if self.use_value_head is not None:
+            out["use_value_head"] = self.use_value_head
+        if self.num_candidates:
+            out["num_candidates"] = self.num_candidates
+        return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +96,12 @@ class EvalConfig:
             raise ConfigError("policy.type=replay needs policy.dataset: a LeRobot dataset folder")
         if self.policy.type != "hume" and self.mode != "sync":
             raise ConfigError(f"mode {self.mode} needs a Hume policy (think/refine); use mode=sync")
+        if self.policy.num_candidates < 0:
+            raise ConfigError(
+                f"policy.num_candidates must be >= 1 (or 0: the checkpoint's), got {self.policy.num_candidates}"
+            )
+        if self.policy.type != "hume" and self.policy.overrides():
+            raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")
         for name in ("episodes_per_task", "num_workers", "image_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -144,7 +144,7 @@ def make_policy(cfg: EvalConfig):
     from hume.policy import HumePolicy
 
     check_checkpoint(cfg.policy.checkpoint)
-    policy = HumePolicy.from_pretrained(cfg.policy.checkpoint)
+    policy = HumePolicy.from_pretrained(cfg.policy.checkpoint, **cfg.policy.overrides())
     if cfg.mode == "async":
         from sim.latency import LatencyModel, VirtualClockPolicy
 

@@ -77,6 +77,19 @@ class Peer:
         self.ctx.destroy(linger=0)
 
 
+def _settled(peer: Peer, role: str, timeout: float = 30) -> dict:
+    """A node's counters once they stop moving: two heartbeats in a row with the same `received`
+    (observations sent while it was thinking are counted when it next takes its queue)."""
+    deadline = time.monotonic() + timeout
+    last = peer.heartbeat(role)["stats"]
+    while time.monotonic() < deadline:
+        stats = peer.heartbeat(role)["stats"]
+        if stats["received"] == last["received"]:
+            return stats
+        last = stats
+    raise AssertionError(f"{role}'s counters did not settle within {timeout} s")
+
+
 def _fuzz(peer: Peer, template: list, session: str, last_seq: int) -> int:
     sent = 0
 
@@ -124,7 +137,7 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         assert arrays["values"].shape == (5,) and head["chosen"] == int(np.argmax(arrays["values"]))
         assert head["think_ms"] > 0 and head["model_id"].startswith("tiny@")
 
-        before = peer.heartbeat("system2")["stats"]
+        before = _settled(peer, "system2")
         peer.pub.send_multipart(observation_frames("fuzz", 10**6, tick=43))
         sent = _fuzz(peer, observation_frames("fuzz", 0, tick=43), "fuzz", 10**6)
         assert sent >= 1000

@@ -147,13 +147,11 @@ def test_latest_observation_keeps_only_the_newest():
             protocol.OBSERVATION, {"episode": 0, "step": tick, "tick": tick, "task": ""}, state
         )  # noqa: E731
         deadline = time.monotonic() + 5
-        while intake.peer_seen_at is None and time.monotonic() < deadline:
+        while intake.wait(0.05) is None and time.monotonic() < deadline:
             obs(0)
-            time.sleep(0.05)
-        intake.wait(1.0)
         for tick in range(1, 51):
             obs(tick)
-        time.sleep(0.5)  # the main thread is "busy thinking" meanwhile
+        time.sleep(0.5)  # System 2 is "busy thinking" meanwhile
         msg = intake.wait(1.0)
         assert msg is not None and msg.fields["tick"] == 50
         assert intake.wait(0.1) is None  # handed out once only

@@ -40,6 +40,18 @@ def sync_run(checkpoint, tmp_path_factory):
     return out, evaluate(cfg)
 
 
+def test_policy_ablation_switches_reach_the_loaded_policy(checkpoint):
+    from sim.evaluator import make_policy
+
+    base = [f"--policy.checkpoint={checkpoint}"]
+    policy = make_policy(parse_config(EvalConfig, base))
+    assert policy.config.use_system1 and policy.config.use_value_head and policy.config.num_candidates == 5
+    argv = [*base, "--policy.use_system1=false", "--policy.use_value_head=false", "--policy.num_candidates=2"]
+    policy = make_policy(parse_config(EvalConfig, argv))
+    assert not policy.config.use_system1 and not policy.config.use_value_head
+    assert policy.config.num_candidates == 2
+
+
 def rows(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "episodes.jsonl").read_text().splitlines()]
 

@@ -44,6 +44,8 @@ def test_config_errors_name_the_key():
         (["--num_workers=0"], "num_workers"),
         (["--policy.type=replay"], "policy.dataset"),
         (["--latency.steps=-1"], "latency.steps"),
+        (["--policy.num_candidates=-1"], "policy.num_candidates"),
+        (["--policy.type=replay", "--policy.dataset=d", "--policy.use_system1=false"], "policy.type=hume"),
     ):
         with pytest.raises(ConfigError, match=key):
             parse_config(EvalConfig, argv)

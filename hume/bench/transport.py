@@ -2,7 +2,9 @@
 
   ours    the System-1 side of our protocol (hume/runtime/protocol.py + transport.py: Publisher,
           Inbox) against the real System-2 node (System2Node: latest-observation intake thread,
-          chunk publisher), ZeroMQ PUB/SUB
+          chunk publisher), ZeroMQ PUB/SUB, as deployed on one host: the observation's arrays go
+          through the shared-memory ring (hume/runtime/shm.py), the header through the socket
+  ours_frames  the same with the arrays in ZeroMQ frames, as between two hosts
   openpi  the real `openpi-client` (WebsocketClientPolicy.infer) against our openpi websocket
           server (`hume serve openpi`, OpenpiServer)
   floor   bare pyzmq on the same PUB/SUB sockets sending the same bytes our protocol puts on the
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hume.config import ConfigError
+from hume.runtime import shm
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +118,22 @@ def _until_answered(send: Callable[[], None], answered: Callable[[float], bool],
 class OursClient:
     """The System-1 side of our protocol: Publisher + Inbox, as System1Node uses them."""
 
-    def __init__(self, obs_endpoint: str, chunk_endpoint: str, obs: dict, timeout_s: float):
+    def __init__(
+        self, obs_endpoint: str, chunk_endpoint: str, obs: dict, timeout_s: float, shared_memory: bool
+    ):
         import zmq
 
         from hume.runtime import protocol
-        from hume.runtime.transport import Inbox, Publisher, Transport
+        from hume.runtime.shm import ShmWriter
+        from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transport
 
         self.protocol = protocol
         self.transport = Transport()
-        self.out = Publisher(self.transport.socket(zmq.PUB, obs_endpoint, bind=False), self.transport.session)
+        self.out = Publisher(
+            self.transport.socket(zmq.PUB, obs_endpoint, bind=False, hwm=OBSERVATION_QUEUE),
+            self.transport.session,
+            ShmWriter() if shared_memory else None,
+        )
         self.inbox = Inbox(
             self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), self.transport.max_message_bytes
         )
@@ -153,6 +163,7 @@ class OursClient:
             raise RuntimeError(f"ours: no chunk for tick {self.tick} within {self.timeout_ms:.0f} ms")
 
     def close(self) -> None:
+        self.out.close()
         self.transport.close()
 
 
@@ -244,13 +255,16 @@ def run(cfg: Config) -> dict:
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="hume-transport-") as tmp, ExitStack() as stack:
         ours_eps = _endpoints(cfg.endpoint, tmp, "ours")
+        frames_eps = _endpoints(cfg.endpoint, tmp, "frames")
         floor_eps = _endpoints(cfg.endpoint, tmp, "floor")
         port = ctx.Value("i", 0)
         _start(stack, ctx, echo.serve_system2, *ours_eps, echo.CHUNK_SIZE)
+        _start(stack, ctx, echo.serve_system2, *frames_eps, echo.CHUNK_SIZE)
         _start(stack, ctx, echo.serve_openpi, port)
         _start(stack, ctx, echo.serve_bare_zmq, *floor_eps, chunk_frames)
         clients = {
-            "ours": OursClient(*ours_eps, obs, cfg.timeout_s),
+            "ours": OursClient(*ours_eps, obs, cfg.timeout_s, shared_memory=shm.available()),
+            "ours_frames": OursClient(*frames_eps, obs, cfg.timeout_s, shared_memory=False),
             "openpi": OpenpiClient(port.value, obs),
             "floor": FloorClient(*floor_eps, obs_frames, cfg.timeout_s),
         }
@@ -264,25 +278,29 @@ def run(cfg: Config) -> dict:
                 if i >= cfg.warmup:
                     times[name].append((time.perf_counter() - t0) * 1e3)
     stats = {name: _summary(ms) for name, ms in times.items()}
+    p50 = {name: s["p50_ms"] for name, s in stats.items()}
     return {
         "benchmark": "transport",
         "endpoint": cfg.endpoint,
         "round_trips": cfg.round_trips,
+        "shared_memory": shm.available(),
         "observation_bytes": sum(len(f) for f in obs_frames),
         "chunk_bytes": sum(len(f) for f in chunk_frames),
         **stats,
-        "speedup_vs_openpi": round(stats["openpi"]["p50_ms"] / stats["ours"]["p50_ms"], 2),
-        "ratio_to_floor": round(stats["ours"]["p50_ms"] / stats["floor"]["p50_ms"], 2),
+        "speedup_vs_openpi": round(p50["openpi"] / p50["ours"], 2),
+        "ratio_to_floor": round(p50["ours"] / p50["floor"], 2),
+        "frames_speedup_vs_openpi": round(p50["openpi"] / p50["ours_frames"], 2),
+        "frames_ratio_to_floor": round(p50["ours_frames"] / p50["floor"], 2),
     }
 
 
 def table(result: dict) -> str:
-    rows = [f"{'transport':<8} {'p50 ms':>9} {'p99 ms':>9}"]
-    rows += [
-        f"{n:<8} {result[n]['p50_ms']:>9.3f} {result[n]['p99_ms']:>9.3f}" for n in ("ours", "openpi", "floor")
-    ]
+    names = ("ours", "ours_frames", "openpi", "floor")
+    rows = [f"{'transport':<12} {'p50 ms':>9} {'p99 ms':>9}"]
+    rows += [f"{n:<12} {result[n]['p50_ms']:>9.3f} {result[n]['p99_ms']:>9.3f}" for n in names]
     rows.append(
-        f"ours is {result['speedup_vs_openpi']:.1f}x faster than openpi at p50 and "
-        f"{result['ratio_to_floor']:.2f}x the bare-pyzmq floor"
+        f"ours is {result['speedup_vs_openpi']:.2f}x faster than openpi at p50 and "
+        f"{result['ratio_to_floor']:.2f}x the bare-pyzmq floor; with frames "
+        f"{result['frames_speedup_vs_openpi']:.2f}x and {result['frames_ratio_to_floor']:.2f}x"
     )
     return "\n".join(rows)

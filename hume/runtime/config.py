@@ -27,6 +27,10 @@ class TransportConfig:
     keys_dir: str = ""
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     heartbeat_s: float = 0.5
+    # Same host (ipc:// or loopback observation endpoint, Linux): observation arrays go through
+    # a shared-memory ring and only headers through the socket. Falls back to frames by itself
+    # when System 2 reports it cannot open the ring (e.g. containers with separate /dev/shm).
+    shared_memory: bool = True
 
     def endpoints(self) -> tuple[str, str]:
         return self.observations or SERVE_OBSERVATIONS, self.chunks or SERVE_CHUNKS

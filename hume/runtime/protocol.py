@@ -40,6 +40,7 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 DTYPES = frozenset({"|u1", "|b1", "<i4", "<i8", "<f2", "<f4", "<f8"})
 _NP_DTYPES = {s: np.dtype(s) for s in DTYPES}
 _INT = {int}  # exactly int: bool (a subclass) is not a dimension
+_SEQ = (list, tuple)  # msgpack arrays: tuples when received, lists when built here
 ROLES = frozenset({"system1", "system2"})
 STATES = frozenset({"starting", "ready", "stopping"})
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
@@ -65,6 +66,10 @@ class Message:
     seq: int
     fields: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    # An observation whose arrays wait in shared memory: the header's ["segment", slot, stamp]
+    # and the arrays' (name, dtype, shape). `arrays` stays empty until a reader fills it.
+    shm: list | None = None
+    specs: list[tuple[str, np.dtype, tuple[int, ...]]] = field(default_factory=list)
 
 
 def _is_int(x) -> bool:
@@ -111,35 +116,70 @@ FIELDS = {
     },
 }
 _COMMON = {"v", "type", "session", "seq", "arrays"}
+# An observation may name the shared-memory slot holding its arrays instead of sending frames.
+SHM_KEY = "shm"
+_SHM_NAME = re.compile(r"^hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}$")
+
+
+def _shm_ref(x) -> bool:
+    return (
+        isinstance(x, _SEQ)
+        and len(x) == 3
+        and isinstance(x[0], str)
+        and _SHM_NAME.match(x[0]) is not None
+        and _count(x[1])
+        and _count(x[2])
+    )
+
+
+OPTIONAL = {OBSERVATION: {SHM_KEY: _shm_ref}}
+# Array layouts this process has sent and checked once (per type): a sender's layout rarely changes.
+_SENT_LAYOUTS: set = set()
 
 
 def encode(
-    type_: str, session: str, seq: int, fields: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
+    type_: str,
+    session: str,
+    seq: int,
+    fields: dict[str, Any],
+    arrays: dict[str, np.ndarray] | None = None,
+    shm: list | None = None,
 ) -> list:
-    """Frames for `socket.send_multipart(frames, copy=False)`; arrays are sent without copying."""
-    arrays = arrays or {}
+    """Frames for `socket.send_multipart(frames, copy=False)`; arrays are sent without copying.
+
+    With `shm` (an observation whose arrays a ShmWriter has put in shared memory) only the
+    header is sent; `arrays` then just describe the layout.
+    """
+    arrays = {name: np.ascontiguousarray(value) for name, value in (arrays or {}).items()}
     specs, frames = [], []
-    for name, value in arrays.items():
-        a = np.ascontiguousarray(value)
+    for name, a in arrays.items():
         if a.dtype.str not in DTYPES:
             raise ValueError(
                 f"array {name!r}: dtype {a.dtype} cannot go on the wire (allowed: {sorted(DTYPES)})"
             )
         specs.append([name, a.dtype.str, list(a.shape)])
-        frames.append(memoryview(a).cast("B") if a.size else b"")
+        if shm is None:
+            frames.append(memoryview(a).cast("B") if a.size else b"")
     header = {"v": PROTOCOL_VERSION, "type": type_, "session": session, "seq": seq, **fields, "arrays": specs}
+    if shm is not None:
+        header[SHM_KEY] = shm
     msg = [msgpack.packb(header, use_bin_type=True), *frames]
     # What we send must pass our own checks (a bug fails loudly at the sender). The header and the
-    # arrays are checked as built, without parsing the frames back: this runs on every message.
+    # arrays are checked as built, without parsing the frames back; an array layout is checked
+    # the first time this process sends it, the values every time.
     total = sum(len(f) for f in msg)
     if total > DEFAULT_MAX_MESSAGE_BYTES:
         raise MessageError("oversized", f"{total} bytes > limit {DEFAULT_MAX_MESSAGE_BYTES}")
+    layout = (type_, SHM_KEY in header, *((name, a.dtype.str, a.shape) for name, a in arrays.items()))
+    specs_np = [(name, a.dtype, a.shape) for name, a in arrays.items()]
     try:
-        _check_message(header, {name: np.asarray(v) for name, v in arrays.items()}, len(msg[0]))
+        _check_sent(header, specs_np, arrays, len(msg[0]), layout_checked=layout in _SENT_LAYOUTS)
     except MessageError:
         raise
     except Exception as e:  # as in decode: anything unexpected is a malformed message
         raise MessageError("malformed", f"{type(e).__name__}: {e}") from None
+    if len(_SENT_LAYOUTS) < 256:
+        _SENT_LAYOUTS.add(layout)
     return msg
 
 
@@ -161,6 +201,7 @@ def _header(raw: memoryview) -> dict:
             max_array_len=MAX_ARRAYS * 2,
             max_map_len=128,
             max_ext_len=0,
+            use_list=False,  # tuples: a received array layout is hashable, so its checks are cached
         )
     except Exception as e:  # msgpack raises many types on garbage; all mean the same here
         raise MessageError("malformed", f"header is not msgpack ({type(e).__name__})") from None
@@ -179,74 +220,117 @@ def _check_header(h: dict) -> None:
         raise MessageError("malformed", "session must be a non-empty string of <= 64 chars")
     if not _count(h.get("seq")):
         raise MessageError("malformed", "seq must be a non-negative integer")
-    expected = FIELDS[kind]
+    expected, optional = FIELDS[kind], OPTIONAL.get(kind, {})
     keys = set(h) - _COMMON
-    if keys != set(expected):
-        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+    if not set(expected) <= keys <= set(expected) | set(optional):
+        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected) - set(optional))
         raise MessageError("malformed", f"{kind}: missing {missing}, unexpected {extra}")
     for name, check in expected.items():
         if not check(h[name]):
             raise MessageError("malformed", f"{kind}: bad value for {name!r}")
+    for name, check in optional.items():
+        if name in h and not check(h[name]):
+            raise MessageError("malformed", f"{kind}: bad value for {name!r}")
 
 
-def _array_specs(h: dict) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+Spec = tuple[str, np.dtype, tuple[int, ...]]
+MAX_CACHED_LAYOUTS = 64
+_LAYOUTS: dict[tuple, list[Spec]] = {}
+
+
+def _array_specs(h: dict) -> list[Spec]:
     specs = h.get("arrays")
-    if not isinstance(specs, list) or len(specs) > MAX_ARRAYS:
+    if not isinstance(specs, _SEQ) or len(specs) > MAX_ARRAYS:
         raise MessageError("malformed", f"arrays must be a list of at most {MAX_ARRAYS} entries")
+    # A peer sends the same layout every time: checked once, then looked up. Received headers
+    # hold tuples (hashable); the ones a sender builds hold lists and are always checked.
+    cached = _LAYOUTS.get(specs) if type(specs) is tuple else None
+    if cached is not None:
+        return cached
     out, names = [], set()
     for spec in specs:
-        if not (isinstance(spec, list) and len(spec) == 3):
+        if not (isinstance(spec, _SEQ) and len(spec) == 3):
             raise MessageError("malformed", "each array spec is [name, dtype, shape]")
         name, dtype, shape = spec
         if not (isinstance(name, str) and len(name) <= MAX_NAME and _NAME.match(name)) or name in names:
             raise MessageError("malformed", f"bad or repeated array name {name!r}")
         if dtype not in DTYPES:
             raise MessageError("malformed", f"array {name!r}: dtype {dtype!r} not allowed")
-        # set(map(type, ...)) and min/max loop in C: these checks run on every message.
-        if not (isinstance(shape, list) and len(shape) <= MAX_NDIM and set(map(type, shape)) <= _INT):
+        if not (isinstance(shape, _SEQ) and len(shape) <= MAX_NDIM and set(map(type, shape)) <= _INT):
             raise MessageError("malformed", f"array {name!r}: shape must be <= {MAX_NDIM} integers")
         if shape and not (min(shape) >= 0 and max(shape) <= MAX_DIM):
             raise MessageError("oversized", f"array {name!r}: dims must be in 0..{MAX_DIM}")
         names.add(name)
         out.append((name, _NP_DTYPES[dtype], tuple(shape)))
+    if type(specs) is tuple:
+        if len(_LAYOUTS) >= MAX_CACHED_LAYOUTS:
+            _LAYOUTS.clear()  # a peer cycling through layouts cannot grow memory
+        _LAYOUTS[specs] = out
     return out
 
 
-def _check_observation(arrays: dict[str, np.ndarray]) -> None:
-    state = arrays.get(STATE_KEY)
-    if state is None or state.dtype != np.float32 or state.ndim != 1 or not 0 < state.size <= 64:
+# Layout rules (names, dtypes, shapes) work on specs, so that an observation whose arrays are
+# still in shared memory is checked before anything is read; content rules need the values.
+
+
+def _check_observation_layout(specs: list[Spec]) -> None:
+    layout = {name: (dtype, shape) for name, dtype, shape in specs}
+    dtype, shape = layout.pop(STATE_KEY, (None, ()))
+    if dtype != np.float32 or len(shape) != 1 or not 0 < shape[0] <= 64:
         raise MessageError("bad_field", f"{STATE_KEY} must be float32 [d] with 0 < d <= 64")
-    if not np.isfinite(state).all():
-        raise MessageError("bad_field", f"{STATE_KEY} is not finite")
-    for name, a in arrays.items():
-        if name == STATE_KEY:
-            continue
+    for name, (dtype, shape) in layout.items():
         if not _IMAGE.match(name):
             raise MessageError("bad_field", f"unexpected observation array {name!r}")
-        if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+        if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1:
             raise MessageError("bad_field", f"{name} must be uint8 [H, W, 3]")
 
 
-def _check_chunk(fields: dict, arrays: dict[str, np.ndarray]) -> None:
-    actions, values = arrays.get("actions"), arrays.get("values")
-    if actions is None or actions.dtype != np.float32 or actions.ndim != 2 or 0 in actions.shape:
+def check_observation_content(arrays: dict[str, np.ndarray]) -> None:
+    if not np.isfinite(arrays[STATE_KEY]).all():
+        raise MessageError("bad_field", f"{STATE_KEY} is not finite")
+
+
+def _check_chunk_layout(specs: list[Spec]) -> None:
+    layout = {name: (dtype, shape) for name, dtype, shape in specs}
+    if set(layout) != {"actions", "values"}:
+        raise MessageError("bad_field", f"a chunk carries actions and values only, got {sorted(layout)}")
+    dtype, shape = layout["actions"]
+    if dtype != np.float32 or len(shape) != 2 or 0 in shape:
         raise MessageError("bad_field", "actions must be float32 [H, action_dim]")
-    if values is None or values.dtype != np.float32 or values.ndim != 1 or values.size == 0:
+    dtype, shape = layout["values"]
+    if dtype != np.float32 or len(shape) != 1 or shape[0] == 0:
         raise MessageError("bad_field", "values must be float32 [num_candidates]")
+
+
+def _check_chunk_content(fields: dict, arrays: dict[str, np.ndarray]) -> None:
+    values = arrays["values"]
     if fields["chosen"] >= values.size:
         raise MessageError(
             "bad_field", f"chosen {fields['chosen']} out of range for {values.size} candidates"
         )
-    if set(arrays) != {"actions", "values"}:
-        raise MessageError("bad_field", f"a chunk carries actions and values only, got {sorted(arrays)}")
-    if not np.isfinite(actions).all():
+    if not np.isfinite(arrays["actions"]).all():
         raise MessageError("bad_field", "actions are not finite")
     if np.isinf(values).any():  # NaN is allowed: it means "no value head"
         raise MessageError("bad_field", "values are infinite")
 
 
+def _check_layout(kind: str, specs: list[Spec], shm: bool) -> None:
+    if shm and kind != OBSERVATION:
+        raise MessageError("malformed", "only observations may live in shared memory")
+    if kind == OBSERVATION:
+        _check_observation_layout(specs)
+    elif kind == CHUNK:
+        _check_chunk_layout(specs)
+    elif specs:
+        raise MessageError("bad_field", "a heartbeat carries no arrays")
+
+
 def decode(frames: list, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
-    """Check and decode one multipart message; raises MessageError (never anything else)."""
+    """Check and decode one multipart message; raises MessageError (never anything else).
+
+    An observation in shared memory comes back with `shm` and `specs` set and no arrays yet:
+    the receiver reads them (hume/runtime/shm.py) and calls `check_observation_content`.
+    """
     try:
         return _decode(frames, max_message_bytes)
     except MessageError:
@@ -265,34 +349,44 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
     header = _header(bufs[0])
     _check_header(header)
     specs = _array_specs(header)
-    if len(specs) != len(bufs) - 1:
-        raise MessageError("malformed", f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
+    shm = header.get(SHM_KEY)
+    if len(bufs) - 1 != (0 if shm is not None else len(specs)):
+        what = "an observation in shared memory has no array frames" if shm is not None else ""
+        raise MessageError("malformed", what or f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
+    kind = header["type"]
+    _check_layout(kind, specs, shm is not None)
+    fields = {k: header[k] for k in FIELDS[kind]}
+    if shm is not None:
+        return Message(kind, header["session"], header["seq"], fields, shm=shm, specs=specs)
     arrays = {}
     for (name, dtype, shape), buf in zip(specs, bufs[1:], strict=True):
         expected = math.prod(shape) * dtype.itemsize
         if len(buf) != expected:
             raise MessageError("malformed", f"array {name!r}: {len(buf)} bytes, shape/dtype need {expected}")
         arrays[name] = np.frombuffer(buf, dtype=dtype).reshape(shape) if expected else np.zeros(shape, dtype)
-    return _check_message(header, arrays, len(bufs[0]), checked=True)
+    _check_content(kind, fields, arrays)
+    return Message(kind, header["session"], header["seq"], fields, arrays)
 
 
-def _check_message(
-    header: dict, arrays: dict[str, np.ndarray], header_bytes: int, checked: bool = False
-) -> Message:
-    """The checks of a message's content; `checked`: header and array specs were checked already."""
-    if not checked:
-        if header_bytes > MAX_HEADER_BYTES:
-            raise MessageError("oversized", f"header of {header_bytes} bytes > {MAX_HEADER_BYTES}")
-        _check_header(header)
+def _check_content(kind: str, fields: dict, arrays: dict[str, np.ndarray]) -> None:
+    if kind == OBSERVATION:
+        check_observation_content(arrays)
+    elif kind == CHUNK:
+        _check_chunk_content(fields, arrays)
+
+
+def _check_sent(
+    header: dict, specs: list[Spec], arrays: dict, header_bytes: int, layout_checked: bool
+) -> None:
+    """The sender's checks of its own message: the receiver's, without parsing the bytes back."""
+    if header_bytes > MAX_HEADER_BYTES:
+        raise MessageError("oversized", f"header of {header_bytes} bytes > {MAX_HEADER_BYTES}")
+    _check_header(header)
+    kind = header["type"]
+    if not layout_checked:
         _array_specs(header)
-    fields = {k: header[k] for k in FIELDS[header["type"]]}
-    if header["type"] == OBSERVATION:
-        _check_observation(arrays)
-    elif header["type"] == CHUNK:
-        _check_chunk(fields, arrays)
-    elif arrays:
-        raise MessageError("bad_field", "a heartbeat carries no arrays")
-    return Message(header["type"], header["session"], header["seq"], fields, arrays)
+        _check_layout(kind, specs, SHM_KEY in header)
+    _check_content(kind, header, arrays)
 
 
 class SequenceGate:

@@ -29,7 +29,8 @@ from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
 from hume.runtime.policy_loader import load_policy, model_id, same_model
-from hume.runtime.transport import Inbox, Publisher, Transport
+from hume.runtime.shm import ShmWriter
+from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transport, shm_usable
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,11 @@ class System1Node:
         obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
         self.transport = Transport(cfg.transport.keys_dir, cfg.transport.max_message_bytes)
         try:
+            ring = ShmWriter() if cfg.transport.shared_memory and shm_usable(obs_endpoint) else None
             self.obs_out = Publisher(
-                self.transport.socket(zmq.PUB, obs_endpoint, bind=False), self.transport.session
+                self.transport.socket(zmq.PUB, obs_endpoint, bind=False, hwm=OBSERVATION_QUEUE),
+                self.transport.session,
+                ring,
             )
             self.inbox = Inbox(
                 self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), cfg.transport.max_message_bytes
@@ -144,6 +148,9 @@ class System1Node:
         for msg in self.inbox.drain(timeout_ms):
             if msg.type == protocol.HEARTBEAT:
                 self.system2_state = msg.fields["state"]
+                if self.obs_out.ring is not None and msg.fields["stats"].get("dropped_shm_unavailable"):
+                    log.warning("System 2 cannot open this host's shared memory: observations go in frames")
+                    self.obs_out.stop_shared_memory()
                 continue
             if msg.type != protocol.CHUNK:
                 self.inbox.dropped["unexpected_type"] += 1
@@ -328,6 +335,7 @@ class System1Node:
 
     def close(self) -> None:
         self._heartbeat("stopping")
+        self.obs_out.close()
         self.transport.close()
         if self.output is None:
             return

@@ -2,18 +2,18 @@
 
 Pattern: the System-2 node binds a SUB socket for observations and a PUB socket for chunks and
 heartbeats; the System-1 node connects to both. PUB/SUB never blocks a sender and never
-deadlocks when a peer dies (unlike REQ/REP). Observations go through a latest-value cache
-(`LatestObservation`): a thread drains the socket continuously so a slow System 2 always thinks
-on the newest observation and no queue builds up behind it.
+deadlocks when a peer dies (unlike REQ/REP). Observations go through a latest-value intake
+(`LatestObservation`): System 2 takes everything queued since its last think and thinks on the
+newest observation only.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import ipaddress
 import logging
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +24,15 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from hume.runtime import protocol
+from hume.runtime import protocol, shm
 from hume.runtime.protocol import Message, MessageError, SequenceGate
+from hume.runtime.shm import ShmReader, ShmWriter
 
 log = logging.getLogger(__name__)
 
+# Observations queued on each side while System 2 thinks (5 s of control ticks at 20 Hz; 30 MB
+# of 224² image pairs when they travel in frames).
+OBSERVATION_QUEUE = 100
 # ZMQ_MAXMSGSIZE: a peer sending more than this is disconnected by libzmq before we see anything.
 # Per-field limits below it (protocol.decode) are what drop and count smaller bad messages.
 HARD_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -64,6 +68,11 @@ def check_endpoint(endpoint: str, secure: bool) -> None:
             "Generate keys with `hume keys --output KEYS_DIR` and pass --transport.keys_dir=KEYS_DIR, "
             "or use ipc:// / tcp://127.0.0.1."
         )
+
+
+def shm_usable(endpoint: str) -> bool:
+    """Whether observations to `endpoint` may go through shared memory: same host, and Linux."""
+    return is_loopback(endpoint) and shm.available()
 
 
 @dataclass(frozen=True)
@@ -116,12 +125,13 @@ class Transport:
         sock.curve_secretkey, sock.curve_publickey = secret, public
         sock.curve_serverkey = self.keys.pair("server")[0]
 
-    def socket(self, kind: int, endpoint: str, bind: bool) -> zmq.Socket:
+    def socket(self, kind: int, endpoint: str, bind: bool, hwm: int = 1000) -> zmq.Socket:
+        """`hwm`: messages queued per peer before ZeroMQ drops (PUB) new ones."""
         check_endpoint(endpoint, secure=self.keys is not None)
         sock = self.ctx.socket(kind)
         sock.linger = 0
         sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_MESSAGE_BYTES)
-        sock.sndhwm = sock.rcvhwm = 1000
+        sock.sndhwm = sock.rcvhwm = hwm
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         if self.keys is not None:
@@ -141,26 +151,53 @@ class Transport:
 
 
 class Publisher:
-    """Sends messages of one session with a growing sequence number."""
+    """Sends messages of one session with a growing sequence number.
 
-    def __init__(self, sock: zmq.Socket, session: str):
-        self.sock, self.session, self.seq = sock, session, 0
+    With a `ring` (same host only), observations put their arrays in shared memory and send
+    just the header.
+    """
+
+    def __init__(self, sock: zmq.Socket, session: str, ring: ShmWriter | None = None):
+        self.sock, self.session, self.seq, self.ring = sock, session, 0, ring
 
     def send(self, type_: str, fields: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
-        frames = protocol.encode(type_, self.session, self.seq, fields, arrays)
+        shm = None
+        if self.ring is not None and type_ == protocol.OBSERVATION:
+            arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
+            shm = self.ring.put(arrays)
+        frames = protocol.encode(type_, self.session, self.seq, fields, arrays, shm)
         self.seq += 1
         try:
             self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
             pass  # PUB drops when a subscriber is full; the next message supersedes this one
 
+    def stop_shared_memory(self) -> None:
+        """Back to arrays in frames (for when System 2 cannot open this host's shared memory)."""
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+
+    def close(self) -> None:
+        if self.ring is not None:
+            self.ring.close()
+
 
 class Inbox:
-    """Receives, checks and counts every message on one socket; never raises on bad input."""
+    """Receives, checks and counts every message on one socket; never raises on bad input.
 
-    def __init__(self, sock: zmq.Socket, max_message_bytes: int):
+    With a `shm` reader it also takes observations whose arrays wait in shared memory.
+    """
+
+    def __init__(
+        self, sock: zmq.Socket, max_message_bytes: int, shm: ShmReader | None = None, lazy_shm: bool = False
+    ):
         self.sock = sock
         self.max_message_bytes = max_message_bytes
+        self.shm = shm
+        # lazy_shm: hand out shared-memory observations unread; the caller reads the ones it
+        # uses with read_shared (which counts a failed read as a drop).
+        self.lazy_shm = lazy_shm
         self.gate = SequenceGate()
         self.received = 0
         self.accepted = 0
@@ -171,12 +208,38 @@ class Inbox:
         try:
             msg = protocol.decode(frames, self.max_message_bytes)
             self.gate.check(msg)
+            if msg.shm is not None and not self.lazy_shm:
+                msg = self._read_shared(msg)
         except MessageError as e:
             self.dropped[e.reason] += 1
             log.debug("dropped a message: %s", e)
             return None
         self.accepted += 1
         return msg
+
+    def read_shared(self, msg: Message) -> Message | None:
+        """`msg` with its shared-memory arrays read and checked; None (counted) when that fails."""
+        if msg.shm is None:
+            return msg
+        try:
+            return self._read_shared(msg)
+        except MessageError as e:
+            self.accepted -= 1
+            self.dropped[e.reason] += 1
+            log.debug("dropped an observation: %s", e)
+            return None
+
+    def _read_shared(self, msg: Message) -> Message:
+        if self.shm is None:
+            raise MessageError("shm_unavailable", "this receiver does not read shared memory")
+        try:
+            arrays = self.shm.read(msg.shm, msg.specs)
+        except MessageError:
+            raise
+        except Exception as e:  # as in decode: nothing a peer sends may take the node down
+            raise MessageError("malformed", f"shared memory: {type(e).__name__}: {e}") from None
+        protocol.check_observation_content(arrays)
+        return dataclasses.replace(msg, arrays=arrays, shm=None, specs=[])
 
     def drain(self, timeout_ms: float = 0, limit: int = 256) -> list[Message]:
         """The messages waiting now, at most `limit` (so a flood cannot stall a control tick);
@@ -204,66 +267,46 @@ class Inbox:
 
 
 class LatestObservation:
-    """Latest-value cache for observations: a thread keeps only the newest one.
+    """Latest-value intake for observations: each `wait` drains the socket, hands out the newest.
 
-    The thread owns its SUB socket (ZeroMQ sockets are not thread-safe) and drains it
-    continuously, also while the main thread is busy thinking, so no backlog can build up.
+    No thread: while System 2 thinks, observations wait in ZeroMQ's queue, at most
+    OBSERVATION_QUEUE of them (beyond that the publisher drops new ones, so a think longer than
+    that many control ticks answers an old observation, which System 1's chunk TTL then rejects).
+    The next `wait` takes the whole queue at once and keeps only the newest; the older ones are
+    counted as superseded, and their shared-memory arrays are never read.
     """
 
     def __init__(self, transport: Transport, endpoint: str, bind: bool = True):
-        self._transport, self._endpoint, self._bind = transport, endpoint, bind
-        self._cond = threading.Condition()
-        self._latest: Message | None = None
-        self._stop = threading.Event()
+        sock = transport.socket(zmq.SUB, endpoint, bind, hwm=OBSERVATION_QUEUE)
+        self.inbox = Inbox(sock, transport.max_message_bytes, ShmReader(), lazy_shm=True)
         self.superseded = 0  # valid observations replaced by a newer one before being used
         self.peer_seen_at: float | None = None  # monotonic time of the last System-1 message
-        self._stats: dict[str, int] = {}
-        self._ready = threading.Event()
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._run, name="observation-intake", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise self._error
-
-    def _run(self) -> None:
-        try:
-            inbox = Inbox(
-                self._transport.socket(zmq.SUB, self._endpoint, self._bind), self._transport.max_message_bytes
-            )
-        except Exception as e:  # reported to the constructor, which re-raises in the main thread
-            self._error = e
-            self._ready.set()
-            return
-        self._ready.set()
-        try:
-            while not self._stop.is_set():
-                msgs = inbox.drain(timeout_ms=50)
-                with self._cond:
-                    for msg in msgs:
-                        self.peer_seen_at = time.monotonic()
-                        if msg.type != protocol.OBSERVATION:
-                            continue
-                        if self._latest is not None:
-                            self.superseded += 1
-                        self._latest = msg
-                    self._stats = inbox.stats()
-                    if msgs:
-                        self._cond.notify_all()
-        finally:
-            inbox.sock.close()
 
     def wait(self, timeout_s: float) -> Message | None:
         """The newest observation not handed out before, waiting up to `timeout_s` for one."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._latest is not None, timeout=timeout_s)
-            msg, self._latest = self._latest, None
-            return msg
+        deadline = time.monotonic() + timeout_s
+        latest: Message | None = None
+        while True:
+            wait_ms = 0.0 if latest is not None else max(0.0, deadline - time.monotonic()) * 1e3
+            msgs = self.inbox.drain(timeout_ms=wait_ms)
+            if msgs:
+                self.peer_seen_at = time.monotonic()
+            for msg in msgs:
+                if msg.type != protocol.OBSERVATION:
+                    continue
+                if latest is not None:
+                    self.superseded += 1
+                latest = msg
+            if latest is not None and not msgs:
+                latest = self.inbox.read_shared(latest)  # None: dropped and counted
+                if latest is not None:
+                    return latest
+            elif latest is None and time.monotonic() >= deadline:
+                return None
 
     def stats(self) -> dict[str, int]:
-        with self._cond:
-            return {**self._stats, "superseded": self.superseded}
+        return {**self.inbox.stats(), "superseded": self.superseded}
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
+        self.inbox.sock.close()
+        self.inbox.shm.close()
