@@ -262,3 +262,21 @@ def test_checkpoint_carries_its_tokenizer(tmp_path):
     loaded = HumePolicy.from_pretrained(tmp_path / "ckpt")
     assert len(loaded.tokenizer) == len(policy.tokenizer) < 400
     assert loaded.tokenizer("lift the cup")["input_ids"] == policy.tokenizer("lift the cup")["input_ids"]
+
+
+def test_value_box_round_trips_and_is_absent_in_older_stats(tmp_path):
+    from hume.policy.normalize import Normalizer
+
+    boxed = {**STATS, "action": {**STATS["action"], "min": [-1.0] * 7, "max": [1.0, 1, 1, 0.5, 0.5, 1, 1]}}
+    policy = HumePolicy.from_config(HumeConfig(), stats=boxed)
+    policy.save_pretrained(tmp_path / "boxed")
+    loaded = HumePolicy.from_pretrained(tmp_path / "boxed")
+    np.testing.assert_array_equal(loaded.normalizer.action_high, policy.normalizer.action_high)
+    raw = torch.tensor([[-1.0, 1, 0, 0.5, -1, 2.0, 1]])  # the last-but-one dim is past its max
+    normalised = torch.from_numpy(policy.normalizer.action(raw.numpy()))
+    expected = torch.tensor([[-1.0, 1, 0, 1, -1, 1, 1]])
+    torch.testing.assert_close(loaded.normalizer.value_actions(normalised), expected)
+    plain = Normalizer(STATS, 8, 7)  # stats without min/max: the head sees normalised actions as they are
+    assert plain.value_actions(normalised) is normalised
+    with pytest.raises(ValueError, match="min <= max"):
+        plain.set_value_box([1.0] * 7, [0.0] * 7)

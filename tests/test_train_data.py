@@ -101,3 +101,19 @@ def test_missing_camera_is_a_clear_error(setup):
     config = replace(policy.config, cameras=("agentview", "side"))
     with pytest.raises(ValueError, match="observation.images.side"):
         TrainingData(dataset, config, policy.normalizer, policy.tokenizer)
+
+
+def test_value_head_actions_span_the_data_box(setup):
+    """The value head sees the data's actions inside [-1, 1], the range of its actor and of
+    Cal-QL's uniform actions: each dim's min maps to -1 and its max to +1."""
+    dataset, policy, data = setup
+    raw = dataset.columns["action"].reshape(len(dataset), -1)
+    stats = dataset_stats(dataset)["action"]
+    np.testing.assert_allclose(stats["min"], raw.min(0), rtol=1e-6)
+    boxed = data.value_actions(data.action)
+    assert boxed.min() >= -1 and boxed.max() <= 1
+    moving = raw.max(0) - raw.min(0) > 1e-3
+    torch.testing.assert_close(boxed.min(0).values[moving], torch.full((int(moving.sum()),), -1.0))
+    torch.testing.assert_close(boxed.max(0).values[moving], torch.full((int(moving.sum()),), 1.0))
+    batch = data.system1_value_batch(torch.arange(8), torch.Generator().manual_seed(0), augment=False)
+    assert batch["vh.actions"].abs().max() <= 1

@@ -196,7 +196,8 @@ class HumePolicy(nn.Module):
         candidates = s2.sample(cache, state, noise, t0, torch.full_like(t0, stop), temperature, steps)
 
         if cfg.use_value_head:
-            scored = candidates[..., : cfg.value_head.action_dim]
+            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
+            scored = pad_to(scored, cfg.value_head.action_dim)
             index, values = self.value_head.select(prefix_embs, prefix_mask, scored)
             index, values = int(index[0]), values[0].float().cpu().numpy()
         else:

@@ -2,6 +2,11 @@
 
 Statistics use the dataset layout of hume/data/stats.py ({feature: {"mean", "std", ...}}) for the
 features "observation.state" and "action"; they are saved beside a checkpoint as stats.json.
+
+The value-query head scores actions in a box, [-1, 1] per dim: the range of its tanh actor and of
+Cal-QL's uniform out-of-distribution actions. Mean/std-normalised actions do not fit that box (a
+third of LIBERO's lie outside it), so the head sees them rescaled by the data's action min/max
+("min"/"max" of "action" in the stats), clipped to the box.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 STATE = "observation.state"
 ACTION = "action"
@@ -25,6 +31,26 @@ class Normalizer:
         stats = stats or {}
         self.state_mean, self.state_std = self._pick(stats, STATE, state_dim)
         self.action_mean, self.action_std = self._pick(stats, ACTION, action_dim)
+        self.action_low = self.action_high = None
+        if ACTION in stats and "min" in stats[ACTION] and "max" in stats[ACTION]:
+            self.set_value_box(stats[ACTION]["min"], stats[ACTION]["max"])
+
+    def set_value_box(self, low, high) -> None:
+        """The raw action range the value head's [-1, 1] box spans (the dataset's min and max)."""
+        low, high = (np.asarray(v, np.float32).reshape(-1) for v in (low, high))
+        if low.shape != (self.action_dim,) or high.shape != (self.action_dim,) or (high < low).any():
+            raise ValueError(f"action min/max must be {self.action_dim} values each with min <= max")
+        self.action_low, self.action_high = low, high
+
+    def value_actions(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised actions [..., action_dim] -> the value head's box [-1, 1]; unchanged for a
+        checkpoint whose stats have no action min/max (its head was trained on them as they are)."""
+        if self.action_low is None:
+            return x
+        span = np.maximum(self.action_high - self.action_low, MIN_STD)
+        scale = torch.as_tensor(2.0 * self.action_std / span, dtype=x.dtype, device=x.device)
+        offset = 2.0 * (self.action_mean - self.action_low) / span - 1.0
+        return (x * scale + torch.as_tensor(offset, dtype=x.dtype, device=x.device)).clamp(-1.0, 1.0)
 
     @staticmethod
     def _pick(stats: dict, key: str, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -51,10 +77,10 @@ class Normalizer:
         return (np.asarray(x, np.float32) * self.action_std + self.action_mean).astype(np.float32)
 
     def to_dict(self) -> dict:
-        return {
-            STATE: {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()},
-            ACTION: {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()},
-        }
+        action = {"mean": self.action_mean.tolist(), "std": self.action_std.tolist()}
+        if self.action_low is not None:
+            action.update(min=self.action_low.tolist(), max=self.action_high.tolist())
+        return {STATE: {"mean": self.state_mean.tolist(), "std": self.state_std.tolist()}, ACTION: action}
 
     def save(self, directory: Path) -> None:
         (directory / STATS_FILE).write_text(json.dumps(self.to_dict(), indent=1) + "\n")

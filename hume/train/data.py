@@ -43,7 +43,10 @@ def dataset_stats(dataset: LeRobotDataset) -> dict:
     if stats is None or STATE not in stats or ACTION not in stats:
         log.info("%s has no stored statistics of %s/%s: computing them", dataset.root, STATE, ACTION)
         stats = columns_stats(dataset.columns, [STATE, ACTION])
-    return {key: {"mean": stats[key]["mean"], "std": stats[key]["std"]} for key in (STATE, ACTION)}
+    out = {key: {"mean": stats[key]["mean"], "std": stats[key]["std"]} for key in (STATE, ACTION)}
+    if "min" in stats[ACTION] and "max" in stats[ACTION]:  # the value head's action box
+        out[ACTION].update(min=stats[ACTION]["min"], max=stats[ACTION]["max"])
+    return out
 
 
 def _is_wrist(camera: str) -> bool:
@@ -81,6 +84,7 @@ class TrainingData:
             )
         self.state = torch.from_numpy(normalizer.state(cols[STATE].reshape(n, -1)))
         self.action = torch.from_numpy(normalizer.action(cols[ACTION].reshape(n, -1)))
+        self.value_actions = normalizer.value_actions
         self.reward = torch.from_numpy(cols["next.reward"].reshape(n).astype(np.float32))
         self.done = torch.from_numpy(cols["next.done"].reshape(n).astype(np.float32))
         # The value head's own discount (one source of truth for gamma), not the reader's default.
@@ -217,7 +221,7 @@ class TrainingData:
         batch["s1.is_pad"] = is_pad
 
         vh_actions, _ = self.chunk(idx, cfg.chunk_size)
-        batch["vh.actions"] = pad_to(vh_actions, cfg.value_head.action_dim)
+        batch["vh.actions"] = pad_to(self.value_actions(vh_actions), cfg.value_head.action_dim)
         batch["vh.reward"] = self.reward[idx]
         batch["vh.done"] = self.done[idx]
         batch["vh.mc_return"] = self.mc_return[idx]

@@ -25,6 +25,7 @@ from hume.config import ConfigError, parse_config, to_dict
 from hume.data.reader import LeRobotDataset
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
+from hume.policy.normalize import ACTION
 from hume.train.checkpoint import (
     STATE_FILE,
     latest_checkpoint,
@@ -77,7 +78,12 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
         return HumePolicy.from_pretrained(resume_from)
     if cfg.init_from:
         log.info("starting from %s (its normalisation statistics are kept)", cfg.init_from)
-        return HumePolicy.from_pretrained(cfg.init_from)
+        policy = HumePolicy.from_pretrained(cfg.init_from)
+        action = dataset_stats(dataset)[ACTION]
+        if cfg.stage == "system1_value" and policy.normalizer.action_low is None and "min" in action:
+            # The value head is trained from here on: it gets the action box of this data.
+            policy.normalizer.set_value_box(action["min"], action["max"])
+        return policy
     return HumePolicy.from_config(load_model_config(cfg.model), dataset_stats(dataset))
 
 
