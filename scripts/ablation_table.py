@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     for arg in args.runs:
-        label, sep, folder = arg.partition("=")
+        label, sep, folder = arg.rpartition("=")  # a label may hold "=" (N=5)
         if not sep or not (Path(folder) / "results.json").is_file():
             parser.error(f"{arg!r}: expected LABEL=DIR where DIR holds a finished `hume eval` (results.json)")
         runs.append((label, Path(folder)))

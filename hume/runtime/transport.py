@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Observations queued on each side while System 2 thinks (5 s of control ticks at 20 Hz; 30 MB
 # of 224² image pairs when they travel in frames).
 OBSERVATION_QUEUE = 100
+# Messages taken per drain call, so that one call (and one control tick) stays bounded.
+DRAIN_LIMIT = 256
 # ZMQ_MAXMSGSIZE: a peer sending more than this is disconnected by libzmq before we see anything.
 # Per-field limits below it (protocol.decode) are what drop and count smaller bad messages.
 HARD_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -198,6 +200,7 @@ class Inbox:
         # lazy_shm: hand out shared-memory observations unread; the caller reads the ones it
         # uses with read_shared (which counts a failed read as a drop).
         self.lazy_shm = lazy_shm
+        self.backlog = False  # the last drain left messages in the queue
         self.gate = SequenceGate()
         self.received = 0
         self.accepted = 0
@@ -241,10 +244,11 @@ class Inbox:
         protocol.check_observation_content(arrays)
         return dataclasses.replace(msg, arrays=arrays, shm=None, specs=[])
 
-    def drain(self, timeout_ms: float = 0, limit: int = 256) -> list[Message]:
+    def drain(self, timeout_ms: float = 0, limit: int = DRAIN_LIMIT) -> list[Message]:
         """The messages waiting now, at most `limit` (so a flood cannot stall a control tick);
         waits up to `timeout_ms` for the first one."""
         out: list[Message] = []
+        self.backlog = False
         if not self.sock.poll(max(0, int(timeout_ms)), zmq.POLLIN):
             return out
         for _ in range(limit):
@@ -255,6 +259,7 @@ class Inbox:
             msg = self._take(self.sock.recv_multipart(copy=False))
             if msg is not None:
                 out.append(msg)
+        self.backlog = True  # stopped at `limit` with messages still waiting
         return out
 
     def stats(self) -> dict[str, int]:
@@ -297,7 +302,7 @@ class LatestObservation:
                 if latest is not None:
                     self.superseded += 1
                 latest = msg
-            if latest is not None and not msgs:
+            if latest is not None and not self.inbox.backlog:  # the queue is empty: latest is newest
                 latest = self.inbox.read_shared(latest)  # None: dropped and counted
                 if latest is not None:
                     return latest
