@@ -8,7 +8,9 @@
   openpi  the real `openpi-client` (WebsocketClientPolicy.infer) against our openpi websocket
           server (`hume serve openpi`, OpenpiServer)
   floor   bare pyzmq on the same PUB/SUB sockets sending the same bytes our protocol puts on the
-          wire, prebuilt once: no encoding, no checks, no node
+          wire with the arrays in frames, prebuilt once: no encoding, no checks, no node
+  floor_header  the same with only the header of a shared-memory observation (what `ours`
+          sends through the socket): the least any ZeroMQ round trip costs here
 
 Payload: two 224² RGB uint8 images, a float32 [8] state and an instruction; the answer is a
 float32 [16, 7] chunk with 5 candidate values. Every server runs in its own process and does no
@@ -21,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -222,8 +225,9 @@ class FloorClient:
         self.ctx.destroy(linger=0)
 
 
-def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes]]:
-    """Our observation and chunk messages as bytes, exactly as the protocol frames them."""
+def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """Our observation (arrays in frames; header only, as with shared memory) and chunk messages
+    as bytes, exactly as the protocol frames them."""
     from hume.bench.echo import EchoPolicy
     from hume.runtime import protocol
     from hume.runtime.chunk_wire import chunk_to_wire
@@ -231,10 +235,12 @@ def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes]]:
     arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
     fields = {"episode": 0, "step": 1, "tick": 1, "task": obs[protocol.TASK_KEY]}
     obs_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays)
+    ref = [f"hume-{os.getpid()}-00000000-1", 0, 2]  # never opened: the floor server reads nothing
+    header_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays, shm=ref)
     chunk_fields, chunk_arrays = chunk_to_wire(EchoPolicy().chunk)
     chunk_fields.update(model_id="echo", episode=0, step=1, tick=1, think_ms=0.0)
     chunk_frames = protocol.encode(protocol.CHUNK, "floor", 1, chunk_fields, chunk_arrays)
-    return [bytes(f) for f in obs_frames], [bytes(f) for f in chunk_frames]
+    return [bytes(f) for f in obs_frames], [bytes(f) for f in header_frames], [bytes(f) for f in chunk_frames]
 
 
 def _summary(ms: list[float]) -> dict:
@@ -251,22 +257,25 @@ def run(cfg: Config) -> dict:
 
     cfg = cfg.effective()
     obs = payload(cfg.image_size)
-    obs_frames, chunk_frames = _wire_bytes(obs)
+    obs_frames, header_frames, chunk_frames = _wire_bytes(obs)
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="hume-transport-") as tmp, ExitStack() as stack:
         ours_eps = _endpoints(cfg.endpoint, tmp, "ours")
         frames_eps = _endpoints(cfg.endpoint, tmp, "frames")
         floor_eps = _endpoints(cfg.endpoint, tmp, "floor")
+        header_eps = _endpoints(cfg.endpoint, tmp, "header")
         port = ctx.Value("i", 0)
         _start(stack, ctx, echo.serve_system2, *ours_eps, echo.CHUNK_SIZE)
         _start(stack, ctx, echo.serve_system2, *frames_eps, echo.CHUNK_SIZE)
         _start(stack, ctx, echo.serve_openpi, port)
         _start(stack, ctx, echo.serve_bare_zmq, *floor_eps, chunk_frames)
+        _start(stack, ctx, echo.serve_bare_zmq, *header_eps, chunk_frames)
         clients = {
             "ours": OursClient(*ours_eps, obs, cfg.timeout_s, shared_memory=shm.available()),
             "ours_frames": OursClient(*frames_eps, obs, cfg.timeout_s, shared_memory=False),
             "openpi": OpenpiClient(port.value, obs),
             "floor": FloorClient(*floor_eps, obs_frames, cfg.timeout_s),
+            "floor_header": FloorClient(*header_eps, header_frames, cfg.timeout_s),
         }
         for client in clients.values():
             stack.callback(client.close)
@@ -291,16 +300,22 @@ def run(cfg: Config) -> dict:
         "ratio_to_floor": round(p50["ours"] / p50["floor"], 2),
         "frames_speedup_vs_openpi": round(p50["openpi"] / p50["ours_frames"], 2),
         "frames_ratio_to_floor": round(p50["ours_frames"] / p50["floor"], 2),
+        "ratio_to_header_floor": round(p50["ours"] / p50["floor_header"], 2),
+        "openpi_over_header_floor": round(p50["openpi"] / p50["floor_header"], 2),
     }
 
 
 def table(result: dict) -> str:
-    names = ("ours", "ours_frames", "openpi", "floor")
+    names = ("ours", "ours_frames", "openpi", "floor", "floor_header")
     rows = [f"{'transport':<12} {'p50 ms':>9} {'p99 ms':>9}"]
     rows += [f"{n:<12} {result[n]['p50_ms']:>9.3f} {result[n]['p99_ms']:>9.3f}" for n in names]
     rows.append(
         f"ours is {result['speedup_vs_openpi']:.2f}x faster than openpi at p50 and "
         f"{result['ratio_to_floor']:.2f}x the bare-pyzmq floor; with frames "
         f"{result['frames_speedup_vs_openpi']:.2f}x and {result['frames_ratio_to_floor']:.2f}x"
+    )
+    rows.append(
+        f"a header-only bare-pyzmq round trip is {result['openpi_over_header_floor']:.2f}x faster than "
+        f"openpi; ours is {result['ratio_to_header_floor']:.2f}x that"
     )
     return "\n".join(rows)
