@@ -1,6 +1,7 @@
 """Both training stages on a tiny generated dataset: a few steps lower the loss, checkpoints load
 as policies, and a resumed run repeats the uninterrupted one exactly."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from hume.policy import HumePolicy
 from hume.train.config import OptimConfig, TrainConfig
 from hume.train.data import TrainingData, dataset_stats
 from hume.train.metrics import read_metrics
-from hume.train.trainer import make_stage, train
+from hume.train.trainer import build_policy, make_stage, train
 
 FAST = OptimConfig(lr=1e-3, warmup_steps=2, end_lr=1e-4)
 
@@ -116,12 +117,24 @@ def test_system1_value_steps_lower_the_losses_with_system2_frozen(workspace, sys
     start, end = load_file(s2 / "model.safetensors"), load_file(result.checkpoint / "model.safetensors")
     changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
     assert changed == {"system1", "value_head"}
+    # The value head was trained on actions in the data's box: the box is saved with it.
+    saved = json.loads((result.checkpoint / "stats.json").read_text())["action"]
+    assert {"min", "max"} <= set(saved)
     # The target critics moved towards the critics by Polyak averaging.
     assert any(not torch.equal(start[k], end[k]) for k in start if ".target_critics." in k)
     rows = read_metrics(tmp_path / "s1")
     assert {"critic", "actor", "temperature_loss", "q_data_mean", "lr/system1", "lr/value_head"} <= set(
         rows[-1]
     )
+
+
+def test_value_action_box_follows_the_config(workspace, tmp_path):
+    dataset = LeRobotDataset(workspace / "data")
+    boxed = build_policy(config(workspace, "system1_value", tmp_path), dataset, None)
+    raw = dataset.columns["action"].reshape(len(dataset), -1)
+    np.testing.assert_allclose(boxed.normalizer.action_low, raw.min(0), rtol=1e-6)
+    plain = build_policy(config(workspace, "system1_value", tmp_path, value_action_box=False), dataset, None)
+    assert plain.normalizer.action_low is None
 
 
 @pytest.mark.slow

@@ -42,6 +42,10 @@ class Normalizer:
             raise ValueError(f"action min/max must be {self.action_dim} values each with min <= max")
         self.action_low, self.action_high = low, high
 
+    def clear_value_box(self) -> None:
+        """The value head sees actions as normalised, unbounded (checkpoints trained so)."""
+        self.action_low = self.action_high = None
+
     def value_actions(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised actions [..., action_dim] -> the value head's box [-1, 1]; unchanged for a
         checkpoint whose stats have no action min/max (its head was trained on them as they are)."""

@@ -57,6 +57,10 @@ class TrainConfig:
     # Critic, actor and temperature (Adam, constant rate as in Hume's stage 2). Their other
     # hyper-parameters (gamma, tau, cql_alpha) belong to the model: value_head.* in its config.
     critic_lr: float = 1e-5
+    # Stage system1_value: the value head scores actions rescaled to [-1, 1] by the data's action
+    # min/max (the range of its actor and of Cal-QL's uniform actions). false: as normalised by
+    # mean/std, unbounded (how the embedded default checkpoint was trained).
+    value_action_box: bool = True
     # Run on the CPU even when an accelerator is present.
     cpu: bool = False
 

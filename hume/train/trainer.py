@@ -79,12 +79,15 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
     if cfg.init_from:
         log.info("starting from %s (its normalisation statistics are kept)", cfg.init_from)
         policy = HumePolicy.from_pretrained(cfg.init_from)
+    else:
+        policy = HumePolicy.from_config(load_model_config(cfg.model), dataset_stats(dataset))
+    if cfg.stage == "system1_value":  # the value head is trained from here on
         action = dataset_stats(dataset)[ACTION]
-        if cfg.stage == "system1_value" and policy.normalizer.action_low is None and "min" in action:
-            # The value head is trained from here on: it gets the action box of this data.
+        if not cfg.value_action_box:
+            policy.normalizer.clear_value_box()
+        elif policy.normalizer.action_low is None and "min" in action:
             policy.normalizer.set_value_box(action["min"], action["max"])
-        return policy
-    return HumePolicy.from_config(load_model_config(cfg.model), dataset_stats(dataset))
+    return policy
 
 
 def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1ValueStage:
