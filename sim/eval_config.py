@@ -98,7 +98,8 @@ class EvalConfig:
             raise ConfigError(f"mode {self.mode} needs a Hume policy (think/refine); use mode=sync")
         if self.policy.num_candidates < 0:
             raise ConfigError(
-                f"policy.num_candidates must be >= 1 (or 0: the checkpoint's), got {self.policy.num_candidates}"
+                "policy.num_candidates must be >= 1 (or 0: the checkpoint's), "
+                f"got {self.policy.num_candidates}"
             )
         if self.policy.type != "hume" and self.policy.overrides():
             raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")
