@@ -112,8 +112,12 @@ def test_system1_value_steps_lower_the_losses_with_system2_frozen(workspace, sys
     result = train(cfg)
     after = fixed_batch_losses(result.checkpoint, cfg)
     assert after["system1"] < 0.9 * before["system1"], (before, after)
-    assert after["critic"] < before["critic"], (before, after)
-    assert after["q_data_mean"] > before["q_data_mean"]  # the data's returns are positive
+    # The critic learns: Cal-QL's conservative gap (soft maximum of Q over out-of-distribution
+    # actions minus Q at the data) shrinks, and Q at the data rises from its initial ~0 towards
+    # the data's positive returns. (Its TD error grows meanwhile, as the targets rise with it, so
+    # the total critic loss is not a monotone measure over a few steps.)
+    assert after["cql"] < before["cql"], (before, after)
+    assert after["q_data_mean"] > before["q_data_mean"]
     start, end = load_file(s2 / "model.safetensors"), load_file(result.checkpoint / "model.safetensors")
     changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
     assert changed == {"system1", "value_head"}
