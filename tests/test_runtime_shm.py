@@ -186,3 +186,15 @@ def test_system1_falls_back_to_frames_when_system2_cannot_open_the_ring(tmp_path
         ctx.destroy(linger=0)
         s1.stop(signal.SIGTERM)
     assert not list(shm.SHM_DIR.glob(f"hume-{s1.p.pid}-*"))  # its ring is gone with it
+
+
+def test_a_writer_never_closed_is_removed_at_exit():
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from hume.runtime.shm import ShmWriter; "
+        "print(ShmWriter().put({'observation.state': np.zeros(8, np.float32)})[0])"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert r.stdout.startswith("hume-") and not (shm.SHM_DIR / r.stdout.strip()).exists()

@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import struct
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,9 @@ class ShmWriter:
             self._mm = mmap.mmap(fd, size)
         finally:
             os.close(fd)
+        # Unlinked at close(), or at interpreter exit by a writer never closed (kill -9 leaves
+        # it: `hume deploy` removes a dead System 1's segments, see remove_segments).
+        self._unlink = weakref.finalize(self, self._path.unlink, missing_ok=True)
         self._mm[: _HEAD.size] = _HEAD.pack(MAGIC, self.slots, 0, slot_bytes)
         self._stamps = np.ndarray(self.slots, "<u8", self._mm, _HEAD.size)
         self._slot_bytes = slot_bytes
@@ -143,7 +147,7 @@ class ShmWriter:
             self._mm.close()
             self._mm = None
         if self._path is not None:
-            self._path.unlink(missing_ok=True)
+            self._unlink()
             self._path = None
 
 
