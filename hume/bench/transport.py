@@ -1,7 +1,7 @@
-"""Round trip of one observation and one chunk through three transports, in one run, same payload.
+"""Round trip of one observation and one chunk through five transports, in one run, same payload.
 
   ours    the System-1 side of our protocol (hume/runtime/protocol.py + transport.py: Publisher,
-          Inbox) against the real System-2 node (System2Node: latest-observation intake thread,
+          Inbox) against the real System-2 node (System2Node: latest-observation intake,
           chunk publisher), ZeroMQ PUB/SUB, as deployed on one host: the observation's arrays go
           through the shared-memory ring (hume/runtime/shm.py), the header through the socket
   ours_frames  the same with the arrays in ZeroMQ frames, as between two hosts
@@ -15,7 +15,8 @@
 Payload: two 224² RGB uint8 images, a float32 [8] state and an instruction; the answer is a
 float32 [16, 7] chunk with 5 candidate values. Every server runs in its own process and does no
 model work (hume/bench/echo.py answers at once), so only messaging is timed. Round trips are
-interleaved (ours, openpi, floor, ours, ...) so that load from elsewhere hits all three alike.
+interleaved (ours, ours_frames, openpi, floor, floor_header, ours, ...) so that load from elsewhere
+hits all alike.
 """
 
 from __future__ import annotations
