@@ -97,6 +97,62 @@ def test_reader_refuses_what_is_not_a_ring_of_ours(ring, tmp_path):
     assert e.value.reason == "malformed"
 
 
+def test_reader_opens_only_private_regular_files_of_this_user(ring, tmp_path):
+    arrays = observation()
+    ref = ring.put(arrays)
+    reader = ShmReader()
+    base = f"hume-{os.getpid()}-0badf00d-"
+    fifo, link, shared = (shm.SHM_DIR / f"{base}{n}" for n in (1, 2, 3))
+    os.mkfifo(fifo, 0o600)  # opening a FIFO for reading would block forever
+    link.symlink_to(shm.SHM_DIR / ref[0])
+    shared.write_bytes((shm.SHM_DIR / ref[0]).read_bytes())
+    shared.chmod(0o644)  # readable by others: somebody else could have written it
+    try:
+        for path in (fifo, link, shared):
+            t0 = time.monotonic()
+            with pytest.raises(MessageError) as e:
+                reader.read([path.name, 0, ref[2]], specs(arrays))
+            assert e.value.reason == "shm_unavailable" and time.monotonic() - t0 < 5
+    finally:
+        for path in (fifo, link, shared):
+            path.unlink()
+
+
+def test_a_full_dev_shm_fails_cleanly_and_the_publisher_falls_back_to_frames(monkeypatch, tmp_path):
+    import errno
+
+    def no_space(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", no_space)
+    writer = ShmWriter()
+    before = set(shm.SHM_DIR.glob(f"hume-{os.getpid()}-*"))
+    with pytest.raises(OSError):
+        writer.put(observation())
+    assert set(shm.SHM_DIR.glob(f"hume-{os.getpid()}-*")) == before  # nothing left behind
+    t = Transport()
+    try:
+        endpoint = f"ipc://{tmp_path}/obs"
+        inbox = Inbox(t.socket(zmq.SUB, endpoint, bind=True), t.max_message_bytes, ShmReader())
+        pub = Publisher(t.socket(zmq.PUB, endpoint, bind=False), "s1", ShmWriter())
+        deadline, got = time.monotonic() + 10, []
+        while time.monotonic() < deadline and not got:
+            pub.send(protocol.OBSERVATION, FIELDS, observation())  # the ring fails: frames instead
+            got = inbox.drain(timeout_ms=50)
+        assert pub.ring is None and got and got[0].arrays["observation.images.agentview"].shape == (32, 32, 3)
+    finally:
+        t.close()
+
+
+def test_arrays_in_shared_memory_count_towards_the_size_limit(ring):
+    arrays = observation(size=64)
+    frames = protocol.encode(protocol.OBSERVATION, "s1", 0, FIELDS, arrays, shm=ring.put(arrays))
+    assert protocol.decode(frames).shm is not None
+    with pytest.raises(MessageError) as e:
+        protocol.decode(frames, max_message_bytes=64 * 64 * 3)  # the header alone is far smaller
+    assert e.value.reason == "oversized"
+
+
 def test_headers_naming_other_files_or_carrying_frames_are_malformed(ring):
     arrays = observation()
     ref = ring.put(arrays)
@@ -105,7 +161,14 @@ def test_headers_naming_other_files_or_carrying_frames_are_malformed(ring):
     msg = protocol.decode(good)
     assert msg.shm == tuple(ref) and msg.arrays == {} and [s[0] for s in msg.specs] == list(arrays)
     head = msgpack.unpackb(good[0], raw=False)
-    for bad_ref in (["../../etc/passwd", 0, 2], ["hume-1-abc", 0, 2], [ref[0], -1, 2], [ref[0], 0]):
+    bad_refs = (
+        ["../../etc/passwd", 0, 2],
+        ["hume-1-abc", 0, 2],
+        [ref[0] + "\n", 0, 2],
+        [ref[0], -1, 2],
+        [ref[0], 0],
+    )
+    for bad_ref in bad_refs:
         frames = [msgpack.packb({**head, "shm": bad_ref})]
         with pytest.raises(MessageError, match="shm"):
             protocol.decode(frames)
@@ -172,11 +235,12 @@ def test_system1_falls_back_to_frames_when_system2_cannot_open_the_ring(tmp_path
     try:
         head, frames = next_observation()
         assert "shm" in head and len(frames) == 1  # same host: arrays in shared memory
-        stats = {"received": 1, "accepted": 0, "dropped": 1, "dropped_shm_unavailable": 1}
-        hb = {"role": "system2", "state": "ready", "model_id": "x", "stats": stats}
-        deadline = time.monotonic() + 30
+        deadline, failed = time.monotonic() + 30, 0
         while time.monotonic() < deadline:
-            pub.send_multipart(protocol.encode(protocol.HEARTBEAT, "s2", int(time.monotonic() * 1e3), hb))
+            failed += 1  # every heartbeat reports one more failed read
+            stats = {"received": failed, "accepted": 0, "dropped": failed, "dropped_shm_unavailable": failed}
+            hb = {"role": "system2", "state": "ready", "model_id": "x", "stats": stats}
+            pub.send_multipart(protocol.encode(protocol.HEARTBEAT, "s2", failed, hb))
             head, frames = next_observation()
             if "shm" not in head:
                 break

@@ -152,7 +152,9 @@ def test_latest_observation_keeps_only_the_newest():
         for tick in range(1, 51):
             obs(tick)
         time.sleep(0.5)  # System 2 is "busy thinking" meanwhile
+        assert intake.pending()  # what System 2's heartbeat counts as System 1 being alive
         msg = intake.wait(1.0)
+        assert not intake.pending()
         assert msg is not None and msg.fields["tick"] == 50
         assert intake.wait(0.1) is None  # handed out once only
         assert intake.stats()["superseded"] >= 49

@@ -43,8 +43,9 @@ _INT = {int}  # exactly int: bool (a subclass) is not a dimension
 _SEQ = (list, tuple)  # msgpack arrays: tuples when received, lists when built here
 ROLES = frozenset({"system1", "system2"})
 STATES = frozenset({"starting", "ready", "stopping"})
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
-_IMAGE = re.compile(r"^observation\.images\.[A-Za-z0-9_\-]+$")
+# Used with fullmatch: "$" alone would also accept a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_IMAGE = re.compile(r"observation\.images\.[A-Za-z0-9_\-]+")
 STATE_KEY = "observation.state"
 TASK_KEY = "task"
 
@@ -118,7 +119,7 @@ FIELDS = {
 _COMMON = {"v", "type", "session", "seq", "arrays"}
 # An observation may name the shared-memory slot holding its arrays instead of sending frames.
 SHM_KEY = "shm"
-_SHM_NAME = re.compile(r"^hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}$")
+_SHM_NAME = re.compile(r"hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}")
 
 
 def _shm_ref(x) -> bool:
@@ -126,7 +127,7 @@ def _shm_ref(x) -> bool:
         isinstance(x, _SEQ)
         and len(x) == 3
         and isinstance(x[0], str)
-        and _SHM_NAME.match(x[0]) is not None
+        and _SHM_NAME.fullmatch(x[0]) is not None
         and _count(x[1])
         and _count(x[2])
     )
@@ -167,7 +168,7 @@ def encode(
     # What we send must pass our own checks (a bug fails loudly at the sender). The header and the
     # arrays are checked as built, without parsing the frames back; an array layout is checked
     # the first time this process sends it, the values every time.
-    total = sum(len(f) for f in msg)
+    total = sum(len(f) for f in msg) + (sum(a.nbytes for a in arrays.values()) if shm is not None else 0)
     if total > DEFAULT_MAX_MESSAGE_BYTES:
         raise MessageError("oversized", f"{total} bytes > limit {DEFAULT_MAX_MESSAGE_BYTES}")
     layout = (type_, SHM_KEY in header, *((name, a.dtype.str, a.shape) for name, a in arrays.items()))
@@ -252,7 +253,7 @@ def _array_specs(h: dict) -> list[Spec]:
         if not (isinstance(spec, _SEQ) and len(spec) == 3):
             raise MessageError("malformed", "each array spec is [name, dtype, shape]")
         name, dtype, shape = spec
-        if not (isinstance(name, str) and len(name) <= MAX_NAME and _NAME.match(name)) or name in names:
+        if not (isinstance(name, str) and len(name) <= MAX_NAME and _NAME.fullmatch(name)) or name in names:
             raise MessageError("malformed", f"bad or repeated array name {name!r}")
         if dtype not in DTYPES:
             raise MessageError("malformed", f"array {name!r}: dtype {dtype!r} not allowed")
@@ -279,7 +280,7 @@ def _check_observation_layout(specs: list[Spec]) -> None:
     if dtype != np.float32 or len(shape) != 1 or not 0 < shape[0] <= 64:
         raise MessageError("bad_field", f"{STATE_KEY} must be float32 [d] with 0 < d <= 64")
     for name, (dtype, shape) in layout.items():
-        if not _IMAGE.match(name):
+        if not _IMAGE.fullmatch(name):
             raise MessageError("bad_field", f"unexpected observation array {name!r}")
         if dtype != np.uint8 or len(shape) != 3 or shape[2] != 3 or min(shape[:2]) < 1:
             raise MessageError("bad_field", f"{name} must be uint8 [H, W, 3]")
@@ -350,6 +351,12 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
     _check_header(header)
     specs = _array_specs(header)
     shm = header.get(SHM_KEY)
+    if shm is not None:  # the arrays count towards the limit wherever they travel
+        total += sum(math.prod(shape) * dtype.itemsize for _, dtype, shape in specs)
+        if total > max_message_bytes:
+            raise MessageError(
+                "oversized", f"{total} bytes (arrays in shared memory) > limit {max_message_bytes}"
+            )
     if len(bufs) - 1 != (0 if shm is not None else len(specs)):
         what = "an observation in shared memory has no array frames" if shm is not None else ""
         raise MessageError("malformed", what or f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")

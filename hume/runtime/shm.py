@@ -17,7 +17,12 @@ Segment layout (little-endian):
                   the header's `arrays` list lie in order, each at a 64-byte boundary
 
 The ring has several slots so that a reader copying slot k never races the writer, which is
-filling slot k+1; at 20 Hz a slot is rewritten only every K/20 s.
+filling slot k+1; at 20 Hz a slot is rewritten only every K/20 s. The stamps are plain stores
+and loads: on x86-64 (ordered stores, ordered loads) the seqlock is exact; on weakly ordered
+CPUs (ARM) a read that stalls for a whole lap of the ring could in principle pass torn.
+
+A reader opens only names of this pattern, only regular files of its own user with no group or
+other permissions, without following links or blocking.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import mmap
 import os
 import re
 import secrets
+import stat
 import struct
 import weakref
 from pathlib import Path
@@ -48,7 +54,7 @@ DEFAULT_SLOTS = 4
 MAX_SLOTS = 64
 MAX_SLOT_BYTES = 64 * 1024 * 1024
 # What a reader accepts as a segment name: only ours, so a peer cannot make it open other files.
-NAME = re.compile(r"^hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}$")
+NAME = re.compile(r"hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}")  # used with fullmatch
 
 
 def available() -> bool:
@@ -78,7 +84,7 @@ def remove_segments(pid: int) -> int:
     """Delete the segments a (dead) System-1 process `pid` left behind; returns how many."""
     removed = 0
     for path in SHM_DIR.glob(f"{PREFIX}{pid}-*"):
-        if NAME.match(path.name):
+        if NAME.fullmatch(path.name):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -103,19 +109,26 @@ class ShmWriter:
         return self._path.name if self._path else None
 
     def _create(self, slot_bytes: int) -> None:
+        """A new segment; OSError (e.g. ENOSPC: /dev/shm full) leaves nothing behind."""
         self.close()
         self._generation += 1
-        self._path = SHM_DIR / f"{PREFIX}{os.getpid()}-{self._token}-{self._generation}"
+        path = SHM_DIR / f"{PREFIX}{os.getpid()}-{self._token}-{self._generation}"
         size = _data_offset(self.slots) + self.slots * slot_bytes
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            self._mm = mmap.mmap(fd, size)
-        finally:
-            os.close(fd)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         # Unlinked at close(), or at interpreter exit by a writer never closed (kill -9 leaves
         # it: `hume deploy` removes a dead System 1's segments, see remove_segments).
-        self._unlink = weakref.finalize(self, self._path.unlink, missing_ok=True)
+        self._unlink = weakref.finalize(self, path.unlink, missing_ok=True)
+        try:
+            # Allocate every page now: tmpfs otherwise allocates on first write, and a full
+            # /dev/shm would then kill this process with SIGBUS instead of raising here.
+            os.posix_fallocate(fd, 0, size)
+            self._mm = mmap.mmap(fd, size)
+        except OSError:
+            self._unlink()
+            raise
+        finally:
+            os.close(fd)
+        self._path = path
         self._mm[: _HEAD.size] = _HEAD.pack(MAGIC, self.slots, 0, slot_bytes)
         self._stamps = np.ndarray(self.slots, "<u8", self._mm, _HEAD.size)
         self._slot_bytes = slot_bytes
@@ -155,13 +168,20 @@ class _Segment:
     def __init__(self, name: str):
         path = SHM_DIR / name
         try:
-            fd = os.open(path, os.O_RDONLY)
+            # Never follow a link, never block (a FIFO would), never leak the descriptor.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
             raise MessageError("shm_unavailable", f"cannot open {path}: {e.strerror}") from None
         try:
-            size = os.fstat(fd).st_size
-            if size < _HEAD.size:
+            st = os.fstat(fd)
+            # Only a regular file of this user that nobody else can read or write: /dev/shm is
+            # writable by everyone, and a file another user could truncate under our mapping
+            # would make the next read kill this process (SIGBUS).
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                raise MessageError("shm_unavailable", f"{path} is not a private file of this user")
+            if st.st_size < _HEAD.size:
                 raise MessageError("shm_unavailable", f"{path} is too small to be a ring")
+            size = st.st_size
             self.mm = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         finally:
             os.close(fd)
@@ -192,6 +212,11 @@ class ShmReader:
         seg = self._segments.get(name)
         if seg is None:
             seg = _Segment(name)
+            # A writer's new generation replaces its old segment (unlinked by the writer): let
+            # its pages go rather than keep them mapped.
+            writer = name.rpartition("-")[0]
+            for old in [n for n in self._segments if n.rpartition("-")[0] == writer]:
+                self._segments.pop(old).close()
             self._segments[name] = seg
             while len(self._segments) > self._max:
                 self._segments.popitem(last=False)[1].close()

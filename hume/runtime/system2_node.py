@@ -58,11 +58,13 @@ class System2Node:
         return {**self.intake.stats(), "chunks_sent": len(self.think_ms), "think_errors": self.think_errors}
 
     def _peer_connected(self) -> bool:
+        """System 1's messages arrived lately, or wait in the queue (a long think has not taken them)."""
         seen = self.intake.peer_seen_at
-        return (
+        recent = (
             seen is not None
             and time.monotonic() - seen < PEER_TIMEOUT_HEARTBEATS * self.cfg.transport.heartbeat_s
         )
+        return recent or self.intake.pending()
 
     def heartbeat(self, state: str = "ready") -> None:
         stats = {**self.stats(), "system1_connected": int(self._peer_connected())}

@@ -166,7 +166,11 @@ class Publisher:
         shm = None
         if self.ring is not None and type_ == protocol.OBSERVATION:
             arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
-            shm = self.ring.put(arrays)
+            try:
+                shm = self.ring.put(arrays)
+            except (OSError, ValueError) as e:  # e.g. /dev/shm full: frames still work
+                log.warning("shared memory failed (%s): observations go in frames from now on", e)
+                self.stop_shared_memory()
         frames = protocol.encode(type_, self.session, self.seq, fields, arrays, shm)
         self.seq += 1
         try:
@@ -308,6 +312,10 @@ class LatestObservation:
                     return latest
             elif latest is None and time.monotonic() >= deadline:
                 return None
+
+    def pending(self) -> bool:
+        """Messages wait in the queue (System 1 is alive even if no wait() took them yet)."""
+        return bool(self.inbox.sock.get(zmq.EVENTS) & zmq.POLLIN)
 
     def stats(self) -> dict[str, int]:
         return {**self.inbox.stats(), "superseded": self.superseded}
