@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 
-def _pct(values, *qs: int, keep_max: bool = False) -> dict:
+def percentiles(values, *qs: int, keep_max: bool = False) -> dict:
+    """{"p50": ..., ...} rounded to 3 decimals (None for no values), and "max" with keep_max."""
     a = np.asarray(values, dtype=np.float64)
     if a.size == 0:
         out = {f"p{q}": None for q in qs}
@@ -47,18 +48,20 @@ def compute_metrics(run: Path) -> dict:
         "successes": sum(e["success"] for e in episodes),
         "ticks": int(s1["ticks"]),
         "control_hz": s1["control_hz"],
-        "tick_ms": _pct(ticks["tick_ms"], 50, 99, keep_max=True),
+        "tick_ms": percentiles(ticks["tick_ms"], 50, 99, keep_max=True),
         "deadline_ms": round(deadline_ms, 3),
         "deadline_misses": int((ticks["tick_ms"] > deadline_ms).sum()),
         "chunks_received": s1["chunks_received"],
-        "chunk_age_steps": {k: v if v is None else int(v) for k, v in _pct(ages, 50, keep_max=True).items()},
+        "chunk_age_steps": {
+            k: v if v is None else int(v) for k, v in percentiles(ages, 50, keep_max=True).items()
+        },
         "chunk_ttl_steps": s1["chunk_ttl_steps"],
-        "s2_think_ms": _pct(think, 50, 99),
+        "s2_think_ms": percentiles(think, 50, 99),
         "holds": s1["holds"],
         "hold_ticks": s1["hold_ticks"],
         "dropped_messages": int(s1.get("dropped", 0) + s2.get("dropped", 0)),
         "superseded_observations": s2.get("superseded"),
-        "sim_step_ms": _pct(ticks["sim_step_ms"], 50, 99, keep_max=True),
+        "sim_step_ms": percentiles(ticks["sim_step_ms"], 50, 99, keep_max=True),
         "model_id": s1["model_id"],
         "episode_results": episodes,
     }

@@ -16,10 +16,12 @@ import math
 import sys
 from pathlib import Path
 
+from sim.evaluator import EPISODE_LOG, read_log
+
 
 def episodes(folder: Path) -> dict[tuple[int, int], dict]:
-    rows = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines() if line]
-    return {(r["task_id"], r["init_state"]): r for r in rows}
+    """The run's finished episodes by (task id, initial state)."""
+    return {(r["task_id"], r["init_state"]): r for r in read_log(folder / EPISODE_LOG).values()}
 
 
 def mcnemar_p(b: int, c: int) -> float:

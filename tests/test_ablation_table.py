@@ -17,7 +17,7 @@ spec.loader.exec_module(ablation_table)
 def write_run(folder: Path, successes: list[bool]) -> Path:
     folder.mkdir()
     rows = [
-        {"task_id": 0, "init_state": i, "success": s, "steps": 100 + i if s else 220}
+        {"task_id": 0, "episode": i, "init_state": i, "success": s, "steps": 100 + i if s else 220}
         for i, s in enumerate(successes)
     ]
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

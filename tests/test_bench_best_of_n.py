@@ -1,22 +1,12 @@
 """`hume bench best-of-n`: runs end to end and prints the agreed JSON (timings are not checked)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hume(*args):
-    exe = Path(sys.executable).with_name("hume")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+from cli_support import hume, last_json
 
 
 def test_smoke_run_prints_json_on_the_last_line(tmp_path):
-    r = hume("bench", "best-of-n", "--smoke", "--json", "--threads=1", f"--output={tmp_path}")
-    assert r.returncode == 0, r.stderr
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = last_json(hume("bench", "best-of-n", "--smoke", "--json", "--threads=1", f"--output={tmp_path}"))
     assert result["n"] == 5
     for key in ("naive_s", "shared_prefix_s", "speedup"):
         assert isinstance(result[key], float) and result[key] > 0

@@ -1,25 +1,12 @@
 """`hume bench eval-throughput`: plain LIBERO loop vs our evaluator on the same episodes; JSON shape."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hume(*args):
-    exe = Path(sys.executable).with_name("hume")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+from cli_support import hume, last_json
 
 
 @pytest.mark.slow
 def test_smoke_run_does_the_same_episodes_both_ways():
-    r = hume("bench", "eval-throughput", "--smoke", "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = last_json(hume("bench", "eval-throughput", "--smoke", "--json"))
     assert result["benchmark"] == "eval-throughput"
     for name in ("plain", "evaluator"):
         # The hold policy never succeeds: each side runs the one episode to its 5-step limit.

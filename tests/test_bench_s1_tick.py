@@ -1,23 +1,9 @@
 """`hume bench s1-tick`: the System-1 node's tick through the real node, JSON shape (never timings)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hume(*args):
-    exe = Path(sys.executable).with_name("hume")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
-
-
-def last_json(r) -> dict:
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+from cli_support import hume, last_json
 
 
 @pytest.mark.slow

@@ -1,25 +1,12 @@
 """`hume bench train-throughput`: both training stages through the trainer; JSON shape only."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hume(*args):
-    exe = Path(sys.executable).with_name("hume")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=600, cwd=ROOT)
+from cli_support import hume, last_json
 
 
 @pytest.mark.slow
 def test_smoke_run_measures_both_stages():
-    r = hume("bench", "train-throughput", "--smoke", "--json")
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = last_json(hume("bench", "train-throughput", "--smoke", "--json", timeout=600))
     assert result["benchmark"] == "train-throughput" and result["batch_size"] == 2
     assert [s["stage"] for s in result["stages"]] == ["system2", "system1_value"]
     for s in result["stages"]:

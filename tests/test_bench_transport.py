@@ -1,26 +1,13 @@
 """`hume bench transport`: ours vs openpi-client vs bare pyzmq on real sockets; JSON shape only."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hume(*args):
-    exe = Path(sys.executable).with_name("hume")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, cwd=ROOT)
+from cli_support import hume, last_json
 
 
 @pytest.mark.slow
 def test_smoke_run_reports_all_three_transports():
     endpoint = "tcp"
-    r = hume("bench", "transport", "--smoke", "--json", f"--endpoint={endpoint}")
-    assert r.returncode == 0, r.stderr[-3000:]
-    result = json.loads(r.stdout.strip().splitlines()[-1])
+    result = last_json(hume("bench", "transport", "--smoke", "--json", f"--endpoint={endpoint}"))
     assert result["benchmark"] == "transport" and result["endpoint"] == endpoint
     assert result["round_trips"] == 50
     # Two 224² RGB images are on the wire, and a [16, 7] float32 chunk comes back.

@@ -199,6 +199,8 @@ def test_over_a_socket_with_and_without_a_reader(tmp_path, ring):
                 pub.send(protocol.OBSERVATION, FIELDS, arrays)
                 results[name] = readers[name].drain(timeout_ms=50)
         (msg,) = results["reader"][:1]
+        assert msg.shm is not None and msg.arrays == {}  # handed out unread: the caller reads it
+        msg = readers["reader"].read_shared(msg)
         assert np.array_equal(msg.arrays["observation.images.wrist"], arrays["observation.images.wrist"])
         assert msg.shm is None
         assert results["none"] == [] and readers["none"].dropped["shm_unavailable"] >= 1

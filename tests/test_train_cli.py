@@ -7,17 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import ROOT, hume, last_json
 from train_support import write_model_config, write_tiny_dataset
 
 from hume.cli.main import main
 from hume.policy import HumePolicy
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def hume(*args, timeout=180):
-    exe = Path(sys.executable).with_name("hume")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 @pytest.mark.slow
@@ -25,17 +19,17 @@ def test_smoke_config_trains_and_writes_a_loadable_checkpoint(tmp_path):
     data = write_tiny_dataset(tmp_path / "data", episodes=2, length=12)
     model = write_model_config(tmp_path / "model.yaml")
     out = tmp_path / "run"
-    r = hume(
-        "train",
-        "--config",
-        "configs/train/smoke.yaml",
-        f"--dataset={data}",
-        f"--model={model}",
-        "--output",
-        str(out),
+    summary = last_json(
+        hume(
+            "train",
+            "--config",
+            "configs/train/smoke.yaml",
+            f"--dataset={data}",
+            f"--model={model}",
+            "--output",
+            str(out),
+        )
     )
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["stage"] == "system2" and summary["step"] == 2
     assert summary["checkpoint"] == str(out / "step_000002")
     HumePolicy.from_pretrained(out / "step_000002")

@@ -110,7 +110,7 @@ def test_value_head_actions_span_the_data_box(setup):
     raw = dataset.columns["action"].reshape(len(dataset), -1)
     stats = dataset_stats(dataset)["action"]
     np.testing.assert_allclose(stats["min"], raw.min(0), rtol=1e-6)
-    boxed = data.value_actions(data.action)
+    boxed = data.value_action
     assert boxed.min() >= -1 and boxed.max() <= 1
     moving = raw.max(0) - raw.min(0) > 1e-3
     torch.testing.assert_close(boxed.min(0).values[moving], torch.full((int(moving.sum()),), -1.0))

@@ -9,6 +9,8 @@ set once its sockets are bound.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import numpy as np
 
 from hume.policy.chunk import Chunk
@@ -17,6 +19,25 @@ from hume.policy.hold import ACTION_DIM
 MODEL_ID = "echo"
 CHUNK_SIZE = 16
 NUM_CANDIDATES = 5
+STARTUP_S = 60.0
+
+
+def start(stack: ExitStack, ctx, serve, *args) -> None:
+    """Run `serve(*args, ready, stop)` in a child process of `ctx` until `stack` closes (then
+    `stop` is set, and the child killed if it has not ended 10 s later); waits for `ready`."""
+    ready, stop = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=serve, args=(*args, ready, stop), daemon=True)
+    proc.start()
+
+    def finish():
+        stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+
+    stack.callback(finish)
+    if not ready.wait(STARTUP_S):
+        raise RuntimeError(f"{serve.__name__} did not start within {STARTUP_S:.0f} s")
 
 
 class EchoPolicy:

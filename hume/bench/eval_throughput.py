@@ -170,15 +170,14 @@ def plain_loop(cfg: Config) -> dict:
 
 
 def evaluator(cfg: Config) -> dict:
-    import json
     from pathlib import Path
 
-    from sim.evaluator import EPISODE_LOG, evaluate
+    from sim.evaluator import EPISODE_LOG, evaluate, read_log
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="hume-eval-throughput-") as out:
         evaluate(_eval_config(cfg, out), functools.partial(make_policy, cfg.policy))
-        rows = [json.loads(line) for line in (Path(out) / EPISODE_LOG).read_text().splitlines()]
+        rows = list(read_log(Path(out) / EPISODE_LOG).values())
     return {
         "episodes": len(rows),
         "steps": sum(r["steps"] for r in rows),

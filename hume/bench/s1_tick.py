@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,6 +144,7 @@ def run(cfg: Config) -> dict:
         return {**base, "device": "none", "skipped": msg}
 
     from deploy.kinematic_robot import KinematicRobot
+    from deploy.metrics import percentiles
     from hume.bench import echo
     from hume.runtime.config import DeployConfig, System1Config, TransportConfig
     from hume.runtime.system1_node import System1Node
@@ -154,37 +156,21 @@ def run(cfg: Config) -> dict:
     params = sum(p.numel() for p in policy.system1.parameters())
 
     ctx = multiprocessing.get_context("fork")
-    with tempfile.TemporaryDirectory(prefix="hume-s1-tick-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hume-s1-tick-") as tmp, ExitStack() as stack:
         obs_ep, chunk_ep = f"ipc://{tmp}/obs", f"ipc://{tmp}/chunks"
-        ready, stop = ctx.Event(), ctx.Event()
-        server = ctx.Process(
-            target=echo.serve_system2,
-            args=(obs_ep, chunk_ep, policy.config.chunk_size, ready, stop),
-            daemon=True,
+        echo.start(stack, ctx, echo.serve_system2, obs_ep, chunk_ep, policy.config.chunk_size)
+        deploy = DeployConfig(
+            video=False,
+            transport=TransportConfig(observations=obs_ep, chunks=chunk_ep),
+            system1=System1Config(s1_replan_steps=1, realtime=False, first_chunk_timeout_s=60),
         )
-        server.start()
-        try:
-            if not ready.wait(60):
-                raise RuntimeError("the echo System-2 process did not start within 60 s")
-            deploy = DeployConfig(
-                video=False,
-                transport=TransportConfig(observations=obs_ep, chunks=chunk_ep),
-                system1=System1Config(s1_replan_steps=1, realtime=False, first_chunk_timeout_s=60),
-            )
-            robot = KinematicRobot(image_size=cfg.robot_image_size, max_steps=cfg.warmup + cfg.ticks)
-            timed = _CpuTimed(policy)
-            node = System1Node(deploy, timed, robot, echo.MODEL_ID)
-            try:
-                t0 = time.perf_counter()
-                node.run_episode(0)
-                wall = time.perf_counter() - t0
-            finally:
-                node.close()
-        finally:
-            stop.set()
-            server.join(10)
-            if server.is_alive():
-                server.kill()
+        robot = KinematicRobot(image_size=cfg.robot_image_size, max_steps=cfg.warmup + cfg.ticks)
+        timed = _CpuTimed(policy)
+        node = System1Node(deploy, timed, robot, echo.MODEL_ID)
+        stack.callback(node.close)  # before the echo server stops: the stack unwinds in reverse
+        t0 = time.perf_counter()
+        node.run_episode(0)
+        wall = time.perf_counter() - t0
 
     cols = node.trace.columns
     rows = node.trace.rows[cfg.warmup :]
@@ -200,16 +186,8 @@ def run(cfg: Config) -> dict:
         "ticks": len(rows),
         "refined_ticks": int(refined),
         "hold_ticks": int(holds),
-        "tick_ms": {
-            "p50": round(float(np.percentile(tick_ms, 50)), 3),
-            "p99": round(float(np.percentile(tick_ms, 99)), 3),
-            "max": round(float(tick_ms.max()), 3),
-            "mean": round(float(tick_ms.mean()), 3),
-        },
-        "refine_cpu_ms": {
-            "p50": round(float(np.percentile(cpu_ms, 50)), 3),
-            "p99": round(float(np.percentile(cpu_ms, 99)), 3),
-        },
+        "tick_ms": {**percentiles(tick_ms, 50, 99, keep_max=True), "mean": round(float(tick_ms.mean()), 3)},
+        "refine_cpu_ms": percentiles(cpu_ms, 50, 99),
         "loop_hz": round((cfg.warmup + cfg.ticks) / wall, 1),
     }
 

@@ -39,7 +39,6 @@ from hume.runtime import shm
 log = logging.getLogger(__name__)
 
 TASK = "put the black bowl on the plate"
-STARTUP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -93,30 +92,16 @@ def _endpoints(kind: str, folder: str, name: str) -> tuple[str, str]:
     return _free_tcp_endpoint(), _free_tcp_endpoint()
 
 
-def _start(stack: ExitStack, ctx, target, *args):
-    ready, stop = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=target, args=(*args, ready, stop), daemon=True)
-    proc.start()
-
-    def finish():
-        stop.set()
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-
-    stack.callback(finish)
-    if not ready.wait(STARTUP_S):
-        raise RuntimeError(f"{target.__name__} did not start within {STARTUP_S:.0f} s")
-
-
 def _until_answered(send: Callable[[], None], answered: Callable[[float], bool], what: str) -> None:
     """PUB/SUB drops messages sent before the subscription is up: send until the first answer."""
-    deadline = time.monotonic() + STARTUP_S
+    from hume.bench import echo  # imports torch: not at the command's start (a bad flag fails fast)
+
+    deadline = time.monotonic() + echo.STARTUP_S
     while time.monotonic() < deadline:
         send()
         if answered(0.2):
             return
-    raise RuntimeError(f"{what}: no answer within {STARTUP_S:.0f} s")
+    raise RuntimeError(f"{what}: no answer within {echo.STARTUP_S:.0f} s")
 
 
 class OursClient:
@@ -229,7 +214,7 @@ class FloorClient:
 def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """Our observation (arrays in frames; header only, as with shared memory) and chunk messages
     as bytes, exactly as the protocol frames them."""
-    from hume.bench.echo import EchoPolicy
+    from hume.bench import echo
     from hume.runtime import protocol
     from hume.runtime.chunk_wire import chunk_to_wire
 
@@ -238,7 +223,7 @@ def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
     obs_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays)
     ref = [f"hume-{os.getpid()}-00000000-1", 0, 2]  # never opened: the floor server reads nothing
     header_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays, shm=ref)
-    chunk_fields, chunk_arrays = chunk_to_wire(EchoPolicy().chunk)
+    chunk_fields, chunk_arrays = chunk_to_wire(echo.EchoPolicy().chunk)
     chunk_fields.update(model_id="echo", episode=0, step=1, tick=1, think_ms=0.0)
     chunk_frames = protocol.encode(protocol.CHUNK, "floor", 1, chunk_fields, chunk_arrays)
     return [bytes(f) for f in obs_frames], [bytes(f) for f in header_frames], [bytes(f) for f in chunk_frames]
@@ -266,11 +251,11 @@ def run(cfg: Config) -> dict:
         floor_eps = _endpoints(cfg.endpoint, tmp, "floor")
         header_eps = _endpoints(cfg.endpoint, tmp, "header")
         port = ctx.Value("i", 0)
-        _start(stack, ctx, echo.serve_system2, *ours_eps, echo.CHUNK_SIZE)
-        _start(stack, ctx, echo.serve_system2, *frames_eps, echo.CHUNK_SIZE)
-        _start(stack, ctx, echo.serve_openpi, port)
-        _start(stack, ctx, echo.serve_bare_zmq, *floor_eps, chunk_frames)
-        _start(stack, ctx, echo.serve_bare_zmq, *header_eps, chunk_frames)
+        echo.start(stack, ctx, echo.serve_system2, *ours_eps, echo.CHUNK_SIZE)
+        echo.start(stack, ctx, echo.serve_system2, *frames_eps, echo.CHUNK_SIZE)
+        echo.start(stack, ctx, echo.serve_openpi, port)
+        echo.start(stack, ctx, echo.serve_bare_zmq, *floor_eps, chunk_frames)
+        echo.start(stack, ctx, echo.serve_bare_zmq, *header_eps, chunk_frames)
         clients = {
             "ours": OursClient(*ours_eps, obs, cfg.timeout_s, shared_memory=shm.available()),
             "ours_frames": OursClient(*frames_eps, obs, cfg.timeout_s, shared_memory=False),

@@ -44,6 +44,7 @@ class CriticLoss:
     td: Tensor  # summed over critics of the batch-mean squared TD error
     cql: Tensor  # cql_alpha * summed over critics of the batch-mean (logsumexp - Q(data))
     calibrated: Tensor  # fraction of policy-action Q-values raised to the Monte-Carlo return
+    q_data: Tensor  # [E, B] the critics at the dataset actions, detached (for statistics)
 
 
 def calql_critic_loss(
@@ -78,7 +79,7 @@ def calql_critic_loss(
     ood = torch.cat([q_sampled - log_density, q_policy - policy_log_prob.detach()], dim=-1)
     soft_max = cql_temperature * torch.logsumexp(ood / cql_temperature, dim=-1)
     cql = cql_alpha * (soft_max - q_data).mean(dim=1).sum()
-    return CriticLoss(loss=td + cql, td=td, cql=cql, calibrated=calibrated)
+    return CriticLoss(loss=td + cql, td=td, cql=cql, calibrated=calibrated, q_data=q_data.detach())
 
 
 def actor_loss(q_policy: Tensor, log_prob: Tensor, temperature: float | Tensor) -> Tensor:

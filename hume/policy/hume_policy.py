@@ -50,6 +50,12 @@ def candidate_schedule(config: HumeConfig, n: int) -> tuple[np.ndarray, np.ndarr
     return t0.astype(np.float32), temperature.astype(np.float32)
 
 
+def euler_steps(config: HumeConfig, stop: float) -> int:
+    """Euler steps of System 2 from t = 1 down to `stop`: pi0's step size (1 / num_steps) kept
+    over the shorter interval."""
+    return max(1, round(config.system2.num_steps * (1.0 - stop)))
+
+
 class HumePolicy(nn.Module):
     def __init__(
         self, config: HumeConfig, stats: dict | None = None, tokenizer_dir: str | Path | None = None
@@ -190,8 +196,7 @@ class HumePolicy(nn.Module):
             torch.from_numpy(a)[None].to(self.device, self.dtype) for a in candidate_schedule(cfg, n)
         )
         stop = cfg.theta2 if cfg.use_system1 else 0.0
-        # Keep pi0's step size (1 / num_steps) over the shorter interval.
-        steps = max(1, round(cfg.system2.num_steps * (1.0 - stop)))
+        steps = euler_steps(cfg, stop)
         noise = self._candidate_noise(n).to(self.device, self.dtype)
         candidates = s2.sample(cache, state, noise, t0, torch.full_like(t0, stop), temperature, steps)
 

@@ -41,6 +41,10 @@ class Normalizer:
         if low.shape != (self.action_dim,) or high.shape != (self.action_dim,) or (high < low).any():
             raise ValueError(f"action min/max must be {self.action_dim} values each with min <= max")
         self.action_low, self.action_high = low, high
+        # normalised -> box is one affine map: scale and offset once, not at every think.
+        span = np.maximum(high - low, MIN_STD)
+        self._box_scale = torch.from_numpy(2.0 * self.action_std / span)
+        self._box_offset = torch.from_numpy(2.0 * (self.action_mean - low) / span - 1.0)
 
     def clear_value_box(self) -> None:
         """The value head sees actions as normalised, unbounded (checkpoints trained so)."""
@@ -51,10 +55,8 @@ class Normalizer:
         checkpoint whose stats have no action min/max (its head was trained on them as they are)."""
         if self.action_low is None:
             return x
-        span = np.maximum(self.action_high - self.action_low, MIN_STD)
-        scale = torch.as_tensor(2.0 * self.action_std / span, dtype=x.dtype, device=x.device)
-        offset = 2.0 * (self.action_mean - self.action_low) / span - 1.0
-        return (x * scale + torch.as_tensor(offset, dtype=x.dtype, device=x.device)).clamp(-1.0, 1.0)
+        scale = self._box_scale.to(x.device, x.dtype)
+        return (x * scale + self._box_offset.to(x.device, x.dtype)).clamp(-1.0, 1.0)
 
     @staticmethod
     def _pick(stats: dict, key: str, dim: int) -> tuple[np.ndarray, np.ndarray]:

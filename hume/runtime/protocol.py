@@ -119,7 +119,8 @@ FIELDS = {
 _COMMON = {"v", "type", "session", "seq", "arrays"}
 # An observation may name the shared-memory slot holding its arrays instead of sending frames.
 SHM_KEY = "shm"
-_SHM_NAME = re.compile(r"hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}")
+# The only segment names a reader opens (hume/runtime/shm.py writes them): hume-<pid>-<token>-<n>.
+SHM_NAME = re.compile(r"hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}")  # used with fullmatch
 
 
 def _shm_ref(x) -> bool:
@@ -127,7 +128,7 @@ def _shm_ref(x) -> bool:
         isinstance(x, _SEQ)
         and len(x) == 3
         and isinstance(x[0], str)
-        and _SHM_NAME.fullmatch(x[0]) is not None
+        and SHM_NAME.fullmatch(x[0]) is not None
         and _count(x[1])
         and _count(x[2])
     )
@@ -151,7 +152,9 @@ def encode(
     With `shm` (an observation whose arrays a ShmWriter has put in shared memory) only the
     header is sent; `arrays` then just describe the layout.
     """
-    arrays = {name: np.ascontiguousarray(value) for name, value in (arrays or {}).items()}
+    # Frames need C order; arrays already in shared memory only lend their layout.
+    as_array = np.asarray if shm is not None else np.ascontiguousarray
+    arrays = {name: as_array(value) for name, value in (arrays or {}).items()}
     specs, frames = [], []
     for name, a in arrays.items():
         if a.dtype.str not in DTYPES:
@@ -171,8 +174,8 @@ def encode(
     total = sum(len(f) for f in msg) + (sum(a.nbytes for a in arrays.values()) if shm is not None else 0)
     if total > DEFAULT_MAX_MESSAGE_BYTES:
         raise MessageError("oversized", f"{total} bytes > limit {DEFAULT_MAX_MESSAGE_BYTES}")
-    layout = (type_, SHM_KEY in header, *((name, a.dtype.str, a.shape) for name, a in arrays.items()))
     specs_np = [(name, a.dtype, a.shape) for name, a in arrays.items()]
+    layout = (type_, shm is not None, *specs_np)
     try:
         _check_sent(header, specs_np, arrays, len(msg[0]), layout_checked=layout in _SENT_LAYOUTS)
     except MessageError:

@@ -32,7 +32,6 @@ import logging
 import math
 import mmap
 import os
-import re
 import secrets
 import stat
 import struct
@@ -41,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hume.runtime.protocol import MessageError
+from hume.runtime.protocol import SHM_NAME, MessageError
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ ALIGN = 64
 DEFAULT_SLOTS = 4
 MAX_SLOTS = 64
 MAX_SLOT_BYTES = 64 * 1024 * 1024
-# What a reader accepts as a segment name: only ours, so a peer cannot make it open other files.
-NAME = re.compile(r"hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}")  # used with fullmatch
 
 
 def available() -> bool:
@@ -84,7 +81,7 @@ def remove_segments(pid: int) -> int:
     """Delete the segments a (dead) System-1 process `pid` left behind; returns how many."""
     removed = 0
     for path in SHM_DIR.glob(f"{PREFIX}{pid}-*"):
-        if NAME.fullmatch(path.name):
+        if SHM_NAME.fullmatch(path.name):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -103,10 +100,6 @@ class ShmWriter:
         self._path: Path | None = None
         self._slot_bytes = 0
         self._count = 0
-
-    @property
-    def name(self) -> str | None:
-        return self._path.name if self._path else None
 
     def _create(self, slot_bytes: int) -> None:
         """A new segment; OSError (e.g. ENOSPC: /dev/shm full) leaves nothing behind."""
@@ -135,7 +128,7 @@ class ShmWriter:
         log.debug("shared-memory ring %s: %d slots of %d bytes", self._path.name, self.slots, slot_bytes)
 
     def put(self, arrays: dict[str, np.ndarray]) -> list:
-        """Copy `arrays` (C-contiguous) into the next slot; returns the header's `shm` reference."""
+        """Copy `arrays` (any memory order) into the next slot; returns the header's `shm` reference."""
         specs = [(name, a.dtype, a.shape) for name, a in arrays.items()]
         places, need = slot_layout(specs)
         if need > MAX_SLOT_BYTES:

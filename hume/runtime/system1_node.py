@@ -35,8 +35,6 @@ from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transpor
 log = logging.getLogger(__name__)
 
 WARMUP_CALLS = 2
-# System-2 heartbeats with a growing count of failed shared-memory reads before frames are used.
-SHM_STRIKES = 2
 
 
 @dataclass
@@ -106,7 +104,6 @@ class System1Node:
         self.system2_state: str | None = None
         self.episodes: list[dict] = []
         self._next_heartbeat = 0.0
-        self._shm_failed = self._shm_strikes = 0
         self._frames: list[np.ndarray] = []
         self._warm = False
         log.info(
@@ -145,25 +142,13 @@ class System1Node:
             {"role": "system1", "state": state, "model_id": self.model_id, "stats": stats},
         )
 
-    def _check_shared_memory(self, stats: dict) -> None:
-        """Back to frames once System 2's heartbeats show its shared-memory reads failing in
-        SHM_STRIKES heartbeats (not after one failure: a ring replaced just before System 2
-        opened it fails once and is no reason to give up)."""
-        failed = stats.get("dropped_shm_unavailable", 0)
-        if self.obs_out.ring is None or failed <= self._shm_failed:
-            return
-        self._shm_failed, self._shm_strikes = failed, self._shm_strikes + 1
-        if self._shm_strikes >= SHM_STRIKES:
-            log.warning("System 2 cannot open this host's shared memory: observations go in frames")
-            self.obs_out.stop_shared_memory()
-
     def _receive(self, episode: int, timeout_ms: float = 0) -> bool:
         """Take every waiting message; keep the newest usable chunk. True when a new chunk came."""
         fresh = False
         for msg in self.inbox.drain(timeout_ms):
             if msg.type == protocol.HEARTBEAT:
                 self.system2_state = msg.fields["state"]
-                self._check_shared_memory(msg.fields["stats"])
+                self.obs_out.peer_stats(msg.fields["stats"])
                 continue
             if msg.type != protocol.CHUNK:
                 self.inbox.dropped["unexpected_type"] += 1

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 # Observations queued on each side while System 2 thinks (5 s of control ticks at 20 Hz; 30 MB
 # of 224² image pairs when they travel in frames).
 OBSERVATION_QUEUE = 100
+# Receiver heartbeats with a growing count of failed shared-memory reads before frames are used.
+SHM_STRIKES = 2
 # Messages taken per drain call, so that one call (and one control tick) stays bounded.
 DRAIN_LIMIT = 256
 # ZMQ_MAXMSGSIZE: a peer sending more than this is disconnected by libzmq before we see anything.
@@ -156,21 +158,23 @@ class Publisher:
     """Sends messages of one session with a growing sequence number.
 
     With a `ring` (same host only), observations put their arrays in shared memory and send
-    just the header.
+    just the header. It goes back to frames for good when the ring cannot be written (e.g.
+    /dev/shm full), or when the receiver's heartbeats (`peer_stats`) show its reads of the ring
+    failing in SHM_STRIKES of them (not after one failure: a ring replaced just before the
+    receiver opened it fails once, and is no reason to give up).
     """
 
     def __init__(self, sock: zmq.Socket, session: str, ring: ShmWriter | None = None):
         self.sock, self.session, self.seq, self.ring = sock, session, 0, ring
+        self._peer_failed = self._strikes = 0
 
     def send(self, type_: str, fields: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
         shm = None
         if self.ring is not None and type_ == protocol.OBSERVATION:
-            arrays = {name: np.ascontiguousarray(a) for name, a in arrays.items()}
             try:
                 shm = self.ring.put(arrays)
             except (OSError, ValueError) as e:  # e.g. /dev/shm full: frames still work
-                log.warning("shared memory failed (%s): observations go in frames from now on", e)
-                self.stop_shared_memory()
+                self._stop_shared_memory(f"shared memory failed ({e})")
         frames = protocol.encode(type_, self.session, self.seq, fields, arrays, shm)
         self.seq += 1
         try:
@@ -178,32 +182,37 @@ class Publisher:
         except zmq.Again:
             pass  # PUB drops when a subscriber is full; the next message supersedes this one
 
-    def stop_shared_memory(self) -> None:
-        """Back to arrays in frames (for when System 2 cannot open this host's shared memory)."""
-        if self.ring is not None:
-            self.ring.close()
-            self.ring = None
+    def peer_stats(self, stats: dict) -> None:
+        """The receiver's heartbeat counters: a growing `dropped_shm_unavailable` is a strike."""
+        failed = stats.get("dropped_shm_unavailable", 0)
+        if self.ring is None or failed <= self._peer_failed:
+            return
+        self._peer_failed, self._strikes = failed, self._strikes + 1
+        if self._strikes >= SHM_STRIKES:
+            self._stop_shared_memory("the receiver cannot open this host's shared memory")
+
+    def _stop_shared_memory(self, why: str) -> None:
+        log.warning("%s: observations go in frames from now on", why)
+        self.close()
 
     def close(self) -> None:
         if self.ring is not None:
             self.ring.close()
+            self.ring = None
 
 
 class Inbox:
     """Receives, checks and counts every message on one socket; never raises on bad input.
 
-    With a `shm` reader it also takes observations whose arrays wait in shared memory.
+    With a `shm` reader it also takes observations whose arrays wait in shared memory: they are
+    handed out unread, and the caller reads the ones it uses with `read_shared` (so superseded
+    ones cost nothing). Without one, such observations are dropped as `shm_unavailable`.
     """
 
-    def __init__(
-        self, sock: zmq.Socket, max_message_bytes: int, shm: ShmReader | None = None, lazy_shm: bool = False
-    ):
+    def __init__(self, sock: zmq.Socket, max_message_bytes: int, shm: ShmReader | None = None):
         self.sock = sock
         self.max_message_bytes = max_message_bytes
         self.shm = shm
-        # lazy_shm: hand out shared-memory observations unread; the caller reads the ones it
-        # uses with read_shared (which counts a failed read as a drop).
-        self.lazy_shm = lazy_shm
         self.backlog = False  # the last drain left messages in the queue
         self.gate = SequenceGate()
         self.received = 0
@@ -215,8 +224,8 @@ class Inbox:
         try:
             msg = protocol.decode(frames, self.max_message_bytes)
             self.gate.check(msg)
-            if msg.shm is not None and not self.lazy_shm:
-                msg = self._read_shared(msg)
+            if msg.shm is not None and self.shm is None:
+                raise MessageError("shm_unavailable", "this receiver does not read shared memory")
         except MessageError as e:
             self.dropped[e.reason] += 1
             log.debug("dropped a message: %s", e)
@@ -229,23 +238,18 @@ class Inbox:
         if msg.shm is None:
             return msg
         try:
-            return self._read_shared(msg)
+            try:
+                arrays = self.shm.read(msg.shm, msg.specs)
+            except MessageError:
+                raise
+            except Exception as e:  # as in decode: nothing a peer sends may take the node down
+                raise MessageError("malformed", f"shared memory: {type(e).__name__}: {e}") from None
+            protocol.check_observation_content(arrays)
         except MessageError as e:
             self.accepted -= 1
             self.dropped[e.reason] += 1
             log.debug("dropped an observation: %s", e)
             return None
-
-    def _read_shared(self, msg: Message) -> Message:
-        if self.shm is None:
-            raise MessageError("shm_unavailable", "this receiver does not read shared memory")
-        try:
-            arrays = self.shm.read(msg.shm, msg.specs)
-        except MessageError:
-            raise
-        except Exception as e:  # as in decode: nothing a peer sends may take the node down
-            raise MessageError("malformed", f"shared memory: {type(e).__name__}: {e}") from None
-        protocol.check_observation_content(arrays)
         return dataclasses.replace(msg, arrays=arrays, shm=None, specs=[])
 
     def drain(self, timeout_ms: float = 0, limit: int = DRAIN_LIMIT) -> list[Message]:
@@ -287,7 +291,7 @@ class LatestObservation:
 
     def __init__(self, transport: Transport, endpoint: str, bind: bool = True):
         sock = transport.socket(zmq.SUB, endpoint, bind, hwm=OBSERVATION_QUEUE)
-        self.inbox = Inbox(sock, transport.max_message_bytes, ShmReader(), lazy_shm=True)
+        self.inbox = Inbox(sock, transport.max_message_bytes, ShmReader())
         self.superseded = 0  # valid observations replaced by a newer one before being used
         self.peer_seen_at: float | None = None  # monotonic time of the last System-1 message
 

@@ -84,7 +84,8 @@ class TrainingData:
             )
         self.state = torch.from_numpy(normalizer.state(cols[STATE].reshape(n, -1)))
         self.action = torch.from_numpy(normalizer.action(cols[ACTION].reshape(n, -1)))
-        self.value_actions = normalizer.value_actions
+        # The same actions as the value head scores them (its [-1, 1] box), mapped once.
+        self.value_action = normalizer.value_actions(self.action)
         self.reward = torch.from_numpy(cols["next.reward"].reshape(n).astype(np.float32))
         self.done = torch.from_numpy(cols["next.done"].reshape(n).astype(np.float32))
         # The value head's own discount (one source of truth for gamma), not the reader's default.
@@ -143,11 +144,13 @@ class TrainingData:
         return torch.minimum((u * (room + 1)).long(), room)
 
     # ----- pieces --------------------------------------------------------------------------------
-    def chunk(self, idx: Tensor, length: int) -> tuple[Tensor, Tensor]:
-        """Normalised actions [B, length, action_dim] from frame i on, and is_pad [B, length]."""
+    def chunk(self, idx: Tensor, length: int, actions: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Actions [B, length, action_dim] from frame i on (of `actions`, by default the normalised
+        ones), and is_pad [B, length]."""
         steps = idx[:, None] + torch.arange(length)
         end = self.episode_end[idx][:, None]
-        return self.action[torch.minimum(steps, end)], steps > end
+        table = self.action if actions is None else actions
+        return table[torch.minimum(steps, end)], steps > end
 
     def state_history(self, idx: Tensor, k: int) -> Tensor:
         """Normalised states [B, K, state_dim] of frames i-K+1 .. i, clamped to the episode's start."""
@@ -220,8 +223,8 @@ class TrainingData:
         batch["s1.actions"] = pad_to(actions, s1.action_dim)
         batch["s1.is_pad"] = is_pad
 
-        vh_actions, _ = self.chunk(idx, cfg.chunk_size)
-        batch["vh.actions"] = pad_to(self.value_actions(vh_actions), cfg.value_head.action_dim)
+        vh_actions, _ = self.chunk(idx, cfg.chunk_size, self.value_action)
+        batch["vh.actions"] = pad_to(vh_actions, cfg.value_head.action_dim)
         batch["vh.reward"] = self.reward[idx]
         batch["vh.done"] = self.done[idx]
         batch["vh.mc_return"] = self.mc_return[idx]

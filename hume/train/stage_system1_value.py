@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from hume.policy import HumePolicy
+from hume.policy.hume_policy import euler_steps
 from hume.policy.transforms import pad_to
 from hume.train.config import TrainConfig
 from hume.train.data import TrainingData
@@ -47,7 +48,7 @@ class System1ValueStage(nn.Module):
         cache = s2.encode_prefix(prefix, prefix_mask)
         b = prefix.shape[0]
         one = torch.ones(b, 1, device=prefix.device, dtype=batch["s2.noise"].dtype)
-        steps = max(1, round(cfg.system2.num_steps * (1.0 - cfg.theta2)))
+        steps = euler_steps(cfg, cfg.theta2)
         chunk = s2.sample(
             cache, batch["s2.state"], batch["s2.noise"][:, None], one, one * cfg.theta2, one, steps
         )
@@ -87,8 +88,7 @@ class System1ValueStage(nn.Module):
             next_mask,
             generator=generator,
         )
-        with torch.no_grad():
-            q = self.value_head(prefix, prefix_mask, batch["vh.actions"][:, None]).min(dim=0).values
+        q = vh.critic.q_data.min(dim=0).values  # what the critic loss computed: no second pass
         return {
             "loss": s1_loss + vh.total,
             "system1": s1_loss,

@@ -76,13 +76,14 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
     from the model config with the dataset's normalisation statistics."""
     if resume_from is not None:
         return HumePolicy.from_pretrained(resume_from)
+    stats = dataset_stats(dataset)
     if cfg.init_from:
         log.info("starting from %s (its normalisation statistics are kept)", cfg.init_from)
         policy = HumePolicy.from_pretrained(cfg.init_from)
     else:
-        policy = HumePolicy.from_config(load_model_config(cfg.model), dataset_stats(dataset))
+        policy = HumePolicy.from_config(load_model_config(cfg.model), stats)
     if cfg.stage == "system1_value":  # the value head is trained from here on
-        action = dataset_stats(dataset)[ACTION]
+        action = stats[ACTION]
         if not cfg.value_action_box:
             policy.normalizer.clear_value_box()
         elif policy.normalizer.action_low is None and "min" in action:

@@ -14,14 +14,6 @@ class UnsupportedTask(ValueError):
     """A task whose goal no scripted expert can reach."""
 
 
-def task_goal(bddl_file: str) -> list[list[str]]:
-    """A task's BDDL goal predicates, e.g. [['on', 'akita_black_bowl_1', 'plate_1']], read from
-    its BDDL file (no simulator needed)."""
-    from libero.libero.envs.bddl_utils import robosuite_parse_problem
-
-    return robosuite_parse_problem(bddl_file)["goal_state"]
-
-
 def check_supported(task) -> None:
     """Raise UnsupportedTask unless an expert handles `task` (a sim.libero_env.LiberoTask): a
     single (On obj target) goal, or (In obj region) of an object (a basket, a bowl); putting
@@ -49,4 +41,4 @@ def make_expert(env, noise: ExpertNoise | None = None, seed: int = 0) -> Scripte
     return PickPlaceExpert(env, obj, target, noise, seed)
 
 
-__all__ = ["ExpertNoise", "ScriptedExpert", "UnsupportedTask", "check_supported", "make_expert", "task_goal"]
+__all__ = ["ExpertNoise", "ScriptedExpert", "UnsupportedTask", "check_supported", "make_expert"]
