@@ -50,10 +50,32 @@ def test_euler_temperature_scales_velocity():
     assert torch.allclose(out, torch.tensor([[-0.5]]))
 
 
-def test_euler_times_grid():
-    assert flow.euler_times(1.0, 0.0, 4) == [1.0, 0.75, 0.5, 0.25, 0.0]
+def test_euler_visits_the_equal_step_grid():
+    seen = []
+    flow.euler_integrate(
+        lambda x, t: seen.append(float(t[0])) or torch.zeros_like(x), torch.zeros(1, 1), 1.0, 0.0, 4
+    )
+    assert seen == pytest.approx([1.0, 0.75, 0.5, 0.25])
     with pytest.raises(ValueError):
-        flow.euler_times(1.0, 0.0, 0)
+        flow.euler_integrate(lambda x, t: x, torch.zeros(1, 1), 1.0, 0.0, 0)
+
+
+def test_fixed_step_counts_follow_the_authors_loop():
+    """`while t >= stop - dt / 2: t += dt` in float32, dt = -0.1: starts 0.90..0.94 take 9 steps,
+    0.96, 0.98 and 1.0 take 10 (0.98 ends at -0.02); stopping at 0.5 from 1.0 takes 5."""
+    t0 = torch.tensor([0.9, 0.92, 0.94, 0.96, 0.98, 1.0])
+    assert flow.fixed_step_counts(t0, -0.1, 0.0).tolist() == [9, 9, 9, 10, 10, 10]
+    assert flow.fixed_step_counts(torch.tensor([1.0]), -0.1, 0.5).tolist() == [5]
+    with pytest.raises(ValueError):
+        flow.fixed_step_counts(t0, 0.1, 0.0)
+
+
+def test_per_sample_steps_stop_each_sample_on_its_own():
+    x = torch.zeros(2, 1)
+    out = flow.euler_integrate_steps(
+        lambda x, t: torch.ones_like(x), x, torch.ones(2), torch.tensor([-0.1, -0.2]), torch.tensor([3, 1])
+    )
+    assert torch.allclose(out, torch.tensor([[-0.3], [-0.2]]))
 
 
 def test_masked_loss_ignores_padded_steps():

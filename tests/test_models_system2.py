@@ -1,5 +1,7 @@
 """System 2: block mask, joint attention against transformers' Gemma layer, prefix cache, best-of-N."""
 
+import dataclasses
+
 import pytest
 import torch
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer
@@ -133,11 +135,12 @@ def test_batched_best_of_n_equals_separate_runs_and_naive(model, inputs):
     g = torch.Generator().manual_seed(3)
     noise = torch.randn((B, n, H, A), generator=g)
     t0 = torch.tensor([1.0, 0.97, 0.93, 0.9]).expand(B, n)
-    t1 = torch.tensor([0.1, 0.1, 0.0, 0.2]).expand(B, n)
+    dt = torch.tensor([-0.3, -0.29, -0.31, -0.1]).expand(B, n)
+    steps = torch.tensor([3, 3, 3, 2]).expand(B, n)  # candidates may take different step counts
     temperature = torch.tensor([1.0, 0.9, 1.1, 1.0]).expand(B, n)
     with torch.no_grad():
         cache = model.encode_prefix(*model.embed_prefix(images, image_masks, tokens, token_masks))
-        batched = model.sample(cache, state, noise, t0, t1, temperature, num_steps=3)
+        batched = model.sample(cache, state, noise, t0, dt, steps, temperature)
         separate = torch.cat(
             [
                 model.sample(
@@ -145,16 +148,16 @@ def test_batched_best_of_n_equals_separate_runs_and_naive(model, inputs):
                     state,
                     noise[:, i : i + 1],
                     t0[:, i : i + 1],
-                    t1[:, i : i + 1],
+                    dt[:, i : i + 1],
+                    steps[:, i : i + 1],
                     temperature[:, i : i + 1],
-                    num_steps=3,
                 )
                 for i in range(n)
             ],
             1,
         )
         naive = model.sample_naive(
-            images, image_masks, tokens, token_masks, state, noise, t0, t1, temperature, 3
+            images, image_masks, tokens, token_masks, state, noise, t0, dt, steps, temperature
         )
     assert batched.shape == (B, n, H, A)
     torch.testing.assert_close(batched, separate, atol=1e-5, rtol=1e-4)
@@ -169,11 +172,41 @@ def test_sampling_matches_hand_written_euler_loop(model, inputs):
     with torch.no_grad():
         cache = model.encode_prefix(*model.embed_prefix(images, image_masks, tokens, token_masks))
         ones = torch.ones(B, 1)
-        got = model.sample(cache, state, noise, ones, 0.0 * ones, ones, num_steps=2)[:, 0]
+        got = model.sample(cache, state, noise, ones, -0.5 * ones, 2 * ones.long(), ones)[:, 0]
         x = noise[:, 0]
         for t in (1.0, 0.5):
             x = x - 0.5 * model.velocity(cache, state, x, torch.full((B,), t))
+        # A candidate with 1 step of a 2-step batch stops after its first step.
+        mixed = model.sample(
+            cache,
+            state,
+            noise.expand(B, 2, H, A),
+            ones.expand(B, 2),
+            -0.5 * ones.expand(B, 2),
+            torch.tensor([[1, 2]]).expand(B, 2),
+            ones.expand(B, 2),
+        )
+        first = noise[:, 0] - 0.5 * model.velocity(cache, state, noise[:, 0], torch.full((B,), 1.0))
     torch.testing.assert_close(got, x, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mixed[:, 0], first, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(mixed[:, 1], x, atol=1e-5, rtol=1e-4)
+
+
+def test_pinned_padded_dims_stay_zero_and_leave_the_real_dims_alone(model, inputs):
+    """pin_padded_actions: the padded dims are held at exactly 0; unpinned they drift (untrained)."""
+    images, image_masks, tokens, token_masks, state = inputs
+    pinned = System2(SMALL, image_size=32, chunk_size=H, action_dim=A, state_dim=S, robot_action_dim=7).eval()
+    pinned.load_state_dict(model.state_dict())
+    noise = torch.randn(B, 1, H, A, generator=torch.Generator().manual_seed(5))
+    ones = torch.ones(B, 1)
+    with torch.no_grad():
+        cache = model.encode_prefix(*model.embed_prefix(images, image_masks, tokens, token_masks))
+        args = (cache, state, noise, ones, -0.25 * ones, 4 * ones.long(), ones)
+        free, held = model.sample(*args), pinned.sample(*args)
+    assert held[..., 7:].abs().max() == 0
+    assert free[..., 7:].abs().max() > 0.1
+    # The real dims differ too: untrained padded dims feed back through action_in_proj.
+    assert not torch.allclose(held[..., :7], free[..., :7], atol=1e-4)
 
 
 def test_training_loss_and_gradients(model, inputs):
@@ -210,10 +243,26 @@ def test_training_loss_and_gradients(model, inputs):
             dims = torch.arange(A) < 7
             pad = torch.zeros(B, H, dtype=torch.bool)
             pad[1, 4:] = True
-            masked = model({**batch, "action_dim_mask": dims, "action_is_pad": pad})
-            err = (v - (noise - actions))[..., :7].pow(2)
-            expected = err[~pad].mean()
+            pinned = System2(
+                SMALL, image_size=32, chunk_size=H, action_dim=A, state_dim=S, robot_action_dim=7
+            ).train()
+            pinned.load_state_dict(model.state_dict())
+            masked = pinned({**batch, "action_is_pad": pad})
+            err = (v - (noise - actions)).pow(2)
+            expected = err[..., dims][~pad].mean()
+            # Unpinned (pi0 and the authors): every padded dim is trained towards the zero padding.
+            unpinned = System2(
+                dataclasses.replace(SMALL, pin_padded_actions=False),
+                image_size=32,
+                chunk_size=H,
+                action_dim=A,
+                state_dim=S,
+                robot_action_dim=7,
+            ).train()
+            unpinned.load_state_dict(model.state_dict())
+            everything = unpinned({**batch, "action_is_pad": pad})
         torch.testing.assert_close(masked, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(everything, err[~pad].mean(), atol=1e-5, rtol=1e-4)
     finally:
         model.zero_grad(set_to_none=True)
         model.eval()

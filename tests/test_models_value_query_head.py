@@ -11,12 +11,13 @@ from hume.models.value_query_head import ValueQueryHead
 
 CFG = ValueQueryHeadConfig()
 PREFIX_DIM = 48
+ACTION_DIM = 7
 
 
 @pytest.fixture()
 def head():
     torch.manual_seed(0)
-    return ValueQueryHead(CFG, prefix_dim=PREFIX_DIM)
+    return ValueQueryHead(CFG, prefix_dim=PREFIX_DIM, action_dim=ACTION_DIM)
 
 
 def prefix(batch=2, length=12, seed=0):
@@ -29,7 +30,7 @@ def prefix(batch=2, length=12, seed=0):
 
 def candidates(batch=2, n=5, horizon=16, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, n, horizon, CFG.action_dim, generator=g)
+    return torch.randn(batch, n, horizon, ACTION_DIM, generator=g)
 
 
 def test_forward_shape_and_critics_are_independent(head):
@@ -109,7 +110,7 @@ def test_actor_log_prob_has_the_tanh_correction(head):
         feature = head.state_feature(embs, mask)
     g = torch.Generator().manual_seed(3)
     actions, log_prob = head.act(feature, num_samples=4, generator=g)
-    assert actions.shape == (2, 4, CFG.action_steps, CFG.action_dim) and log_prob.shape == (2, 4)
+    assert actions.shape == (2, 4, CFG.action_steps, ACTION_DIM) and log_prob.shape == (2, 4)
     assert actions.abs().max() < 1.0
     mean, log_std = head.actor.net(feature).chunk(2, dim=-1)
     std = log_std.clamp(CFG.log_std_min, CFG.log_std_max).exp()
@@ -135,14 +136,15 @@ def test_full_config_builds_on_meta_device():
         num_layers=4,
         num_heads=8,
         head_dim=256,
-        intermediate_size=16384,
-        action_dim=32,
+        intermediate_size=4096,
         action_steps=10,
     )
     with torch.device("meta"):
-        model = ValueQueryHead(full, prefix_dim=2048)
+        model = ValueQueryHead(full, prefix_dim=2048, action_dim=7)
     n = sum(p.numel() for p in model.parameters())
-    assert 4 * 2048 * 16384 * 3 < n < 1e9
+    assert 4 * 2048 * 4096 * 3 < n < 1e9
+    # The critics score the robot's 7 real action dims over 10 steps, not padded ones.
+    assert model.critics[0][0].in_features == 2048 + 10 * 7
 
 
 def test_runs_in_bfloat16(head):

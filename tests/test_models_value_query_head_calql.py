@@ -7,7 +7,8 @@ import torch
 from hume.models.configuration_value_query_head import ValueQueryHeadConfig
 from hume.models.value_query_head import ValueQueryHead
 
-CFG = ValueQueryHeadConfig(action_steps=2, action_dim=2, critic_hidden=(64, 64), actor_hidden=(64, 64))
+CFG = ValueQueryHeadConfig(action_steps=2, critic_hidden=(64, 64), actor_hidden=(64, 64))
+ACTION_DIM = 2
 PREFIX_DIM = 16
 
 
@@ -15,7 +16,7 @@ def batch(seed=0, b=4):
     g = torch.Generator().manual_seed(seed)
     embs = torch.randn(b, 6, PREFIX_DIM, generator=g)
     mask = torch.ones(b, 6, dtype=torch.bool)
-    actions = torch.rand(b, 4, CFG.action_dim, generator=g) * 2 - 1
+    actions = torch.rand(b, 4, ACTION_DIM, generator=g) * 2 - 1
     reward = torch.tensor([0.0, 1.0, 0.0, 1.0])[:b]
     done = torch.tensor([0.0, 1.0, 0.0, 1.0])[:b]
     return embs, mask, actions, reward, done, reward.clone(), torch.randn(b, 6, PREFIX_DIM, generator=g), mask
@@ -27,7 +28,7 @@ def grads(module):
 
 def test_each_loss_reaches_only_its_own_parameters():
     torch.manual_seed(0)
-    head = ValueQueryHead(CFG, PREFIX_DIM)
+    head = ValueQueryHead(CFG, PREFIX_DIM, ACTION_DIM)
     for part in ("critic", "actor", "temperature"):
         head.zero_grad(set_to_none=True)
         losses = head.losses(*batch(), generator=torch.Generator().manual_seed(1))
@@ -47,11 +48,11 @@ def test_learns_to_prefer_the_rewarded_candidate():
     """One state, two chunks in the data: one ends the episode with success (reward 1), the
     other with failure (reward 0). After training, selection must pick the successful one."""
     torch.manual_seed(0)
-    head = ValueQueryHead(dataclasses.replace(CFG, tau=0.05), PREFIX_DIM)
+    head = ValueQueryHead(dataclasses.replace(CFG, tau=0.05), PREFIX_DIM, ACTION_DIM)
     g = torch.Generator().manual_seed(0)
     embs = torch.randn(1, 6, PREFIX_DIM, generator=g).expand(2, -1, -1)
     mask = torch.ones(2, 6, dtype=torch.bool)
-    good, bad = torch.full((4, CFG.action_dim), 0.5), torch.full((4, CFG.action_dim), -0.5)
+    good, bad = torch.full((4, ACTION_DIM), 0.5), torch.full((4, ACTION_DIM), -0.5)
     actions = torch.stack([good, bad])
     reward = torch.tensor([1.0, 0.0])
     done = torch.ones(2)

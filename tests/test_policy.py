@@ -66,13 +66,35 @@ def test_think_returns_the_best_candidate(policy):
     assert chunk.values.shape == (cfg.num_candidates,) and np.isfinite(chunk.values).all()
     assert chunk.index == int(np.argmax(chunk.values))
     assert chunk.noise_level == pytest.approx(cfg.theta2)
-    np.testing.assert_array_equal(policy.last_values, chunk.values)
+    # Every candidate comes back; the chosen one is the chunk; padded dims are pinned (none kept).
+    assert chunk.candidates.shape == (cfg.num_candidates, cfg.chunk_size, cfg.action_dim)
+    np.testing.assert_array_equal(chunk.candidates[chunk.index], chunk.actions)
+    assert chunk.padding is None
     # Same seed, same chunk; another seed, another one.
     policy.reset(seed=1)
     again = policy.think(observation())
     np.testing.assert_array_equal(again.actions, chunk.actions)
     policy.reset(seed=2)
     assert not np.allclose(policy.think(observation()).actions, chunk.actions)
+
+
+def test_think_takes_explicit_candidate_noise(policy):
+    cfg = policy.config
+    noise = np.random.default_rng(0).standard_normal((cfg.num_candidates, cfg.chunk_size, cfg.max_action_dim))
+    policy.reset(seed=1)
+    a = policy.think(observation(), noise=noise)
+    policy.reset(seed=9)  # the generator plays no part when the noise is given
+    b = policy.think(observation(), noise=noise.astype(np.float32))
+    np.testing.assert_array_equal(a.candidates, b.candidates)
+    assert a.index == b.index
+    # Candidate i starts from noise[i]: changing candidate 3's noise changes only candidate 3.
+    other = noise.copy()
+    other[3] += 1.0
+    c = policy.think(observation(), noise=other)
+    np.testing.assert_array_equal(np.delete(c.candidates, 3, 0), np.delete(a.candidates, 3, 0))
+    assert not np.allclose(c.candidates[3], a.candidates[3])
+    with pytest.raises(ValueError, match="candidate noise"):
+        policy.think(observation(), noise=noise[:, :, :7])
 
 
 def test_think_depends_on_the_instruction(policy):

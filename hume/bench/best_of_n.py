@@ -107,6 +107,7 @@ def measure(size: str, cfg: Config) -> list[dict]:
     from hume.policy.hume_policy import candidate_schedule
 
     model_cfg = SIZES[size]
+    s2_steps = dataclasses.replace(model_cfg.system2, num_steps=cfg.num_steps)
     torch.manual_seed(cfg.seed)
     s2 = System2(
         model_cfg.system2,
@@ -137,30 +138,29 @@ def measure(size: str, cfg: Config) -> list[dict]:
     for n in cfg.candidates:
         noise = torch.randn((1, n, model_cfg.chunk_size, model_cfg.max_action_dim), generator=gen)
         noise = noise.to(device, dtype)
-        t0, temperature = (
-            torch.from_numpy(a)[None].to(device, dtype) for a in candidate_schedule(model_cfg, n)
-        )
-        t1 = torch.zeros_like(t0)
+        plan = candidate_schedule(dataclasses.replace(model_cfg, system2=s2_steps), n, 0.0)
+        t0, dt, temperature = (plan[k][None].to(device, dtype) for k in ("t0", "dt", "temperature"))
+        steps = plan["steps"][None].to(device)
 
-        def shared(noise=noise, t0=t0, t1=t1, temperature=temperature):
+        def shared(noise=noise, t0=t0, dt=dt, steps=steps, temperature=temperature):
             cache = s2.encode_prefix(*s2.embed_prefix(images, image_masks, tokens, token_masks))
-            return s2.sample(cache, state, noise, t0, t1, temperature, cfg.num_steps)
+            return s2.sample(cache, state, noise, t0, dt, steps, temperature)
 
-        def separate(noise=noise, t0=t0, t1=t1, temperature=temperature, n=n):
+        def separate(noise=noise, t0=t0, dt=dt, steps=steps, temperature=temperature, n=n):
             out = []
             for i in range(n):
                 cache = s2.encode_prefix(*s2.embed_prefix(images, image_masks, tokens, token_masks))
                 sl = slice(i, i + 1)
                 out.append(
                     s2.sample(
-                        cache, state, noise[:, sl], t0[:, sl], t1[:, sl], temperature[:, sl], cfg.num_steps
+                        cache, state, noise[:, sl], t0[:, sl], dt[:, sl], steps[:, sl], temperature[:, sl]
                     )
                 )
             return torch.cat(out, 1)
 
-        def naive(noise=noise, t0=t0, t1=t1, temperature=temperature):
+        def naive(noise=noise, t0=t0, dt=dt, steps=steps, temperature=temperature):
             return s2.sample_naive(
-                images, image_masks, tokens, token_masks, state, noise, t0, t1, temperature, cfg.num_steps
+                images, image_masks, tokens, token_masks, state, noise, t0, dt, steps, temperature
             )
 
         with torch.no_grad():

@@ -26,20 +26,36 @@ class HumeConfig:
     max_state_dim: int = 32  # and the state
     cameras: tuple[str, ...] = ("agentview", "wrist")  # System 2's image tokens, in this order
     image_size: int = 64  # System 2's input resolution (full: 224)
+    # Image preprocessing. false: a square bilinear resize with antialiasing (our models). true: keep
+    # the aspect ratio, bilinear without antialiasing, pad top and left with black (pi0 / the authors').
+    resize_with_padding: bool = False
+    # The gripper output a -> 1 - 2a: the authors' LIBERO checkpoints predict it in [0, 1] with
+    # 1 = open; LIBERO's controller takes -1 = open, +1 = closed.
+    postprocess_gripper: bool = False
 
     # Synchronous schedule (HumePolicy.select_action): think every s2_replan_steps control steps,
     # refine every s1_replan_steps.
     s2_replan_steps: int = 16
     s1_replan_steps: int = 8
 
-    # Value-guided thinking: N candidates, candidate i starts at t0_i (spread evenly from 1 down to
+    # Value-guided thinking: N candidates.
+    # candidate_schedule "spread": candidate i starts at t0_i (spread evenly from 1 down to
     # 1 - candidate_t0_spread) with velocity temperature T_i (spread from 1 to
-    # candidate_temperature_min); candidate 0 is always the plain sample (t0 = 1, T = 1).
+    # candidate_temperature_min) and integrates to theta2 in equal steps; candidate 0 is always the
+    # plain sample (t0 = 1, T = 1).
+    # "hume" (the authors' select_action): t0_i = lo + (hi - lo) * i / N over candidate_t0_range, T_i
+    # likewise over candidate_temperature_range, fixed steps dt = -1 / system2.num_steps taken while
+    # t >= theta2 + |dt| / 2 (so candidates take 9 or 10 steps and stop near, not at, theta2).
     num_candidates: int = 5
+    candidate_schedule: str = "spread"
     candidate_t0_spread: float = 0.1
     candidate_temperature_min: float = 1.0
-    # System 2 stops denoising at flow time theta2 (partial denoising) and System 1 starts its
-    # cascade at system1.theta1; with System 1 off, System 2 always denoises to 0.
+    candidate_t0_range: tuple[float, float] = (0.9, 1.0)
+    candidate_temperature_range: tuple[float, float] = (1.0, 2.0)
+    # System 2 stops denoising at flow time theta2 (partial denoising); System 1 starts its cascade
+    # from the chunk's slice at flow time system1.theta1 (ours: the same time; the authors' LIBERO
+    # checkpoints: theta2 = 0, System 2 denoises fully, and system1.theta1 = 1). With System 1 off,
+    # System 2 always denoises to 0.
     theta2: float = 0.1
 
     # Ablation switches: value head off -> take candidate 0; System 1 off -> execute System 2's chunk.
@@ -91,6 +107,16 @@ class HumeConfig:
                 f"last refinement starts {last_offset} steps into a chunk of {self.chunk_size}: "
                 "not enough actions"
             )
+        if self.candidate_schedule not in ("spread", "hume"):
+            raise ValueError(
+                f"candidate_schedule must be 'spread' or 'hume', got {self.candidate_schedule!r}"
+            )
+        for name in ("candidate_t0_range", "candidate_temperature_range"):
+            lo, hi = getattr(self, name)
+            if not 0.0 < lo <= hi:
+                raise ValueError(f"{name} must be (lo, hi) with 0 < lo <= hi, got {(lo, hi)}")
+        if self.candidate_t0_range[1] > 1.0:
+            raise ValueError(f"candidate_t0_range cannot start above t = 1, got {self.candidate_t0_range}")
         if not 0.0 <= self.candidate_t0_spread < 1.0:
             raise ValueError(f"candidate_t0_spread must be in [0, 1), got {self.candidate_t0_spread}")
         if self.candidate_temperature_min <= 0:
@@ -99,11 +125,6 @@ class HumeConfig:
             raise ValueError(
                 f"theta2 ({self.theta2}) must be in [0, 1 - candidate_t0_spread): every candidate must "
                 "denoise some way before stopping"
-            )
-        if abs(self.theta2 - self.system1.theta1) > 1e-9:
-            raise ValueError(
-                f"theta2 ({self.theta2}) must equal system1.theta1 ({self.system1.theta1}): System 1 starts "
-                "its cascade at the flow time where System 2 stopped"
             )
         self._check_agrees("system1.chunk_length", self.system1.chunk_length, "s1_horizon", self.s1_horizon)
         self._check_agrees(

@@ -35,6 +35,16 @@ class System1Config:
     # Cascaded denoising: start from the System-2 slice at theta1 and integrate to 0.
     theta1: float = 0.1
     num_steps: int = 2
+    # Variants of the authors' released System 1 (hume convert sets them):
+    # residual_from_norm: each trunk layer's first residual adds the normalised hidden state;
+    # stamp_projection false: the stamp token is the raw sinusoidal embedding;
+    # camera_embedding false: no learned per-camera embedding on the image tokens;
+    # history_mask "causal": each history state and the stamp are blocks of their own (a state sees
+    # the older ones only); "shared": states and stamp form one bidirectional block.
+    residual_from_norm: bool = False
+    stamp_projection: bool = True
+    camera_embedding: bool = True
+    history_mask: str = "shared"
 
     def validate(self) -> None:
         if not self.cameras:
@@ -66,5 +76,7 @@ class System1Config:
             raise ValueError(f"system1.theta1 must be in (0, 1], got {self.theta1}")
         if self.num_steps < 1:
             raise ValueError(f"system1.num_steps must be >= 1, got {self.num_steps}")
+        if self.history_mask not in ("shared", "causal"):
+            raise ValueError(f"system1.history_mask must be 'shared' or 'causal', got {self.history_mask!r}")
         if self.state_history < 1:
             raise ValueError(f"system1.state_history must be >= 1, got {self.state_history}")

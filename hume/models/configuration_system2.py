@@ -34,6 +34,15 @@ class System2Config:
     rope_theta: float = 10000.0
     max_token_len: int = 48  # instruction tokens, padded (LIBERO: 48)
     num_steps: int = 10  # Euler steps from t=1 to t=0 (dt = -0.1)
+    # Padded action dims (max_action_dim beyond the robot's action_dim). true: held at 0 while
+    # sampling and left out of the loss (nothing untrained feeds back through action_in_proj).
+    # false: sampled and trained towards the zero padding, as pi0 and the authors' Hume do; their
+    # System 1 then receives those dims too.
+    pin_padded_actions: bool = True
+    # Instruction text before tokenising: ours lower-cases; PaliGemma-based checkpoints keep the case
+    # and end the prompt with "\n".
+    lowercase_instruction: bool = True
+    instruction_suffix: str = ""
     # Optional pretrained parts: a Hugging Face PaliGemma checkpoint directory for the backbone and
     # a tokenizer directory (GemmaTokenizer); None uses the tokenizer shipped in hume/tokenizer/.
     paligemma_path: str | None = None

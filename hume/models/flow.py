@@ -61,13 +61,6 @@ def flow_matching_loss(
     return (err * m).sum() / (m.sum() * err.shape[-1]).clamp_min(1.0)
 
 
-def euler_times(t0: float, t1: float, num_steps: int) -> list[float]:
-    """The num_steps + 1 grid points from t0 to t1 (t0 > t1 when denoising)."""
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
-    return [t0 + (t1 - t0) * i / num_steps for i in range(num_steps + 1)]
-
-
 def euler_integrate(
     velocity: Velocity,
     x: Tensor,
@@ -81,15 +74,49 @@ def euler_integrate(
     t0/t1 may be per-sample tensors [B] so that candidates with different start times run in one
     batch; every sample takes the same number of steps, each of its own size.
     """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1, got {num_steps}")
     b = x.shape[0]
     t0 = torch.as_tensor(t0, dtype=x.dtype, device=x.device).expand(b)
     t1 = torch.as_tensor(t1, dtype=x.dtype, device=x.device).expand(b)
+    steps = torch.full((b,), num_steps, dtype=torch.long, device=x.device)
+    return euler_integrate_steps(velocity, x, t0, (t1 - t0) / num_steps, steps, temperature)
+
+
+def euler_integrate_steps(
+    velocity: Velocity, x: Tensor, t0: Tensor, dt: Tensor, steps: Tensor, temperature: float | Tensor = 1.0
+) -> Tensor:
+    """Euler steps x += dt * temperature * v(x, t), t += dt, sample b taking steps[b] of them.
+
+    t0, dt, steps are per-sample [B]: candidates with their own start, step size and step count run in
+    one batch (a sample that has taken all its steps stays where it is while the others go on).
+    """
+    b = x.shape[0]
+    t = t0.to(x.dtype).expand(b).clone()
+    dt = dt.to(x.dtype).expand(b)
     temp = _bcast(torch.as_tensor(temperature, dtype=x.dtype, device=x.device).expand(b), x)
-    dt = (t1 - t0) / num_steps
-    for i in range(num_steps):
-        t = t0 + dt * i
-        x = x + _bcast(dt, x) * temp * velocity(x, t)
+    for i in range(int(steps.max())):
+        active = (steps > i).to(x.dtype)
+        x = x + _bcast(dt * active, x) * temp * velocity(x, t)
+        t = t + dt * active
     return x
+
+
+def fixed_step_counts(t0: Tensor, dt: float, stop: float) -> Tensor:
+    """How many steps of size dt (< 0) a sample starting at t0 takes in the loop
+    `while t >= stop - dt / 2: step; t += dt`, counted in float32 as that loop runs (the authors'
+    sampler: a start of 0.9 takes 9 steps of 0.1, a start of 0.98 takes 10 and ends at -0.02)."""
+    if dt >= 0:
+        raise ValueError(f"dt must be negative (denoising runs from t = 1 towards 0), got {dt}")
+    t = t0.to(torch.float32).clone()
+    dt32 = torch.tensor(dt, dtype=torch.float32)
+    threshold = -dt32 / 2 + stop
+    steps = torch.zeros(t.shape, dtype=torch.long)
+    while bool((t >= threshold).any()):
+        going = t >= threshold
+        steps += going.long()
+        t = torch.where(going, t + dt32, t)
+    return steps
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, min_period: float = 4e-3, max_period: float = 4.0) -> Tensor:

@@ -45,9 +45,11 @@ def block_mask(blocks: Tensor, query_blocks: Tensor | None = None) -> Tensor:
 
 
 class GemmaStack(nn.Module):
-    def __init__(self, config: GemmaConfig):
+    def __init__(self, config: GemmaConfig, residual_from_norm: bool = False):
+        """residual_from_norm: see `joint_layer` (the authors' value head and System 1 need it)."""
         super().__init__()
         self.config = config
+        self.residual_from_norm = residual_from_norm
         self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary = GemmaRotaryEmbedding(config)
@@ -65,7 +67,13 @@ class GemmaStack(nn.Module):
         for i, layer in enumerate(self.layers):
             # A single stack is joint attention with one participant.
             (x,), layer_kv = joint_layer(
-                [layer], [x], cos, sin, mask, past_kv=None if prefix is None else prefix[i]
+                [layer],
+                [x],
+                cos,
+                sin,
+                mask,
+                past_kv=None if prefix is None else prefix[i],
+                residual_from_norm=self.residual_from_norm,
             )
             kv.append(layer_kv)
         return self.norm(x), kv

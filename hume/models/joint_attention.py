@@ -40,6 +40,7 @@ def joint_layer(
     sin: Tensor,
     mask: Tensor,
     past_kv: tuple[Tensor, Tensor] | None = None,
+    residual_from_norm: bool = False,
 ) -> tuple[list[Tensor | None], tuple[Tensor, Tensor]]:
     """One joint-attention layer.
 
@@ -47,9 +48,11 @@ def joint_layer(
     [B, T_s, D_s] or None when the stack has no tokens in this pass. cos/sin [B, T, head_dim] are the
     rotary tables of the T = sum(T_s) new tokens. past_kv (keys, values [B, kv_heads, P, head_dim],
     rotary already applied) are prepended to the new keys/values; mask is [B, T, P + T].
+    residual_from_norm: the first residual adds the normalised hidden state instead of the raw one
+    (the authors' value-query head and System 1 were trained so).
     Returns the new hiddens and the (keys, values) of the new tokens, for caching.
     """
-    queries, keys, values, lengths = [], [], [], []
+    queries, keys, values, residuals = [], [], [], []
     for layer, h in zip(layers, hiddens, strict=True):
         if h is None:
             continue
@@ -59,7 +62,7 @@ def joint_layer(
         queries.append(attn.q_proj(x).view(shape).transpose(1, 2))
         keys.append(attn.k_proj(x).view(shape).transpose(1, 2))
         values.append(attn.v_proj(x).view(shape).transpose(1, 2))
-        lengths.append(h.shape[1])
+        residuals.append(x if residual_from_norm else h)
     q, k = apply_rotary_pos_emb(torch.cat(queries, 2), torch.cat(keys, 2), cos, sin)
     v = torch.cat(values, 2)
     new_kv = (k, v)
@@ -73,12 +76,13 @@ def joint_layer(
 
     new_hiddens: list[Tensor | None] = []
     start = 0
+    residual = iter(residuals)
     for layer, h in zip(layers, hiddens, strict=True):
         if h is None:
             new_hiddens.append(None)
             continue
         n = h.shape[1]
-        h = h + layer.self_attn.o_proj(out[:, start : start + n])
+        h = next(residual) + layer.self_attn.o_proj(out[:, start : start + n])
         h = h + layer.mlp(layer.post_attention_layernorm(h))
         new_hiddens.append(h)
         start += n

@@ -57,9 +57,11 @@ class System1(nn.Module):
         w = config.width
         self.vision_encoder = Dinov2Model(dinov2_config(config))
         self.vision_proj = nn.Linear(config.vision_hidden_size, w)
-        self.camera_embedding = nn.Parameter(torch.randn(len(config.cameras), w) * 0.02)
+        if config.camera_embedding:
+            self.camera_embedding = nn.Parameter(torch.randn(len(config.cameras), w) * 0.02)
         self.state_proj = nn.Linear(config.state_dim, w)
-        self.stamp_proj = nn.Linear(w, w)
+        if config.stamp_projection:
+            self.stamp_proj = nn.Linear(w, w)
         self.action_in = nn.Linear(config.action_dim, w)
         # pi0's action-time fusion: MLP([linear(action), sinusoidal(t)]).
         self.action_time_mlp = nn.Sequential(nn.Linear(2 * w, w), nn.SiLU(), nn.Linear(w, w))
@@ -71,7 +73,8 @@ class System1(nn.Module):
                 num_kv_heads=config.num_kv_heads,
                 head_dim=config.head_dim,
                 intermediate_size=config.intermediate_size,
-            )
+            ),
+            residual_from_norm=config.residual_from_norm,
         )
         self.action_out = nn.Linear(w, config.action_dim)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -100,7 +103,9 @@ class System1(nn.Module):
         x = (torch.cat(views).float() + 1.0) * 0.5
         x = ((x - self.pixel_mean) / self.pixel_std).to(self._dtype())
         tokens = self.vision_proj(self.vision_encoder(pixel_values=x).last_hidden_state)
-        tokens = tokens.unflatten(0, (len(views), b)) + self.camera_embedding[:, None, None]
+        tokens = tokens.unflatten(0, (len(views), b))
+        if self.config.camera_embedding:
+            tokens = tokens + self.camera_embedding[:, None, None]
         return tokens.transpose(0, 1).flatten(1, 2)
 
     def encode_observation(
@@ -117,15 +122,17 @@ class System1(nn.Module):
         image_tokens = self.encode_images(images)
         b, dtype = image_tokens.shape[0], image_tokens.dtype
         states = self.state_proj(state_history.to(dtype))
-        stamp = flow.sinusoidal_embedding(offset.float() / cfg.s2_chunk_length, cfg.width)
-        stamp = self.stamp_proj(stamp.to(dtype))[:, None]
-        x = torch.cat([image_tokens, states, stamp], dim=1)
-        blocks = torch.cat(
-            [
-                torch.zeros(image_tokens.shape[1], dtype=torch.long),
-                torch.ones(cfg.state_history + 1, dtype=torch.long),
-            ]
-        ).to(x.device)
+        stamp = flow.sinusoidal_embedding(offset.float() / cfg.s2_chunk_length, cfg.width).to(dtype)
+        if cfg.stamp_projection:
+            stamp = self.stamp_proj(stamp)
+        x = torch.cat([image_tokens, states, stamp[:, None]], dim=1)
+        if cfg.history_mask == "shared":
+            history_blocks = torch.ones(cfg.state_history + 1, dtype=torch.long)
+        else:  # each state, then the stamp, opens a block of its own
+            history_blocks = torch.arange(1, cfg.state_history + 2)
+        blocks = torch.cat([torch.zeros(image_tokens.shape[1], dtype=torch.long), history_blocks]).to(
+            x.device
+        )
         positions = torch.arange(x.shape[1], device=x.device)[None].expand(b, -1)
         _, kv = self.trunk(x, positions, block_mask(blocks)[None].expand(b, -1, -1))
         return Observation(kv=kv, length=x.shape[1])

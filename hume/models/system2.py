@@ -97,15 +97,24 @@ class GemmaStack(nn.Module):
 
 class System2(nn.Module):
     def __init__(
-        self, cfg: System2Config, *, image_size: int, chunk_size: int, action_dim: int, state_dim: int
+        self,
+        cfg: System2Config,
+        *,
+        image_size: int,
+        chunk_size: int,
+        action_dim: int,
+        state_dim: int,
+        robot_action_dim: int | None = None,
     ):
-        """action_dim/state_dim are the padded widths the network reads and writes."""
+        """action_dim/state_dim are the padded widths the network reads and writes; robot_action_dim
+        is how many of the action dims are real (the rest is padding; default: all)."""
         super().__init__()
         cfg.validate()
         self.config = cfg
         self.chunk_size = chunk_size
         self.action_dim = action_dim
         self.state_dim = state_dim
+        self.robot_action_dim = action_dim if robot_action_dim is None else robot_action_dim
         self.vlm_config = gemma_config(cfg, cfg.vlm_width, cfg.vlm_mlp_dim)
         self.expert_config = gemma_config(cfg, cfg.expert_width, cfg.expert_mlp_dim)
 
@@ -183,6 +192,14 @@ class System2(nn.Module):
             (h,), _ = joint_layer([layer], [h], cos, sin, mask, past_kv=(cache.keys[i], cache.values[i]))
         return self._velocity_out(h)
 
+    def _pin(self, x: Tensor) -> Tensor:
+        """Zero the padded action dims when system2.pin_padded_actions (they are never trained then)."""
+        if not self.config.pin_padded_actions or self.robot_action_dim == self.action_dim:
+            return x
+        return torch.cat(
+            [x[..., : self.robot_action_dim], torch.zeros_like(x[..., self.robot_action_dim :])], -1
+        )
+
     @torch.no_grad()
     def sample(
         self,
@@ -190,24 +207,31 @@ class System2(nn.Module):
         state: Tensor,
         noise: Tensor,
         t0: Tensor,
-        t1: Tensor,
+        dt: Tensor,
+        steps: Tensor,
         temperature: Tensor,
-        num_steps: int,
     ) -> Tensor:
-        """Best-of-N in one batch: noise [B, N, H, A], t0/t1/temperature [B, N] -> candidates [B, N, H, A].
+        """Best-of-N in one batch: noise [B, N, H, A], t0/dt/steps/temperature [B, N] -> candidates
+        [B, N, H, A].
 
         The prefix cache is repeated N times (no recompute) and all B * N candidates go through the
-        expert together; candidate i integrates from t0[:, i] to t1[:, i] in num_steps Euler steps.
+        expert together; candidate i starts at t0[:, i] and takes steps[:, i] Euler steps of dt[:, i]
+        with its velocity scaled by temperature[:, i].
         """
         b, n = noise.shape[:2]
         cache_n = cache.repeat(n)
         state_n = state.repeat_interleave(n, 0)
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
-            return self.velocity(cache_n, state_n, x, t)
+            return self._pin(self.velocity(cache_n, state_n, x, t))
 
-        x = flow.euler_integrate(
-            velocity, noise.flatten(0, 1), t0.flatten(), t1.flatten(), num_steps, temperature.flatten()
+        x = flow.euler_integrate_steps(
+            velocity,
+            self._pin(noise.flatten(0, 1)),
+            t0.flatten(),
+            dt.flatten(),
+            steps.flatten(),
+            temperature.flatten(),
         )
         return x.view(b, n, *x.shape[1:])
 
@@ -235,8 +259,9 @@ class System2(nn.Module):
 
         batch: images [B, C, 3, H, W] in [-1, 1], image_masks [B, C], tokens/token_masks [B, L],
         state [B, S], actions [B, H, A] (normalised, padded); optional action_is_pad [B, H],
-        action_dim_mask [A] (the real action dims; padded dims are left out of the loss), and
-        noise [B, H, A] / time [B] to fix the draw.
+        and noise [B, H, A] / time [B] to fix the draw. With system2.pin_padded_actions the padded
+        action dims are left out of the loss (sampling holds them at 0); without it they are trained
+        towards the zero padding, as pi0 does.
         """
         actions = batch["actions"]
         b = actions.shape[0]
@@ -251,9 +276,9 @@ class System2(nn.Module):
             batch["images"], batch["image_masks"], batch["tokens"], batch["token_masks"]
         )
         v = self.velocity_joint(prefix_embs, prefix_mask, batch["state"], x_t, t)
-        dims = batch.get("action_dim_mask")
-        if dims is not None:
-            v, actions, noise = v[..., dims], actions[..., dims], noise[..., dims]
+        if self.config.pin_padded_actions:
+            real = slice(0, self.robot_action_dim)
+            v, actions, noise = v[..., real], actions[..., real], noise[..., real]
         pad = batch.get("action_is_pad")
         return flow.flow_matching_loss(v, actions, noise, mask=None if pad is None else ~pad)
 
@@ -267,9 +292,9 @@ class System2(nn.Module):
         state: Tensor,
         noise: Tensor,
         t0: Tensor,
-        t1: Tensor,
+        dt: Tensor,
+        steps: Tensor,
         temperature: Tensor,
-        num_steps: int,
     ) -> Tensor:
         """The baseline best-of-N: each candidate on its own, re-running the whole network (vision
         tower, prefix and suffix) at every Euler step. Same arguments and result as `sample`."""
@@ -278,9 +303,11 @@ class System2(nn.Module):
 
             def velocity(x: Tensor, t: Tensor) -> Tensor:
                 prefix = self.embed_prefix(images, image_masks, tokens, token_masks)
-                return self.velocity_joint(*prefix, state, x, t)
+                return self._pin(self.velocity_joint(*prefix, state, x, t))
 
             candidates.append(
-                flow.euler_integrate(velocity, noise[:, i], t0[:, i], t1[:, i], num_steps, temperature[:, i])
+                flow.euler_integrate_steps(
+                    velocity, self._pin(noise[:, i]), t0[:, i], dt[:, i], steps[:, i], temperature[:, i]
+                )
             )
         return torch.stack(candidates, 1)

@@ -30,11 +30,13 @@ from hume.models.calql import (
 from hume.models.configuration_value_query_head import ValueQueryHeadConfig
 from hume.models.gemma_stack import GemmaStack, gemma_config
 
+ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
 
-def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
+
+def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "relu") -> nn.Sequential:
     layers: list[nn.Module] = []
     for h in hidden:
-        layers += [nn.Linear(in_dim, h), nn.ReLU()]
+        layers += [nn.Linear(in_dim, h), ACTIVATIONS[activation]()]
         in_dim = h
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
@@ -43,9 +45,11 @@ def mlp(in_dim: int, hidden: tuple[int, ...], out_dim: int) -> nn.Sequential:
 class TanhGaussianActor(nn.Module):
     """pi(a | s) = tanh(N(mean(s), std(s))): bounded actions in [-1, 1] with a tractable log-prob."""
 
-    def __init__(self, feature_dim: int, action_dim: int, hidden: tuple[int, ...], log_std_range):
+    def __init__(
+        self, feature_dim: int, action_dim: int, hidden: tuple[int, ...], log_std_range, activation: str
+    ):
         super().__init__()
-        self.net = mlp(feature_dim, hidden, 2 * action_dim)
+        self.net = mlp(feature_dim, hidden, 2 * action_dim, activation)
         self.log_std_min, self.log_std_max = log_std_range
 
     def forward(
@@ -97,13 +101,21 @@ class ValueHeadLosses:
 
 
 class ValueQueryHead(nn.Module):
-    def __init__(self, config: ValueQueryHeadConfig, prefix_dim: int):
+    def __init__(self, config: ValueQueryHeadConfig, prefix_dim: int, action_dim: int):
+        """prefix_dim: System 2's VLM width; action_dim: the robot's (unpadded) action width."""
         super().__init__()
         config.validate()
         self.config = config
         self.prefix_dim = prefix_dim
+        self.action_dim = action_dim
         w = config.width
-        self.input_proj = nn.Linear(prefix_dim, w)
+        if config.input_projection:
+            self.input_proj = nn.Linear(prefix_dim, w)
+        elif w != prefix_dim:
+            raise ValueError(
+                f"value_head.width ({w}) must equal System 2's VLM width ({prefix_dim}) when "
+                "value_head.input_projection is false"
+            )
         self.query = nn.Parameter(torch.randn(w) * 0.02)
         self.encoder = GemmaStack(
             gemma_config(
@@ -113,19 +125,22 @@ class ValueQueryHead(nn.Module):
                 num_kv_heads=config.num_kv_heads,
                 head_dim=config.head_dim,
                 intermediate_size=config.intermediate_size,
-            )
+            ),
+            residual_from_norm=config.residual_from_norm,
         )
-        critic_in = w + config.action_steps * config.action_dim
+        critic_in = w + config.action_steps * action_dim
         # Independent MLPs, each with its own output layer (the official code shares one).
         self.critics = nn.ModuleList(
-            mlp(critic_in, config.critic_hidden, 1) for _ in range(config.num_critics)
+            mlp(critic_in, config.critic_hidden, 1, config.critic_activation)
+            for _ in range(config.num_critics)
         )
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)
         self.actor = TanhGaussianActor(
             w,
-            config.action_steps * config.action_dim,
+            config.action_steps * action_dim,
             config.actor_hidden,
             (config.log_std_min, config.log_std_max),
+            config.critic_activation,
         )
         self.log_alpha = nn.Parameter(torch.tensor(math.log(config.init_temperature)))
 
@@ -142,20 +157,34 @@ class ValueQueryHead(nn.Module):
                 f"{prefix_embs.shape[-1]} (System 2's VLM width and the head's prefix_dim must match)"
             )
         b, length, _ = prefix_embs.shape
-        x = self.input_proj(prefix_embs.detach().to(self.input_proj.weight.dtype))
+        x = prefix_embs.detach().to(self.query.dtype)
+        if self.config.input_projection:
+            x = self.input_proj(x)
         x = torch.cat([x, self.query.to(x.dtype).expand(b, 1, -1)], dim=1)
-        valid = torch.cat([prefix_mask.bool(), prefix_mask.new_ones(b, 1, dtype=torch.bool)], dim=1)
-        # Prefix tokens attend among themselves (bidirectionally); the query token attends to all.
-        is_query = torch.zeros(length + 1, dtype=torch.bool, device=x.device)
-        is_query[-1] = True
-        mask = valid[:, None, :] & (is_query[None, :] <= is_query[:, None])[None]
-        positions = torch.arange(length + 1, device=x.device)[None].expand(b, -1)
+        prefix_mask = prefix_mask.bool()
+        valid = torch.cat([prefix_mask, prefix_mask.new_ones(b, 1)], dim=1)
+        if self.config.query_attention == "causal":
+            # Prefix tokens attend among themselves (bidirectionally); the query token attends to all
+            # and sits after the whole prefix, padding included.
+            is_query = torch.zeros(length + 1, dtype=torch.bool, device=x.device)
+            is_query[-1] = True
+            mask = valid[:, None, :] & (is_query[None, :] <= is_query[:, None])[None]
+            positions = torch.arange(length + 1, device=x.device)[None].expand(b, -1)
+        else:
+            # Every valid token sees every other; the query takes the position right after the last
+            # valid prefix token. Where it sits in the sequence does not matter under this mask:
+            # rotary positions alone carry the order.
+            mask = valid[:, None, :] & valid[:, :, None]
+            mask = mask | torch.eye(length + 1, dtype=torch.bool, device=x.device)
+            positions = torch.cat(
+                [torch.cumsum(prefix_mask.long(), 1) - 1, prefix_mask.sum(1, keepdim=True)], 1
+            )
         out, _ = self.encoder(x, positions, mask)
         return out[:, -1]
 
     def critic_actions(self, actions: Tensor) -> Tensor:
         """actions [B, N, H, A] -> the first k actions, flattened: [B, N, k * A]."""
-        k, a = self.config.action_steps, self.config.action_dim
+        k, a = self.config.action_steps, self.action_dim
         if actions.dim() != 4 or actions.shape[2] < k or actions.shape[3] != a:
             raise ValueError(f"candidate actions must be [B, N, H >= {k}, {a}], got {list(actions.shape)}")
         return actions[:, :, :k].flatten(2)
@@ -185,7 +214,7 @@ class ValueQueryHead(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """Actor samples as chunks: feature [B, W] -> actions [B, n, k, A], log-probs [B, n]."""
         flat, log_prob = self.actor(feature, num_samples, deterministic=deterministic, generator=generator)
-        return flat.unflatten(-1, (self.config.action_steps, self.config.action_dim)), log_prob
+        return flat.unflatten(-1, (self.config.action_steps, self.action_dim)), log_prob
 
     @torch.no_grad()
     def update_targets(self, tau: float | None = None) -> None:
@@ -223,7 +252,7 @@ class ValueQueryHead(nn.Module):
             target = td_target(reward, done, next_q, gamma=cfg.gamma)
             # CQL's out-of-distribution actions: uniform ones, and the policy's at s and at s'.
             uniform = torch.rand(
-                (b, n, cfg.action_steps, cfg.action_dim),
+                (b, n, cfg.action_steps, self.action_dim),
                 generator=generator,
                 dtype=feature.dtype,
                 device=feature.device,
@@ -234,7 +263,7 @@ class ValueQueryHead(nn.Module):
             self.q_values(feature, actions[:, None])[..., 0],
             target,
             self.q_values(feature, uniform * 2.0 - 1.0),
-            uniform_log_density(cfg.action_steps * cfg.action_dim),
+            uniform_log_density(cfg.action_steps * self.action_dim),
             self.q_values(feature, torch.cat([policy_now, policy_next], dim=1)),
             torch.cat([log_prob_now, log_prob_next], dim=1),
             mc_return,
@@ -253,4 +282,4 @@ class ValueQueryHead(nn.Module):
     @property
     def target_entropy(self) -> float:
         """SAC's usual target: minus the number of action dimensions (k * A)."""
-        return -float(self.config.action_steps * self.config.action_dim)
+        return -float(self.config.action_steps * self.action_dim)

@@ -20,11 +20,12 @@ from pathlib import Path
 import draccus
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from hume.config import to_dict
+from hume.models import flow
 from hume.models.configuration_hume import HumeConfig
 from hume.models.paligemma_weights import CheckpointError, load_paligemma
 from hume.models.system1 import System1
@@ -42,18 +43,39 @@ WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 
 
-def candidate_schedule(config: HumeConfig, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start times t0 [n] and velocity temperatures [n]; candidate 0 is the plain sample."""
-    frac = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
-    t0 = 1.0 - config.candidate_t0_spread * frac
-    temperature = 1.0 + (config.candidate_temperature_min - 1.0) * frac
-    return t0.astype(np.float32), temperature.astype(np.float32)
+def candidate_schedule(config: HumeConfig, n: int, stop: float) -> dict[str, torch.Tensor]:
+    """How each of n candidates integrates System 2's flow down to `stop`: start time t0, step dt,
+    number of steps and velocity temperature, each float32/long [n] (see HumeConfig's
+    candidate_schedule)."""
+    if config.candidate_schedule == "hume":
+        frac = torch.arange(n, dtype=torch.float64) / n
+        (t_lo, t_hi), (v_lo, v_hi) = config.candidate_t0_range, config.candidate_temperature_range
+        t0 = (t_lo + (t_hi - t_lo) * frac).float()
+        temperature = (v_lo + (v_hi - v_lo) * frac).float()
+    else:
+        frac = (
+            torch.linspace(0.0, 1.0, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+        )
+        t0 = (1.0 - config.candidate_t0_spread * frac).float()
+        temperature = (1.0 + (config.candidate_temperature_min - 1.0) * frac).float()
+    return {"t0": t0, "temperature": temperature, **euler_plan(config, t0, stop)}
 
 
-def euler_steps(config: HumeConfig, stop: float) -> int:
-    """Euler steps of System 2 from t = 1 down to `stop`: pi0's step size (1 / num_steps) kept
-    over the shorter interval."""
-    return max(1, round(config.system2.num_steps * (1.0 - stop)))
+def plain_sample_schedule(config: HumeConfig, stop: float) -> dict[str, torch.Tensor]:
+    """One candidate from pure noise (t0 = 1, temperature 1): what training-time sampling uses."""
+    t0 = torch.ones(1)
+    return {"t0": t0, "temperature": torch.ones(1), **euler_plan(config, t0, stop)}
+
+
+def euler_plan(config: HumeConfig, t0: torch.Tensor, stop: float) -> dict[str, torch.Tensor]:
+    """Step size and count from t0 down to `stop`. "spread": pi0's step count for the interval
+    from 1 (1 / num_steps each), each candidate's steps shrunk to end exactly at `stop`; "hume": steps
+    of exactly 1 / num_steps while t stays above stop (the authors' sampler)."""
+    if config.candidate_schedule == "hume":
+        dt = -1.0 / config.system2.num_steps
+        return {"dt": torch.full_like(t0, dt), "steps": flow.fixed_step_counts(t0, dt, stop)}
+    steps = max(1, round(config.system2.num_steps * (1.0 - stop)))
+    return {"dt": (stop - t0) / steps, "steps": torch.full(t0.shape, steps, dtype=torch.long)}
 
 
 class HumePolicy(nn.Module):
@@ -70,19 +92,21 @@ class HumePolicy(nn.Module):
             chunk_size=config.chunk_size,
             action_dim=config.max_action_dim,
             state_dim=config.max_state_dim,
+            robot_action_dim=config.action_dim,
         )
-        self.value_head = ValueQueryHead(config.value_head, config.system2.vlm_width)
+        self.value_head = ValueQueryHead(config.value_head, config.system2.vlm_width, config.action_dim)
         self.system1 = System1(config.system1)
         self.normalizer = Normalizer(stats, config.state_dim, config.action_dim)
         self.tokenizer_dir = Path(tokenizer_dir or config.system2.tokenizer_path or DEFAULT_TOKENIZER_DIR)
         self.tokenizer = load_tokenizer(self.tokenizer_dir)
-        if len(self.tokenizer) > config.system2.vocab_size:
+        # The base vocabulary must fit the embedding; added tokens (PaliGemma's <image>) never occur
+        # in an instruction.
+        if self.tokenizer.vocab_size > config.system2.vocab_size:
             raise ValueError(
-                f"the tokenizer in {self.tokenizer_dir} has {len(self.tokenizer)} tokens but "
+                f"the tokenizer in {self.tokenizer_dir} has {self.tokenizer.vocab_size} tokens but "
                 f"system2.vocab_size is {config.system2.vocab_size}; raise vocab_size"
             )
         self.generator = torch.Generator()
-        self.last_values: np.ndarray | None = None
         self.reset(seed=0)
 
     # ----- construction and checkpoints --------------------------------------------------------
@@ -126,28 +150,37 @@ class HumePolicy(nn.Module):
         return policy.eval()
 
     def load_weights(self, file: Path) -> None:
-        """Strict load; a missing, unexpected or mis-shaped tensor is an error naming file and key."""
+        """Strict load; a missing, unexpected or mis-shaped tensor is an error naming file and key.
+
+        Tensors are read one at a time and copied into the model (cast to its dtype), so loading a
+        full-size checkpoint needs the model's memory, not twice it."""
         if not file.is_file():
             raise FileNotFoundError(f"{file}: weights missing from the checkpoint")
         try:
-            state = load_file(str(file))
+            handle = safe_open(str(file), "pt")
         except (SafetensorError, OSError) as e:
             raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
         own = self.state_dict()
-        for key, tensor in own.items():
-            if key not in state:
-                raise CheckpointError(f"{file}: missing tensor {key!r} (was it written for another config?)")
-            if state[key].shape != tensor.shape:
+        with handle:
+            stored = set(handle.keys())
+            for key, tensor in own.items():
+                if key not in stored:
+                    raise CheckpointError(
+                        f"{file}: missing tensor {key!r} (was it written for another config?)"
+                    )
+                shape = tuple(handle.get_slice(key).get_shape())
+                if shape != tuple(tensor.shape):
+                    raise CheckpointError(
+                        f"{file}: tensor {key!r} has shape {shape}, the config needs {tuple(tensor.shape)}"
+                    )
+            unexpected = sorted(stored - set(own))
+            if unexpected:
                 raise CheckpointError(
-                    f"{file}: tensor {key!r} has shape {tuple(state[key].shape)}, the config needs "
-                    f"{tuple(tensor.shape)}"
+                    f"{file}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)"
                 )
-        unexpected = sorted(set(state) - set(own))
-        if unexpected:
-            raise CheckpointError(
-                f"{file}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)"
-            )
-        self.load_state_dict(state)
+            with torch.no_grad():
+                for key, tensor in own.items():
+                    tensor.copy_(handle.get_tensor(key))
 
     # ----- episode state ------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -175,14 +208,24 @@ class HumePolicy(nn.Module):
 
     # ----- the two halves -------------------------------------------------------------------------
     @torch.no_grad()
-    def think(self, obs: dict) -> Chunk:
-        """System 2 + value-query head: N candidates in one batch, the best one as a Chunk."""
+    def think(self, obs: dict, noise: np.ndarray | torch.Tensor | None = None) -> Chunk:
+        """System 2 + value-query head: N candidates in one batch, the best one as a Chunk.
+
+        noise: the candidates' starting noise [N, H, max_action_dim] (N = num_candidates); drawn from
+        the episode's generator when None. Given noise makes a run reproducible across
+        implementations; the Chunk carries every candidate, their values and the chosen index."""
         cfg = self.config
         s2 = self.system2
-        images = observation_images(obs, cfg.cameras, cfg.image_size)
+        images = observation_images(obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding)
         image_batch = torch.stack([images[c] for c in cfg.cameras], 1).to(self.device, self.dtype)
         image_masks = torch.ones(image_batch.shape[:2], dtype=torch.bool, device=self.device)
-        tokens, token_masks = tokenize(self.tokenizer, [self._task(obs)], cfg.system2.max_token_len)
+        tokens, token_masks = tokenize(
+            self.tokenizer,
+            [self._task(obs)],
+            cfg.system2.max_token_len,
+            cfg.system2.lowercase_instruction,
+            cfg.system2.instruction_suffix,
+        )
         state = pad_to(torch.from_numpy(self._state(obs))[None], cfg.max_state_dim).to(
             self.device, self.dtype
         )
@@ -192,24 +235,34 @@ class HumePolicy(nn.Module):
         )
         cache = s2.encode_prefix(prefix_embs, prefix_mask)
         n = cfg.num_candidates
-        t0, temperature = (
-            torch.from_numpy(a)[None].to(self.device, self.dtype) for a in candidate_schedule(cfg, n)
-        )
         stop = cfg.theta2 if cfg.use_system1 else 0.0
-        steps = euler_steps(cfg, stop)
-        noise = self._candidate_noise(n).to(self.device, self.dtype)
-        candidates = s2.sample(cache, state, noise, t0, torch.full_like(t0, stop), temperature, steps)
+        plan = {k: v[None].to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
+        noise = self._candidate_noise(n) if noise is None else self._check_noise(noise, n)
+        candidates = s2.sample(
+            cache,
+            state,
+            noise.to(self.device, self.dtype),
+            plan["t0"].to(self.dtype),
+            plan["dt"].to(self.dtype),
+            plan["steps"],
+            plan["temperature"].to(self.dtype),
+        )[0].float()
 
         if cfg.use_value_head:
-            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
-            scored = pad_to(scored, cfg.value_head.action_dim)
-            index, values = self.value_head.select(prefix_embs, prefix_mask, scored)
+            scored = self.normalizer.value_actions(candidates[None, ..., : cfg.action_dim])
+            index, values = self.value_head.select(prefix_embs, prefix_mask, scored.to(self.dtype))
             index, values = int(index[0]), values[0].float().cpu().numpy()
         else:
             index, values = 0, np.full(n, np.nan, np.float32)
-        self.last_values = values
-        actions = candidates[0, index, :, : cfg.action_dim].float().cpu().numpy()
-        return Chunk(actions=actions, noise_level=float(stop), values=values, index=index)
+        chosen = candidates[index].cpu().numpy()
+        return Chunk(
+            actions=chosen[:, : cfg.action_dim],
+            noise_level=float(stop),
+            values=values,
+            index=index,
+            candidates=candidates[..., : cfg.action_dim].cpu().numpy(),
+            padding=None if cfg.system2.pin_padded_actions else chosen[:, cfg.action_dim :],
+        )
 
     @torch.no_grad()
     def refine(self, obs: dict, chunk: Chunk, offset: int) -> np.ndarray:
@@ -227,23 +280,34 @@ class HumePolicy(nn.Module):
         h = cfg.s1_horizon
         if not 0 <= offset < len(chunk.actions):
             raise ValueError(f"offset {offset} is outside the chunk of {len(chunk.actions)} actions")
-        start = chunk.actions[offset : offset + h]
+        start = chunk.model_actions[offset : offset + h]
         if len(start) < h:
             start = np.concatenate([start, np.repeat(start[-1:], h - len(start), 0)])
         if not cfg.use_system1:
-            return self.normalizer.unnormalize_action(start)
+            return self._robot_actions(start[:, : cfg.action_dim])
         s1 = self.system1
         images = {
             cam: img.to(self.device)
-            for cam, img in observation_images(obs, s1.config.cameras, s1.config.image_size).items()
+            for cam, img in observation_images(
+                obs, s1.config.cameras, s1.config.image_size, cfg.resize_with_padding
+            ).items()
         }
         history = list(self._history)
         history = [history[0]] * (s1.config.state_history - len(history)) + history
         history = pad_to(torch.from_numpy(np.stack(history))[None], s1.config.state_dim).to(self.device)
-        start_t = pad_to(torch.from_numpy(start)[None], s1.config.action_dim).to(self.device)
+        start_t = pad_to(torch.from_numpy(start[:, : s1.config.action_dim])[None], s1.config.action_dim)
+        start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
         refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps)
-        return self.normalizer.unnormalize_action(refined[0, :, : cfg.action_dim].float().cpu().numpy())
+        return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
+
+    def _robot_actions(self, x: np.ndarray) -> np.ndarray:
+        """Model-space actions [..., action_dim] -> what the robot executes (unnormalised, and the
+        gripper mapped when config.postprocess_gripper)."""
+        actions = self.normalizer.unnormalize_action(x)
+        if self.config.postprocess_gripper:
+            actions[..., -1] = 1.0 - 2.0 * actions[..., -1]
+        return actions
 
     # ----- the synchronous loop -------------------------------------------------------------------
     def select_action(self, obs: dict) -> np.ndarray:
@@ -279,6 +343,18 @@ class HumePolicy(nn.Module):
         shape = (self.config.chunk_size, self.config.max_action_dim)
         seeded = [torch.randn(shape, generator=torch.Generator().manual_seed(base + i)) for i in range(n)]
         return torch.stack(seeded)[None]
+
+    def _check_noise(self, noise: np.ndarray | torch.Tensor, n: int) -> torch.Tensor:
+        noise = torch.as_tensor(
+            np.asarray(noise, np.float32) if not isinstance(noise, torch.Tensor) else noise
+        )
+        expected = (n, self.config.chunk_size, self.config.max_action_dim)
+        if tuple(noise.shape) != expected:
+            raise ValueError(
+                f"candidate noise must be [num_candidates, chunk_size, max_action_dim] = {list(expected)}, "
+                f"got {list(noise.shape)}"
+            )
+        return noise.float()[None]
 
     def _state(self, obs: dict) -> np.ndarray:
         if STATE_KEY not in obs:

@@ -15,22 +15,49 @@ STATE_KEY = "observation.state"
 TASK_KEY = "task"
 
 
-def image_to_tensor(image: np.ndarray | Tensor, size: int) -> Tensor:
-    """uint8 [..., H, W, 3] RGB -> float32 [..., 3, size, size] in [-1, 1] (SigLIP's input range)."""
+def image_to_tensor(image: np.ndarray | Tensor, size: int, pad: bool = False) -> Tensor:
+    """uint8 [..., H, W, 3] RGB -> float32 [..., 3, size, size] in [-1, 1] (SigLIP's input range).
+
+    pad=False: a square bilinear resize with antialiasing. pad=True: pi0's and the authors'
+    resize-with-padding: the aspect ratio kept (bilinear, no antialiasing), black padding on top and
+    left.
+    """
     x = torch.as_tensor(np.asarray(image) if not isinstance(image, Tensor) else image)
     if x.dim() < 3 or x.shape[-1] != 3:
         raise ValueError(f"an image must be [..., H, W, 3] RGB, got shape {tuple(x.shape)}")
     lead = x.shape[:-3]
-    x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    if x.shape[-2:] != (size, size):
+    x = x.reshape(-1, *x.shape[-3:]).permute(0, 3, 1, 2).float() / 255.0
+    if pad:
+        x = resize_with_pad(x, size)
+    elif x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.clamp(-1.0, 1.0).reshape(*lead, 3, size, size)
+    return (x * 2.0 - 1.0).clamp(-1.0, 1.0).reshape(*lead, 3, size, size)
 
 
-def tokenize(tokenizer, texts: Sequence[str], max_len: int) -> tuple[Tensor, Tensor]:
+def resize_with_pad(x: Tensor, size: int) -> Tensor:
+    """[B, 3, H, W] in [0, 1] -> [B, 3, size, size]: scaled by the larger side (sizes rounded down),
+    bilinear without antialiasing, then padded with 0 on top and left (pi0's convention)."""
+    h, w = x.shape[-2:]
+    ratio = max(w / size, h / size)
+    rh, rw = int(h / ratio), int(w / ratio)
+    x = F.interpolate(x, size=(rh, rw), mode="bilinear", align_corners=False)
+    return F.pad(x, (size - rw, 0, size - rh, 0), value=0.0)
+
+
+def prompt(text: str, lowercase: bool = True, suffix: str = "") -> str:
+    """The instruction as the model reads it: ours stripped and lower-cased; PaliGemma-based
+    checkpoints keep it as given and end it with "\n" (suffix), once."""
+    if lowercase:
+        text = text.strip().lower()
+    return text if not suffix or text.endswith(suffix) else text + suffix
+
+
+def tokenize(
+    tokenizer, texts: Sequence[str], max_len: int, lowercase: bool = True, suffix: str = ""
+) -> tuple[Tensor, Tensor]:
     """Instructions -> ids [B, max_len] (long) and validity [B, max_len] (bool), padded on the right."""
     enc = tokenizer(
-        [t.strip().lower() for t in texts],
+        [prompt(t, lowercase, suffix) for t in texts],
         padding="max_length",
         max_length=max_len,
         truncation=True,
@@ -47,7 +74,7 @@ def pad_to(x: Tensor, width: int) -> Tensor:
     return F.pad(x, (0, width - x.shape[-1]))
 
 
-def observation_images(obs: dict, cameras: Sequence[str], size: int) -> dict[str, Tensor]:
+def observation_images(obs: dict, cameras: Sequence[str], size: int, pad: bool = False) -> dict[str, Tensor]:
     """{camera: [1, 3, size, size]} from an observation dict; a missing camera is an error naming it."""
     out = {}
     for cam in cameras:
@@ -57,5 +84,5 @@ def observation_images(obs: dict, cameras: Sequence[str], size: int) -> dict[str
             raise KeyError(
                 f"observation lacks {key!r} (the policy's cameras are {list(cameras)}; got {have})"
             )
-        out[cam] = image_to_tensor(obs[key], size)[None]
+        out[cam] = image_to_tensor(obs[key], size, pad)[None]
     return out

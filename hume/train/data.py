@@ -99,7 +99,10 @@ class TrainingData:
             frames = dataset.episode_range(k)
             self.episode_start[frames.start : frames.stop] = frames.start
             self.episode_end[frames.start : frames.stop] = frames.stop - 1
-        self.tokens, self.token_masks = tokenize(tokenizer, dataset.tasks, config.system2.max_token_len)
+        s2 = config.system2
+        self.tokens, self.token_masks = tokenize(
+            tokenizer, dataset.tasks, s2.max_token_len, s2.lowercase_instruction, s2.instruction_suffix
+        )
         self.image_size = max(config.image_size, config.system1.image_size)
         self.images = self._load_images(dataset)
         log.info(
@@ -122,7 +125,7 @@ class TrainingData:
             items = [dataset[i] for i in frames]
             for cam in self.cameras:
                 raw = np.stack([item[IMAGE_KEY.format(cam)] for item in items])
-                x = image_to_tensor(raw, self.image_size)
+                x = image_to_tensor(raw, self.image_size, self.config.resize_with_padding)
                 images[cam][frames.start : frames.stop] = (
                     ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
                 )
@@ -185,15 +188,14 @@ class TrainingData:
 
     # ----- stage batches -------------------------------------------------------------------------
     def system2_batch(self, idx: Tensor, generator: torch.Generator, augment: bool) -> dict[str, Tensor]:
-        """What `System2.forward` takes: observation, padded chunk [B, H, A], action_is_pad,
-        action_dim_mask, and the flow's noise and time drawn from `generator`."""
+        """What `System2.forward` takes: observation, padded chunk [B, H, A], action_is_pad, and the
+        flow's noise and time drawn from `generator`."""
         cfg = self.config
         batch = self.system2_inputs(idx, generator, augment)
         actions, is_pad = self.chunk(idx, cfg.chunk_size)
         actions = pad_to(actions, cfg.max_action_dim)
         batch["actions"] = actions
         batch["action_is_pad"] = is_pad
-        batch["action_dim_mask"] = torch.arange(cfg.max_action_dim) < cfg.action_dim
         batch["noise"] = torch.randn(actions.shape, generator=generator)
         batch["time"] = sample_time(len(idx), generator=generator)
         return batch
@@ -224,7 +226,7 @@ class TrainingData:
         batch["s1.is_pad"] = is_pad
 
         vh_actions, _ = self.chunk(idx, cfg.chunk_size, self.value_action)
-        batch["vh.actions"] = pad_to(vh_actions, cfg.value_head.action_dim)
+        batch["vh.actions"] = vh_actions
         batch["vh.reward"] = self.reward[idx]
         batch["vh.done"] = self.done[idx]
         batch["vh.mc_return"] = self.mc_return[idx]

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from hume.policy import HumePolicy
-from hume.policy.hume_policy import euler_steps
+from hume.policy.hume_policy import plain_sample_schedule
 from hume.policy.transforms import pad_to
 from hume.train.config import TrainConfig
 from hume.train.data import TrainingData
@@ -47,13 +47,24 @@ class System1ValueStage(nn.Module):
         )
         cache = s2.encode_prefix(prefix, prefix_mask)
         b = prefix.shape[0]
-        one = torch.ones(b, 1, device=prefix.device, dtype=batch["s2.noise"].dtype)
-        steps = euler_steps(cfg, cfg.theta2)
+        plan = {
+            k: v.to(prefix.device).expand(b)[:, None]
+            for k, v in plain_sample_schedule(cfg, cfg.theta2).items()
+        }
+        dtype = batch["s2.noise"].dtype
         chunk = s2.sample(
-            cache, batch["s2.state"], batch["s2.noise"][:, None], one, one * cfg.theta2, one, steps
+            cache,
+            batch["s2.state"],
+            batch["s2.noise"][:, None],
+            plan["t0"].to(dtype),
+            plan["dt"].to(dtype),
+            plan["steps"],
+            plan["temperature"].to(dtype),
         )
         rows = batch["s1.offset"][:, None] + torch.arange(cfg.s1_horizon, device=prefix.device)
-        start = chunk[:, 0][torch.arange(b, device=prefix.device)[:, None], rows, : cfg.action_dim]
+        # System 1 reads the padded dims too when System 2 samples them (not pinned).
+        width = cfg.system1.action_dim if not cfg.system2.pin_padded_actions else cfg.action_dim
+        start = chunk[:, 0][torch.arange(b, device=prefix.device)[:, None], rows, :width]
         return prefix, prefix_mask, pad_to(start, cfg.system1.action_dim)
 
     def forward(
