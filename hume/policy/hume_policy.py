@@ -78,6 +78,26 @@ def euler_plan(config: HumeConfig, t0: torch.Tensor, stop: float) -> dict[str, t
     return {"dt": (stop - t0) / steps, "steps": torch.full(t0.shape, steps, dtype=torch.long)}
 
 
+NETWORKS = ("system2", "value_head", "system1")
+
+
+def build_networks(config: HumeConfig, only: tuple[str, ...] = NETWORKS) -> dict[str, nn.Module]:
+    """The policy's three networks (or those named in `only`), with their shapes from `config`."""
+    builders = {
+        "system2": lambda: System2(
+            config.system2,
+            image_size=config.image_size,
+            chunk_size=config.chunk_size,
+            action_dim=config.max_action_dim,
+            state_dim=config.max_state_dim,
+            robot_action_dim=config.action_dim,
+        ),
+        "value_head": lambda: ValueQueryHead(config.value_head, config.system2.vlm_width, config.action_dim),
+        "system1": lambda: System1(config.system1),
+    }
+    return {name: builders[name]() for name in NETWORKS if name in only}
+
+
 class HumePolicy(nn.Module):
     def __init__(
         self, config: HumeConfig, stats: dict | None = None, tokenizer_dir: str | Path | None = None
@@ -86,16 +106,10 @@ class HumePolicy(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.system2 = System2(
-            config.system2,
-            image_size=config.image_size,
-            chunk_size=config.chunk_size,
-            action_dim=config.max_action_dim,
-            state_dim=config.max_state_dim,
-            robot_action_dim=config.action_dim,
-        )
-        self.value_head = ValueQueryHead(config.value_head, config.system2.vlm_width, config.action_dim)
-        self.system1 = System1(config.system1)
+        networks = build_networks(config)
+        self.system2 = networks["system2"]
+        self.value_head = networks["value_head"]
+        self.system1 = networks["system1"]
         self.normalizer = Normalizer(stats, config.state_dim, config.action_dim)
         self.tokenizer_dir = Path(tokenizer_dir or config.system2.tokenizer_path or DEFAULT_TOKENIZER_DIR)
         self.tokenizer = load_tokenizer(self.tokenizer_dir)

@@ -1,0 +1,216 @@
+"""What every checkpoint conversion shares: reading the source's tensors with a record of what was
+used, and writing our checkpoint folder only when the conversion is total.
+
+A converter maps each source tensor to one of ours (`SourceTensors.take`) or says why it is not used
+(`SourceTensors.drop`); `write_checkpoint` refuses to write while a source tensor is neither, while
+one of our tensors has no source (unless its whole network is initialised afresh), or while a shape
+differs, naming the file and the key each time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from hume.config import to_dict
+from hume.models.configuration_hume import HumeConfig
+from hume.models.paligemma_weights import CheckpointError
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "provenance.json"
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
+
+
+@dataclass
+class Conversion:
+    config: HumeConfig
+    tensors: dict[str, torch.Tensor]  # our state-dict key -> tensor, in the source's dtype
+    stats: dict  # {"observation.state": {"mean", "std"}, "action": {"mean", "std"}}
+    tokenizer_dir: Path | None  # a folder holding the source's tokenizer files
+    dropped: dict[str, str]  # source key -> why it is not used
+    fresh: tuple[str, ...] = ()  # our networks with no source ("value_head", "system1"): new weights
+    source: dict = field(default_factory=dict)  # provenance: format, path, file hashes, settings
+
+
+class SourceTensors:
+    """The tensors of a safetensors checkpoint (one file or a sharded index), read on demand."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        index = self.directory / "model.safetensors.index.json"
+        single = self.directory / "model.safetensors"
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (json.JSONDecodeError, KeyError) as e:
+                raise CheckpointError(f"{index}: not a safetensors index (no weight_map): {e}") from None
+            self.files = {key: self.directory / name for key, name in weight_map.items()}
+        elif single.is_file():
+            with safe_open(str(single), "pt") as f:
+                self.files = dict.fromkeys(f.keys(), single)
+        else:
+            raise CheckpointError(f"{self.directory}: no model.safetensors or model.safetensors.index.json")
+        self._handles: dict[Path, object] = {}
+        self.taken: set[str] = set()
+        self.dropped: dict[str, str] = {}
+
+    def keys(self) -> list[str]:
+        return sorted(self.files)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.files
+
+    def _handle(self, file: Path):
+        if file not in self._handles:
+            self._handles[file] = safe_open(str(file), "pt")
+        return self._handles[file]
+
+    def where(self, key: str) -> Path:
+        return self.files[key]
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        self._require(key)
+        return tuple(self._handle(self.files[key]).get_slice(key).get_shape())
+
+    def peek(self, key: str) -> torch.Tensor:
+        """The tensor, without marking it used (for reading sizes and comparing twins)."""
+        self._require(key)
+        return self._handle(self.files[key]).get_tensor(key)
+
+    def take(self, key: str) -> torch.Tensor:
+        tensor = self.peek(key)
+        self.taken.add(key)
+        return tensor
+
+    def drop(self, key: str, why: str) -> None:
+        self._require(key)
+        self.dropped[key] = why
+
+    def remaining(self) -> list[str]:
+        return sorted(k for k in self.files if k not in self.taken and k not in self.dropped)
+
+    def _require(self, key: str) -> None:
+        if key not in self.files:
+            raise CheckpointError(f"{self.directory}: the checkpoint has no tensor {key!r}")
+
+    def file_hashes(self) -> dict[str, str]:
+        """sha256 of every weights file (what the conversion read), for provenance."""
+        out = {}
+        for file in sorted(set(self.files.values())):
+            digest = hashlib.sha256()
+            with file.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            out[file.name] = digest.hexdigest()
+        return out
+
+
+def check_total(source: SourceTensors) -> None:
+    """Every source tensor is used or dropped with a reason; otherwise fail naming one of them."""
+    left = source.remaining()
+    if left:
+        raise CheckpointError(
+            f"{source.where(left[0])}: tensor {left[0]!r} has no place in the converted model "
+            f"({len(left)} unmapped in all; is this checkpoint of the layout the converter expects?)"
+        )
+
+
+def expected_tensors(config: HumeConfig) -> dict[str, dict[str, torch.Size]]:
+    """Our networks' state-dict shapes, per network, built on the meta device (no memory, no init)."""
+    from hume.policy.hume_policy import build_networks
+
+    with torch.device("meta"):
+        networks = build_networks(config)
+    return {name: {k: v.shape for k, v in net.state_dict().items()} for name, net in networks.items()}
+
+
+def assemble(conversion: Conversion, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The full state dict of the converted policy: the mapped tensors, plus fresh weights for the
+    networks listed in `fresh`. Shapes are checked against what the config builds."""
+    from hume.policy.hume_policy import build_networks
+
+    expected = expected_tensors(conversion.config)
+    where = conversion.source.get("path", "the source checkpoint")
+    state: dict[str, torch.Tensor] = {}
+    for name, shapes in expected.items():
+        if name in conversion.fresh:
+            continue
+        for key, shape in shapes.items():
+            ours = f"{name}.{key}"
+            if ours not in conversion.tensors:
+                raise CheckpointError(f"{where}: no source tensor for {ours!r} of the converted model")
+            tensor = conversion.tensors[ours]
+            if tensor.shape != shape:
+                raise CheckpointError(
+                    f"{where}: the tensor mapped to {ours!r} has shape {tuple(tensor.shape)}, the converted "
+                    f"config builds {tuple(shape)}"
+                )
+            state[ours] = tensor
+    unexpected = sorted(k for k in conversion.tensors if k.split(".", 1)[0] not in expected or k not in state)
+    if unexpected:
+        raise CheckpointError(f"{where}: converted tensor {unexpected[0]!r} does not exist in our model")
+    if conversion.fresh:
+        torch.manual_seed(seed)
+        networks = build_networks(conversion.config, only=conversion.fresh)
+        for name, net in networks.items():
+            state.update({f"{name}.{k}": v.detach() for k, v in net.state_dict().items()})
+    return state
+
+
+def write_checkpoint(conversion: Conversion, output: Path) -> Path:
+    """config.json + model.safetensors + stats.json + tokenizer/ + provenance.json in `output`."""
+    from hume.policy.normalize import Normalizer
+
+    config = conversion.config
+    config.validate()
+    state = assemble(conversion)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "config.json").write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    save_file(
+        {k: v.contiguous() for k, v in state.items()},
+        str(output / "model.safetensors"),
+        metadata={"format": "pt"},
+    )
+    Normalizer(conversion.stats, config.state_dim, config.action_dim).save(output)
+    if conversion.tokenizer_dir is not None:
+        target = output / "tokenizer"
+        target.mkdir(exist_ok=True)
+        copied = [n for n in TOKENIZER_FILES if (conversion.tokenizer_dir / n).is_file()]
+        if not copied:
+            raise CheckpointError(
+                f"{conversion.tokenizer_dir}: no tokenizer files ({', '.join(TOKENIZER_FILES)})"
+            )
+        for name in copied:
+            shutil.copy2(conversion.tokenizer_dir / name, target / name)
+    provenance = {
+        **conversion.source,
+        "fresh_networks": list(conversion.fresh),
+        "dropped": conversion.dropped,
+        "tensors_written": len(state),
+    }
+    (output / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+    log.info(
+        "converted %s -> %s: %d tensors, %d source tensors dropped, fresh: %s",
+        conversion.source.get("path"),
+        output,
+        len(state),
+        len(conversion.dropped),
+        list(conversion.fresh) or "none",
+    )
+    return output
