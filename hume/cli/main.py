@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "bench": "benchmarks: best-of-n, s1-tick, transport, eval-throughput, train-throughput",
     "stats": "compute normalisation statistics of a LeRobot dataset",
     "keys": "generate CURVE key pairs for non-loopback deployments",
+    "convert": "convert a released checkpoint (the authors' Hume, pi0) into ours: --from hume|pi0 SRC",
 }
 
 USAGE = "usage: hume [--log-level LEVEL] <command> [--config FILE.yaml] [--key.sub=value ...] [--help]"

@@ -1,0 +1,86 @@
+"""`hume convert --from hume|pi0 SRC --output DST`: a released checkpoint -> our checkpoint folder.
+
+DST holds config.json, model.safetensors, stats.json, tokenizer/ and provenance.json (where it came
+from, every source tensor not used and why) and loads with `HumePolicy.from_pretrained(DST)` with no
+other flag. See docs/weights.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Sequence
+
+from hume.config import ConfigError, parse_config
+
+FORMATS = ("hume", "pi0")
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig:
+    # The source's format: "hume" (the authors' released Hume checkpoints) or "pi0" (openpi PyTorch
+    # or LeRobot pi0). `--from FORMAT` on the command line.
+    source_format: str = ""
+    # The source checkpoint folder (the positional SRC).
+    source: str = ""
+    # The folder to write.
+    output: str = ""
+    # A tokenizer folder for sources that ship none (openpi's pi0 checkpoints).
+    tokenizer: str = ""
+    # Map the gripper output a -> 1 - 2a (the authors' LIBERO checkpoints predict it in [0, 1]).
+    postprocess_gripper: bool = True
+
+    def validate(self) -> None:
+        if self.source_format not in FORMATS:
+            raise ConfigError(f"--from must be one of {FORMATS}, got {self.source_format!r}")
+        if not self.source:
+            raise ConfigError(
+                "name the source checkpoint folder: hume convert --from FORMAT SRC --output DST"
+            )
+        if not self.output:
+            raise ConfigError("--output DST is required: the folder to write the converted checkpoint to")
+
+
+def _rewrite(argv: Sequence[str]) -> list[str]:
+    """`--from X` and a positional SRC -> the config's keys."""
+    out, it = [], iter(argv)
+    for arg in it:
+        if arg == "--from":
+            out.append(f"--source_format={next(it, '')}")
+        elif arg.startswith("--from="):
+            out.append("--source_format=" + arg.split("=", 1)[1])
+        elif not arg.startswith("-") and (not out or "=" in out[-1] or not out[-1].startswith("--")):
+            out.append(f"--source={arg}")
+        else:
+            out.append(arg)
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    cfg = parse_config(ConvertConfig, _rewrite(argv), prog="hume convert")
+    from pathlib import Path
+
+    from hume.convert.common import write_checkpoint
+    from hume.models.paligemma_weights import CheckpointError
+
+    source = Path(cfg.source)
+    if not source.is_dir():
+        raise ConfigError(f"source checkpoint folder not found: {source}")
+    try:
+        if cfg.source_format == "hume":
+            from hume.convert.hume_format import convert_hume
+
+            conversion = convert_hume(source, postprocess_gripper=cfg.postprocess_gripper)
+        else:
+            from hume.convert.pi0 import convert_pi0
+
+            conversion = convert_pi0(source, tokenizer_dir=Path(cfg.tokenizer) if cfg.tokenizer else None)
+        out = write_checkpoint(conversion, Path(cfg.output))
+    except (CheckpointError, ValueError) as e:
+        print(f"hume convert: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"{cfg.source_format} checkpoint {source} -> {out} ({len(conversion.dropped)} source tensors "
+        f"not used: see {out / 'provenance.json'})"
+    )
+    return 0
