@@ -11,4 +11,5 @@ BENCHMARKS: dict[str, str] = {
     "transport": "hume.bench.transport",
     "eval-throughput": "hume.bench.eval_throughput",
     "train-throughput": "hume.bench.train_throughput",
+    "full-model": "hume.bench.full_model",
 }
