@@ -74,6 +74,32 @@ def test_chunk_and_heartbeat_round_trip():
     assert decode(encode(protocol.HEARTBEAT, "s2", 1, hb)).fields == hb
 
 
+def test_chunk_with_padded_dims_round_trips_through_the_wire_codec():
+    """A converted model's System 1 reads System 2's padded action dims: they travel with the chunk."""
+    from hume.policy.chunk import Chunk
+    from hume.runtime.chunk_wire import chunk_from_wire, chunk_to_wire
+
+    rng = np.random.default_rng(1)
+    chunk = Chunk(
+        actions=rng.standard_normal((16, 7)).astype(np.float32),
+        noise_level=0.0,
+        values=np.array([0.2, 0.5], np.float32),
+        index=1,
+        padding=rng.standard_normal((16, 25)).astype(np.float32),
+    )
+    fields, arrays = chunk_to_wire(chunk)
+    back = chunk_from_wire(decode(encode(protocol.CHUNK, "s2", 0, {**chunk_fields(), **fields}, arrays)))
+    np.testing.assert_array_equal(back.model_actions, chunk.model_actions)
+    assert back.model_actions.shape == (16, 32)
+    plain = chunk_from_wire(decode(encode(protocol.CHUNK, "s2", 1, chunk_fields(), chunk_arrays())))
+    assert plain.padding is None
+    for bad in (rng.standard_normal((15, 25)), np.full((16, 25), np.nan)):
+        with pytest.raises(MessageError):
+            decode(
+                encode(protocol.CHUNK, "s2", 2, chunk_fields(), {**arrays, "padding": bad.astype(np.float32)})
+            )
+
+
 def test_header_has_version_and_array_specs():
     h = header_of(encode(protocol.CHUNK, "s2", 4, chunk_fields(), chunk_arrays()))
     assert h["v"] == protocol.PROTOCOL_VERSION

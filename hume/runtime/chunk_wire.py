@@ -1,5 +1,6 @@
 """A policy's Chunk <-> the fields and arrays of a chunk message (the selected chunk, the values of
-all candidates, the chosen index, the flow time System 2 stopped at)."""
+all candidates, the chosen index, the flow time System 2 stopped at, and System 2's padded action
+dims when System 1 reads them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ def chunk_to_wire(chunk: Chunk) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "actions": np.asarray(chunk.actions, dtype=np.float32),
         "values": np.asarray(chunk.values, dtype=np.float32).reshape(-1),
     }
+    if chunk.padding is not None:
+        arrays["padding"] = np.asarray(chunk.padding, dtype=np.float32)
     return fields, arrays
 
 
@@ -26,4 +29,5 @@ def chunk_from_wire(msg: protocol.Message) -> Chunk:
         noise_level=msg.fields["noise_level"],
         values=msg.arrays["values"],
         index=msg.fields["chosen"],
+        padding=msg.arrays.get("padding"),
     )

@@ -296,14 +296,21 @@ def check_observation_content(arrays: dict[str, np.ndarray]) -> None:
 
 def _check_chunk_layout(specs: list[Spec]) -> None:
     layout = {name: (dtype, shape) for name, dtype, shape in specs}
-    if set(layout) != {"actions", "values"}:
-        raise MessageError("bad_field", f"a chunk carries actions and values only, got {sorted(layout)}")
+    if not {"actions", "values"} <= set(layout) <= {"actions", "values", "padding"}:
+        raise MessageError(
+            "bad_field", f"a chunk carries actions, values and optionally padding, got {sorted(layout)}"
+        )
     dtype, shape = layout["actions"]
     if dtype != np.float32 or len(shape) != 2 or 0 in shape:
         raise MessageError("bad_field", "actions must be float32 [H, action_dim]")
+    horizon = shape[0]
     dtype, shape = layout["values"]
     if dtype != np.float32 or len(shape) != 1 or shape[0] == 0:
         raise MessageError("bad_field", "values must be float32 [num_candidates]")
+    if "padding" in layout:
+        dtype, pad_shape = layout["padding"]
+        if dtype != np.float32 or len(pad_shape) != 2 or pad_shape[0] != horizon:
+            raise MessageError("bad_field", "padding must be float32 [H, padded dims] with the actions' H")
 
 
 def _check_chunk_content(fields: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -314,6 +321,8 @@ def _check_chunk_content(fields: dict, arrays: dict[str, np.ndarray]) -> None:
         )
     if not np.isfinite(arrays["actions"]).all():
         raise MessageError("bad_field", "actions are not finite")
+    if "padding" in arrays and not np.isfinite(arrays["padding"]).all():
+        raise MessageError("bad_field", "padding is not finite")
     if np.isinf(values).any():  # NaN is allowed: it means "no value head"
         raise MessageError("bad_field", "values are infinite")
 
