@@ -132,12 +132,16 @@ class HumePolicy(nn.Module):
             load_paligemma(policy.system2, config.system2.paligemma_path)
         return policy.eval()
 
-    def save_pretrained(self, path: str | Path) -> None:
-        """config.json + model.safetensors + stats.json (+ the tokenizer, so the folder stands alone)."""
+    def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
+        """config.json + model.safetensors + stats.json (+ the tokenizer, so the folder stands alone).
+        `state_dict` replaces the module's own (e.g. with LoRA adapters merged in)."""
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_FILE).write_text(json.dumps(to_dict(self.config), indent=2) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {
+            k: v.detach().contiguous().cpu()
+            for k, v in (state_dict if state_dict is not None else self.state_dict()).items()
+        }
         save_file(state, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
         self.normalizer.save(directory)
         self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))

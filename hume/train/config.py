@@ -22,6 +22,16 @@ class OptimConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    # Rank of the LoRA adapters on System 2's VLM in stage system2; 0 trains the VLM in full.
+    rank: int = 0
+    alpha: float = 16.0
+    dropout: float = 0.0
+    # The VLM's linear layers that get adapters.
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     # "system2": flow matching of the VLA; "system1_value": S2 frozen, S1 cascade + Cal-QL critic,
     # actor and temperature.
@@ -63,6 +73,8 @@ class TrainConfig:
     value_action_box: bool = True
     # Run on the CPU even when an accelerator is present.
     cpu: bool = False
+    # LoRA on System 2's VLM (stage system2, starting from init_from): see hume/train/lora.py.
+    lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
 
     def validate(self) -> None:
         if self.stage not in STAGES:
@@ -79,6 +91,13 @@ class TrainConfig:
         if self.optim.lr <= 0 or self.critic_lr <= 0:
             raise ConfigError(
                 f"learning rates must be > 0, got optim.lr={self.optim.lr}, critic_lr={self.critic_lr}"
+            )
+        if self.lora.rank < 0:
+            raise ConfigError(f"lora.rank must be >= 0, got {self.lora.rank}")
+        if self.lora.rank and (self.stage != "system2" or not self.init_from):
+            raise ConfigError(
+                "lora.rank > 0 fine-tunes System 2's VLM from a checkpoint: it needs stage system2 "
+                "and init_from"
             )
         if self.optim.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from hume.policy import HumePolicy
 from hume.train.config import TrainConfig
 from hume.train.data import TrainingData
+from hume.train.lora import freeze_base
 
 
 class System2Stage(nn.Module):
@@ -19,12 +20,15 @@ class System2Stage(nn.Module):
     # Optimisers whose learning rate follows the warmup-cosine schedule (the others stay constant).
     scheduled = ("system2",)
 
-    def __init__(self, policy: HumePolicy, freeze_vision: bool):
+    def __init__(self, policy: HumePolicy, freeze_vision: bool, lora_only: bool = False):
+        """lora_only: the VLM trains through its LoRA adapters only (hume/train/lora.py)."""
         super().__init__()
         policy.requires_grad_(False).eval()
         self.system2 = policy.system2.train().requires_grad_(True)
         if freeze_vision:
             self.system2.vision_tower.requires_grad_(False).eval()
+        if lora_only:
+            freeze_base(self.system2.vlm)
 
     def batch(self, data: TrainingData, idx: Tensor, generator: torch.Generator, augment: bool) -> dict:
         return data.system2_batch(idx, generator, augment)

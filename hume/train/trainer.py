@@ -12,6 +12,7 @@ training resumed from step s repeats, step for step, the losses of a run that ne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from hume.data.reader import LeRobotDataset
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
 from hume.policy.normalize import ACTION
+from hume.train import lora
 from hume.train.checkpoint import (
     STATE_FILE,
     latest_checkpoint,
@@ -75,14 +77,26 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
     """The policy to train: from the checkpoint being resumed, else from init_from, else fresh
     from the model config with the dataset's normalisation statistics."""
     if resume_from is not None:
-        return HumePolicy.from_pretrained(resume_from)
+        policy = HumePolicy.from_pretrained(resume_from)
+        if cfg.lora.rank:
+            lora.add_adapters(policy, cfg.lora)
+            lora.restore(policy, resume_from, Path(cfg.init_from))
+        return policy
     stats = dataset_stats(dataset)
     if cfg.init_from:
         log.info("starting from %s (its normalisation statistics are kept)", cfg.init_from)
         policy = HumePolicy.from_pretrained(cfg.init_from)
     else:
         policy = HumePolicy.from_config(load_model_config(cfg.model), stats)
-    if cfg.stage == "system1_value":  # the value head is trained from here on
+    if cfg.lora.rank:
+        lora.add_adapters(policy, cfg.lora)
+    if cfg.stage == "system1_value":
+        # A checkpoint that ran as System 2 alone (a converted pi0) becomes a full Hume here: this
+        # stage trains System 1 and the value head, and the saved policy uses them.
+        if not (policy.config.use_system1 and policy.config.use_value_head):
+            log.info("switching System 1 and the value head on: this stage trains them")
+            policy.config = dataclasses.replace(policy.config, use_system1=True, use_value_head=True)
+        # the value head is trained from here on
         action = stats[ACTION]
         if not cfg.value_action_box:
             policy.normalizer.clear_value_box()
@@ -93,7 +107,7 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
 
 def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1ValueStage:
     if cfg.stage == "system2":
-        return System2Stage(policy, cfg.freeze_vision)
+        return System2Stage(policy, cfg.freeze_vision, lora_only=cfg.lora.rank > 0)
     return System1ValueStage(policy)
 
 
@@ -226,7 +240,10 @@ def _save(
     path = step_dir(output, step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        policy.save_pretrained(path)
+        if cfg.lora.rank:
+            lora.save(policy, path)
+        else:
+            policy.save_pretrained(path)
         save_training_state(path, optimizers, step, cfg.stage, to_dict(cfg))
     accelerator.wait_for_everyone()
     return path
