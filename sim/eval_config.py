@@ -22,6 +22,10 @@ class PolicyConfig:
     use_system1: bool | None = None
     use_value_head: bool | None = None
     num_candidates: int = 0
+    # Where the policy runs: "cpu" or "cuda" (a full-size model wants a GPU), and its dtype
+    # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
+    device: str = "cpu"
+    dtype: str = "float32"
 
     def overrides(self) -> dict:
         """The HumeConfig fields these switches replace (HumePolicy.from_pretrained keywords)."""
@@ -100,6 +104,11 @@ class EvalConfig:
             raise ConfigError(
                 "policy.num_candidates must be >= 1 (or 0: the checkpoint's), "
                 f"got {self.policy.num_candidates}"
+            )
+        if self.policy.device not in ("cpu", "cuda") or self.policy.dtype not in ("float32", "bfloat16"):
+            raise ConfigError(
+                f"policy.device must be cpu or cuda and policy.dtype float32 or bfloat16, got "
+                f"{self.policy.device!r} / {self.policy.dtype!r}"
             )
         if self.policy.type != "hume" and self.policy.overrides():
             raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")

@@ -145,6 +145,10 @@ def make_policy(cfg: EvalConfig):
 
     check_checkpoint(cfg.policy.checkpoint)
     policy = HumePolicy.from_pretrained(cfg.policy.checkpoint, **cfg.policy.overrides())
+    if (cfg.policy.device, cfg.policy.dtype) != ("cpu", "float32"):
+        import torch
+
+        policy = policy.to(cfg.policy.device, getattr(torch, cfg.policy.dtype))
     if cfg.mode == "async":
         from sim.latency import LatencyModel, VirtualClockPolicy
 
