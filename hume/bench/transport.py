@@ -12,7 +12,8 @@
   floor_header  the same with only the header of a shared-memory observation (what `ours`
           sends through the socket): the least any ZeroMQ round trip costs here
 
-Payload: two 224² RGB uint8 images, a float32 [8] state and an instruction; the answer is a
+Payload: `cameras` RGB uint8 images (default two 224², `image_width` for non-square ones, e.g. 480×640),
+a float32 [8] state and an instruction; the answer is a
 float32 [16, 7] chunk with 5 candidate values. Every server runs in its own process and does no
 model work (hume/bench/echo.py answers at once), so only messaging is timed. Round trips are
 interleaved (ours, ours_frames, openpi, floor, floor_header, ours, ...) so that load from elsewhere
@@ -46,8 +47,11 @@ class Config:
     # Timed round trips per transport (after `warmup` untimed ones).
     round_trips: int = 1000
     warmup: int = 50
-    # Image side (square RGB uint8, two cameras).
+    # Image height (RGB uint8); width too unless image_width is set.
     image_size: int = 224
+    image_width: int = 0
+    # Cameras in each observation: agentview, wrist, then camera2, camera3, ...
+    cameras: int = 2
     # ZeroMQ endpoints for ours and the floor: tcp (127.0.0.1, as openpi's websocket) or ipc.
     endpoint: str = "tcp"
     # Seconds a single round trip may take before the run fails.
@@ -58,8 +62,10 @@ class Config:
     output: str = ""
 
     def validate(self) -> None:
-        if self.round_trips < 1 or self.warmup < 0 or self.image_size < 1:
-            raise ConfigError("round_trips and image_size must be >= 1, warmup >= 0")
+        if self.round_trips < 1 or self.warmup < 0 or self.image_size < 1 or self.cameras < 1:
+            raise ConfigError("round_trips, image_size and cameras must be >= 1, warmup >= 0")
+        if self.image_width < 0:
+            raise ConfigError(f"image_width must be >= 0 (0: square images), got {self.image_width}")
         if self.endpoint not in ("tcp", "ipc"):
             raise ConfigError(f"endpoint must be tcp or ipc, got {self.endpoint!r}")
 
@@ -67,15 +73,16 @@ class Config:
         return dataclasses.replace(self, round_trips=50, warmup=5) if self.smoke else self
 
 
-def payload(image_size: int) -> dict:
+def camera_names(cameras: int) -> list[str]:
+    return ["agentview", "wrist", *(f"camera{i}" for i in range(2, cameras))][:cameras]
+
+
+def payload(image_size: int, cameras: int = 2, image_width: int = 0) -> dict:
     """The observation every transport carries, in our keys (docs/architecture.md)."""
     rng = np.random.default_rng(0)
-    return {
-        "observation.images.agentview": rng.integers(0, 256, (image_size, image_size, 3), np.uint8),
-        "observation.images.wrist": rng.integers(0, 256, (image_size, image_size, 3), np.uint8),
-        "observation.state": rng.standard_normal(8).astype(np.float32),
-        "task": TASK,
-    }
+    shape = (image_size, image_width or image_size, 3)
+    obs = {f"observation.images.{c}": rng.integers(0, 256, shape, np.uint8) for c in camera_names(cameras)}
+    return {**obs, "observation.state": rng.standard_normal(8).astype(np.float32), "task": TASK}
 
 
 def _free_tcp_endpoint() -> str:
@@ -163,12 +170,14 @@ class OpenpiClient:
         from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
         self.policy = WebsocketClientPolicy("127.0.0.1", port)
-        self.obs = {
-            "observation/image": obs["observation.images.agentview"],
-            "observation/wrist_image": obs["observation.images.wrist"],
-            "observation/state": obs["observation.state"],
-            "prompt": obs["task"],
+        # openpi's LIBERO keys where they exist; the server takes ours for further cameras.
+        renamed = {
+            "observation.images.agentview": "observation/image",
+            "observation.images.wrist": "observation/wrist_image",
+            "observation.state": "observation/state",
+            "task": "prompt",
         }
+        self.obs = {renamed.get(k, k): v for k, v in obs.items()}
 
     def round_trip(self) -> None:
         reply = self.policy.infer(self.obs)
@@ -242,7 +251,7 @@ def run(cfg: Config) -> dict:
     from hume.bench import echo
 
     cfg = cfg.effective()
-    obs = payload(cfg.image_size)
+    obs = payload(cfg.image_size, cfg.cameras, cfg.image_width)
     obs_frames, header_frames, chunk_frames = _wire_bytes(obs)
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="hume-transport-") as tmp, ExitStack() as stack:
@@ -278,6 +287,8 @@ def run(cfg: Config) -> dict:
         "benchmark": "transport",
         "endpoint": cfg.endpoint,
         "round_trips": cfg.round_trips,
+        "cameras": cfg.cameras,
+        "image_shape": list(obs["observation.images.agentview"].shape),
         "shared_memory": shm.available(),
         "observation_bytes": sum(len(f) for f in obs_frames),
         "chunk_bytes": sum(len(f) for f in chunk_frames),
