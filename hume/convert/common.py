@@ -45,6 +45,7 @@ class Conversion:
     dropped: dict[str, str]  # source key -> why it is not used
     fresh: tuple[str, ...] = ()  # our networks with no source ("value_head", "system1"): new weights
     source: dict = field(default_factory=dict)  # provenance: format, path, file hashes, settings
+    origins: dict[str, str] = field(default_factory=dict)  # our key -> the source key it came from
 
 
 class SourceTensors:
@@ -120,6 +121,24 @@ class SourceTensors:
         return out
 
 
+class Mapped(dict):
+    """Our key -> tensor, remembering which source tensor each came from (for error messages)."""
+
+    def __init__(self, source: SourceTensors):
+        super().__init__()
+        self.source = source
+        self.origins: dict[str, str] = {}
+
+    def take(self, ours: str, theirs: str) -> None:
+        self[ours] = self.source.take(theirs)
+        self.origins[ours] = theirs
+
+    def put(self, ours: str, tensor: torch.Tensor, theirs: str) -> None:
+        """A tensor computed from source tensors (theirs names one of them)."""
+        self[ours] = tensor
+        self.origins[ours] = theirs
+
+
 def check_total(source: SourceTensors) -> None:
     """Every source tensor is used or dropped with a reason; otherwise fail naming one of them."""
     left = source.remaining()
@@ -146,6 +165,15 @@ def assemble(conversion: Conversion, seed: int = 0) -> dict[str, torch.Tensor]:
 
     expected = expected_tensors(conversion.config)
     where = conversion.source.get("path", "the source checkpoint")
+
+    def named(ours: str) -> str:
+        theirs = conversion.origins.get(ours)
+        return (
+            f"{where}: tensor {theirs!r} (-> {ours!r})"
+            if theirs
+            else f"{where}: the tensor mapped to {ours!r}"
+        )
+
     state: dict[str, torch.Tensor] = {}
     for name, shapes in expected.items():
         if name in conversion.fresh:
@@ -157,8 +185,8 @@ def assemble(conversion: Conversion, seed: int = 0) -> dict[str, torch.Tensor]:
             tensor = conversion.tensors[ours]
             if tensor.shape != shape:
                 raise CheckpointError(
-                    f"{where}: the tensor mapped to {ours!r} has shape {tuple(tensor.shape)}, the converted "
-                    f"config builds {tuple(shape)}"
+                    f"{named(ours)} has shape {tuple(tensor.shape)}, the converted config builds "
+                    f"{tuple(shape)}"
                 )
             state[ours] = tensor
     unexpected = sorted(k for k in conversion.tensors if k.split(".", 1)[0] not in expected or k not in state)

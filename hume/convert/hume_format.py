@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hume.convert.common import Conversion, SourceTensors, check_total
+from hume.convert.common import Conversion, Mapped, SourceTensors, check_total
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
 from hume.models.configuration_system2 import System2Config
@@ -287,25 +287,25 @@ def _embedding_key(source: SourceTensors) -> str:
     )
 
 
-def _map_system2(source: SourceTensors, out: dict[str, torch.Tensor]) -> None:
+def _map_system2(source: SourceTensors, out: Mapped) -> None:
     vision = f"{PALIGEMMA}vision_tower.vision_model."
     for key in source.keys():
         if key.startswith(vision):
-            out["system2.vision_tower." + key[len(vision) :]] = source.take(key)
+            out.take("system2.vision_tower." + key[len(vision) :], key)
         elif key.startswith(f"{PALIGEMMA}multi_modal_projector.linear."):
-            out["system2.multi_modal_projector." + key.rsplit(".", 1)[1]] = source.take(key)
+            out.take("system2.multi_modal_projector." + key.rsplit(".", 1)[1], key)
         elif key.startswith(f"{PALIGEMMA}language_model.model.layers.") or key == (
             f"{PALIGEMMA}language_model.model.norm.weight"
         ):
-            out["system2.vlm." + key[len(f"{PALIGEMMA}language_model.model.") :]] = source.take(key)
+            out.take("system2.vlm." + key[len(f"{PALIGEMMA}language_model.model.") :], key)
         elif key.startswith(f"{EXPERT}model.layers.") or key == f"{EXPERT}model.norm.weight":
-            out["system2.expert." + key[len(f"{EXPERT}model.") :]] = source.take(key)
+            out.take("system2.expert." + key[len(f"{EXPERT}model.") :], key)
     # The token embedding is tied to the language-model head: whichever copy was saved is it.
     embed, head = (
         f"{PALIGEMMA}language_model.model.embed_tokens.weight",
         f"{PALIGEMMA}language_model.lm_head.weight",
     )
-    out["system2.vlm.embed_tokens.weight"] = source.take(_embedding_key(source))
+    out.take("system2.vlm.embed_tokens.weight", _embedding_key(source))
     if embed in source and head in source:
         if not torch.equal(source.peek(embed), source.peek(head)):
             raise CheckpointError(f"{source.where(head)}: {head!r} is not tied to {embed!r}; ours ties them")
@@ -314,7 +314,7 @@ def _map_system2(source: SourceTensors, out: dict[str, torch.Tensor]) -> None:
         )
     for name in PROJECTIONS:
         for part in ("weight", "bias"):
-            out[f"system2.{name}.{part}"] = source.take(f"{S2}{name}.{part}")
+            out.take(f"system2.{name}.{part}", f"{S2}{name}.{part}")
     for key in source.keys():
         if key.startswith(EXPERT) and ("embed_tokens" in key or "lm_head" in key):
             source.drop(
@@ -322,36 +322,34 @@ def _map_system2(source: SourceTensors, out: dict[str, torch.Tensor]) -> None:
             )
 
 
-def _map_system1(source: SourceTensors, out: dict[str, torch.Tensor]) -> None:
+def _map_system1(source: SourceTensors, out: Mapped) -> None:
     vision = f"{S1_EXPERT}vision_tower."
     for key in source.keys():
         if key.startswith(vision):
             ours = key[len(vision) :]
             for old, new in DINOV2_RENAMES:
                 ours = ours.replace(old, new)
-            out["system1.vision_encoder." + ours] = source.take(key)
+            out.take("system1.vision_encoder." + ours, key)
         elif key.startswith(f"{S1_EXPERT}multi_modal_projector."):
-            out["system1.vision_proj." + key.rsplit(".", 1)[1]] = source.take(key)
+            out.take("system1.vision_proj." + key.rsplit(".", 1)[1], key)
         elif key.startswith(f"{S1_EXPERT}gemma_expert.model.layers.") or key == (
             f"{S1_EXPERT}gemma_expert.model.norm.weight"
         ):
-            out["system1.trunk." + key[len(f"{S1_EXPERT}gemma_expert.model.") :]] = source.take(key)
+            out.take("system1.trunk." + key[len(f"{S1_EXPERT}gemma_expert.model.") :], key)
         elif key.startswith(f"{S1_EXPERT}gemma_expert.") and ("embed_tokens" in key or "lm_head" in key):
             source.drop(
                 key, "System 1's trunk is fed embeddings; it has no use for a token embedding or head"
             )
     for theirs, ours in S1_PROJECTIONS.items():
         for part in ("weight", "bias"):
-            out[f"system1.{ours}.{part}"] = source.take(f"{S1}{theirs}.{part}")
+            out.take(f"system1.{ours}.{part}", f"{S1}{theirs}.{part}")
 
 
-def _map_value_head(
-    source: SourceTensors, config: ValueQueryHeadConfig, out: dict[str, torch.Tensor]
-) -> None:
-    out["value_head.query"] = source.take(f"{VQH}query_embedding")
+def _map_value_head(source: SourceTensors, config: ValueQueryHeadConfig, out: Mapped) -> None:
+    out.take("value_head.query", f"{VQH}query_embedding")
     for key in source.keys():
         if key.startswith(f"{VQH_GEMMA}model.layers.") or key == f"{VQH_GEMMA}model.norm.weight":
-            out["value_head.encoder." + key[len(f"{VQH_GEMMA}model.") :]] = source.take(key)
+            out.take("value_head.encoder." + key[len(f"{VQH_GEMMA}model.") :], key)
         elif key.startswith(VQH_GEMMA) and ("embed_tokens" in key or "lm_head" in key):
             source.drop(
                 key, "the value-query backbone is fed System 2's embeddings; its token embedding is unused"
@@ -362,32 +360,31 @@ def _map_value_head(
     for group in ("critics", "target_critics"):
         # Their critics share one output layer: each of ours gets a copy (same outputs, and they stay
         # independent if trained further).
-        head_w = source.take(f"{CALQL}{group}.output_layer.weight")
-        head_b = source.take(f"{CALQL}{group}.output_layer.bias")
+        head = {part: f"{CALQL}{group}.output_layer.{part}" for part in ("weight", "bias")}
+        shared = {part: source.take(key) for part, key in head.items()}
         for i in range(config.num_critics):
             for layer in range(depth):
                 for part in ("weight", "bias"):
-                    out[f"value_head.{group}.{i}.{2 * layer}.{part}"] = source.take(
-                        f"{CALQL}{group}.networks.{i}.layers.{2 * layer}.{part}"
+                    out.take(
+                        f"value_head.{group}.{i}.{2 * layer}.{part}",
+                        f"{CALQL}{group}.networks.{i}.layers.{2 * layer}.{part}",
                     )
-            out[f"value_head.{group}.{i}.{2 * depth}.weight"] = head_w.clone()
-            out[f"value_head.{group}.{i}.{2 * depth}.bias"] = head_b.clone()
+            for part in ("weight", "bias"):
+                out.put(f"value_head.{group}.{i}.{2 * depth}.{part}", shared[part].clone(), head[part])
     actor_depth = len(config.actor_hidden)
     for layer in range(actor_depth):
         for part in ("weight", "bias"):
-            out[f"value_head.actor.net.{2 * layer}.{part}"] = source.take(
-                f"{CALQL}policy.network.layers.{2 * layer}.{part}"
+            out.take(
+                f"value_head.actor.net.{2 * layer}.{part}", f"{CALQL}policy.network.layers.{2 * layer}.{part}"
             )
     # Their actor has separate mean and log-std layers; ours one layer whose outputs split in two
     # (mean first).
     for part in ("weight", "bias"):
-        mean, log_std = (
-            source.take(f"{CALQL}policy.mean_layer.{part}"),
-            source.take(f"{CALQL}policy.std_layer.{part}"),
-        )
-        out[f"value_head.actor.net.{2 * actor_depth}.{part}"] = torch.cat([mean, log_std], 0)
-    multiplier = source.take(f"{CALQL}temperature.multiplier").float()
-    out["value_head.log_alpha"] = torch.log(F.softplus(multiplier))
+        mean_key = f"{CALQL}policy.mean_layer.{part}"
+        mean, log_std = source.take(mean_key), source.take(f"{CALQL}policy.std_layer.{part}")
+        out.put(f"value_head.actor.net.{2 * actor_depth}.{part}", torch.cat([mean, log_std], 0), mean_key)
+    temperature = f"{CALQL}temperature.multiplier"
+    out.put("value_head.log_alpha", torch.log(F.softplus(source.take(temperature).float())), temperature)
 
 
 def _map_stats(source: SourceTensors, raw: dict) -> dict:
@@ -424,7 +421,7 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True) -> Conversi
     raw = _read_config(source_dir)
     source = SourceTensors(source_dir)
     config = build_config(raw, source, source_dir / "config.json", postprocess_gripper)
-    tensors: dict[str, torch.Tensor] = {}
+    tensors = Mapped(source)
     _map_system2(source, tensors)
     _map_system1(source, tensors)
     _map_value_head(source, config.value_head, tensors)
@@ -437,7 +434,8 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True) -> Conversi
         raise CheckpointError(f"{source_dir}: no tokenizer files (tokenizer.json or tokenizer.model)")
     return Conversion(
         config=config,
-        tensors=tensors,
+        tensors=dict(tensors),
+        origins=tensors.origins,
         stats=stats,
         tokenizer_dir=tokenizer,
         dropped=dict(source.dropped),
