@@ -29,6 +29,18 @@ class ConvertConfig:
     tokenizer: str = ""
     # Map the gripper output a -> 1 - 2a (the authors' LIBERO checkpoints predict it in [0, 1]).
     postprocess_gripper: bool = True
+    # pi0 only. Which assets/<asset_id>/norm_stats.json of an openpi checkpoint to use.
+    asset_id: str = ""
+    # Source camera -> ours, e.g. "base_0_rgb=agentview,left_wrist_0_rgb=wrist,right_wrist_0_rgb="
+    # (empty: leave the slot out). Default: LIBERO's names mapped to ours.
+    cameras: str = ""
+    # The action horizon when the source does not state it (openpi training checkpoints); 0 = its own.
+    chunk_size: int = 0
+    # Control steps between two System-2 calls; 0 = the source's (openpi LIBERO: 5).
+    replan_steps: int = 0
+    # A model config (YAML) whose value-head and System-1 sizes the fresh networks take
+    # (default configs/model/full.yaml).
+    fresh_config: str = ""
 
     def validate(self) -> None:
         if self.source_format not in FORMATS:
@@ -67,14 +79,24 @@ def main(argv: Sequence[str]) -> int:
     if not source.is_dir():
         raise ConfigError(f"source checkpoint folder not found: {source}")
     try:
+        from hume.convert.pi0 import parse_camera_map
+
+        pi0_options = dict(
+            tokenizer_dir=Path(cfg.tokenizer) if cfg.tokenizer else None,
+            asset_id=cfg.asset_id or None,
+            cameras=parse_camera_map(cfg.cameras) if cfg.cameras else None,
+            chunk_size=cfg.chunk_size or None,
+            replan_steps=cfg.replan_steps or None,
+            fresh_config=cfg.fresh_config or None,
+        )
         if cfg.source_format == "hume":
             from hume.convert.hume_format import convert_hume
 
-            conversion = convert_hume(source, postprocess_gripper=cfg.postprocess_gripper)
+            conversion = convert_hume(source, postprocess_gripper=cfg.postprocess_gripper, **pi0_options)
         else:
             from hume.convert.pi0 import convert_pi0
 
-            conversion = convert_pi0(source, tokenizer_dir=Path(cfg.tokenizer) if cfg.tokenizer else None)
+            conversion = convert_pi0(source, **pi0_options)
         out = write_checkpoint(conversion, Path(cfg.output))
     except (CheckpointError, ValueError) as e:
         print(f"hume convert: {e}", file=sys.stderr)

@@ -158,23 +158,19 @@ def expected_tensors(config: HumeConfig) -> dict[str, dict[str, torch.Size]]:
     return {name: {k: v.shape for k, v in net.state_dict().items()} for name, net in networks.items()}
 
 
-def assemble(conversion: Conversion, seed: int = 0) -> dict[str, torch.Tensor]:
-    """The full state dict of the converted policy: the mapped tensors, plus fresh weights for the
-    networks listed in `fresh`. Shapes are checked against what the config builds."""
-    from hume.policy.hume_policy import build_networks
-
+def check_shapes(conversion: Conversion, source: SourceTensors | None = None) -> None:
+    """Every tensor the config builds (outside the fresh networks) has a source of the right shape,
+    and nothing was mapped to a tensor we lack; errors name the source file and key."""
     expected = expected_tensors(conversion.config)
-    where = conversion.source.get("path", "the source checkpoint")
+    where = str(conversion.source.get("path", "the source checkpoint"))
 
     def named(ours: str) -> str:
         theirs = conversion.origins.get(ours)
-        return (
-            f"{where}: tensor {theirs!r} (-> {ours!r})"
-            if theirs
-            else f"{where}: the tensor mapped to {ours!r}"
-        )
+        if theirs is None:
+            return f"{where}: the tensor mapped to {ours!r}"
+        file = source.where(theirs) if source is not None and theirs in source else where
+        return f"{file}: tensor {theirs!r}"
 
-    state: dict[str, torch.Tensor] = {}
     for name, shapes in expected.items():
         if name in conversion.fresh:
             continue
@@ -185,13 +181,22 @@ def assemble(conversion: Conversion, seed: int = 0) -> dict[str, torch.Tensor]:
             tensor = conversion.tensors[ours]
             if tensor.shape != shape:
                 raise CheckpointError(
-                    f"{named(ours)} has shape {tuple(tensor.shape)}, the converted config builds "
-                    f"{tuple(shape)}"
+                    f"{named(ours)} has shape {tuple(tensor.shape)}, the converted config's {ours} needs "
+                    f"{tuple(shape)} (sizes read off the rest of the checkpoint)"
                 )
-            state[ours] = tensor
-    unexpected = sorted(k for k in conversion.tensors if k.split(".", 1)[0] not in expected or k not in state)
-    if unexpected:
-        raise CheckpointError(f"{where}: converted tensor {unexpected[0]!r} does not exist in our model")
+    for ours in conversion.tensors:
+        name, _, key = ours.partition(".")
+        if name in conversion.fresh or key not in expected.get(name, {}):
+            raise CheckpointError(f"{named(ours)} maps to {ours!r}, which the converted model lacks")
+
+
+def assemble(conversion: Conversion, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The full state dict of the converted policy: the mapped tensors (shapes checked against what
+    the config builds), plus fresh weights for the networks listed in `fresh`."""
+    from hume.policy.hume_policy import build_networks
+
+    check_shapes(conversion)
+    state = dict(conversion.tensors)
     if conversion.fresh:
         torch.manual_seed(seed)
         networks = build_networks(conversion.config, only=conversion.fresh)

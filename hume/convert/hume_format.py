@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from hume.convert.common import Conversion, Mapped, SourceTensors, check_total
+from hume.convert.common import Conversion, Mapped, SourceTensors, check_shapes, check_total
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
 from hume.models.configuration_system2 import System2Config
@@ -415,9 +415,19 @@ def _map_stats(source: SourceTensors, raw: dict) -> dict:
     return stats
 
 
-def convert_hume(source_dir: Path, postprocess_gripper: bool = True) -> Conversion:
-    """Read the authors' checkpoint folder into a Conversion (see `write_checkpoint`)."""
+def convert_hume(source_dir: Path, postprocess_gripper: bool = True, **pi0_options) -> Conversion:
+    """Read the authors' checkpoint folder into a Conversion (see `write_checkpoint`). Their
+    System-2-only checkpoints (type "system2") go through the π0 converter with `pi0_options`."""
     source_dir = Path(source_dir)
+    config_file = source_dir / "config.json"
+    if config_file.is_file() and '"system2"' in config_file.read_text():
+        kind = json.loads(config_file.read_text()).get("type")
+        if kind == "system2":
+            # Their System-2-only release (Hume-System2) is a π0 in their System2Policy's layout.
+            from hume.convert.pi0 import convert_pi0
+
+            log.info("%s is a System-2-only checkpoint: converting it as a π0", source_dir)
+            return convert_pi0(source_dir, **pi0_options)
     raw = _read_config(source_dir)
     source = SourceTensors(source_dir)
     config = build_config(raw, source, source_dir / "config.json", postprocess_gripper)
@@ -432,7 +442,7 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True) -> Conversi
     )
     if tokenizer is None:
         raise CheckpointError(f"{source_dir}: no tokenizer files (tokenizer.json or tokenizer.model)")
-    return Conversion(
+    conversion = Conversion(
         config=config,
         tensors=dict(tensors),
         origins=tensors.origins,
@@ -451,3 +461,5 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True) -> Conversi
             "dtypes": sorted({str(t.dtype) for t in tensors.values()}),
         },
     )
+    check_shapes(conversion, source)
+    return conversion

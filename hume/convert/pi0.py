@@ -44,7 +44,7 @@ from pathlib import Path
 import torch
 
 from hume.config import parse_config
-from hume.convert.common import TOKENIZER_FILES, Conversion, SourceTensors, check_total, expected_tensors
+from hume.convert.common import TOKENIZER_FILES, Conversion, SourceTensors, check_shapes, check_total
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system2 import System2Config
 from hume.models.paligemma_weights import CheckpointError
@@ -192,7 +192,6 @@ def convert_pi0(
     check_total(tensors)
     system2, image_size = _system2_config(tensors, root, layout, settings)
     config = _hume_config(system2, image_size, tensors, root, settings, _fresh_sizes(fresh_config))
-    _check_shapes(config, mapped, origin, tensors)
     tokenizer = _tokenizer(tokenizer_dir, settings.tokenizer_dirs, system2.vocab_size, source)
     log.info(
         "pi0 (%s, %s): %d tensors mapped, %d dropped, chunk %d, cameras %s",
@@ -203,9 +202,10 @@ def convert_pi0(
         settings.chunk_size,
         list(config.cameras),
     )
-    return Conversion(
+    conversion = Conversion(
         config=config,
         tensors=mapped,
+        origins=origin,
         stats=settings.stats,
         tokenizer_dir=tokenizer,
         dropped=dict(tensors.dropped),
@@ -221,6 +221,8 @@ def convert_pi0(
             **settings.provenance,
         },
     )
+    check_shapes(conversion, tensors)
+    return conversion
 
 
 def parse_camera_map(text: str) -> dict[str, str]:
@@ -258,7 +260,8 @@ def _refuse_unsupported(source: Path) -> None:
         )
     if kind == "hume":
         raise CheckpointError(f"{source / 'config.json'}: a Hume checkpoint; use --from hume")
-    if kind not in (None, "pi0"):
+    # "system2": the authors' Hume-System2 release, a π0 saved as their System2Policy (LeRobot layout).
+    if kind not in (None, "pi0", "system2"):
         raise CheckpointError(f"{source / 'config.json'}: type {kind!r} is not a π0 policy")
     for key in ("paligemma_variant", "action_expert_variant"):
         if "pi05" in str(config.get(key, "")):
@@ -530,27 +533,6 @@ def _hume_config(
     )
     config.validate()
     return config
-
-
-def _check_shapes(
-    config: HumeConfig, mapped: dict[str, torch.Tensor], origin: dict[str, str], tensors: SourceTensors
-) -> None:
-    """Every mapped tensor has the shape the converted config builds; else name the file and the key."""
-    expected = {f"system2.{k}": v for k, v in expected_tensors(config)["system2"].items()}
-    for ours, tensor in mapped.items():
-        key = origin[ours]
-        if ours not in expected:
-            raise CheckpointError(
-                f"{tensors.where(key)}: tensor {key!r} maps to {ours!r}, which System 2 lacks"
-            )
-        if tuple(tensor.shape) != tuple(expected[ours]):
-            raise CheckpointError(
-                f"{tensors.where(key)}: tensor {key!r} has shape {tuple(tensor.shape)}, System 2's {ours} "
-                f"needs {tuple(expected[ours])} (sizes read off the rest of the checkpoint)"
-            )
-    missing = sorted(set(expected) - set(mapped))
-    if missing:
-        raise CheckpointError(f"{tensors.directory}: no source tensor for System 2's {missing[0]!r}")
 
 
 # ----- openpi -------------------------------------------------------------------------------------
