@@ -223,3 +223,15 @@ def test_fresh_networks_default_to_the_full_sizes(tmp_path):
         13,
         ("agentview", "wrist"),
     )
+
+
+def test_the_authors_system2_release_converts_through_from_hume(tmp_path):
+    """Hume-System2 is a π0 saved by their System2Policy (LeRobot layout, type "system2")."""
+    from hume.convert.hume_format import convert_hume
+
+    ckpt = write_pi0(tmp_path / "src", "lerobot_old")
+    config = json.loads((ckpt.path / "config.json").read_text())
+    (ckpt.path / "config.json").write_text(json.dumps({**config, "type": "system2"}))
+    conversion = convert_hume(ckpt.path, tokenizer_dir=TOKENIZER_DIR, fresh_config=FRESH)
+    assert conversion.source["format"] == "pi0" and conversion.fresh == ("value_head", "system1")
+    assert not conversion.config.use_system1 and not conversion.config.use_value_head

@@ -627,7 +627,7 @@ def _lerobot_settings(
     if not path.is_file():
         raise CheckpointError(f"{source}: no config.json (a LeRobot pi0 policy folder has one)")
     config = _read_json(path)
-    if config.get("type") != "pi0":
+    if config.get("type") not in ("pi0", "system2"):  # system2: the authors' Hume-System2 release
         raise CheckpointError(f"{path}: type is {config.get('type')!r}, not 'pi0'")
     _refuse_lerobot_options(config, path)
     chunk = int(_need(config, "chunk_size", path))
