@@ -20,7 +20,11 @@ import zmq.auth
 
 
 def generate_keys(folder: str | Path, force: bool = False) -> list[Path]:
-    """Create a server and a client key pair; refuses to overwrite existing keys unless `force`."""
+    """Create a server and a client key pair; refuses to overwrite existing keys unless `force`.
+
+    Modes are set explicitly, whatever the umask: the folders 0700 (whoever can add a file to
+    authorized/ can connect), public keys 0644, secret keys 0600.
+    """
     folder = Path(folder)
     names = ["server.key", "server.key_secret", "client.key", "client.key_secret"]
     existing = [folder / n for n in names if (folder / n).exists()]
@@ -31,8 +35,12 @@ def generate_keys(folder: str | Path, force: bool = False) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     authorized = folder / "authorized"
     authorized.mkdir(exist_ok=True)
+    for path in (folder, authorized):
+        os.chmod(path, 0o700)
     for name in ("server", "client"):
         public, secret = zmq.auth.create_certificates(str(folder), name)
+        os.chmod(public, 0o644)
         os.chmod(secret, 0o600)
     shutil.copy(folder / "client.key", authorized / "client.key")
+    os.chmod(authorized / "client.key", 0o644)
     return [folder / n for n in names] + [authorized / "client.key"]

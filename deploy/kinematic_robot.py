@@ -10,6 +10,9 @@ import numpy as np
 
 # LIBERO's OSC controller moves about this far per unit action per step.
 METRES_PER_UNIT = 0.05
+# This robot takes actions in [-1, 1] (eef deltas, gripper) like LIBERO's controller, and, unlike
+# it, changes its commanded motion by at most this much per step: an arm with finite acceleration.
+MAX_DELTA = 0.5
 
 
 class KinematicRobot:
@@ -22,6 +25,9 @@ class KinematicRobot:
         self.steps = 0
         self.pose = np.zeros(6, dtype=np.float32)
         self.gripper = -1.0
+
+    def action_envelope(self) -> dict:
+        return {"low": [-1.0] * 6, "high": [1.0] * 6, "max_delta": [MAX_DELTA] * 6, "gripper": [-1.0, 1.0]}
 
     def reset(self, episode: int) -> None:
         self.pose = np.concatenate([self.rng.uniform(-0.1, 0.1, 3), np.zeros(3)]).astype(np.float32)

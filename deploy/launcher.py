@@ -4,8 +4,10 @@ Order: start System 2, wait for its ready heartbeat; start System 1 (it owns the
 the episodes); the handshake is complete when System 2 reports System 1 connected. When System
 1 exits, System 2 gets SIGTERM. A System 2 that dies mid-run is restarted (at most
 `system2_restarts` times) while System 1 holds the robot. On Ctrl-C or any error both are
-stopped (SIGTERM, then SIGKILL), and each child also gets SIGTERM if the launcher itself dies
-(Linux PR_SET_PDEATHSIG): no orphans.
+stopped (SIGTERM, then SIGKILL) and metrics.json and latency.png are still written from what
+System 1 recorded; each child also gets SIGTERM if the launcher itself dies (Linux
+PR_SET_PDEATHSIG): no orphans. The private folder of the ipc:// sockets is removed by a janitor
+process (deploy/janitor.py) when the launcher is gone, SIGKILL included.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import draccus
 import zmq
 
-from hume.runtime import protocol, shm
+from hume.runtime import protocol
 from hume.runtime.config import DeployConfig
 from hume.runtime.transport import Inbox, Transport
 
@@ -99,8 +101,6 @@ class Node:
                 log.warning("%s did not stop within %.0f s: killing it", self.name, STOP_GRACE_S)
                 self.proc.kill()
                 self.proc.wait()
-        if shm.available() and shm.remove_segments(self.proc.pid):
-            log.warning("removed the shared-memory ring %s left behind", self.name)
         self._log.close()
         return self.proc.returncode
 
@@ -142,59 +142,96 @@ class Watcher:
         self.transport.close()
 
 
+def _start_janitor(folder: str) -> subprocess.Popen:
+    """deploy/janitor.py for `folder`: it removes it once the pipe to this process closes."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.janitor", folder],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+
+
 def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResult:
-    """Run `cfg.episodes` episodes with the two nodes as separate processes; write cfg.output/."""
+    """Run `cfg.episodes` episodes with the two nodes as separate processes; write cfg.output/.
+
+    Interrupted (Ctrl-C: KeyboardInterrupt), it stops both nodes, writes metrics.json and
+    latency.png from what System 1 recorded (marked "interrupted"), and raises again.
+    """
     cfg.check_checkpoint()
     run = Path(cfg.output)
     run.mkdir(parents=True, exist_ok=True)
-    for stale in ("system1.json", "system2.json", "ticks.csv", "metrics.json"):
+    for stale in ("system1.json", "system2.json", "ticks.csv", "metrics.json", "latency.png"):
         (run / stale).unlink(missing_ok=True)
     t_start = time.monotonic()
+    interrupted = False
     with tempfile.TemporaryDirectory(prefix="hume-") as ipc_dir:
-        config = _node_config(cfg, run, ipc_dir)
-        node_cfg = draccus.load(DeployConfig, config.open())
-        watcher = Watcher(node_cfg, node_cfg.transport.endpoints()[1])
-        nodes: list[Node] = []
+        janitor = _start_janitor(ipc_dir)
         try:
-            nodes.append(Node("system2", config, run, log_level))
-            watcher.wait_for(
-                lambda f: f["state"] == "ready", nodes, cfg.startup_timeout_s, "System 2 to be ready"
-            )
-            log.info("System 2 ready")
-            nodes.append(Node("system1", config, run, log_level))
-            watcher.wait_for(
-                lambda f: f["stats"].get("system1_connected") == 1,
-                nodes,
-                cfg.startup_timeout_s,
-                "System 1 to connect",
-            )
-            log.info("both nodes ready: running %d episode(s)", cfg.episodes)
-            system1, restarts = nodes[1], 0
-            while system1.proc.poll() is None:
-                if nodes[0].proc.poll() is not None:
-                    # System 1 holds the robot meanwhile and resumes by itself once chunks return.
-                    if restarts >= cfg.system2_restarts:
-                        nodes[0].check_alive()
-                    restarts += 1
-                    code = nodes[0].proc.returncode
-                    log.error(
-                        "System 2 exited with code %s: restart %d of %d", code, restarts, cfg.system2_restarts
-                    )
-                    nodes[0].stop()
-                    nodes[0] = Node("system2", config, run, log_level, append=True)
-                watcher.inbox.drain(timeout_ms=500)  # keep the subscription's queue empty
-            if system1.proc.returncode != 0:
-                raise DeploymentError(
-                    f"system1 exited with code {system1.proc.returncode}:\n{system1.tail()}"
-                )
+            _run_nodes(cfg, run, ipc_dir, log_level)
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted: both nodes stopped")
         finally:
-            for node in reversed(nodes):
-                node.stop()
-            watcher.close()
+            janitor.stdin.close()  # the janitor removes the folder (again: harmless) and exits
+            janitor.wait()
+    if interrupted and not (run / "system1.json").is_file():
+        raise KeyboardInterrupt  # System 1 never ran: nothing to report
+    metrics = _write_metrics(run, time.monotonic() - t_start, interrupted)
+    if interrupted:
+        raise KeyboardInterrupt
+    return DeploymentResult(metrics["episode_results"], metrics, run)
+
+
+def _run_nodes(cfg: DeployConfig, run: Path, ipc_dir: str, log_level: str) -> None:
+    """Start System 2, then System 1; wait for System 1 to finish its episodes; stop both."""
+    config = _node_config(cfg, run, ipc_dir)
+    node_cfg = draccus.load(DeployConfig, config.open())
+    watcher = Watcher(node_cfg, node_cfg.transport.endpoints()[1])
+    nodes: list[Node] = []
+    try:
+        nodes.append(Node("system2", config, run, log_level))
+        watcher.wait_for(
+            lambda f: f["state"] == "ready", nodes, cfg.startup_timeout_s, "System 2 to be ready"
+        )
+        log.info("System 2 ready")
+        nodes.append(Node("system1", config, run, log_level))
+        watcher.wait_for(
+            lambda f: f["stats"].get("system1_connected") == 1,
+            nodes,
+            cfg.startup_timeout_s,
+            "System 1 to connect",
+        )
+        log.info("both nodes ready: running %d episode(s)", cfg.episodes)
+        system1, restarts = nodes[1], 0
+        while system1.proc.poll() is None:
+            if nodes[0].proc.poll() is not None:
+                # System 1 holds the robot meanwhile and resumes by itself once chunks return.
+                if restarts >= cfg.system2_restarts:
+                    nodes[0].check_alive()
+                restarts += 1
+                code = nodes[0].proc.returncode
+                log.error(
+                    "System 2 exited with code %s: restart %d of %d", code, restarts, cfg.system2_restarts
+                )
+                nodes[0].stop()
+                nodes[0] = Node("system2", config, run, log_level, append=True)
+            watcher.inbox.drain(timeout_ms=500)  # keep the subscription's queue empty
+        if system1.proc.returncode != 0:
+            raise DeploymentError(f"system1 exited with code {system1.proc.returncode}:\n{system1.tail()}")
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        watcher.close()
+
+
+def _write_metrics(run: Path, wall_s: float, interrupted: bool) -> dict:
     from deploy.metrics import compute_metrics, plot
 
     metrics = compute_metrics(run)
-    metrics["wall_s"] = round(time.monotonic() - t_start, 2)
+    metrics["wall_s"] = round(wall_s, 2)
+    metrics["interrupted"] = interrupted
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot(run, run / "latency.png")
     log.info(
@@ -207,4 +244,4 @@ def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResu
         metrics["holds"],
         run / "metrics.json",
     )
-    return DeploymentResult(metrics["episode_results"], metrics, run)
+    return metrics

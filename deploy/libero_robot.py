@@ -27,6 +27,18 @@ class LiberoRobot:
         self.success = False
         self._obs: dict = {}
 
+    def action_envelope(self) -> dict:
+        """The limits of LIBERO's controller (robosuite's action_spec: OSC_POSE takes [-1, 1] per
+        arm dim, the gripper [-1, 1]). It takes any action within them at every step, so the rate
+        limit is their span: the envelope then changes nothing LIBERO would not clip itself."""
+        low, high = (np.asarray(v, dtype=np.float64) for v in self.env.env.env.action_spec)
+        return {
+            "low": low[:-1].tolist(),
+            "high": high[:-1].tolist(),
+            "max_delta": (high[:-1] - low[:-1]).tolist(),
+            "gripper": [float(low[-1]), float(high[-1])],
+        }
+
     def reset(self, episode: int) -> None:
         self.init_state = self.first_init_state + episode
         self._obs = self.env.reset(self.init_state)

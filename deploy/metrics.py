@@ -43,6 +43,8 @@ def compute_metrics(run: Path) -> dict:
     # System 2's own record when it shut down cleanly, else the think times its chunks carried.
     think = s2.get("think_ms") or s1["think_ms"]
     episodes = s1["episodes"]
+    misses = int((ticks["tick_ms"] > deadline_ms).sum())
+    n_ticks = len(ticks["tick_ms"])
     return {
         "episodes": len(episodes),
         "successes": sum(e["success"] for e in episodes),
@@ -50,7 +52,8 @@ def compute_metrics(run: Path) -> dict:
         "control_hz": s1["control_hz"],
         "tick_ms": percentiles(ticks["tick_ms"], 50, 99, keep_max=True),
         "deadline_ms": round(deadline_ms, 3),
-        "deadline_misses": int((ticks["tick_ms"] > deadline_ms).sum()),
+        "deadline_misses": misses,
+        "deadline_misses_per_1000_ticks": round(1000 * misses / n_ticks, 2) if n_ticks else None,
         "chunks_received": s1["chunks_received"],
         "chunk_age_steps": {
             k: v if v is None else int(v) for k, v in percentiles(ages, 50, keep_max=True).items()
@@ -60,11 +63,25 @@ def compute_metrics(run: Path) -> dict:
         "holds": s1["holds"],
         "hold_ticks": s1["hold_ticks"],
         "dropped_messages": int(s1.get("dropped", 0) + s2.get("dropped", 0)),
+        "dropped_by_reason": _dropped_by_reason(s1, s2),
+        "refine_errors": s1.get("refine_errors", 0),
+        "system2_errors": s1.get("system2_errors", 0),
+        # What the action envelope did to the actions sent: counts, and the limits it applied.
+        "envelope": s1.get("envelope"),
         "superseded_observations": s2.get("superseded"),
         "sim_step_ms": percentiles(ticks["sim_step_ms"], 50, 99, keep_max=True),
         "model_id": s1["model_id"],
         "episode_results": episodes,
     }
+
+
+def _dropped_by_reason(*summaries: dict) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for summary in summaries:
+        for key, count in summary.items():
+            if key.startswith("dropped_"):
+                out[key.removeprefix("dropped_")] = out.get(key.removeprefix("dropped_"), 0) + int(count)
+    return dict(sorted(out.items()))
 
 
 def plot(run: Path, path: Path) -> None:

@@ -11,10 +11,15 @@ A robot adapter is any object with these members (a real robot plugs in as
     done: bool                       the episode is over (success, step limit, or operator stop)
     success: bool                    the task was achieved
     close() -> None                  release hardware / simulator
+    action_envelope() -> dict        optional: the robot's action limits, {"low", "high",
+                                     "max_delta"} per arm dim and "gripper" [low, high]
+                                     (hume/runtime/envelope.py); robot.envelope in the config
+                                     overrides them, and must give them when this is absent
 
 The System-1 node calls observe() once per control tick, then act() once. It never sends an
-action outside this loop; while no valid chunk exists it sends the hold action (zero motion,
-gripper unchanged), so an adapter needs no safety logic of its own for a stalled System 2.
+action outside this loop, and none outside the envelope; while no valid chunk exists it sends
+the hold action (zero motion, gripper unchanged), so an adapter needs no safety logic of its own
+for a stalled System 2 or a hostile chunk.
 """
 
 from __future__ import annotations

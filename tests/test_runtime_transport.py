@@ -12,7 +12,6 @@ import zmq
 from deploy.keys import generate_keys
 from hume.runtime import protocol
 from hume.runtime.transport import (
-    HARD_MAX_MESSAGE_BYTES,
     EndpointError,
     Inbox,
     LatestObservation,
@@ -192,7 +191,7 @@ def test_a_message_over_zmq_maxmsgsize_is_cut_off_and_the_link_recovers(tmp_path
         raw.connect(f"ipc://{tmp_path}/s")
         pub = Publisher(raw, "peer")
         assert _receive_within(inbox, pub, 5)
-        raw.send_multipart([b"x" * (HARD_MAX_MESSAGE_BYTES + 1)])  # libzmq drops the connection
+        raw.send_multipart([b"x" * (t.max_message_bytes + 1)])  # libzmq drops the connection
         assert _receive_within(inbox, pub, 10), "the sender did not reconnect"
         assert inbox.stats()["dropped"] == 0  # never reached the application
     finally:

@@ -1,23 +1,18 @@
-"""Round trip of one observation and one chunk through five transports, in one run, same payload.
+"""Round trip of one observation and one chunk through three transports, in one run, same payload.
 
   ours    the System-1 side of our protocol (hume/runtime/protocol.py + transport.py: Publisher,
           Inbox) against the real System-2 node (System2Node: latest-observation intake,
-          chunk publisher), ZeroMQ PUB/SUB, as deployed on one host: the observation's arrays go
-          through the shared-memory ring (hume/runtime/shm.py), the header through the socket
-  ours_frames  the same with the arrays in ZeroMQ frames, as between two hosts
+          chunk publisher), ZeroMQ PUB/SUB with the arrays in frames
   openpi  the real `openpi-client` (WebsocketClientPolicy.infer) against our openpi websocket
           server (`hume serve openpi`, OpenpiServer)
   floor   bare pyzmq on the same PUB/SUB sockets sending the same bytes our protocol puts on the
-          wire with the arrays in frames, prebuilt once: no encoding, no checks, no node
-  floor_header  the same with only the header of a shared-memory observation (what `ours`
-          sends through the socket): the least any ZeroMQ round trip costs here
+          wire, prebuilt once: no encoding, no checks, no node
 
-Payload: `cameras` RGB uint8 images (default two 224², `image_width` for non-square ones, e.g. 480×640),
-a float32 [8] state and an instruction; the answer is a
-float32 [16, 7] chunk with 5 candidate values. Every server runs in its own process and does no
-model work (hume/bench/echo.py answers at once), so only messaging is timed. Round trips are
-interleaved (ours, ours_frames, openpi, floor, floor_header, ours, ...) so that load from elsewhere
-hits all alike.
+Payload: `cameras` RGB uint8 images (default two 224², `image_width` for non-square ones, e.g.
+480×640), a float32 [8] state and an instruction; the answer is a float32 [16, 7] chunk with 5
+candidate values. Every server runs in its own process and does no model work
+(hume/bench/echo.py answers at once), so only messaging is timed. Round trips are interleaved
+(ours, openpi, floor, ours, ...) so that load from elsewhere hits all alike.
 """
 
 from __future__ import annotations
@@ -25,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from hume.config import ConfigError
-from hume.runtime import shm
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +107,10 @@ def _until_answered(send: Callable[[], None], answered: Callable[[float], bool],
 class OursClient:
     """The System-1 side of our protocol: Publisher + Inbox, as System1Node uses them."""
 
-    def __init__(
-        self, obs_endpoint: str, chunk_endpoint: str, obs: dict, timeout_s: float, shared_memory: bool
-    ):
+    def __init__(self, obs_endpoint: str, chunk_endpoint: str, obs: dict, timeout_s: float):
         import zmq
 
         from hume.runtime import protocol
-        from hume.runtime.shm import ShmWriter
         from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transport
 
         self.protocol = protocol
@@ -128,7 +118,6 @@ class OursClient:
         self.out = Publisher(
             self.transport.socket(zmq.PUB, obs_endpoint, bind=False, hwm=OBSERVATION_QUEUE),
             self.transport.session,
-            ShmWriter() if shared_memory else None,
         )
         self.inbox = Inbox(
             self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), self.transport.max_message_bytes
@@ -159,7 +148,6 @@ class OursClient:
             raise RuntimeError(f"ours: no chunk for tick {self.tick} within {self.timeout_ms:.0f} ms")
 
     def close(self) -> None:
-        self.out.close()
         self.transport.close()
 
 
@@ -220,9 +208,8 @@ class FloorClient:
         self.ctx.destroy(linger=0)
 
 
-def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """Our observation (arrays in frames; header only, as with shared memory) and chunk messages
-    as bytes, exactly as the protocol frames them."""
+def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes]]:
+    """Our observation and chunk messages as bytes, exactly as the protocol frames them."""
     from hume.bench import echo
     from hume.runtime import protocol
     from hume.runtime.chunk_wire import chunk_to_wire
@@ -230,12 +217,10 @@ def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes], list[bytes]]:
     arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
     fields = {"episode": 0, "step": 1, "tick": 1, "task": obs[protocol.TASK_KEY]}
     obs_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays)
-    ref = [f"hume-{os.getpid()}-00000000-1", 0, 2]  # never opened: the floor server reads nothing
-    header_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays, shm=ref)
     chunk_fields, chunk_arrays = chunk_to_wire(echo.EchoPolicy().chunk)
     chunk_fields.update(model_id="echo", episode=0, step=1, tick=1, think_ms=0.0)
     chunk_frames = protocol.encode(protocol.CHUNK, "floor", 1, chunk_fields, chunk_arrays)
-    return [bytes(f) for f in obs_frames], [bytes(f) for f in header_frames], [bytes(f) for f in chunk_frames]
+    return [bytes(f) for f in obs_frames], [bytes(f) for f in chunk_frames]
 
 
 def _summary(ms: list[float]) -> dict:
@@ -252,25 +237,19 @@ def run(cfg: Config) -> dict:
 
     cfg = cfg.effective()
     obs = payload(cfg.image_size, cfg.cameras, cfg.image_width)
-    obs_frames, header_frames, chunk_frames = _wire_bytes(obs)
+    obs_frames, chunk_frames = _wire_bytes(obs)
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="hume-transport-") as tmp, ExitStack() as stack:
         ours_eps = _endpoints(cfg.endpoint, tmp, "ours")
-        frames_eps = _endpoints(cfg.endpoint, tmp, "frames")
         floor_eps = _endpoints(cfg.endpoint, tmp, "floor")
-        header_eps = _endpoints(cfg.endpoint, tmp, "header")
         port = ctx.Value("i", 0)
         echo.start(stack, ctx, echo.serve_system2, *ours_eps, echo.CHUNK_SIZE)
-        echo.start(stack, ctx, echo.serve_system2, *frames_eps, echo.CHUNK_SIZE)
         echo.start(stack, ctx, echo.serve_openpi, port)
         echo.start(stack, ctx, echo.serve_bare_zmq, *floor_eps, chunk_frames)
-        echo.start(stack, ctx, echo.serve_bare_zmq, *header_eps, chunk_frames)
         clients = {
-            "ours": OursClient(*ours_eps, obs, cfg.timeout_s, shared_memory=shm.available()),
-            "ours_frames": OursClient(*frames_eps, obs, cfg.timeout_s, shared_memory=False),
+            "ours": OursClient(*ours_eps, obs, cfg.timeout_s),
             "openpi": OpenpiClient(port.value, obs),
             "floor": FloorClient(*floor_eps, obs_frames, cfg.timeout_s),
-            "floor_header": FloorClient(*header_eps, header_frames, cfg.timeout_s),
         }
         for client in clients.values():
             stack.callback(client.close)
@@ -289,30 +268,20 @@ def run(cfg: Config) -> dict:
         "round_trips": cfg.round_trips,
         "cameras": cfg.cameras,
         "image_shape": list(obs["observation.images.agentview"].shape),
-        "shared_memory": shm.available(),
         "observation_bytes": sum(len(f) for f in obs_frames),
         "chunk_bytes": sum(len(f) for f in chunk_frames),
         **stats,
         "speedup_vs_openpi": round(p50["openpi"] / p50["ours"], 2),
         "ratio_to_floor": round(p50["ours"] / p50["floor"], 2),
-        "frames_speedup_vs_openpi": round(p50["openpi"] / p50["ours_frames"], 2),
-        "frames_ratio_to_floor": round(p50["ours_frames"] / p50["floor"], 2),
-        "ratio_to_header_floor": round(p50["ours"] / p50["floor_header"], 2),
-        "openpi_over_header_floor": round(p50["openpi"] / p50["floor_header"], 2),
     }
 
 
 def table(result: dict) -> str:
-    names = ("ours", "ours_frames", "openpi", "floor", "floor_header")
+    names = ("ours", "openpi", "floor")
     rows = [f"{'transport':<12} {'p50 ms':>9} {'p99 ms':>9}"]
     rows += [f"{n:<12} {result[n]['p50_ms']:>9.3f} {result[n]['p99_ms']:>9.3f}" for n in names]
     rows.append(
         f"ours is {result['speedup_vs_openpi']:.2f}x faster than openpi at p50 and "
-        f"{result['ratio_to_floor']:.2f}x the bare-pyzmq floor; with frames "
-        f"{result['frames_speedup_vs_openpi']:.2f}x and {result['frames_ratio_to_floor']:.2f}x"
-    )
-    rows.append(
-        f"a header-only bare-pyzmq round trip is {result['openpi_over_header_floor']:.2f}x faster than "
-        f"openpi; ours is {result['ratio_to_header_floor']:.2f}x that"
+        f"{result['ratio_to_floor']:.2f}x the bare-pyzmq floor"
     )
     return "\n".join(rows)

@@ -20,16 +20,17 @@ def _interrupt(*_) -> None:
 
 def main(argv: Sequence[str]) -> int:
     from hume.runtime.config import DeployConfig
-    from hume.runtime.transport import EndpointError, check_endpoint
+    from hume.runtime.transport import EndpointError, check_endpoint, check_keys_dir
 
     cfg = parse_config(DeployConfig, argv, prog="hume deploy")
     cfg.check_checkpoint()
-    for endpoint in (cfg.transport.observations, cfg.transport.chunks):
-        if endpoint:
-            try:
+    try:
+        check_keys_dir(cfg.transport.keys_dir)
+        for endpoint in (cfg.transport.observations, cfg.transport.chunks):
+            if endpoint:
                 check_endpoint(endpoint, secure=bool(cfg.transport.keys_dir))
-            except EndpointError as e:
-                raise ConfigError(str(e)) from None
+    except EndpointError as e:
+        raise ConfigError(str(e)) from None
 
     from deploy.launcher import DeploymentError, run_deployment
 

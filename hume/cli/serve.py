@@ -28,7 +28,7 @@ def _usage() -> str:
 
 def main(argv: Sequence[str]) -> int:
     from hume.runtime.config import DeployConfig
-    from hume.runtime.transport import EndpointError, check_endpoint
+    from hume.runtime.transport import EndpointError, check_endpoint, check_keys_dir
 
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -48,7 +48,8 @@ def main(argv: Sequence[str]) -> int:
             from hume.runtime import openpi_server
 
             return openpi_server.serve(cfg)
-        for endpoint in cfg.transport.endpoints():  # refuse a bad endpoint before loading any model
+        check_keys_dir(cfg.transport.keys_dir)  # refuse bad endpoints and keys before loading any model
+        for endpoint in cfg.transport.endpoints():
             check_endpoint(endpoint, secure=bool(cfg.transport.keys_dir))
         if node == "system2":
             from hume.runtime import system2_node
@@ -56,10 +57,12 @@ def main(argv: Sequence[str]) -> int:
             return system2_node.serve(cfg, output)
         from deploy.robot import make_robot
         from hume.runtime import system1_node
+        from hume.runtime.envelope import resolve
 
         cfg.check_checkpoint()
         robot = make_robot(cfg.robot, seed=cfg.seed)
         try:
+            resolve(cfg.robot.envelope, robot, cfg.robot.kind)  # no envelope: fail before loading a model
             return system1_node.serve(cfg, output, robot)
         finally:
             robot.close()

@@ -25,12 +25,9 @@ class TransportConfig:
     chunks: str = ""
     # A `hume keys` folder; required for any endpoint that is not loopback or ipc://.
     keys_dir: str = ""
+    # The most a whole message (all its frames) may hold; also each frame's limit in libzmq.
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     heartbeat_s: float = 0.5
-    # Same host (ipc:// or loopback observation endpoint, Linux): observation arrays go through
-    # a shared-memory ring and only headers through the socket. Falls back to frames by itself
-    # when System 2 reports it cannot open the ring (e.g. containers with separate /dev/shm).
-    shared_memory: bool = True
 
     def endpoints(self) -> tuple[str, str]:
         return self.observations or SERVE_OBSERVATIONS, self.chunks or SERVE_CHUNKS
@@ -47,6 +44,34 @@ class System1Config:
     first_chunk_timeout_s: float = 120.0
     # Sleep to keep control_hz when the robot is faster than real time (a simulator may be slower).
     realtime: bool = True
+    # SCHED_FIFO priority (1..99) of the policy's share of each tick, so that nothing else on the
+    # host (System 2's think included) delays it; where Linux does not permit it (no CAP_SYS_NICE
+    # or RLIMIT_RTPRIO), System 1 says so once and runs at normal priority. 0: off.
+    realtime_priority: int = 10
+
+
+@dataclass(frozen=True)
+class System2Config:
+    # Niceness System 2 adds to itself at start: on a host it shares with System 1 (hume deploy)
+    # it yields the CPU to the control loop. 0: unchanged.
+    nice: int = 10
+
+
+@dataclass(frozen=True)
+class EnvelopeConfig:
+    """The robot's action limits (hume/runtime/envelope.py), applied to every action System 1
+    sends. Each list left empty is taken from the robot adapter (`action_envelope()`); a plug-in
+    adapter without one must set all four here."""
+
+    # Per arm dim (every action dim but the last, the gripper): bounds and the most a dim may
+    # change from one control tick to the next.
+    low: list[float] = field(default_factory=list)
+    high: list[float] = field(default_factory=list)
+    max_delta: list[float] = field(default_factory=list)
+    # [low, high] of the gripper command (the last action dim).
+    gripper: list[float] = field(default_factory=list)
+    # Outside the bounds: "clamp" the action to them, or "hold" the robot for that tick.
+    on_violation: str = "clamp"
 
 
 @dataclass(frozen=True)
@@ -63,6 +88,7 @@ class RobotConfig:
     max_steps: int = 0
     # Passed as keyword arguments to a plug-in adapter class.
     options: dict[str, Any] = field(default_factory=dict)
+    envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
 
 
 @dataclass(frozen=True)
@@ -92,6 +118,7 @@ class DeployConfig:
     seed: int = 0
     transport: TransportConfig = field(default_factory=TransportConfig)
     system1: System1Config = field(default_factory=System1Config)
+    system2: System2Config = field(default_factory=System2Config)
     robot: RobotConfig = field(default_factory=RobotConfig)
     openpi: OpenpiConfig = field(default_factory=OpenpiConfig)
 
@@ -107,6 +134,14 @@ class DeployConfig:
             raise ConfigError(f"transport.max_message_bytes must be in ({MAX_HEADER_BYTES}, 64 MiB]")
         if t.heartbeat_s <= 0:
             raise ConfigError(f"transport.heartbeat_s must be > 0, got {t.heartbeat_s}")
+        if not 0 <= s1.realtime_priority <= 99:
+            raise ConfigError(f"system1.realtime_priority must be in 0..99, got {s1.realtime_priority}")
+        if not 0 <= self.system2.nice <= 19:
+            raise ConfigError(f"system2.nice must be in 0..19, got {self.system2.nice}")
+        if self.robot.envelope.on_violation not in ("clamp", "hold"):
+            raise ConfigError(
+                f"robot.envelope.on_violation must be clamp or hold, got {self.robot.envelope.on_violation!r}"
+            )
         if ":" not in self.policy:
             raise ConfigError(f"policy must be 'module:Class', got {self.policy!r}")
 

@@ -26,6 +26,7 @@ PROTOCOL_VERSION = 1
 OBSERVATION = "observation"
 CHUNK = "chunk"
 HEARTBEAT = "heartbeat"
+ERROR = "error"
 
 # Hard caps, independent of configuration: they bound what a hostile peer can make us allocate.
 MAX_HEADER_BYTES = 64 * 1024
@@ -67,10 +68,6 @@ class Message:
     seq: int
     fields: dict[str, Any]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    # An observation whose arrays wait in shared memory: the header's ["segment", slot, stamp]
-    # and the arrays' (name, dtype, shape). `arrays` stays empty until a reader fills it.
-    shm: list | None = None
-    specs: list[tuple[str, np.dtype, tuple[int, ...]]] = field(default_factory=list)
 
 
 def _is_int(x) -> bool:
@@ -87,6 +84,10 @@ def _text(x) -> bool:
 
 def _count(x) -> bool:
     return _is_int(x) and 0 <= x < 2**62
+
+
+def _reason(x) -> bool:
+    return isinstance(x, str) and len(x) <= MAX_NAME and _NAME.fullmatch(x) is not None
 
 
 def _stats(x) -> bool:
@@ -115,46 +116,19 @@ FIELDS = {
         "model_id": _text,
         "stats": _stats,
     },
+    # System 2 -> System 1: the observation of `tick` could not be used; `detail` says why.
+    ERROR: {"episode": _count, "step": _count, "tick": _count, "reason": _reason, "detail": _text},
 }
 _COMMON = {"v", "type", "session", "seq", "arrays"}
-# An observation may name the shared-memory slot holding its arrays instead of sending frames.
-SHM_KEY = "shm"
-# The only segment names a reader opens (hume/runtime/shm.py writes them): hume-<pid>-<token>-<n>.
-SHM_NAME = re.compile(r"hume-[0-9]{1,10}-[0-9a-f]{8}-[0-9]{1,6}")  # used with fullmatch
-
-
-def _shm_ref(x) -> bool:
-    return (
-        isinstance(x, _SEQ)
-        and len(x) == 3
-        and isinstance(x[0], str)
-        and SHM_NAME.fullmatch(x[0]) is not None
-        and _count(x[1])
-        and _count(x[2])
-    )
-
-
-OPTIONAL = {OBSERVATION: {SHM_KEY: _shm_ref}}
 # Array layouts this process has sent and checked once (per type): a sender's layout rarely changes.
 _SENT_LAYOUTS: set = set()
 
 
 def encode(
-    type_: str,
-    session: str,
-    seq: int,
-    fields: dict[str, Any],
-    arrays: dict[str, np.ndarray] | None = None,
-    shm: list | None = None,
+    type_: str, session: str, seq: int, fields: dict[str, Any], arrays: dict[str, np.ndarray] | None = None
 ) -> list:
-    """Frames for `socket.send_multipart(frames, copy=False)`; arrays are sent without copying.
-
-    With `shm` (an observation whose arrays a ShmWriter has put in shared memory) only the
-    header is sent; `arrays` then just describe the layout.
-    """
-    # Frames need C order; arrays already in shared memory only lend their layout.
-    as_array = np.asarray if shm is not None else np.ascontiguousarray
-    arrays = {name: as_array(value) for name, value in (arrays or {}).items()}
+    """Frames for `socket.send_multipart(frames, copy=False)`; arrays are sent without copying."""
+    arrays = {name: np.ascontiguousarray(value) for name, value in (arrays or {}).items()}
     specs, frames = [], []
     for name, a in arrays.items():
         if a.dtype.str not in DTYPES:
@@ -162,20 +136,17 @@ def encode(
                 f"array {name!r}: dtype {a.dtype} cannot go on the wire (allowed: {sorted(DTYPES)})"
             )
         specs.append([name, a.dtype.str, list(a.shape)])
-        if shm is None:
-            frames.append(memoryview(a).cast("B") if a.size else b"")
+        frames.append(memoryview(a).cast("B") if a.size else b"")
     header = {"v": PROTOCOL_VERSION, "type": type_, "session": session, "seq": seq, **fields, "arrays": specs}
-    if shm is not None:
-        header[SHM_KEY] = shm
     msg = [msgpack.packb(header, use_bin_type=True), *frames]
     # What we send must pass our own checks (a bug fails loudly at the sender). The header and the
     # arrays are checked as built, without parsing the frames back; an array layout is checked
     # the first time this process sends it, the values every time.
-    total = sum(len(f) for f in msg) + (sum(a.nbytes for a in arrays.values()) if shm is not None else 0)
+    total = sum(len(f) for f in msg)
     if total > DEFAULT_MAX_MESSAGE_BYTES:
         raise MessageError("oversized", f"{total} bytes > limit {DEFAULT_MAX_MESSAGE_BYTES}")
     specs_np = [(name, a.dtype, a.shape) for name, a in arrays.items()]
-    layout = (type_, shm is not None, *specs_np)
+    layout = (type_, *specs_np)
     try:
         _check_sent(header, specs_np, arrays, len(msg[0]), layout_checked=layout in _SENT_LAYOUTS)
     except MessageError:
@@ -215,8 +186,10 @@ def _header(raw: memoryview) -> dict:
 
 
 def _check_header(h: dict) -> None:
-    if h.get("v") != PROTOCOL_VERSION:
-        raise MessageError("wrong_version", f"version {h.get('v')!r}, expected {PROTOCOL_VERSION}")
+    v = h.get("v")
+    # Exactly the integer 1: msgpack's true and 1.0 compare equal to 1 in Python, but are not it.
+    if not (_is_int(v) and v == PROTOCOL_VERSION):
+        raise MessageError("wrong_version", f"version {v!r}, expected {PROTOCOL_VERSION}")
     kind = h.get("type")
     if not isinstance(kind, str) or kind not in FIELDS:
         raise MessageError("malformed", f"unknown type {kind!r}")
@@ -224,16 +197,13 @@ def _check_header(h: dict) -> None:
         raise MessageError("malformed", "session must be a non-empty string of <= 64 chars")
     if not _count(h.get("seq")):
         raise MessageError("malformed", "seq must be a non-negative integer")
-    expected, optional = FIELDS[kind], OPTIONAL.get(kind, {})
+    expected = FIELDS[kind]
     keys = set(h) - _COMMON
-    if not set(expected) <= keys <= set(expected) | set(optional):
-        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected) - set(optional))
+    if keys != set(expected):
+        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
         raise MessageError("malformed", f"{kind}: missing {missing}, unexpected {extra}")
     for name, check in expected.items():
         if not check(h[name]):
-            raise MessageError("malformed", f"{kind}: bad value for {name!r}")
-    for name, check in optional.items():
-        if name in h and not check(h[name]):
             raise MessageError("malformed", f"{kind}: bad value for {name!r}")
 
 
@@ -273,8 +243,8 @@ def _array_specs(h: dict) -> list[Spec]:
     return out
 
 
-# Layout rules (names, dtypes, shapes) work on specs, so that an observation whose arrays are
-# still in shared memory is checked before anything is read; content rules need the values.
+# Layout rules (names, dtypes, shapes) work on specs, checked once per layout; content rules
+# need the values.
 
 
 def _check_observation_layout(specs: list[Spec]) -> None:
@@ -289,7 +259,7 @@ def _check_observation_layout(specs: list[Spec]) -> None:
             raise MessageError("bad_field", f"{name} must be uint8 [H, W, 3]")
 
 
-def check_observation_content(arrays: dict[str, np.ndarray]) -> None:
+def _check_observation_content(arrays: dict[str, np.ndarray]) -> None:
     if not np.isfinite(arrays[STATE_KEY]).all():
         raise MessageError("bad_field", f"{STATE_KEY} is not finite")
 
@@ -327,23 +297,17 @@ def _check_chunk_content(fields: dict, arrays: dict[str, np.ndarray]) -> None:
         raise MessageError("bad_field", "values are infinite")
 
 
-def _check_layout(kind: str, specs: list[Spec], shm: bool) -> None:
-    if shm and kind != OBSERVATION:
-        raise MessageError("malformed", "only observations may live in shared memory")
+def _check_layout(kind: str, specs: list[Spec]) -> None:
     if kind == OBSERVATION:
         _check_observation_layout(specs)
     elif kind == CHUNK:
         _check_chunk_layout(specs)
     elif specs:
-        raise MessageError("bad_field", "a heartbeat carries no arrays")
+        raise MessageError("bad_field", f"a {kind} carries no arrays")
 
 
 def decode(frames: list, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
-    """Check and decode one multipart message; raises MessageError (never anything else).
-
-    An observation in shared memory comes back with `shm` and `specs` set and no arrays yet:
-    the receiver reads them (hume/runtime/shm.py) and calls `check_observation_content`.
-    """
+    """Check and decode one multipart message; raises MessageError (never anything else)."""
     try:
         return _decode(frames, max_message_bytes)
     except MessageError:
@@ -362,21 +326,11 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
     header = _header(bufs[0])
     _check_header(header)
     specs = _array_specs(header)
-    shm = header.get(SHM_KEY)
-    if shm is not None:  # the arrays count towards the limit wherever they travel
-        total += sum(math.prod(shape) * dtype.itemsize for _, dtype, shape in specs)
-        if total > max_message_bytes:
-            raise MessageError(
-                "oversized", f"{total} bytes (arrays in shared memory) > limit {max_message_bytes}"
-            )
-    if len(bufs) - 1 != (0 if shm is not None else len(specs)):
-        what = "an observation in shared memory has no array frames" if shm is not None else ""
-        raise MessageError("malformed", what or f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
+    if len(bufs) - 1 != len(specs):
+        raise MessageError("malformed", f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
     kind = header["type"]
-    _check_layout(kind, specs, shm is not None)
+    _check_layout(kind, specs)
     fields = {k: header[k] for k in FIELDS[kind]}
-    if shm is not None:
-        return Message(kind, header["session"], header["seq"], fields, shm=shm, specs=specs)
     arrays = {}
     for (name, dtype, shape), buf in zip(specs, bufs[1:], strict=True):
         expected = math.prod(shape) * dtype.itemsize
@@ -389,7 +343,7 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
 
 def _check_content(kind: str, fields: dict, arrays: dict[str, np.ndarray]) -> None:
     if kind == OBSERVATION:
-        check_observation_content(arrays)
+        _check_observation_content(arrays)
     elif kind == CHUNK:
         _check_chunk_content(fields, arrays)
 
@@ -404,7 +358,7 @@ def _check_sent(
     kind = header["type"]
     if not layout_checked:
         _array_specs(header)
-        _check_layout(kind, specs, SHM_KEY in header)
+        _check_layout(kind, specs)
     _check_content(kind, header, arrays)
 
 

@@ -4,10 +4,13 @@ Every tick: observe, publish the observation for System 2 (latest-only), take th
 without blocking, align it to now by the steps elapsed since the observation it answers, run
 the System-1 refinement on the current observation every `s1_replan_steps`, and send the action.
 
-Safety: a chunk is followed for at most `chunk_ttl_steps` (and never past its end) after the
-observation it answers. When no valid chunk is left the robot holds (zero motion, gripper
-unchanged); that is logged, and control resumes by itself as soon as a fresh chunk arrives.
-All times are this host's monotonic clock; the only thing compared across hosts is step indices.
+Safety: a chunk replaces the current one only if System 1's policy can refine it (shapes and
+values, policy_spec.py). It is followed for at most `chunk_ttl_steps` (and never past its end)
+after the observation it answers. When no valid chunk is left the robot holds (zero motion,
+gripper unchanged); that is logged, and control resumes by itself as soon as a fresh chunk
+arrives. Every action, the hold included, passes the robot's action envelope (envelope.py) just
+before the robot adapter gets it. All times are this host's monotonic clock; the only thing
+compared across hosts is step indices.
 """
 
 from __future__ import annotations
@@ -24,13 +27,17 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from hume.policy.hold import ACTION_DIM, OPEN_GRIPPER, hold_action
+from hume.config import ConfigError
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
+from hume.runtime.envelope import Envelope, resolve
 from hume.runtime.policy_loader import load_policy, model_id, same_model
-from hume.runtime.shm import ShmWriter
-from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transport, shm_usable
+from hume.runtime.policy_spec import PolicySpec
+from hume.runtime.priority import RealtimeSection
+from hume.runtime.protocol import MessageError
+from hume.runtime.ratelog import RateLimitedLog
+from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transport
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +55,26 @@ class Plan:
 
 @dataclass
 class Trace:
-    """One row per control tick, written to ticks.csv."""
+    """One row per control tick, written to ticks.csv: `envelope` holds the envelope's bits
+    (1 clamped, 2 rate-limited, 4 held, 8 non-finite; envelope.py), a0.. the action sent."""
 
+    action_dim: int
     rows: list[list] = field(default_factory=list)
-    columns = ["tick", "episode", "step", "tick_ms", "sim_step_ms", "chunk_age", "hold", "refined"] + [
-        f"a{i}" for i in range(ACTION_DIM)
-    ]
+
+    @property
+    def columns(self) -> list[str]:
+        head = [
+            "tick",
+            "episode",
+            "step",
+            "tick_ms",
+            "sim_step_ms",
+            "chunk_age",
+            "hold",
+            "refined",
+            "envelope",
+        ]
+        return head + [f"a{i}" for i in range(self.action_dim)]
 
     def add(self, *values, action: np.ndarray) -> None:
         self.rows.append([*values, *(round(float(a), 5) for a in action)])
@@ -77,13 +98,20 @@ class System1Node:
         self.ttl = s1.chunk_ttl_steps
         self.replan = s1.s1_replan_steps
         obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
+        self.envelope = Envelope(
+            resolve(cfg.robot.envelope, robot, cfg.robot.kind), cfg.robot.envelope.on_violation
+        )
+        self.spec = PolicySpec.of(policy)
+        if self.spec.action_dim not in (None, self.envelope.limits.action_dim):
+            raise ConfigError(
+                f"the policy acts in {self.spec.action_dim} dims, the robot's envelope has "
+                f"{self.envelope.limits.action_dim} (robot.envelope, or the adapter's action_envelope())"
+            )
         self.transport = Transport(cfg.transport.keys_dir, cfg.transport.max_message_bytes)
         try:
-            ring = ShmWriter() if cfg.transport.shared_memory and shm_usable(obs_endpoint) else None
             self.obs_out = Publisher(
                 self.transport.socket(zmq.PUB, obs_endpoint, bind=False, hwm=OBSERVATION_QUEUE),
                 self.transport.session,
-                ring,
             )
             self.inbox = Inbox(
                 self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), cfg.transport.max_message_bytes
@@ -92,7 +120,7 @@ class System1Node:
             self.transport.close()
             raise
         self.stop = threading.Event()
-        self.trace = Trace()
+        self.trace = Trace(self.envelope.limits.action_dim)
         self.tick = 0
         self.chunk: protocol.Message | None = None
         self.chunks_received = 0
@@ -100,17 +128,22 @@ class System1Node:
         self.holds = 0
         self.hold_ticks = 0
         self.refine_errors = 0
+        self.system2_errors = 0
         self.think_ms: list[float] = []
         self.system2_state: str | None = None
         self.episodes: list[dict] = []
         self._next_heartbeat = 0.0
         self._frames: list[np.ndarray] = []
         self._warm = False
+        self._log = RateLimitedLog(log)
+        self.realtime = RealtimeSection(s1.realtime_priority)
         log.info(
-            "System 1 at %.1f Hz; observations -> %s, chunks <- %s",
+            "System 1 at %.1f Hz; observations -> %s, chunks <- %s; envelope %s (%s)",
             s1.control_hz,
             obs_endpoint,
             chunk_endpoint,
+            self.envelope.limits.to_dict(),
+            self.envelope.on_violation,
         )
 
     # -- messaging -------------------------------------------------------------------------------
@@ -136,11 +169,25 @@ class System1Node:
             "ticks": self.tick,
             "holds": self.holds,
             "chunks_received": self.chunks_received,
+            "refine_errors": self.refine_errors,
+            "system2_errors": self.system2_errors,
+            **{f"envelope_{k}": v for k, v in self.envelope.counts.items()},
         }
         self.obs_out.send(
             protocol.HEARTBEAT,
             {"role": "system1", "state": state, "model_id": self.model_id, "stats": stats},
         )
+
+    def _check_chunk(self, msg: protocol.Message) -> None:
+        """MessageError for a chunk that must not replace the current one (counted by its reason)."""
+        f = msg.fields
+        if not same_model(f["model_id"], self.model_id):
+            raise MessageError(
+                "model_mismatch", f"a chunk from model {f['model_id']} (this node runs {self.model_id})"
+            )
+        if f["tick"] > self.tick:
+            raise MessageError("from_future", f"a chunk for tick {f['tick']}, now tick {self.tick}")
+        self.spec.check_chunk(msg.arrays)
 
     def _receive(self, episode: int, timeout_ms: float = 0) -> bool:
         """Take every waiting message; keep the newest usable chunk. True when a new chunk came."""
@@ -148,19 +195,30 @@ class System1Node:
         for msg in self.inbox.drain(timeout_ms):
             if msg.type == protocol.HEARTBEAT:
                 self.system2_state = msg.fields["state"]
-                self.obs_out.peer_stats(msg.fields["stats"])
+                continue
+            if msg.type == protocol.ERROR:
+                self.system2_errors += 1
+                f = msg.fields
+                self._log(
+                    logging.ERROR,
+                    "system2_error",
+                    "System 2: %s at tick %d: %s",
+                    f["reason"],
+                    f["tick"],
+                    f["detail"],
+                )
                 continue
             if msg.type != protocol.CHUNK:
-                self.inbox.dropped["unexpected_type"] += 1
+                self.inbox.reject("unexpected_type")
+                continue
+            try:
+                self._check_chunk(msg)
+            except MessageError as e:
+                self.inbox.reject(e.reason)
+                if e.reason != "from_future":
+                    self._log(logging.WARNING, e.reason, "dropped %s", e)
                 continue
             f = msg.fields
-            if not same_model(f["model_id"], self.model_id):
-                self.inbox.dropped["model_mismatch"] += 1
-                log.warning("dropped a chunk from model %s (this node runs %s)", f["model_id"], self.model_id)
-                continue
-            if f["tick"] > self.tick:
-                self.inbox.dropped["from_future"] += 1
-                continue
             self.chunks_received += 1
             self.think_ms.append(f["think_ms"])
             if f["episode"] != episode or (self.chunk is not None and f["tick"] < self.chunk.fields["tick"]):
@@ -185,12 +243,19 @@ class System1Node:
             return None
         try:
             actions = np.asarray(self.policy.refine(obs, chunk_from_wire(chunk), age), dtype=np.float32)
-            actions = actions.reshape(-1, ACTION_DIM)[:left]
+            actions = actions.reshape(-1, self.envelope.limits.action_dim)[:left]
             if not np.isfinite(actions).all():
                 raise ValueError("non-finite actions")
         except Exception as e:  # the robot holds rather than act on, or die of, a failed refinement
             self.refine_errors += 1
-            log.error("refinement failed at tick %d: %s: %s", self.tick, type(e).__name__, e)
+            self._log(
+                logging.ERROR,
+                "refine",
+                "refinement failed at tick %d: %s: %s",
+                self.tick,
+                type(e).__name__,
+                e,
+            )
             return None
         return Plan(self.tick, chunk.fields["tick"], actions)
 
@@ -228,14 +293,16 @@ class System1Node:
     def run_episode(self, episode: int) -> dict:
         self.robot.reset(episode)
         self.policy.reset()
+        self.envelope.reset()
         self.chunk = None
         obs = self.robot.observe()
         self._wait_first_chunk(obs, episode)
         plan: Plan | None = None
-        holding, held_since, gripper, step = False, 0, OPEN_GRIPPER, 0
+        holding, held_since, step = False, 0, 0
         next_t = time.monotonic()
         while not self.stop.is_set() and not self.robot.done:
             self._heartbeat()
+            self.realtime.enter()
             t0 = time.monotonic()  # observation in hand
             self._publish(obs, episode, step)
             fresh = self._receive(episode)
@@ -251,13 +318,13 @@ class System1Node:
                 self.policy.observe(obs)  # System 1's state history advances every tick, refined or not
             i = self.tick - plan.tick if plan is not None else 0
             if plan is not None and i < len(plan.actions):
-                action, age = plan.actions[i], self.tick - plan.chunk_tick
+                action, bits = self.envelope.apply(plan.actions[i])
+                age = self.tick - plan.chunk_tick
                 if holding:
                     log.info("chunks are back: resumed control after %d held ticks", self.tick - held_since)
                     holding = False
-                gripper = float(action[-1])
             else:
-                action, age = hold_action(gripper), -1
+                action, bits, age = self.envelope.hold(), 0, -1
                 if not holding:
                     last = self.chunk.fields["tick"] if self.chunk is not None else None
                     log.warning(
@@ -270,6 +337,7 @@ class System1Node:
                     self.holds += 1
                 self.hold_ticks += 1
             tick_ms = (time.monotonic() - t0) * 1e3  # the policy's share: observation in hand -> action out
+            self.realtime.leave()
             t1 = time.monotonic()
             self.robot.act(action)
             obs = self.robot.observe()
@@ -283,6 +351,7 @@ class System1Node:
                 age,
                 int(age < 0),
                 int(refined),
+                bits,
                 action=action,
             )
             if self.cfg.video and "observation.images.agentview" in obs:
@@ -326,6 +395,8 @@ class System1Node:
             "holds": self.holds,
             "hold_ticks": self.hold_ticks,
             "refine_errors": self.refine_errors,
+            "system2_errors": self.system2_errors,
+            "envelope": self.envelope.summary(),
             "think_ms": [round(x, 3) for x in self.think_ms],
             "interrupted": self.stop.is_set(),
             **self.inbox.stats(),
@@ -333,7 +404,9 @@ class System1Node:
 
     def close(self) -> None:
         self._heartbeat("stopping")
-        self.obs_out.close()
+        self.realtime.leave()
+        self._log.flush()
+        self.envelope.flush_log()
         self.transport.close()
         if self.output is None:
             return

@@ -1,8 +1,10 @@
 """The System-2 node (`hume serve system2`): newest observation in, best-of-N chunk out.
 
-It thinks on the newest observation only (a latest-value cache drops the ones it had no time
-for), publishes the chosen chunk with all candidate values and the step/tick of the observation
-it answers, and sends heartbeats carrying its counters. It never waits on System 1.
+It thinks on the newest observation its policy can use (a latest-value cache drops the ones it
+had no time for), publishes the chosen chunk with all candidate values and the step/tick of the
+observation it answers, and sends heartbeats carrying its counters. An observation the policy
+cannot use (a missing camera, a state of the wrong size) or whose think fails is answered with an
+error message naming what is wrong. It never waits on System 1.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import zmq
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
+from hume.runtime.policy_spec import PolicySpec
+from hume.runtime.protocol import MessageError
+from hume.runtime.ratelog import RateLimitedLog
 from hume.runtime.transport import LatestObservation, Publisher, Transport
 
 log = logging.getLogger(__name__)
@@ -37,12 +42,13 @@ class System2Node:
     def __init__(self, cfg: DeployConfig, policy, model_id: str, output: Path | None = None):
         self.cfg, self.policy, self.model_id, self.output = cfg, policy, model_id, output
         obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
+        self.spec = PolicySpec.of(policy)
         self.transport = Transport(cfg.transport.keys_dir, cfg.transport.max_message_bytes)
         try:
             self.chunks = Publisher(
                 self.transport.socket(zmq.PUB, chunk_endpoint, bind=True), self.transport.session
             )
-            self.intake = LatestObservation(self.transport, obs_endpoint, bind=True)
+            self.intake = LatestObservation(self.transport, obs_endpoint, bind=True, check=self._usable)
         except Exception:
             self.transport.close()
             raise
@@ -52,7 +58,15 @@ class System2Node:
         self._next_heartbeat = 0.0
         self._warm = False
         self.think_errors = 0
-        log.info("System 2 (%s) on observations %s, chunks %s", model_id, obs_endpoint, chunk_endpoint)
+        self._unusable: tuple[protocol.Message, MessageError] | None = None
+        self._log = RateLimitedLog(log)
+        log.info(
+            "System 2 (%s) on observations %s, chunks %s; it needs %s",
+            model_id,
+            obs_endpoint,
+            chunk_endpoint,
+            self.spec.describe_observation(),
+        )
 
     def stats(self) -> dict:
         return {**self.intake.stats(), "chunks_sent": len(self.think_ms), "think_errors": self.think_errors}
@@ -71,6 +85,21 @@ class System2Node:
         self.chunks.send(
             protocol.HEARTBEAT, {"role": "system2", "state": state, "model_id": self.model_id, "stats": stats}
         )
+
+    def _usable(self, msg: protocol.Message) -> None:
+        """The intake's check of each observation; the newest one refused gets the error reply."""
+        try:
+            self.spec.check_observation(msg.arrays)
+        except MessageError as e:
+            self._unusable = (msg, e)
+            raise
+
+    def reply_error(self, msg: protocol.Message, reason: str, detail: str) -> None:
+        """Tell the sender why the observation of msg's tick got no chunk."""
+        f = msg.fields
+        self._log(logging.ERROR, reason, "observation of tick %d: %s: %s", f["tick"], reason, detail)
+        fields = {"episode": f["episode"], "step": f["step"], "tick": f["tick"], "reason": reason}
+        self.chunks.send(protocol.ERROR, {**fields, "detail": detail[: protocol.MAX_TEXT]})
 
     def think(self, msg: protocol.Message) -> None:
         episode = msg.fields["episode"]
@@ -106,12 +135,16 @@ class System2Node:
                 self.heartbeat()
                 self._next_heartbeat = now + hb
             msg = self.intake.wait(timeout_s=min(hb, max(0.0, self._next_heartbeat - now)))
+            if self._unusable is not None:  # one reply per wait, however many were refused
+                bad, err = self._unusable
+                self._unusable = None
+                self.reply_error(bad, err.reason, str(err).partition(": ")[2])
             if msg is not None and not self.stop.is_set():
                 try:
                     self.think(msg)
                 except Exception as e:  # an observation the policy cannot use must not stop the node
                     self.think_errors += 1
-                    log.error("think failed at tick %d: %s: %s", msg.fields["tick"], type(e).__name__, e)
+                    self.reply_error(msg, "think_failed", f"{type(e).__name__}: {e}")
         self.heartbeat("stopping")
 
     def summary(self) -> dict:
@@ -126,6 +159,7 @@ class System2Node:
         }
 
     def close(self) -> None:
+        self._log.flush()
         self.intake.close()
         self.transport.close()
         if self.output is not None:
@@ -136,8 +170,10 @@ class System2Node:
 def serve(cfg: DeployConfig, output: Path | None) -> int:
     """Load the policy and serve until SIGTERM/SIGINT."""
     from hume.runtime.policy_loader import load_policy, model_id
+    from hume.runtime.priority import lower_priority
 
     checkpoint = cfg.check_checkpoint()
+    lower_priority(cfg.system2.nice)  # before torch starts its threads: they inherit it
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System2Node(cfg, policy, model_id(checkpoint), output)
     for sig in (signal.SIGTERM, signal.SIGINT):

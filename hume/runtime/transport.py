@@ -10,7 +10,6 @@ newest observation only.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import ipaddress
 import logging
 import secrets
@@ -24,22 +23,17 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from hume.runtime import protocol, shm
+from hume.runtime import protocol
+from hume.runtime.key_files import unsafe_key_files
 from hume.runtime.protocol import Message, MessageError, SequenceGate
-from hume.runtime.shm import ShmReader, ShmWriter
 
 log = logging.getLogger(__name__)
 
 # Observations queued on each side while System 2 thinks (5 s of control ticks at 20 Hz; 30 MB
-# of 224² image pairs when they travel in frames).
+# of 224² image pairs).
 OBSERVATION_QUEUE = 100
-# Receiver heartbeats with a growing count of failed shared-memory reads before frames are used.
-SHM_STRIKES = 2
 # Messages taken per drain call, so that one call (and one control tick) stays bounded.
 DRAIN_LIMIT = 256
-# ZMQ_MAXMSGSIZE: a peer sending more than this is disconnected by libzmq before we see anything.
-# Per-field limits below it (protocol.decode) are what drop and count smaller bad messages.
-HARD_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class EndpointError(ValueError):
@@ -47,11 +41,19 @@ class EndpointError(ValueError):
 
 
 def is_loopback(endpoint: str) -> bool:
-    """ipc://, inproc:// and tcp:// on 127.0.0.0/8, ::1 or localhost stay on this host."""
+    """Endpoints that may be used without CURVE keys: inproc://, ipc:// on a file path (the file's
+    permissions decide who may connect), and tcp:// to 127.0.0.0/8, ::1 or localhost.
+
+    Not: abstract ipc sockets (`ipc://@name`: no file, so any local user may connect), and
+    ZeroMQ's `tcp://source;destination` form (the part before ";" only picks the local interface:
+    the connection goes to whatever follows it).
+    """
     scheme, _, rest = endpoint.partition("://")
-    if scheme in ("ipc", "inproc"):
+    if scheme == "inproc":
         return True
-    if scheme != "tcp" or not rest:
+    if scheme == "ipc":
+        return bool(rest) and not rest.startswith("@")
+    if scheme != "tcp" or not rest or ";" in rest:
         return False
     host = urlsplit(f"//{rest}").hostname or ""
     if host == "localhost":
@@ -68,15 +70,25 @@ def check_endpoint(endpoint: str, secure: bool) -> None:
         raise EndpointError(f"endpoint {endpoint!r} must start with tcp://, ipc:// or inproc://")
     if not secure and not is_loopback(endpoint):
         raise EndpointError(
-            f"refusing {endpoint!r}: not a loopback or ipc:// endpoint, and no CURVE keys are configured. "
-            "Generate keys with `hume keys --output KEYS_DIR` and pass --transport.keys_dir=KEYS_DIR, "
-            "or use ipc:// / tcp://127.0.0.1."
+            f"refusing {endpoint!r}: not a loopback tcp:// or file-path ipc:// endpoint (abstract "
+            "ipc://@ sockets and the tcp://source;destination form are not), and no CURVE keys are "
+            "configured. Generate keys with `hume keys --output KEYS_DIR` and pass "
+            "--transport.keys_dir=KEYS_DIR, or use ipc:///private/folder/name / tcp://127.0.0.1."
         )
 
 
-def shm_usable(endpoint: str) -> bool:
-    """Whether observations to `endpoint` may go through shared memory: same host, and Linux."""
-    return is_loopback(endpoint) and shm.available()
+def check_keys_dir(keys_dir: str) -> None:
+    """EndpointError when a CURVE key folder is missing or others could change or read it."""
+    if not keys_dir:
+        return
+    if not Path(keys_dir).is_dir():
+        raise EndpointError(f"transport.keys_dir {keys_dir} is not a folder (create keys with `hume keys`)")
+    problems = unsafe_key_files(keys_dir)
+    if problems:
+        raise EndpointError(
+            f"refusing the CURVE keys in {keys_dir}: other users could change or read them: "
+            + "; ".join(problems)
+        )
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,7 @@ class Transport:
     """One context per process; makes sockets that follow the endpoint and CURVE policy."""
 
     def __init__(self, keys_dir: str = "", max_message_bytes: int = protocol.DEFAULT_MAX_MESSAGE_BYTES):
+        check_keys_dir(keys_dir)
         self.ctx = zmq.Context()
         self.keys = CurveKeys(Path(keys_dir)) if keys_dir else None
         self.max_message_bytes = max_message_bytes
@@ -134,7 +147,10 @@ class Transport:
         check_endpoint(endpoint, secure=self.keys is not None)
         sock = self.ctx.socket(kind)
         sock.linger = 0
-        sock.setsockopt(zmq.MAXMSGSIZE, HARD_MAX_MESSAGE_BYTES)
+        # libzmq hands out a multipart message only once all its frames have arrived, and bounds
+        # each frame, not their sum: no frame may be larger than a whole message may be, so a
+        # peer sending one is cut off before the frame is buffered (it reconnects by itself).
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
         sock.sndhwm = sock.rcvhwm = hwm
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -155,64 +171,30 @@ class Transport:
 
 
 class Publisher:
-    """Sends messages of one session with a growing sequence number.
+    """Sends messages of one session with one sequence number across all message types."""
 
-    With a `ring` (same host only), observations put their arrays in shared memory and send
-    just the header. It goes back to frames for good when the ring cannot be written (e.g.
-    /dev/shm full), or when the receiver's heartbeats (`peer_stats`) show its reads of the ring
-    failing in SHM_STRIKES of them (not after one failure: a ring replaced just before the
-    receiver opened it fails once, and is no reason to give up).
-    """
-
-    def __init__(self, sock: zmq.Socket, session: str, ring: ShmWriter | None = None):
-        self.sock, self.session, self.seq, self.ring = sock, session, 0, ring
-        self._peer_failed = self._strikes = 0
+    def __init__(self, sock: zmq.Socket, session: str):
+        self.sock, self.session, self.seq = sock, session, 0
 
     def send(self, type_: str, fields: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
-        shm = None
-        if self.ring is not None and type_ == protocol.OBSERVATION:
-            try:
-                shm = self.ring.put(arrays)
-            except (OSError, ValueError) as e:  # e.g. /dev/shm full: frames still work
-                self._stop_shared_memory(f"shared memory failed ({e})")
-        frames = protocol.encode(type_, self.session, self.seq, fields, arrays, shm)
+        frames = protocol.encode(type_, self.session, self.seq, fields, arrays)
         self.seq += 1
         try:
             self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
         except zmq.Again:
             pass  # PUB drops when a subscriber is full; the next message supersedes this one
 
-    def peer_stats(self, stats: dict) -> None:
-        """The receiver's heartbeat counters: a growing `dropped_shm_unavailable` is a strike."""
-        failed = stats.get("dropped_shm_unavailable", 0)
-        if self.ring is None or failed <= self._peer_failed:
-            return
-        self._peer_failed, self._strikes = failed, self._strikes + 1
-        if self._strikes >= SHM_STRIKES:
-            self._stop_shared_memory("the receiver cannot open this host's shared memory")
-
-    def _stop_shared_memory(self, why: str) -> None:
-        log.warning("%s: observations go in frames from now on", why)
-        self.close()
-
-    def close(self) -> None:
-        if self.ring is not None:
-            self.ring.close()
-            self.ring = None
-
 
 class Inbox:
     """Receives, checks and counts every message on one socket; never raises on bad input.
 
-    With a `shm` reader it also takes observations whose arrays wait in shared memory: they are
-    handed out unread, and the caller reads the ones it uses with `read_shared` (so superseded
-    ones cost nothing). Without one, such observations are dropped as `shm_unavailable`.
+    Every message received is counted once: as accepted, or as dropped under one reason (the
+    node's own checks after the protocol's move an accepted message to dropped with `reject`).
     """
 
-    def __init__(self, sock: zmq.Socket, max_message_bytes: int, shm: ShmReader | None = None):
+    def __init__(self, sock: zmq.Socket, max_message_bytes: int):
         self.sock = sock
         self.max_message_bytes = max_message_bytes
-        self.shm = shm
         self.backlog = False  # the last drain left messages in the queue
         self.gate = SequenceGate()
         self.received = 0
@@ -224,8 +206,6 @@ class Inbox:
         try:
             msg = protocol.decode(frames, self.max_message_bytes)
             self.gate.check(msg)
-            if msg.shm is not None and self.shm is None:
-                raise MessageError("shm_unavailable", "this receiver does not read shared memory")
         except MessageError as e:
             self.dropped[e.reason] += 1
             log.debug("dropped a message: %s", e)
@@ -233,24 +213,10 @@ class Inbox:
         self.accepted += 1
         return msg
 
-    def read_shared(self, msg: Message) -> Message | None:
-        """`msg` with its shared-memory arrays read and checked; None (counted) when that fails."""
-        if msg.shm is None:
-            return msg
-        try:
-            try:
-                arrays = self.shm.read(msg.shm, msg.specs)
-            except MessageError:
-                raise
-            except Exception as e:  # as in decode: nothing a peer sends may take the node down
-                raise MessageError("malformed", f"shared memory: {type(e).__name__}: {e}") from None
-            protocol.check_observation_content(arrays)
-        except MessageError as e:
-            self.accepted -= 1
-            self.dropped[e.reason] += 1
-            log.debug("dropped an observation: %s", e)
-            return None
-        return dataclasses.replace(msg, arrays=arrays, shm=None, specs=[])
+    def reject(self, reason: str) -> None:
+        """An accepted message that the node's own checks drop after all (counted under `reason`)."""
+        self.accepted -= 1
+        self.dropped[reason] += 1
 
     def drain(self, timeout_ms: float = 0, limit: int = DRAIN_LIMIT) -> list[Message]:
         """The messages waiting now, at most `limit` (so a flood cannot stall a control tick);
@@ -286,12 +252,15 @@ class LatestObservation:
     OBSERVATION_QUEUE of them (beyond that the publisher drops new ones, so a think longer than
     that many control ticks answers an old observation, which System 1's chunk TTL then rejects).
     The next `wait` takes the whole queue at once and keeps only the newest; the older ones are
-    counted as superseded, and their shared-memory arrays are never read.
+    counted as superseded.
     """
 
-    def __init__(self, transport: Transport, endpoint: str, bind: bool = True):
+    def __init__(self, transport: Transport, endpoint: str, bind: bool = True, check=None):
+        """`check(msg)` raises MessageError for an observation the caller cannot use: it is
+        dropped (counted under its reason) before it can supersede a usable one."""
         sock = transport.socket(zmq.SUB, endpoint, bind, hwm=OBSERVATION_QUEUE)
-        self.inbox = Inbox(sock, transport.max_message_bytes, ShmReader())
+        self.inbox = Inbox(sock, transport.max_message_bytes)
+        self.check = check
         self.superseded = 0  # valid observations replaced by a newer one before being used
         self.peer_seen_at: float | None = None  # monotonic time of the last System-1 message
 
@@ -306,15 +275,21 @@ class LatestObservation:
                 self.peer_seen_at = time.monotonic()
             for msg in msgs:
                 if msg.type != protocol.OBSERVATION:
+                    if msg.type != protocol.HEARTBEAT:  # chunks and errors go the other way
+                        self.inbox.reject("unexpected_type")
                     continue
+                if self.check is not None:
+                    try:
+                        self.check(msg)
+                    except MessageError as e:
+                        self.inbox.reject(e.reason)
+                        continue
                 if latest is not None:
                     self.superseded += 1
                 latest = msg
             if latest is not None and not self.inbox.backlog:  # the queue is empty: latest is newest
-                latest = self.inbox.read_shared(latest)  # None: dropped and counted
-                if latest is not None:
-                    return latest
-            elif latest is None and time.monotonic() >= deadline:
+                return latest
+            if latest is None and time.monotonic() >= deadline:
                 return None
 
     def pending(self) -> bool:
@@ -326,4 +301,3 @@ class LatestObservation:
 
     def close(self) -> None:
         self.inbox.sock.close()
-        self.inbox.shm.close()
