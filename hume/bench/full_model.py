@@ -87,10 +87,16 @@ def build(cfg: Config):
     from hume.policy import HumePolicy
 
     torch.manual_seed(cfg.seed)
-    if cfg.checkpoint:
-        policy = HumePolicy.from_pretrained(cfg.checkpoint)
-    else:
-        policy = HumePolicy.from_config(parse_config(HumeConfig, ["--config", cfg.model]))
+    # Built directly in the target dtype: a bf16 model never holds a float32 copy.
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(torch, cfg.dtype))
+    try:
+        if cfg.checkpoint:
+            policy = HumePolicy.from_pretrained(cfg.checkpoint)
+        else:
+            policy = HumePolicy.from_config(parse_config(HumeConfig, ["--config", cfg.model]))
+    finally:
+        torch.set_default_dtype(default)
     return policy.to(cfg.device, getattr(torch, cfg.dtype)).eval()
 
 
