@@ -1,9 +1,9 @@
 """System-2 latency on a virtual clock: the `async` evaluation mode, deterministic and CPU-independent.
 
 Time is counted in control steps. System 2 starts a think on the observation of step t; its chunk
-becomes visible at step t + latency, tagged with t. Every step, System 1 refines the newest
-visible chunk on the current observation at offset (now - t), as the System-1 node does. Before
-the first chunk lands, and after the last one runs out, the robot holds still.
+becomes visible at step t + latency, tagged with t, and the control schedule (the System-1 node's)
+follows it from offset (now - t). Before the first chunk lands, and after the last one runs out,
+the robot holds still.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import math
 
 import numpy as np
 
-from hume.policy.hold import hold_action
+from hume.policy.schedule import ControlSchedule, ScheduleConfig
+from hume.policy.transforms import STATE_KEY
 from sim.eval_config import LatencyConfig
 
 
@@ -36,18 +37,16 @@ class VirtualClockPolicy:
 
     One System-2 worker thinking back to back, as the System-2 node does: a new think starts on
     the newest observation the step its predecessor lands (`think_every` > 0 additionally spaces
-    think starts at least that many steps apart). System 1 refines when a new chunk lands, when
-    its refined actions run out, and every `s1_replan_steps` steps.
+    think starts at least that many steps apart). Everything else (which chunk, which offset, when
+    System 1 refines, holds, its state history) is the control schedule's, the same object the
+    System-1 node and the synchronous loop drive (hume/policy/schedule.py).
     """
 
     def __init__(self, policy, latency: LatencyModel, think_every: int = 0):
-        cfg = policy.config
         self.policy = policy
         self.latency = latency
-        self.chunk_size = cfg.chunk_size
-        self.horizon = cfg.s1_horizon
-        self.refine_every = cfg.s1_replan_steps
         self.think_every = max(1, think_every)
+        self.schedule = ControlSchedule(ScheduleConfig.of(policy.config))
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -57,68 +56,37 @@ class VirtualClockPolicy:
         else:
             self.policy.reset(seed=seed)
             self.latency.rng = np.random.default_rng(seed)
-        self.t = 0
-        self.chunk = None
-        self.chunk_step = 0
+        self.schedule.reset()
         self.pending = None  # (ready_step, observation_step, chunk)
         self.next_think = 0
-        self.queue: list[np.ndarray] = []
-        self.since_refine = 0
-        self.gripper = -1.0
         self.thinks = 0
         self.holds = 0
         self.ages: list[int] = []
 
-    def _land(self) -> bool:
-        if self.pending is None or self.pending[0] > self.t:
-            return False
-        _, self.chunk_step, self.chunk = self.pending
-        self.pending = None
-        return True
-
-    def _maybe_think(self, obs: dict) -> None:
-        if self.pending is not None or self.t < self.next_think:
-            return
-        chunk = self.policy.think(obs)
-        ready = self.t + self.latency.sample()
-        self.pending = (ready, self.t, chunk)
-        self.next_think = max(self.t + self.think_every, ready)
-        self.thinks += 1
-
-    def _observe(self, obs: dict) -> None:
-        # System 1 keeps a history of robot states, one per tick, refined or not.
-        observe = getattr(self.policy, "observe", None)
-        if callable(observe):
-            observe(obs)
-
-    def _hold(self, obs: dict) -> np.ndarray:
-        self._observe(obs)
-        self.holds += 1
-        self.t += 1
-        return hold_action(self.gripper)
+    def _land(self, now: int) -> None:
+        if self.pending is not None and self.pending[0] <= now:
+            _, observed, chunk = self.pending
+            self.pending = None
+            self.schedule.land(chunk, observed)
 
     def select_action(self, obs: dict) -> np.ndarray:
-        landed = self._land()
-        self._maybe_think(obs)
-        landed = self._land() or landed  # a zero-latency think lands at once
-        if self.chunk is None:
-            return self._hold(obs)
-        offset = self.t - self.chunk_step
-        if offset >= self.chunk_size:
-            return self._hold(obs)
-        if landed or not self.queue or self.since_refine >= self.refine_every:
-            # Near the chunk's end System 1 refines its last h steps and skips the ones past.
-            start = min(offset, self.chunk_size - self.horizon)
-            actions = np.asarray(self.policy.refine(obs, self.chunk, start), dtype=np.float32)
-            self.queue = list(actions[offset - start :])
-            self.since_refine = 0
+        now = self.schedule.tick + 1
+        self._land(now)
+        if self.pending is None and now >= self.next_think:
+            ready = now + self.latency.sample()
+            self.pending = (ready, now, self.policy.think(obs))
+            self.next_think = max(now + self.think_every, ready)
+            self.thinks += 1
+            self._land(now)  # a zero-latency think lands at once
+        request = self.schedule.begin(np.asarray(obs[STATE_KEY], np.float32))
+        refined = None
+        if request is not None:
+            refined = self.policy.refine(obs, request.chunk, request.start, self.schedule.history())
+        action, kind = self.schedule.end(refined)
+        if kind == "hold":
+            self.holds += 1
         else:
-            self._observe(obs)
-        action = self.queue.pop(0)
-        self.since_refine += 1
-        self.gripper = float(action[6])
-        self.ages.append(offset)
-        self.t += 1
+            self.ages.append(self.schedule.age)
         return action
 
     def episode_stats(self) -> dict:

@@ -18,6 +18,7 @@ from hume.convert.common import write_checkpoint
 from hume.convert.hume_format import convert_hume
 from hume.models.paligemma_weights import CheckpointError
 from hume.policy import HumePolicy
+from hume.policy.schedule import ControlSchedule, ScheduleConfig
 
 TOLERANCE = 1e-4  # relative, as float32 computations in another order may differ
 VARIANTS = {
@@ -78,27 +79,33 @@ def test_conversion_is_total_and_loads_strictly(converted):
 
 
 def test_closed_loop_matches_their_code(converted):
-    """Think every chunk, refine every h steps (their LIBERO schedule), state history every step."""
+    """Their LIBERO loop (think every chunk, refine every h steps, a state every step), driven
+    through our control schedule with the same noise."""
     source, out = converted
     reference = AuthorsReference(source)
     policy = HumePolicy.from_pretrained(out)
     cfg = policy.config
-    n, horizon, h = cfg.num_candidates, cfg.chunk_size, cfg.s1_horizon
+    schedule = ControlSchedule(ScheduleConfig.of(cfg))
+    n, horizon = cfg.num_candidates, cfg.chunk_size
     errors = {"candidates": 0.0, "padding": 0.0, "q": 0.0, "actions": 0.0}
-    chunk = ref_chunk = None
-    for step in range(horizon + h):
+    ref_chunk = None
+    for step in range(horizon + cfg.s1_horizon):
         obs = observation(step, cfg.state_dim)
-        offset = step % cfg.s2_replan_steps
-        if step % cfg.s1_replan_steps:
-            policy.observe(ours(obs))
-            reference.preprocess(obs)
-            continue
         noise = torch.randn(n, horizon, cfg.max_action_dim, generator=torch.Generator().manual_seed(step))
+        if step % cfg.s2_replan_steps == 0:
+            chunk = policy.think(ours(obs), noise=noise.numpy())
+            schedule.land(chunk, step)
+        request = schedule.begin(obs["observation.state"])
+        if step % cfg.s1_replan_steps:
+            assert request is None, "our schedule refines when theirs does"
+            reference.preprocess(obs)
+            schedule.end()
+            continue
         theirs = reference.select_action(
             obs, noise, step=step, s2_replan_steps=cfg.s2_replan_steps, chunk=ref_chunk
         )
-        if offset == 0:
-            chunk = policy.think(ours(obs), noise=noise.numpy())
+        ref_chunk = theirs["chunk"]
+        if step % cfg.s2_replan_steps == 0:
             a = cfg.action_dim
             errors["candidates"] = max(
                 errors["candidates"], relative_error(chunk.candidates, theirs["candidates"][..., :a])
@@ -106,8 +113,8 @@ def test_closed_loop_matches_their_code(converted):
             errors["padding"] = max(errors["padding"], relative_error(chunk.padding, theirs["chunk"][:, a:]))
             errors["q"] = max(errors["q"], relative_error(chunk.values, theirs["q_values"]))
             assert chunk.index == theirs["index"]
-        ref_chunk = theirs["chunk"]
-        actions = policy.refine(ours(obs), chunk, offset)
+        actions = policy.refine(ours(obs), request.chunk, request.start, schedule.history())
+        schedule.end(actions)
         errors["actions"] = max(errors["actions"], relative_error(actions, theirs["s1_action"]))
     assert max(errors.values()) <= TOLERANCE, errors
 

@@ -143,12 +143,12 @@ class CountingPolicy(HumePolicy):
     """Records when the two halves run (the real ones run)."""
 
     def think(self, obs):
-        self.calls.append(("think", self._step))
+        self.calls.append(("think", self.schedule.tick + 1))
         return super().think(obs)
 
-    def refine(self, obs, chunk, offset):
-        self.calls.append(("refine", self._step, offset))
-        return super().refine(obs, chunk, offset)
+    def refine(self, obs, chunk, offset, history=None):
+        self.calls.append(("refine", self.schedule.tick, offset, history))
+        return super().refine(obs, chunk, offset, history)
 
 
 def test_synchronous_schedule(checkpoint):
@@ -162,9 +162,11 @@ def test_synchronous_schedule(checkpoint):
     refines = [(c[1], c[2]) for c in policy.calls if c[0] == "refine"]
     assert thinks == [0, 16, 32]
     assert refines == [(0, 0), (8, 8), (16, 0), (24, 8), (32, 0)]
-    assert len(policy._history) == policy.config.system1.state_history
+    # System 1 reads the schedule's history: the last K states, one per tick.
+    history = [c[3] for c in policy.calls if c[0] == "refine"][-1]
+    assert history.shape == (policy.config.system1.state_history, 8)
     policy.reset()
-    assert len(policy._history) == 0
+    assert policy.schedule.tick == -1 and policy.schedule.chunk is None
     policy.select_action(obs)
     assert policy.calls[-2][0] == "think", "after reset the policy thinks again"
 
@@ -174,13 +176,16 @@ def test_state_history_feeds_system1(checkpoint):
     policy = HumePolicy.from_pretrained(checkpoint)
     obs = observation()
     chunk = policy.think(obs)
-    policy.reset()
-    policy.observe(observation(seed=7))
-    a = policy.refine(obs, chunk, 0)
-    policy.reset()
-    policy.observe(observation(seed=8))
-    b = policy.refine(obs, chunk, 0)
+    now = obs["observation.state"]
+    a = policy.refine(obs, chunk, 0, np.stack([observation(seed=7)["observation.state"], now]))
+    b = policy.refine(obs, chunk, 0, np.stack([observation(seed=8)["observation.state"], now]))
     assert not np.allclose(a, b)
+    # Without a history, this observation's state stands for all K.
+    np.testing.assert_array_equal(
+        policy.refine(obs, chunk, 0), policy.refine(obs, chunk, 0, np.stack([now, now]))
+    )
+    with pytest.raises(ValueError, match="state history"):
+        policy.refine(obs, chunk, 0, np.stack([now]))
 
 
 def test_bad_observations_are_clear_errors(policy):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hume.config import ConfigError, parse_config
+from hume.policy.chunk import Chunk
 from sim.eval_config import EvalConfig, LatencyConfig
 from sim.evaluator import check_resume, episode_seed, plan, read_log
 from sim.latency import LatencyModel, VirtualClockPolicy
@@ -91,6 +92,7 @@ class RecordingPolicy:
             s1_horizon=horizon,
             s1_replan_steps=refine_every,
             s2_replan_steps=think_every,
+            system1=SimpleNamespace(state_history=2),
         )
         self.thought_at = []
 
@@ -99,15 +101,18 @@ class RecordingPolicy:
 
     def think(self, obs):
         self.thought_at.append(obs["t"])
-        return obs["t"]
+        actions = np.full((self.config.chunk_size, 7), obs["t"], np.float32)
+        return Chunk(actions=actions, noise_level=0.0, values=np.zeros(1, np.float32), index=0)
 
-    def refine(self, obs, chunk, offset):
+    def refine(self, obs, chunk, offset, history):
         assert 0 <= offset <= self.config.chunk_size - self.config.s1_horizon
-        return np.array([[chunk, offset + i, obs["t"], 0, 0, 0, 1] for i in range(self.config.s1_horizon)])
+        assert history.shape == (2, 1) and history[-1, 0] == obs["t"], "the schedule's history, up to now"
+        step = chunk.actions[0, 0]
+        return np.array([[step, offset + i, obs["t"], 0, 0, 0, 1] for i in range(self.config.s1_horizon)])
 
 
 def drive(policy, steps):
-    return np.array([policy.select_action({"t": t}) for t in range(steps)])
+    return np.array([policy.select_action({"t": t, "observation.state": [t]}) for t in range(steps)])
 
 
 def test_virtual_clock_aligns_chunks_by_elapsed_steps():

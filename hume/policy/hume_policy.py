@@ -1,20 +1,21 @@
-"""HumePolicy: System 2 + value-query head + System 1 with normalisation and the synchronous schedule.
+"""HumePolicy: System 2 + value-query head + System 1 with normalisation.
 
-    think(obs)                 System 2 samples N candidate chunks (one batch, shared prefix cache);
-                               the value-query head keeps the best -> Chunk
-    refine(obs, chunk, offset) System 1 cascades the chunk slice that starts `offset` steps in,
-                               on the current observation -> h robot actions
-    select_action(obs)         think every s2_replan_steps, refine every s1_replan_steps, one action
+    think(obs)                          System 2 samples N candidate chunks (one batch, shared prefix
+                                        cache); the value-query head keeps the best -> Chunk
+    refine(obs, chunk, offset, history) System 1 cascades the chunk slice that starts `offset` steps
+                                        in, on the current observation and state history -> h actions
+    select_action(obs)                  the synchronous loop: the control schedule
+                                        (hume/policy/schedule.py) with thinks that land at once
 
-The runtime nodes and the evaluator's async mode call think/refine separately; select_action is
-the synchronous loop of the official simulation code.
+think and refine keep no episode state: the schedule owns it (which chunk, which offset, System 1's
+state history). The runtime nodes and the evaluator's async mode drive the same schedule with
+thinks that land later.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import deque
 from pathlib import Path
 
 import draccus
@@ -33,6 +34,7 @@ from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
 from hume.policy.chunk import Chunk
 from hume.policy.normalize import Normalizer
+from hume.policy.schedule import ControlSchedule, ScheduleConfig
 from hume.policy.transforms import STATE_KEY, TASK_KEY, observation_images, pad_to, tokenize
 from hume.tokenizer import DEFAULT_TOKENIZER_DIR, load_tokenizer
 
@@ -200,17 +202,12 @@ class HumePolicy(nn.Module):
                 for key, tensor in own.items():
                     tensor.copy_(handle.get_tensor(key))
 
-    # ----- episode state ------------------------------------------------------------------------
+    # ----- episode state (of select_action's loop only) ----------------------------------------------
     def reset(self, seed: int | None = None) -> None:
-        """Start an episode: clears the schedule and System 1's state history; `seed` fixes the noise."""
+        """Start an episode: clears select_action's schedule; `seed` fixes the noise."""
         if seed is not None:
             self.generator.manual_seed(seed)
-        self._step = 0
-        self._chunk: Chunk | None = None
-        self._chunk_start = 0
-        self._refined: np.ndarray | None = None
-        self._refined_offset = 0
-        self._history: deque[np.ndarray] = deque(maxlen=self.config.system1.state_history)
+        self.schedule = ControlSchedule(ScheduleConfig.of(self.config))
 
     @property
     def device(self) -> torch.device:
@@ -219,10 +216,6 @@ class HumePolicy(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.system2.action_out_proj.weight.dtype
-
-    def observe(self, obs: dict) -> None:
-        """Remember this tick's robot state for System 1's history (refine and select_action call it)."""
-        self._history.append(self._state(obs))
 
     # ----- the two halves -------------------------------------------------------------------------
     @torch.no_grad()
@@ -283,17 +276,13 @@ class HumePolicy(nn.Module):
         )
 
     @torch.no_grad()
-    def refine(self, obs: dict, chunk: Chunk, offset: int) -> np.ndarray:
+    def refine(self, obs: dict, chunk: Chunk, offset: int, history: np.ndarray | None = None) -> np.ndarray:
         """System 1's cascade on the h steps of `chunk` from `offset`: robot actions [h, action_dim].
 
-        With System 1 off the slice itself is returned, unnormalised. Past the chunk's end the last
-        action is repeated (a chunk that arrives late can be shorter than h from `offset`).
+        history: the robot states [K, state_dim] of the last K ticks, oldest first (the schedule
+        keeps them); None: this observation's state alone, repeated. With System 1 off the slice
+        itself is returned, unnormalised. Past the chunk's end the last action is repeated.
         """
-        self.observe(obs)
-        return self._refine(obs, chunk, offset)
-
-    @torch.no_grad()
-    def _refine(self, obs: dict, chunk: Chunk, offset: int) -> np.ndarray:
         cfg = self.config
         h = cfg.s1_horizon
         if not 0 <= offset < len(chunk.actions):
@@ -310,9 +299,8 @@ class HumePolicy(nn.Module):
                 obs, s1.config.cameras, s1.config.image_size, cfg.resize_with_padding
             ).items()
         }
-        history = list(self._history)
-        history = [history[0]] * (s1.config.state_history - len(history)) + history
-        history = pad_to(torch.from_numpy(np.stack(history))[None], s1.config.state_dim).to(self.device)
+        states = self._history(obs, history)
+        history = pad_to(torch.from_numpy(states)[None], s1.config.state_dim).to(self.device)
         start_t = pad_to(torch.from_numpy(start[:, : s1.config.action_dim])[None], s1.config.action_dim)
         start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
@@ -329,28 +317,25 @@ class HumePolicy(nn.Module):
 
     # ----- the synchronous loop -------------------------------------------------------------------
     def select_action(self, obs: dict) -> np.ndarray:
-        """One robot action [action_dim]: think every s2_replan_steps, refine every s1_replan_steps."""
-        cfg = self.config
-        if self._chunk is None or self._step - self._chunk_start >= cfg.s2_replan_steps:
-            self._chunk = self.think(obs)
-            self._chunk_start = self._step
-            self._refined = None
-        offset = self._step - self._chunk_start
-        if self._refined is None or offset - self._refined_offset >= cfg.s1_replan_steps:
-            self._refined = self.refine(obs, self._chunk, offset)
-            self._refined_offset = offset
-        else:
-            self.observe(obs)
-        self._step += 1
-        return self._refined[offset - self._refined_offset]
+        """One robot action [action_dim]: think every s2_replan_steps (the chunk lands at once), and
+        the control schedule does the rest (refine every s1_replan_steps, System 1's history)."""
+        schedule = self.schedule
+        now = schedule.tick + 1
+        if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
+            schedule.land(self.think(obs), now)
+        request = schedule.begin(self._raw_state(obs))
+        refined = None
+        if request is not None:
+            refined = self.refine(obs, request.chunk, request.start, schedule.history())
+        action, _ = schedule.end(refined)
+        return action
 
     def predict_action_chunk(self, obs: dict) -> np.ndarray:
         """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine
         every h-step slice on this same observation."""
         chunk = self.think(obs)
-        self.observe(obs)
         h = self.config.s1_horizon
-        parts = [self._refine(obs, chunk, offset) for offset in range(0, self.config.chunk_size, h)]
+        parts = [self.refine(obs, chunk, offset) for offset in range(0, self.config.chunk_size, h)]
         return np.concatenate(parts)[: self.config.chunk_size]
 
     # ----- helpers ----------------------------------------------------------------------------------
@@ -374,13 +359,29 @@ class HumePolicy(nn.Module):
             )
         return noise.float()[None]
 
-    def _state(self, obs: dict) -> np.ndarray:
+    def _raw_state(self, obs: dict) -> np.ndarray:
         if STATE_KEY not in obs:
             raise KeyError(f"observation lacks {STATE_KEY!r} (got keys {sorted(obs)})")
         state = np.asarray(obs[STATE_KEY], np.float32).reshape(-1)
         if state.shape != (self.config.state_dim,):
             raise ValueError(f"{STATE_KEY} must have {self.config.state_dim} values, got {state.shape[0]}")
-        return self.normalizer.state(state)
+        return state
+
+    def _state(self, obs: dict) -> np.ndarray:
+        return self.normalizer.state(self._raw_state(obs))
+
+    def _history(self, obs: dict, history: np.ndarray | None) -> np.ndarray:
+        """System 1's normalised state history [K, state_dim]."""
+        k = self.config.system1.state_history
+        if history is None:
+            return np.repeat(self._state(obs)[None], k, 0)
+        history = np.asarray(history, np.float32)
+        if history.shape != (k, self.config.state_dim):
+            raise ValueError(
+                f"the state history must be [K={k}, state_dim={self.config.state_dim}], "
+                f"got {list(history.shape)}"
+            )
+        return self.normalizer.state(history)
 
     @staticmethod
     def _task(obs: dict) -> str:

@@ -1,0 +1,142 @@
+"""The control schedule: which chunk System 1 follows, at which offset, when it refines, when the
+robot holds, and System 1's state history. Pure and clock-free: ticks and chunk arrivals in,
+decisions out. The synchronous loop (`HumePolicy.select_action`), the evaluator's virtual clock
+(sim/latency.py) and the System-1 node all drive this one object, so they make the same decisions
+for the same ticks and arrivals.
+
+Each control tick:
+    request = schedule.begin(state)        # record the tick's state; a RefineRequest or None
+    actions = policy.refine(obs, request.chunk, request.start, schedule.history())   # if a request
+    action, kind = schedule.end(actions)   # the action to execute: "refined", "plan" or "hold"
+and, whenever a chunk computed from the observation of tick c becomes available,
+    schedule.land(chunk, c)
+
+Rules:
+- A chunk may be followed while its age (ticks since the observation it answers) is below
+  `valid = min(ttl, chunk length)`; after that, or before the first chunk, the robot holds (zero
+  motion, gripper as last commanded).
+- System 1 refines when a chunk landed since its last refinement (a fresh chunk is switched to at
+  once, mid-plan included), when its refined actions run out, and every `refine_every` ticks.
+- It refines the h actions of the chunk that start at the chunk's current offset, or the chunk's
+  last h actions when fewer are left (the ones already past are skipped): System 1 always reads a
+  real h-step slice, stamped with where it starts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from hume.policy.chunk import Chunk
+from hume.policy.hold import hold_action
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    chunk_size: int  # H: actions in a chunk
+    horizon: int  # h: actions System 1 refines per call
+    refine_every: int  # s1_replan_steps
+    history: int  # K: robot states System 1 reads
+    ttl: int = 0  # ticks a chunk may be followed after its observation; 0 = the whole chunk
+
+    @classmethod
+    def of(cls, config, ttl: int = 0, refine_every: int = 0) -> ScheduleConfig:
+        """From a HumeConfig (the checkpoint's schedule); `ttl` and `refine_every` override it."""
+        return cls(
+            chunk_size=config.chunk_size,
+            horizon=config.s1_horizon,
+            refine_every=refine_every or config.s1_replan_steps,
+            history=config.system1.state_history,
+            ttl=ttl,
+        )
+
+    def valid_steps(self, length: int) -> int:
+        return min(self.ttl, length) if self.ttl else length
+
+
+@dataclass(frozen=True)
+class RefineRequest:
+    chunk: Chunk
+    start: int  # the slice System 1 refines begins here (chunk index)
+    skip: int  # refined actions already past (offset - start)
+
+
+class ControlSchedule:
+    def __init__(self, cfg: ScheduleConfig):
+        if cfg.horizon > cfg.chunk_size or min(cfg.horizon, cfg.refine_every, cfg.history) < 1:
+            raise ValueError(f"bad schedule {cfg}")
+        self.cfg = cfg
+        self.reset()
+
+    def reset(self) -> None:
+        self.tick = -1  # the current tick (begin() advances it)
+        self.chunk: Chunk | None = None
+        self.chunk_tick = 0
+        self.fresh = False  # a chunk landed since the last refinement
+        self.plan: np.ndarray | None = None  # refined robot actions, plan[0] at plan_tick
+        self.plan_tick = 0
+        self.plan_chunk_tick = 0
+        self._history: deque[np.ndarray] = deque(maxlen=self.cfg.history)
+        self._request: RefineRequest | None = None
+        self.gripper = hold_action()[-1]
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def land(self, chunk: Chunk, chunk_tick: int) -> bool:
+        """A chunk computed from the observation of `chunk_tick`; older than the current one: ignored."""
+        if self.chunk is not None and chunk_tick < self.chunk_tick:
+            return False
+        self.chunk, self.chunk_tick, self.fresh = chunk, chunk_tick, True
+        return True
+
+    def begin(self, state: np.ndarray) -> RefineRequest | None:
+        """Start a tick with the robot's state: it joins the history (one per tick, whatever
+        happens next). Returns what System 1 must refine this tick, or None."""
+        self.tick += 1
+        self._history.append(np.asarray(state, np.float32).reshape(-1))
+        self._request = None
+        if self.chunk is None:
+            return None
+        age = self.tick - self.chunk_tick
+        length = len(self.chunk.actions)
+        if age >= self.cfg.valid_steps(length) or age < 0:
+            return None
+        since = self.tick - self.plan_tick
+        if self.fresh or self.plan is None or since >= len(self.plan) or since >= self.cfg.refine_every:
+            start = max(0, min(age, length - self.cfg.horizon))
+            self._request = RefineRequest(self.chunk, start, age - start)
+        return self._request
+
+    def history(self) -> np.ndarray:
+        """[K, state_dim]: the last K states, oldest first (the first repeated at an episode's start)."""
+        states = list(self._history)
+        return np.stack([states[0]] * (self.cfg.history - len(states)) + states)
+
+    def end(self, refined: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+        """Finish the tick: `refined` answers this tick's request (None: it failed, or there was
+        none). Returns the action to execute and where it came from: "refined" (a new plan),
+        "plan" (the current one) or "hold"."""
+        request, self._request = self._request, None
+        kind = "plan"
+        if request is not None:
+            if refined is None:
+                self.plan = None
+            else:
+                left = self.cfg.valid_steps(len(request.chunk.actions)) - (self.tick - self.chunk_tick)
+                self.plan = np.asarray(refined, np.float32)[request.skip :][:left]
+                self.plan_tick, self.plan_chunk_tick = self.tick, self.chunk_tick
+                self.fresh = False
+                kind = "refined"
+        # A plan never outlives its chunk: it was cut to the chunk's valid steps when made.
+        i = self.tick - self.plan_tick
+        if self.plan is None or i >= len(self.plan):
+            return hold_action(self.gripper), "hold"
+        action = self.plan[i]
+        self.gripper = float(action[-1])
+        return action, kind
+
+    @property
+    def age(self) -> int:
+        """Ticks since the observation the current plan's chunk answers (-1 without a plan)."""
+        return self.tick - self.plan_chunk_tick if self.plan is not None else -1

@@ -1,0 +1,97 @@
+"""The control schedule on its own: alignment, refine cadence, chunks landing mid-plan, TTL, holds,
+and System 1's state history (one state per tick, whatever happens)."""
+
+import numpy as np
+import pytest
+
+from hume.policy.chunk import Chunk
+from hume.policy.schedule import ControlSchedule, ScheduleConfig
+
+CFG = ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=2)
+
+
+def chunk(value: float, length: int = 16) -> Chunk:
+    return Chunk(
+        actions=np.full((length, 7), value, np.float32), noise_level=0.0, values=np.zeros(1), index=0
+    )
+
+
+def fake_refine(request, h=8):
+    """Refined actions that say which chunk and which index they came from: value*100 + index."""
+    base = request.chunk.actions[0, 0] * 100
+    return np.stack([np.full(7, base + request.start + i, np.float32) for i in range(h)])
+
+
+def run(
+    schedule: ControlSchedule, ticks: int, arrivals: dict[int, tuple[float, int]], fail: set = frozenset()
+):
+    """Drive `ticks` ticks; arrivals {tick: (chunk value, observation tick)}; returns (action[0], kind)."""
+    out = []
+    for t in range(ticks):
+        if t in arrivals:
+            value, obs_tick = arrivals[t]
+            schedule.land(chunk(value), obs_tick)
+        request = schedule.begin(np.full(8, t, np.float32))
+        refined = None if request is None or t in fail else fake_refine(request)
+        action, kind = schedule.end(refined)
+        out.append((float(action[0]), kind))
+    return out
+
+
+def test_holds_until_the_first_chunk_then_follows_it_aligned_to_its_observation():
+    out = run(ControlSchedule(CFG), 8, {3: (1.0, 1)})  # computed on tick 1's observation, landed at 3
+    assert [k for _, k in out[:3]] == ["hold"] * 3
+    # At tick 3 the chunk is 2 steps old: System 1 refines from index 2 and acts on it.
+    assert out[3] == (102.0, "refined")
+    assert out[4:] == [(103.0, "plan"), (104.0, "plan"), (105.0, "plan"), (106.0, "refined")]
+
+
+def test_refines_every_refine_every_ticks_and_near_the_end_reads_the_last_h_actions():
+    out = run(ControlSchedule(CFG), 16, {0: (1.0, 0)})
+    refined = [t for t, (_, kind) in enumerate(out) if kind == "refined"]
+    assert refined == [0, 4, 8, 12]
+    # At tick 12 fewer than h actions are left: the slice is the chunk's last 8 (start 8), skip 4.
+    assert [a for a, _ in out[12:16]] == [112.0, 113.0, 114.0, 115.0]
+
+
+def test_a_chunk_landing_mid_plan_is_switched_to_at_once():
+    out = run(ControlSchedule(CFG), 6, {0: (1.0, 0), 2: (2.0, 1)})
+    assert out[2] == (201.0, "refined")  # the new chunk answers tick 1: index 1 at tick 2
+    assert out[3] == (202.0, "plan")
+
+
+def test_an_older_chunk_never_replaces_a_newer_one():
+    schedule = ControlSchedule(CFG)
+    assert schedule.land(chunk(1.0), 5)
+    assert not schedule.land(chunk(2.0), 4)
+
+
+def test_ttl_and_chunk_end_hold_the_robot_with_the_last_gripper_command():
+    out = run(ControlSchedule(ScheduleConfig(16, 8, 4, 2, ttl=6)), 9, {0: (1.0, 0)})
+    assert [k for _, k in out[6:]] == ["hold"] * 3
+    schedule = ControlSchedule(CFG)
+    schedule.land(chunk(0.5), 0)
+    for _ in range(16):
+        action, _ = schedule.end(fake_refine(r) if (r := schedule.begin(np.zeros(8))) else None)
+    assert schedule.begin(np.zeros(8)) is None
+    action, kind = schedule.end()
+    assert kind == "hold" and action[:6].tolist() == [0.0] * 6 and action[6] == pytest.approx(65.0)
+
+
+def test_a_failed_refine_holds_and_leaves_the_history_as_if_it_had_succeeded():
+    ok, failed = ControlSchedule(CFG), ControlSchedule(CFG)
+    a = run(ok, 6, {0: (1.0, 0)})
+    b = run(failed, 6, {0: (1.0, 0)}, fail={4})
+    assert b[4][1] == "hold" and b[5] == (105.0, "refined"), "the next tick tries again"
+    assert a[:4] == b[:4]
+    np.testing.assert_array_equal(ok.history(), failed.history())
+    np.testing.assert_array_equal(failed.history()[:, 0], [4.0, 5.0])  # one state per tick
+
+
+def test_history_repeats_the_first_state_at_an_episode_start():
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, history=3))
+    schedule.begin(np.arange(8, dtype=np.float32))
+    assert schedule.history().shape == (3, 8)
+    assert (schedule.history() == np.arange(8)).all()
+    schedule.reset()
+    assert schedule.tick == -1 and schedule.chunk is None
