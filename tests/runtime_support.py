@@ -12,11 +12,13 @@ from pathlib import Path
 
 import msgpack
 import numpy as np
+import zmq
 from hypothesis import strategies as st
 
 from hume.runtime import protocol
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
 HUME = str(Path(sys.executable).with_name("hume"))
 
 
@@ -35,7 +37,9 @@ class Proc:
     def __init__(self, args: list[str], log: Path):
         self.log = log
         self._f = log.open("w")
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        # tests/ on the path: a node may drive a robot adapter defined here (RecordingRobot).
+        path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
         self.p = subprocess.Popen([HUME, *args], stdout=self._f, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
     def text(self) -> str:
@@ -64,6 +68,60 @@ class Proc:
                 self.p.wait()
         self._f.close()
         return self.p.returncode
+
+
+class Peer:
+    """The test's own sockets, standing in for the other node."""
+
+    def __init__(self, pub: str, sub: str, bind: bool):
+        self.ctx = zmq.Context()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.sndhwm = 0  # never drop on our side: every message sent must reach the node
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
+        for sock, endpoint in ((self.pub, pub), (self.sub, sub)):
+            sock.linger = 0
+            sock.bind(endpoint) if bind else sock.connect(endpoint)
+
+    def receive(self, want, timeout: float, send=None):
+        """The first message for which want(header, frames) is true; `send()` is called meanwhile."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if send is not None:
+                send()
+            if self.sub.poll(100):
+                frames = self.sub.recv_multipart()
+                head = msgpack.unpackb(frames[0], raw=False)
+                if want(head, frames):
+                    return head, frames
+        raise AssertionError("no matching message in time")
+
+    def heartbeat(self, role: str, timeout: float = 10, where=lambda stats: True) -> dict:
+        head, _ = self.receive(
+            lambda h, f: h["type"] == "heartbeat" and h["role"] == role and where(h["stats"]), timeout
+        )
+        return head
+
+    def drain(self) -> None:
+        """Discard what is queued: the next message received is a fresh one."""
+        while self.sub.poll(0):
+            self.sub.recv_multipart()
+
+    def close(self):
+        self.ctx.destroy(linger=0)
+
+
+def settled(peer: Peer, role: str, timeout: float = 30) -> dict:
+    """A node's counters once they stop moving: two heartbeats in a row with the same `received`
+    (observations sent while it was thinking are counted when it next takes its queue)."""
+    deadline = time.monotonic() + timeout
+    last = peer.heartbeat(role)["stats"]
+    while time.monotonic() < deadline:
+        stats = peer.heartbeat(role)["stats"]
+        if stats["received"] == last["received"]:
+            return stats
+        last = stats
+    raise AssertionError(f"{role}'s counters did not settle within {timeout} s")
 
 
 def node_args(ckpt: Path, run: Path, **over) -> list[str]:
@@ -114,7 +172,9 @@ def malformed(template: list, session: str, last_seq: int) -> st.SearchStrategy:
         lambda k: _replace(template, **{k: 1}),
         st.text(min_size=1, max_size=8).filter(lambda k: k not in keys),
     )
-    version = st.builds(lambda v: _replace(template, v=v), st.integers(-5, 100).filter(lambda v: v != 1))
+    # True and 1.0 equal 1 in Python; on the wire they are not the version.
+    not_one = st.integers(-5, 100).filter(lambda v: v != 1) | st.sampled_from([True, 1.0, "1"])
+    version = st.builds(lambda v: _replace(template, v=v), not_one)
     replay = st.builds(lambda s: _replace(template, session=session, seq=s), st.integers(0, last_seq))
     huge_dim = st.builds(
         lambda d: _replace(
@@ -143,7 +203,9 @@ def observation_frames(session: str, seq: int, tick: int = 0, episode: int = 0) 
     return [bytes(f) for f in protocol.encode(protocol.OBSERVATION, session, seq, fields, arrays)]
 
 
-def chunk_frames(session: str, seq: int, model_id: str, tick: int, episode: int = 0) -> list[bytes]:
+def chunk_frames(
+    session: str, seq: int, model_id: str, tick: int, episode: int = 0, actions: np.ndarray | None = None
+) -> list[bytes]:
     fields = {
         "model_id": model_id,
         "episode": episode,
@@ -153,5 +215,50 @@ def chunk_frames(session: str, seq: int, model_id: str, tick: int, episode: int 
         "noise_level": 0.1,
         "think_ms": 1.0,
     }
-    arrays = {"actions": np.zeros((16, 7), np.float32), "values": np.zeros(5, np.float32)}
+    actions = np.zeros((16, 7), np.float32) if actions is None else actions
+    arrays = {"actions": actions, "values": np.zeros(5, np.float32)}
     return [bytes(f) for f in protocol.encode(protocol.CHUNK, session, seq, fields, arrays)]
+
+
+class RecordingRobot:
+    """The kinematic robot, appending every action it is sent to `record` (float32 rows): what
+    reached the robot adapter, for tests to check against the envelope. Used as
+    `robot.kind: runtime_support:RecordingRobot` with `robot.options.record`."""
+
+    def __init__(self, record: str, max_steps: int = 100000, **options):
+        from deploy.kinematic_robot import KinematicRobot
+
+        self._robot = KinematicRobot(image_size=64, max_steps=max_steps, **options)
+        self._record = open(record, "ab", buffering=0)  # noqa: SIM115 (closed in close())
+
+    def action_envelope(self) -> dict:
+        return self._robot.action_envelope()
+
+    def __getattr__(self, name):
+        return getattr(self._robot, name)
+
+    @property
+    def done(self) -> bool:
+        return self._robot.done
+
+    @property
+    def success(self) -> bool:
+        return self._robot.success
+
+    def reset(self, episode: int) -> None:
+        self._robot.reset(episode)
+
+    def observe(self) -> dict:
+        return self._robot.observe()
+
+    def act(self, action: np.ndarray) -> None:
+        self._record.write(np.asarray(action, np.float32).reshape(-1).tobytes())
+        self._robot.act(action)
+
+    def close(self) -> None:
+        self._record.close()
+        self._robot.close()
+
+
+def recorded_actions(path: Path) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), np.float32).reshape(-1, 7)

@@ -18,6 +18,7 @@ pytestmark = pytest.mark.slow
 METRICS_KEYS = {
     "episodes", "successes", "ticks", "tick_ms", "deadline_misses", "chunks_received",
     "chunk_age_steps", "s2_think_ms", "holds", "dropped_messages", "sim_step_ms",
+    "deadline_misses_per_1000_ticks", "envelope",
 }  # fmt: skip
 
 
@@ -42,12 +43,18 @@ def test_libero_deployment_with_the_tiny_model(ckpt, tmp_path):
     assert m["chunk_age_steps"]["max"] < m["chunk_ttl_steps"]
     assert m["s2_think_ms"]["p50"] > 0 and m["dropped_messages"] == 0
     assert m["episode_results"][0]["task_id"] == 0 and m["episode_results"][0]["steps"] == 12
+    # LIBERO's envelope is its controller's: [-1, 1] everywhere, any change per step.
+    env = m["envelope"]
+    assert env["low"] == [-1.0] * 6 and env["high"] == [1.0] * 6 and env["gripper"] == [-1.0, 1.0]
+    assert env["max_delta"] == [2.0] * 6 and env["nonfinite"] == 0
+    assert m["deadline_misses_per_1000_ticks"] == round(1000 * m["deadline_misses"] / 12, 2)
     for name in ("latency.png", "episodes.mp4", "ticks.csv", "system1.log", "system2.log"):
         assert (run / name).stat().st_size > 0, name
     assert (run / "latency.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_ctrl_c_stops_both_nodes_without_orphans(ckpt, tmp_path):
+def _launch(ckpt, tmp_path) -> tuple[Proc, list[int], Path, Path]:
+    """`hume deploy` of the kinematic robot for a long time; its node pids and socket folder."""
     run = tmp_path / "run"
     args = ["deploy", f"--checkpoint={ckpt}", "--robot.kind=kinematic", "--robot.max_steps=100000",
             "--torch_threads=1", "--video=false", f"--output={run}"]  # fmt: skip
@@ -55,11 +62,39 @@ def test_ctrl_c_stops_both_nodes_without_orphans(ckpt, tmp_path):
     launcher.wait_for("both nodes ready", 180)
     pids = [int(p) for p in re.findall(r"started system\d \(pid (\d+)\)", launcher.text())]
     assert len(pids) == 2 and all(_alive(p) for p in pids)
+    sockets = Path(
+        re.search(r"observations: ipc://(\S+)/observations", (run / "deploy_config.yaml").read_text())[1]
+    )
+    assert sockets.is_dir() and sockets.name.startswith("hume-")
+    return launcher, pids, run, sockets
+
+
+def test_ctrl_c_stops_both_nodes_without_orphans_and_still_writes_the_metrics(ckpt, tmp_path):
+    launcher, pids, run, _ = _launch(ckpt, tmp_path)
+    niceness = [_nice(p) for p in pids]
     time.sleep(1.0)
     rc = launcher.stop(signal.SIGINT, timeout=60)
     assert rc == 130, launcher.text()[-2000:]
     assert not any(_alive(p) for p in pids), "a node outlived the launcher"
     assert "Traceback" not in (run / "system1.log").read_text()
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["interrupted"] is True and m["ticks"] > 0 and METRICS_KEYS <= set(m)
+    assert (run / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    assert niceness == [10, 0]  # System 2 yields the CPU to System 1
+
+
+def test_a_killed_launcher_leaves_no_nodes_and_no_socket_folder(ckpt, tmp_path):
+    launcher, pids, _, sockets = _launch(ckpt, tmp_path)
+    launcher.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (sockets.exists() or any(_alive(p) for p in pids)):
+        time.sleep(0.2)
+    assert not sockets.exists(), f"{sockets} left behind"
+    assert not any(_alive(p) for p in pids), "a node outlived the launcher"
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
 
 
 def _alive(pid: int) -> bool:

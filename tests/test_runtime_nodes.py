@@ -13,15 +13,16 @@ import time
 import msgpack
 import numpy as np
 import pytest
-import zmq
 from hypothesis import HealthCheck, Phase, given, settings
 from runtime_support import (
+    Peer,
     Proc,
     chunk_frames,
     make_tiny_checkpoint,
     malformed,
     node_args,
     observation_frames,
+    settled,
 )
 
 from hume.runtime import protocol
@@ -39,55 +40,6 @@ FUZZ = settings(
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
-
-
-class Peer:
-    """The test's own sockets, standing in for the other node."""
-
-    def __init__(self, pub: str, sub: str, bind: bool):
-        self.ctx = zmq.Context()
-        self.pub = self.ctx.socket(zmq.PUB)
-        self.pub.sndhwm = 0  # never drop on our side: every message sent must reach the node
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"")
-        for sock, endpoint in ((self.pub, pub), (self.sub, sub)):
-            sock.linger = 0
-            sock.bind(endpoint) if bind else sock.connect(endpoint)
-
-    def receive(self, want, timeout: float, send=None):
-        """The first message for which want(header, frames) is true; `send()` is called meanwhile."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if send is not None:
-                send()
-            if self.sub.poll(100):
-                frames = self.sub.recv_multipart()
-                head = msgpack.unpackb(frames[0], raw=False)
-                if want(head, frames):
-                    return head, frames
-        raise AssertionError("no matching message in time")
-
-    def heartbeat(self, role: str, timeout: float = 10, where=lambda stats: True) -> dict:
-        head, _ = self.receive(
-            lambda h, f: h["type"] == "heartbeat" and h["role"] == role and where(h["stats"]), timeout
-        )
-        return head
-
-    def close(self):
-        self.ctx.destroy(linger=0)
-
-
-def _settled(peer: Peer, role: str, timeout: float = 30) -> dict:
-    """A node's counters once they stop moving: two heartbeats in a row with the same `received`
-    (observations sent while it was thinking are counted when it next takes its queue)."""
-    deadline = time.monotonic() + timeout
-    last = peer.heartbeat(role)["stats"]
-    while time.monotonic() < deadline:
-        stats = peer.heartbeat(role)["stats"]
-        if stats["received"] == last["received"]:
-            return stats
-        last = stats
-    raise AssertionError(f"{role}'s counters did not settle within {timeout} s")
 
 
 def _fuzz(peer: Peer, template: list, session: str, last_seq: int) -> int:
@@ -137,7 +89,7 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         assert arrays["values"].shape == (5,) and head["chosen"] == int(np.argmax(arrays["values"]))
         assert head["think_ms"] > 0 and head["model_id"].startswith("tiny@")
 
-        before = _settled(peer, "system2")
+        before = settled(peer, "system2")
         peer.pub.send_multipart(observation_frames("fuzz", 10**6, tick=43))
         sent = _fuzz(peer, observation_frames("fuzz", 0, tick=43), "fuzz", 10**6)
         assert sent >= 1000
@@ -148,11 +100,16 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         assert after["dropped"] == before["dropped"] + sent
         assert after["accepted"] == before["accepted"] + 1
         assert s2.p.poll() is None
-        # Valid on the wire but unusable by the policy (no wrist camera, 6-dim state): logged, counted.
+        # Valid on the wire but unusable by the policy (no wrist camera, 6-dim state): an error
+        # message back naming what System 2 needs (not silence), counted, nothing thought on.
         unusable = {"observation.state": np.zeros(6, np.float32)}
         fields = {"episode": 0, "step": 0, "tick": 44, "task": "x"}
         peer.pub.send_multipart(protocol.encode(protocol.OBSERVATION, "fuzz", 10**6 + 1, fields, unusable))
-        peer.heartbeat("system2", timeout=30, where=lambda s: s["think_errors"] == 1)
+        error, _ = peer.receive(lambda h, f: h["type"] == "error", timeout=30)
+        assert error["tick"] == 44 and error["reason"] == "bad_observation"
+        assert "observation.images.wrist" in error["detail"] and "[8]" in error["detail"]
+        stats = peer.heartbeat("system2", where=lambda s: s.get("dropped_bad_observation") == 1)["stats"]
+        assert stats["think_errors"] == 0
         # Still serving: a new observation gets its chunk.
         seq_tick = 45
         peer.pub.send_multipart(observation_frames("fuzz", 10**6 + 2, tick=seq_tick))

@@ -1,5 +1,6 @@
 """Transport over real sockets: endpoint policy, CURVE, counting of bad messages, latest-only intake."""
 
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ import zmq
 
 from deploy.keys import generate_keys
 from hume.runtime import protocol
+from hume.runtime.key_files import unsafe_key_files
 from hume.runtime.transport import (
     EndpointError,
     Inbox,
@@ -38,10 +40,30 @@ ROOT = Path(__file__).resolve().parents[1]
         ("tcp://10.0.0.5:5555", False),
         ("tcp://eth0:5555", False),
         ("tcp://robot.example.com:5555", False),
+        # ZeroMQ's source;destination form: the connection goes to what follows ";".
+        ("tcp://127.0.0.1:0;192.0.2.2:5555", False),
+        ("tcp://127.0.0.1;127.0.0.1:5555", False),
+        # Abstract ipc sockets have no file whose permissions keep other users out.
+        ("ipc://@hume-observations", False),
+        ("ipc://", False),
     ],
 )
 def test_loopback_detection(endpoint, loopback):
     assert is_loopback(endpoint) is loopback
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:0;192.0.2.2:5555", "ipc://@hume-observations"])
+def test_nodes_refuse_endpoints_other_users_or_hosts_reach_without_keys(endpoint, tmp_path):
+    exe = Path(sys.executable).with_name("hume")
+    for node in ("system1", "system2"):
+        r = subprocess.run(
+            [str(exe), "serve", node, f"--transport.observations={endpoint}", f"--output={tmp_path}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+        assert r.returncode == 2 and f"refusing {endpoint!r}" in r.stderr, r.stderr[-2000:]
 
 
 def test_non_loopback_bind_refused_without_keys(tmp_path):
@@ -160,6 +182,34 @@ def test_latest_observation_keeps_only_the_newest():
     finally:
         intake.close()
         t.close()
+
+
+def test_hume_keys_makes_private_folders_whatever_the_umask_and_nodes_refuse_unsafe_ones(tmp_path):
+    exe = str(Path(sys.executable).with_name("hume"))
+    keys = tmp_path / "k"
+    r = subprocess.run(
+        [exe, "keys", "--output", str(keys)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.umask(0),
+    )
+    assert r.returncode == 0, r.stderr
+    mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
+    assert mode(keys) == mode(keys / "authorized") == 0o700
+    assert mode(keys / "server.key_secret") == mode(keys / "client.key_secret") == 0o600
+    assert mode(keys / "server.key") == mode(keys / "authorized" / "client.key") == 0o644
+    assert unsafe_key_files(keys) == []
+    t = Transport(str(keys))  # accepted as made
+    t.close()
+    (keys / "authorized").chmod(0o777)  # anyone could now add a key and connect
+    serve = [exe, "serve", "system2", f"--transport.keys_dir={keys}", f"--output={tmp_path}"]
+    r = subprocess.run(serve, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2 and "refusing the CURVE keys" in r.stderr and "authorized" in r.stderr
+    (keys / "authorized").chmod(0o700)
+    (keys / "server.key_secret").chmod(0o640)
+    with pytest.raises(EndpointError, match="server.key_secret"):
+        Transport(str(keys))
 
 
 def test_hume_keys_writes_both_pairs_and_never_overwrites(tmp_path):
