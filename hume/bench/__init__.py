@@ -12,4 +12,5 @@ BENCHMARKS: dict[str, str] = {
     "eval-throughput": "hume.bench.eval_throughput",
     "train-throughput": "hume.bench.train_throughput",
     "full-model": "hume.bench.full_model",
+    "soak": "hume.bench.soak",
 }
