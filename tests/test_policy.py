@@ -307,3 +307,25 @@ def test_value_box_round_trips_and_is_absent_in_older_stats(tmp_path):
     assert plain.value_actions(normalised) is normalised
     with pytest.raises(ValueError, match="min <= max"):
         plain.set_value_box([1.0] * 7, [0.0] * 7)
+
+
+def test_async_with_zero_latency_replays_the_synchronous_loop(checkpoint):
+    """The evaluator's virtual clock and select_action drive one control schedule: with thinks that
+    land at once, every s2_replan_steps, they act identically, tick for tick."""
+    from hume.policy.transforms import STATE_KEY
+    from sim.eval_config import LatencyConfig
+    from sim.latency import LatencyModel, VirtualClockPolicy
+
+    sync = HumePolicy.from_pretrained(checkpoint)
+    virtual = VirtualClockPolicy(
+        HumePolicy.from_pretrained(checkpoint),
+        LatencyModel(LatencyConfig(steps=0), seed=0),
+        think_every=sync.config.s2_replan_steps,
+    )
+    sync.reset(seed=3)
+    virtual.reset(seed=3)
+    for t in range(40):
+        obs = observation(seed=t)  # the state changes every tick: the history matters
+        assert STATE_KEY in obs
+        np.testing.assert_array_equal(sync.select_action(obs), virtual.select_action(obs), err_msg=str(t))
+    assert virtual.episode_stats()["thinks"] == 3 and virtual.episode_stats()["holds"] == 0

@@ -70,14 +70,15 @@ class ControlSchedule:
         self.cfg = cfg
         self.reset()
 
-    def reset(self) -> None:
-        self.tick = -1  # the current tick (begin() advances it)
+    def reset(self, tick: int = -1) -> None:
+        """A new episode; `tick` is the one before its first (a node counts ticks across episodes)."""
+        self.tick = tick  # the current tick (begin() advances it)
         self.chunk: Chunk | None = None
-        self.chunk_tick = 0
+        self.chunk_tick = tick
         self.fresh = False  # a chunk landed since the last refinement
         self.plan: np.ndarray | None = None  # refined robot actions, plan[0] at plan_tick
-        self.plan_tick = 0
-        self.plan_chunk_tick = 0
+        self.plan_tick = tick
+        self.plan_chunk_tick = tick
         self._history: deque[np.ndarray] = deque(maxlen=self.cfg.history)
         self._request: RefineRequest | None = None
         self.gripper = hold_action()[-1]

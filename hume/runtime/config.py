@@ -36,10 +36,12 @@ class TransportConfig:
 @dataclass(frozen=True)
 class System1Config:
     control_hz: float = 20.0
-    # Run the System-1 refinement every this many control steps (<= the policy's refine horizon).
-    s1_replan_steps: int = 4
-    # A chunk may be followed for this many steps after the observation it answers; then: hold.
-    chunk_ttl_steps: int = 16
+    # Run the System-1 refinement every this many control steps (<= the policy's refine horizon);
+    # 0: the checkpoint's s1_replan_steps, which the synchronous loop and the async evaluation use.
+    s1_replan_steps: int = 0
+    # A chunk may be followed for this many steps after the observation it answers, then: hold;
+    # 0: the whole chunk.
+    chunk_ttl_steps: int = 0
     # At an episode start the robot stands still until System 2 answers, at most this long.
     first_chunk_timeout_s: float = 120.0
     # Sleep to keep control_hz when the robot is faster than real time (a simulator may be slower).
@@ -128,8 +130,10 @@ class DeployConfig:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if s1.control_hz <= 0:
             raise ConfigError(f"system1.control_hz must be > 0, got {s1.control_hz}")
-        if s1.s1_replan_steps < 1 or s1.chunk_ttl_steps < 1:
-            raise ConfigError("system1.s1_replan_steps and system1.chunk_ttl_steps must be >= 1")
+        if s1.s1_replan_steps < 0 or s1.chunk_ttl_steps < 0:
+            raise ConfigError(
+                "system1.s1_replan_steps and system1.chunk_ttl_steps must be >= 1 (or 0: the checkpoint's)"
+            )
         if not MAX_HEADER_BYTES < t.max_message_bytes <= 64 * 1024 * 1024:
             raise ConfigError(f"transport.max_message_bytes must be in ({MAX_HEADER_BYTES}, 64 MiB]")
         if t.heartbeat_s <= 0:

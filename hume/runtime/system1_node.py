@@ -1,8 +1,10 @@
 """The System-1 node (`hume serve system1`): the control loop, at control_hz, around a robot adapter.
 
 Every tick: observe, publish the observation for System 2 (latest-only), take the newest chunk
-without blocking, align it to now by the steps elapsed since the observation it answers, run
-the System-1 refinement on the current observation every `s1_replan_steps`, and send the action.
+without blocking, and let the control schedule (hume/policy/schedule.py, the same object the
+synchronous loop and the async evaluation drive) align it to now by the steps elapsed since the
+observation it answers and say when System 1 refines (on the current observation and the
+schedule's state history); then send the action.
 
 Safety: a chunk replaces the current one only if System 1's policy can refine it (shapes and
 values, policy_spec.py). It is followed for at most `chunk_ttl_steps` (and never past its end)
@@ -28,6 +30,7 @@ import numpy as np
 import zmq
 
 from hume.config import ConfigError
+from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
@@ -42,15 +45,6 @@ from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transpor
 log = logging.getLogger(__name__)
 
 WARMUP_CALLS = 2
-
-
-@dataclass
-class Plan:
-    """Actions refined from one chunk, starting at control tick `tick`."""
-
-    tick: int
-    chunk_tick: int
-    actions: np.ndarray
 
 
 @dataclass
@@ -95,8 +89,12 @@ class System1Node:
         self.cfg, self.policy, self.robot, self.model_id, self.output = cfg, policy, robot, model_id, output
         s1 = cfg.system1
         self.period = 1.0 / s1.control_hz
-        self.ttl = s1.chunk_ttl_steps
-        self.replan = s1.s1_replan_steps
+        # The schedule's settings are the checkpoint's unless the deploy config sets them.
+        self.schedule = ControlSchedule(
+            ScheduleConfig.of(policy.config, ttl=s1.chunk_ttl_steps, refine_every=s1.s1_replan_steps)
+        )
+        self.ttl = self.schedule.cfg.ttl or self.schedule.cfg.chunk_size
+        self.replan = self.schedule.cfg.refine_every
         obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
         self.envelope = Envelope(
             resolve(cfg.robot.envelope, robot, cfg.robot.kind), cfg.robot.envelope.on_violation
@@ -229,21 +227,11 @@ class System1Node:
 
     # -- control ---------------------------------------------------------------------------------
 
-    def _valid_steps(self, chunk: protocol.Message) -> int:
-        """Steps after its observation for which a chunk may be followed."""
-        return min(self.ttl, chunk.arrays["actions"].shape[0])
-
-    def _refine(self, obs: dict) -> Plan | None:
-        chunk = self.chunk
-        if chunk is None:
-            return None
-        age = self.tick - chunk.fields["tick"]
-        left = self._valid_steps(chunk) - age
-        if left <= 0:
-            return None
+    def _refine(self, obs: dict, request: RefineRequest) -> np.ndarray | None:
+        """System 1 on what the schedule asks for; None (counted, logged) when it fails."""
         try:
-            actions = np.asarray(self.policy.refine(obs, chunk_from_wire(chunk), age), dtype=np.float32)
-            actions = actions.reshape(-1, self.envelope.limits.action_dim)[:left]
+            actions = self.policy.refine(obs, request.chunk, request.start, self.schedule.history())
+            actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.envelope.limits.action_dim)
             if not np.isfinite(actions).all():
                 raise ValueError("non-finite actions")
         except Exception as e:  # the robot holds rather than act on, or die of, a failed refinement
@@ -257,7 +245,7 @@ class System1Node:
                 e,
             )
             return None
-        return Plan(self.tick, chunk.fields["tick"], actions)
+        return actions
 
     def _warm_up(self, obs: dict) -> None:
         """The first refinements of a fresh process are slow (lazy kernel setup): do them before
@@ -294,10 +282,10 @@ class System1Node:
         self.robot.reset(episode)
         self.policy.reset()
         self.envelope.reset()
+        self.schedule.reset(tick=self.tick - 1)  # the schedule counts in this node's ticks
         self.chunk = None
         obs = self.robot.observe()
         self._wait_first_chunk(obs, episode)
-        plan: Plan | None = None
         holding, held_since, step = False, 0, 0
         next_t = time.monotonic()
         while not self.stop.is_set() and not self.robot.done:
@@ -305,21 +293,14 @@ class System1Node:
             self.realtime.enter()
             t0 = time.monotonic()  # observation in hand
             self._publish(obs, episode, step)
-            fresh = self._receive(episode)
-            due = (
-                plan is None
-                or self.tick - plan.tick >= self.replan
-                or (fresh and self.tick - plan.tick >= len(plan.actions))
-            )
-            if due:
-                plan = self._refine(obs)
-            refined = due and plan is not None
-            if not refined and hasattr(self.policy, "observe"):
-                self.policy.observe(obs)  # System 1's state history advances every tick, refined or not
-            i = self.tick - plan.tick if plan is not None else 0
-            if plan is not None and i < len(plan.actions):
-                action, bits = self.envelope.apply(plan.actions[i])
-                age = self.tick - plan.chunk_tick
+            if self._receive(episode):
+                self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
+            request = self.schedule.begin(np.asarray(obs[protocol.STATE_KEY], np.float32))
+            planned, kind = self.schedule.end(None if request is None else self._refine(obs, request))
+            refined = kind == "refined"
+            if kind != "hold":
+                action, bits = self.envelope.apply(planned)
+                age = self.schedule.age
                 if holding:
                     log.info("chunks are back: resumed control after %d held ticks", self.tick - held_since)
                     holding = False
