@@ -29,7 +29,10 @@ def test_demo_config_is_a_short_libero_run():
     [
         ("--episodes=0", "episodes"),
         ("--system1.control_hz=0", "control_hz"),
-        ("--system1.chunk_ttl_steps=0", "chunk_ttl_steps"),
+        ("--system1.chunk_ttl_steps=-1", "chunk_ttl_steps"),
+        ("--system1.realtime_priority=100", "realtime_priority"),
+        ("--system2.nice=-5", "system2.nice"),
+        ("--robot.envelope.on_violation=ignore", "on_violation"),
         ("--transport.max_message_bytes=10", "max_message_bytes"),
         ("--policy=hume.policy.HumePolicy", "policy"),
     ],

@@ -59,13 +59,17 @@ def _launch(ckpt, tmp_path) -> tuple[Proc, list[int], Path, Path]:
     args = ["deploy", f"--checkpoint={ckpt}", "--robot.kind=kinematic", "--robot.max_steps=100000",
             "--torch_threads=1", "--video=false", f"--output={run}"]  # fmt: skip
     launcher = Proc(args, tmp_path / "launcher.log")
-    launcher.wait_for("both nodes ready", 180)
-    pids = [int(p) for p in re.findall(r"started system\d \(pid (\d+)\)", launcher.text())]
-    assert len(pids) == 2 and all(_alive(p) for p in pids)
-    sockets = Path(
-        re.search(r"observations: ipc://(\S+)/observations", (run / "deploy_config.yaml").read_text())[1]
-    )
-    assert sockets.is_dir() and sockets.name.startswith("hume-")
+    try:
+        launcher.wait_for("both nodes ready", 180)
+        pids = [int(p) for p in re.findall(r"started system\d \(pid (\d+)\)", launcher.text())]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        sockets = Path(
+            re.search(r"observations: ipc://(\S+)/observations", (run / "deploy_config.yaml").read_text())[1]
+        )
+        assert sockets.is_dir() and sockets.name.startswith("hume-")
+    except BaseException:
+        launcher.stop(signal.SIGKILL)  # its nodes go with it (PR_SET_PDEATHSIG)
+        raise
     return launcher, pids, run, sockets
 
 

@@ -286,6 +286,8 @@ class System1Node:
         self.chunk = None
         obs = self.robot.observe()
         self._wait_first_chunk(obs, episode)
+        if self.chunk is not None:  # the chunk that ended the wait is the first one followed
+            self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
         holding, held_since, step = False, 0, 0
         next_t = time.monotonic()
         while not self.stop.is_set() and not self.robot.done:
