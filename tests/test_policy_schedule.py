@@ -32,7 +32,7 @@ def run(
             value, obs_tick = arrivals[t]
             schedule.land(chunk(value), obs_tick)
         request = schedule.begin(np.full(8, t, np.float32))
-        refined = None if request is None or t in fail else fake_refine(request)
+        refined = None if request is None or t in fail else fake_refine(request, schedule.cfg.horizon)
         action, kind = schedule.end(refined)
         out.append((float(action[0]), kind))
     return out
@@ -54,10 +54,13 @@ def test_refines_every_refine_every_ticks_and_near_the_end_reads_the_last_h_acti
     assert [a for a, _ in out[12:16]] == [112.0, 113.0, 114.0, 115.0]
 
 
-def test_a_chunk_landing_mid_plan_is_switched_to_at_once():
+def test_a_chunk_landing_mid_plan_is_taken_up_at_the_next_refinement():
     out = run(ControlSchedule(CFG), 6, {0: (1.0, 0), 2: (2.0, 1)})
-    assert out[2] == (201.0, "refined")  # the new chunk answers tick 1: index 1 at tick 2
-    assert out[3] == (202.0, "plan")
+    assert out[2:4] == [(102.0, "plan"), (103.0, "plan")], "the current plan goes on"
+    assert out[4] == (203.0, "refined")  # the new chunk answers tick 1: index 3 at tick 4
+    # A plan that ran out is refined from the newest chunk at once.
+    short = run(ControlSchedule(ScheduleConfig(16, 2, 4, 2)), 4, {0: (1.0, 0), 1: (2.0, 1)})
+    assert short[2] == (201.0, "refined")
 
 
 def test_an_older_chunk_never_replaces_a_newer_one():

@@ -124,12 +124,13 @@ def test_virtual_clock_aligns_chunks_by_elapsed_steps():
     # Holding (zero motion, gripper open) until the first chunk lands at step 3.
     np.testing.assert_array_equal(acts[:3], np.tile([0, 0, 0, 0, 0, 0, -1], (3, 1)))
     for t in range(3, 40):
-        chunk_step = max(s for s in inner.thought_at if s + 3 <= t)
+        refined_at = 3 + (t - 3) // 4 * 4  # the first chunk lands at 3, then System 1 every 4 ticks
+        chunk_step = max(s for s in inner.thought_at if s + 3 <= refined_at)
         assert acts[t][0] == chunk_step, t
         assert acts[t][1] == t - chunk_step, "the action is the chunk's entry for now, not its start"
-        assert acts[t][2] == t - (t % 3), "System 1 refined on the observation of the step the chunk landed"
+        assert acts[t][2] == refined_at, "System 1 refined on the observation of its own tick"
     stats = vc.episode_stats()
-    assert stats["holds"] == 3 and stats["thinks"] == 14 and stats["chunk_age_max"] == 5
+    assert stats["holds"] == 3 and stats["thinks"] == 14 and stats["chunk_age_max"] == 8
     vc.reset()
     np.testing.assert_array_equal(drive(vc, 40), acts)
 

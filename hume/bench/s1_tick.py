@@ -100,9 +100,9 @@ class _CpuTimed:
     def __getattr__(self, name):
         return getattr(self._policy, name)
 
-    def refine(self, obs, chunk, offset):
+    def refine(self, obs, chunk, offset, history=None):
         t0 = time.thread_time()
-        actions = self._policy.refine(obs, chunk, offset)
+        actions = self._policy.refine(obs, chunk, offset, history)
         self.refine_cpu_ms.append((time.thread_time() - t0) * 1e3)
         return actions
 
