@@ -192,8 +192,9 @@ def test_sampling_matches_hand_written_euler_loop(model, inputs):
     torch.testing.assert_close(mixed[:, 1], x, atol=1e-5, rtol=1e-4)
 
 
-def test_pinned_padded_dims_stay_zero_and_leave_the_real_dims_alone(model, inputs):
-    """pin_padded_actions: the padded dims are held at exactly 0; unpinned they drift (untrained)."""
+def test_pinned_padded_dims_follow_their_training_path_to_the_zero_padding(model, inputs):
+    """pin_padded_actions: the padded dims stay on x_t = t * noise (what training showed the network
+    for a zero padding) instead of following their untrained velocity."""
     images, image_masks, tokens, token_masks, state = inputs
     pinned = System2(SMALL, image_size=32, chunk_size=H, action_dim=A, state_dim=S, robot_action_dim=7).eval()
     pinned.load_state_dict(model.state_dict())
@@ -201,11 +202,15 @@ def test_pinned_padded_dims_stay_zero_and_leave_the_real_dims_alone(model, input
     ones = torch.ones(B, 1)
     with torch.no_grad():
         cache = model.encode_prefix(*model.embed_prefix(images, image_masks, tokens, token_masks))
-        args = (cache, state, noise, ones, -0.25 * ones, 4 * ones.long(), ones)
-        free, held = model.sample(*args), pinned.sample(*args)
-    assert held[..., 7:].abs().max() == 0
-    assert free[..., 7:].abs().max() > 0.1
-    # The real dims differ too: untrained padded dims feed back through action_in_proj.
+        half = (cache, state, noise, ones, -0.25 * ones, 2 * ones.long(), ones)  # from t = 1 to 0.5
+        full = (cache, state, noise, ones, -0.25 * ones, 4 * ones.long(), ones)  # to t = 0
+        torch.testing.assert_close(pinned.sample(*half)[..., 7:], 0.5 * noise[..., 7:])
+        torch.testing.assert_close(
+            pinned.sample(*full)[..., 7:], torch.zeros_like(noise[..., 7:]), atol=1e-6, rtol=0
+        )
+        free, held = model.sample(*full), pinned.sample(*full)
+    assert free[..., 7:].abs().max() > 0.1, "unpinned, they follow the network's velocity"
+    # The real dims differ too: the padded dims feed back through action_in_proj.
     assert not torch.allclose(held[..., :7], free[..., :7], atol=1e-4)
 
 

@@ -192,13 +192,14 @@ class System2(nn.Module):
             (h,), _ = joint_layer([layer], [h], cos, sin, mask, past_kv=(cache.keys[i], cache.values[i]))
         return self._velocity_out(h)
 
-    def _pin(self, x: Tensor) -> Tensor:
-        """Zero the padded action dims when system2.pin_padded_actions (they are never trained then)."""
+    def _pin(self, velocity: Tensor, noise: Tensor) -> Tensor:
+        """With system2.pin_padded_actions, the padded action dims move with their target velocity
+        (noise - 0): they stay on the path x_t = t * noise towards the zero padding, which is what
+        training fed the network for them (their loss is masked, so their own velocity is untrained)."""
         if not self.config.pin_padded_actions or self.robot_action_dim == self.action_dim:
-            return x
-        return torch.cat(
-            [x[..., : self.robot_action_dim], torch.zeros_like(x[..., self.robot_action_dim :])], -1
-        )
+            return velocity
+        real = self.robot_action_dim
+        return torch.cat([velocity[..., :real], noise[..., real:].to(velocity.dtype)], -1)
 
     @torch.no_grad()
     def sample(
@@ -221,13 +222,14 @@ class System2(nn.Module):
         b, n = noise.shape[:2]
         cache_n = cache.repeat(n)
         state_n = state.repeat_interleave(n, 0)
+        start = noise.flatten(0, 1)
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
-            return self._pin(self.velocity(cache_n, state_n, x, t))
+            return self._pin(self.velocity(cache_n, state_n, x, t), start)
 
         x = flow.euler_integrate_steps(
             velocity,
-            self._pin(noise.flatten(0, 1)),
+            start,
             t0.flatten(),
             dt.flatten(),
             steps.flatten(),
@@ -301,13 +303,13 @@ class System2(nn.Module):
         candidates = []
         for i in range(noise.shape[1]):
 
-            def velocity(x: Tensor, t: Tensor) -> Tensor:
+            def velocity(x: Tensor, t: Tensor, start: Tensor = noise[:, i]) -> Tensor:
                 prefix = self.embed_prefix(images, image_masks, tokens, token_masks)
-                return self._pin(self.velocity_joint(*prefix, state, x, t))
+                return self._pin(self.velocity_joint(*prefix, state, x, t), start)
 
             candidates.append(
                 flow.euler_integrate_steps(
-                    velocity, self._pin(noise[:, i]), t0[:, i], dt[:, i], steps[:, i], temperature[:, i]
+                    velocity, noise[:, i], t0[:, i], dt[:, i], steps[:, i], temperature[:, i]
                 )
             )
         return torch.stack(candidates, 1)
