@@ -134,7 +134,10 @@ class System1Node:
         self._frames: list[np.ndarray] = []
         self._warm = False
         self._log = RateLimitedLog(log)
-        self.realtime = RealtimeSection(s1.realtime_priority)
+        # Real-time priority only for a loop that keeps real time: one that runs as fast as it can
+        # (system1.realtime false, e.g. a benchmark) would hold a core under SCHED_FIFO nearly all
+        # the time and set off the kernel's RT throttling, starving everything else on the host.
+        self.realtime = RealtimeSection(s1.realtime_priority if s1.realtime else 0)
         log.info(
             "System 1 at %.1f Hz; observations -> %s, chunks <- %s; envelope %s (%s)",
             s1.control_hz,
