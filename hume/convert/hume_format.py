@@ -74,6 +74,8 @@ def _read_config(source: Path) -> dict:
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if raw.get("type") == "system2":  # their System-2-only release: the caller converts it as a π0
+        return raw
     if raw.get("type", "hume") != "hume":
         raise CheckpointError(f"{path}: type is {raw.get('type')!r}, not 'hume' (use --from pi0 for pi0)")
     for key in ("paligemma_config", "gemma_expert_config", "s1_dino_config", "s1_gemma_expert_config"):
@@ -419,16 +421,13 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True, **pi0_optio
     """Read the authors' checkpoint folder into a Conversion (see `write_checkpoint`). Their
     System-2-only checkpoints (type "system2") go through the π0 converter with `pi0_options`."""
     source_dir = Path(source_dir)
-    config_file = source_dir / "config.json"
-    if config_file.is_file() and '"system2"' in config_file.read_text():
-        kind = json.loads(config_file.read_text()).get("type")
-        if kind == "system2":
-            # Their System-2-only release (Hume-System2) is a π0 in their System2Policy's layout.
-            from hume.convert.pi0 import convert_pi0
-
-            log.info("%s is a System-2-only checkpoint: converting it as a π0", source_dir)
-            return convert_pi0(source_dir, **pi0_options)
     raw = _read_config(source_dir)
+    if raw.get("type") == "system2":
+        # Their System-2-only release (Hume-System2) is a π0 in their System2Policy's layout.
+        from hume.convert.pi0 import convert_pi0
+
+        log.info("%s is a System-2-only checkpoint: converting it as a π0", source_dir)
+        return convert_pi0(source_dir, **pi0_options)
     source = SourceTensors(source_dir)
     config = build_config(raw, source, source_dir / "config.json", postprocess_gripper)
     tensors = Mapped(source)
