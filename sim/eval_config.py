@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 from hume.config import ConfigError
 
 MODES = ("sync", "async", "deploy")
 POLICY_TYPES = ("hume", "replay")
+BACKENDS = ("local", "ray")
+# Rendered size for policies without an input size of their own (the standard LIBERO evaluation's).
+STANDARD_IMAGE_SIZE = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,28 @@ class LatencyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RayConfig:
+    """`backend=ray`: episodes as Ray tasks (docs/evaluation.md, "Ray")."""
+
+    # Empty: start a private Ray on this machine for the run and stop it after. Otherwise join a
+    # running cluster: "auto" (started here with `ray start --head`), "HOST:6379", "ray://HOST:10001".
+    address: str = ""
+    # The private Ray's CPUs (0 = num_workers * cpus_per_worker); a cluster brings its own.
+    num_cpus: float = 0
+    # Ray resources each episode task holds. GPUs are requested only with policy.device=cuda;
+    # a fraction (0.25) puts that many workers on one GPU.
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 1.0
+    # Retries of an episode task whose worker died or that raised (then the run stops, resumable).
+    max_retries: int = 2
+    # The private Ray's session folder (sockets, worker logs). Empty: DIR/ray, or a short folder in
+    # the system temp dir when DIR/ray is too long for Ray's unix sockets (107 bytes).
+    temp_dir: str = ""
+    # The private Ray's shared-memory object store; episodes move only small rows and videos.
+    object_store_mb: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
 class EvalConfig:
     # A LIBERO suite (libero_spatial/object/goal/10/90) or a LIBERO-PRO variant the package provides.
     suite: str = "libero_spatial"
@@ -73,13 +100,19 @@ class EvalConfig:
     deploy_config: str = ""
     # Episode e of task t is seeded with hash(seed, t, e): the same regardless of worker or order.
     seed: int = 7
-    # Worker processes running episodes in parallel (each with its own simulator and policy).
+    # Episodes running in parallel, each worker with its own simulator and policy.
     num_workers: int = 2
+    # Where workers run: "local" (processes of this machine) or "ray" (Ray tasks: this machine or
+    # a cluster, settings under `ray`).
+    backend: str = "local"
+    ray: RayConfig = dataclasses.field(default_factory=RayConfig)
     # false: no cameras rendered (~10x faster simulation; observations carry state + instruction
     # only, no videos). For policies that need no images, e.g. replaying recorded actions.
     render: bool = True
-    # Rendered camera resolution (the standard LIBERO evaluation renders 256x256).
-    image_size: int = 256
+    # Rendered camera resolution. 0: the policy's own input size (a checkpoint's largest image
+    # input; 256 for policies without one), so no pixels are rendered only to be resized away.
+    # The standard LIBERO evaluation renders 256x256 and resizes; set 256 to compare with it.
+    image_size: int = 0
     # Multisampling, shadows and reflections off: ~2.4x faster rendering but different pixels
     # from the standard renderer, so a policy trained on standard images may score differently.
     fast_render: bool = False
@@ -87,6 +120,10 @@ class EvalConfig:
     max_steps: int = 0
     # mp4 videos of the first k episodes of each task (0 = none).
     videos_per_task: int = 1
+    # LIBERO-PRO variants of `suite` to evaluate after it, each in DIR/variants/NAME, with a table
+    # of success per variant and its drop vs the suite (DIR/robustness.*). ["all"]: every variant
+    # the package ships whole with the suite's number of tasks.
+    variants: list[str] = dataclasses.field(default_factory=list)
     output: str = "outputs/eval"
 
     def validate(self) -> None:
@@ -112,16 +149,44 @@ class EvalConfig:
             )
         if self.policy.type != "hume" and self.policy.overrides():
             raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")
-        for name in ("episodes_per_task", "num_workers", "image_size"):
+        for name in ("episodes_per_task", "num_workers"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("first_init_state", "max_steps", "videos_per_task"):
+        for name in ("first_init_state", "max_steps", "videos_per_task", "image_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.deploy_config and not self.deploy_config.endswith((".yaml", ".yml")):
             raise ConfigError(f"deploy_config must be a YAML file, got {self.deploy_config!r}")
+        self._validate_backend()
         lat = self.latency
         if lat.steps < 0 or lat.think_every < 0:
             raise ConfigError("latency.steps and latency.think_every must be >= 0")
         if lat.control_hz <= 0 or any(ms < 0 for ms in lat.ms_samples):
             raise ConfigError("latency.control_hz must be > 0 and latency.ms_samples must be >= 0")
+
+    def _validate_backend(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.backend == "ray" and self.mode == "deploy":
+            raise ConfigError("mode deploy runs its own two-process runtime: use backend=local")
+        r = self.ray
+        if r.cpus_per_worker <= 0 or r.gpus_per_worker < 0 or r.num_cpus < 0:
+            raise ConfigError("ray.cpus_per_worker must be > 0, ray.gpus_per_worker and ray.num_cpus >= 0")
+        if r.max_retries < 0 or r.object_store_mb < 80:
+            raise ConfigError("ray.max_retries must be >= 0 and ray.object_store_mb >= 80 (Ray's minimum)")
+
+
+def render_size(cfg: EvalConfig) -> int:
+    """The camera resolution to render: `cfg.image_size`, or when 0 the policy's largest image
+    input (System 2's and System 1's sizes in the checkpoint's config.json), since the policy
+    resizes to that anyway and rendering costs time in proportion to pixels."""
+    if cfg.image_size:
+        return cfg.image_size
+    if cfg.policy.type != "hume":
+        return STANDARD_IMAGE_SIZE
+    path = Path(cfg.policy.checkpoint) / "config.json"
+    if not path.is_file():
+        return STANDARD_IMAGE_SIZE
+    model = json.loads(path.read_text())
+    sizes = [model.get("image_size"), (model.get("system1") or {}).get("image_size")]
+    return max((s for s in sizes if s), default=STANDARD_IMAGE_SIZE)

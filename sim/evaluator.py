@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from hume.config import ConfigError, to_dict
-from sim.eval_config import EvalConfig
+from sim.eval_config import EvalConfig, render_size
 from sim.libero_env import LiberoEnv, LiberoTask, check_suite, get_task, max_steps_for
+from sim.provenance import provenance
 from sim.report import write_chart, write_results
 from sim.video import write_video
 
@@ -218,13 +219,18 @@ class Worker:
 _worker: Worker | None = None
 
 
-def _init_worker(cfg: EvalConfig, out: Path, policy_factory, threads: int) -> None:
-    global _worker
+def start_worker(cfg: EvalConfig, out: Path, policy_factory, threads: int) -> Worker:
+    """A Worker for a worker process, torch limited to `threads` (the processes share the cores)."""
     if "torch" in sys.modules or cfg.policy.type == "hume":
         import torch
 
         torch.set_num_threads(threads)
-    _worker = Worker(cfg, out, policy_factory)
+    return Worker(cfg, out, policy_factory)
+
+
+def _init_worker(cfg: EvalConfig, out: Path, policy_factory, threads: int) -> None:
+    global _worker
+    _worker = start_worker(cfg, out, policy_factory, threads)
 
 
 def _run_unit(unit: Unit) -> dict:
@@ -239,6 +245,11 @@ def _run_all(cfg, out, units, policy_factory) -> Iterator[dict]:
         from sim.deploy_mode import run_deploy
 
         yield from run_deploy(cfg, out, units)
+        return
+    if cfg.backend == "ray":
+        from sim.ray_backend import run_units
+
+        yield from run_units(cfg, out, units, policy_factory)
         return
     workers = min(cfg.num_workers, len(units))
     if workers <= 1:
@@ -264,10 +275,12 @@ def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | N
     """
     from tqdm import tqdm
 
+    custom_policy = policy_factory
     if policy_factory is None:
         if cfg.policy.type == "hume":
             check_checkpoint(cfg.policy.checkpoint)
         policy_factory = make_policy
+    cfg = dataclasses.replace(cfg, image_size=render_size(cfg))
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     check_resume(cfg, out)
@@ -297,7 +310,8 @@ def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | N
         "wall_s": round(wall, 2),
         "episodes_per_hour": round(len(todo) / wall * 3600, 1) if todo and wall > 0 else None,
         "num_workers": 1 if cfg.mode == "deploy" else min(cfg.num_workers, max(len(todo), 1)),
+        "backend": cfg.backend,
     }
-    results = write_results(out, cfg, tasks, rows, throughput)
+    results = write_results(out, cfg, tasks, rows, throughput, provenance(cfg, custom_policy))
     write_chart(out / "success_by_task.png", results)
     return results

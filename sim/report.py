@@ -41,11 +41,16 @@ def summarize(cfg, tasks, rows: list[dict]) -> dict:
     }
 
 
-def write_results(out: Path, cfg, tasks, rows: list[dict], throughput: dict) -> dict:
-    results = summarize(cfg, tasks, rows) | {"throughput": throughput}
-    tmp = out / "results.json.part"
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(out / "results.json")
+def write_json(path: Path, data: dict) -> None:
+    """Written whole or not at all: a reader never sees half a file."""
+    tmp = path.with_name(path.name + ".part")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def write_results(out: Path, cfg, tasks, rows: list[dict], throughput: dict, provenance: dict) -> dict:
+    results = summarize(cfg, tasks, rows) | {"throughput": throughput, "provenance": provenance}
+    write_json(out / "results.json", results)
     return results
 
 
