@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hume.policy.switches import action_changes, switch_summary
+
 
 def percentiles(values, *qs: int, keep_max: bool = False) -> dict:
     """{"p50": ..., ...} rounded to 3 decimals (None for no values), and "max" with keep_max."""
@@ -70,9 +72,24 @@ def compute_metrics(run: Path) -> dict:
         "envelope": s1.get("envelope"),
         "superseded_observations": s2.get("superseded"),
         "sim_step_ms": percentiles(ticks["sim_step_ms"], 50, 99, keep_max=True),
+        # |Δa| of the actions sent where a new plan took over vs within plans (hume/policy/switches.py).
+        **_switches(ticks),
         "model_id": s1["model_id"],
         "episode_results": episodes,
     }
+
+
+def _switches(ticks: dict[str, np.ndarray]) -> dict:
+    if not len(ticks["tick"]):
+        return switch_summary([], [])
+    actions = np.stack([v for k, v in ticks.items() if k[0] == "a" and k[1:].isdigit()], 1)
+    at_switch, within = [], []
+    for episode in np.unique(ticks["episode"]):
+        rows = ticks["episode"] == episode
+        s, w = action_changes(actions[rows], ticks["refined"][rows] > 0, ticks["hold"][rows] > 0)
+        at_switch.append(s)
+        within.append(w)
+    return switch_summary(np.concatenate([np.zeros(0), *at_switch]), np.concatenate([np.zeros(0), *within]))
 
 
 def _dropped_by_reason(*summaries: dict) -> dict[str, int]:

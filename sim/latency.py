@@ -8,11 +8,11 @@ the robot holds still.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from hume.policy.delay import DelayEstimator, steps_for
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
+from hume.policy.switches import episode_record
 from hume.policy.transforms import STATE_KEY
 from sim.eval_config import LatencyConfig
 
@@ -27,9 +27,7 @@ class LatencyModel:
     def sample(self) -> int:
         if not self.cfg.ms_samples:
             return self.cfg.steps
-        ms = float(self.rng.choice(self.cfg.ms_samples))
-        # The chunk can only be used at the first control step after it exists.
-        return math.ceil(ms * self.cfg.control_hz / 1000.0 - 1e-9)
+        return steps_for(float(self.rng.choice(self.cfg.ms_samples)), self.cfg.control_hz)
 
 
 class VirtualClockPolicy:
@@ -47,6 +45,7 @@ class VirtualClockPolicy:
         self.latency = latency
         self.think_every = max(1, think_every)
         self.schedule = ControlSchedule(ScheduleConfig.of(policy.config))
+        self.delay = DelayEstimator()  # as the System-2 node estimates it, from the thinks so far
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
@@ -57,6 +56,7 @@ class VirtualClockPolicy:
             self.policy.reset(seed=seed)
             self.latency.rng = np.random.default_rng(seed)
         self.schedule.reset()
+        self.delay.reset()
         self.pending = None  # (ready_step, observation_step, chunk)
         self.next_think = 0
         self.thinks = 0
@@ -68,13 +68,16 @@ class VirtualClockPolicy:
             _, observed, chunk = self.pending
             self.pending = None
             self.schedule.land(chunk, observed)
+            self.delay.add(now - observed)
 
     def select_action(self, obs: dict) -> np.ndarray:
         now = self.schedule.tick + 1
         self._land(now)
         if self.pending is None and now >= self.next_think:
             ready = now + self.latency.sample()
-            self.pending = (ready, now, self.policy.think(obs))
+            committed = self.schedule.committed(self.policy.robot_actions)
+            chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
+            self.pending = (ready, now, chunk)
             self.next_think = max(now + self.think_every, ready)
             self.thinks += 1
             self._land(now)  # a zero-latency think lands at once
@@ -91,6 +94,7 @@ class VirtualClockPolicy:
 
     def episode_stats(self) -> dict:
         return {
+            **episode_record(*self.schedule.switch_changes()),
             "thinks": self.thinks,
             "holds": self.holds,
             "chunk_age_mean": float(np.mean(self.ages)) if self.ages else None,

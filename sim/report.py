@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from hume.config import to_dict
+from hume.policy.switches import pooled_summary
 from sim.stats import wilson_interval
 
 
@@ -37,6 +38,8 @@ def summarize(cfg, tasks, rows: list[dict]) -> dict:
         **total,
         "tasks": per_task,
         "mean_steps": sum(steps) / len(steps) if steps else None,
+        # Action changes where a new plan takes over vs within plans (hume/policy/switches.py).
+        "switches": pooled_summary(rows),
         "config": to_dict(cfg),
     }
 

@@ -144,9 +144,9 @@ def test_value_head_off_and_single_candidate(checkpoint):
 class CountingPolicy(HumePolicy):
     """Records when the two halves run (the real ones run)."""
 
-    def think(self, obs):
+    def think(self, obs, **guidance):
         self.calls.append(("think", self.schedule.tick + 1))
-        return super().think(obs)
+        return super().think(obs, **guidance)
 
     def refine(self, obs, chunk, offset, history=None):
         self.calls.append(("refine", self.schedule.tick, offset, history))
@@ -331,3 +331,23 @@ def test_async_with_zero_latency_replays_the_synchronous_loop(checkpoint):
         assert STATE_KEY in obs
         np.testing.assert_array_equal(sync.select_action(obs), virtual.select_action(obs), err_msg=str(t))
     assert virtual.episode_stats()["thinks"] == 3 and virtual.episode_stats()["holds"] == 0
+
+
+def test_think_continues_committed_actions_with_rtc_and_ignores_them_without(policy):
+    obs = observation(3)
+    noise = np.random.default_rng(1).normal(size=(5, 16, 32)).astype(np.float32)
+    committed = policy.robot_actions(policy.think(obs, noise=noise[::-1].copy()))[5:15]
+    free = policy.think(obs, noise=noise)
+
+    def frozen_error(chunk):
+        return np.abs(policy.robot_actions(chunk)[:4] - committed[:4]).mean()
+
+    guided = policy.think(obs, noise=noise, committed=committed, delay=4)
+    assert frozen_error(guided) < 0.5 * frozen_error(free)
+    off = HumePolicy(dataclasses.replace(policy.config, rtc=False), STATS)
+    off.load_state_dict(policy.state_dict())
+    np.testing.assert_array_equal(
+        off.think(obs, noise=noise, committed=committed, delay=4).actions, free.actions
+    )
+    with pytest.raises(ValueError, match="committed actions must be"):
+        policy.think(obs, noise=noise, committed=committed[:, :3], delay=4)

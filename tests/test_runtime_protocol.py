@@ -67,6 +67,13 @@ def test_observation_round_trip_is_zero_copy():
         assert not msg.arrays[name].flags.owndata  # a view of the received frame, not a copy
 
 
+def test_observation_carries_the_committed_actions():
+    fields, arrays = observation()
+    committed = np.linspace(-1, 1, 21, dtype=np.float32).reshape(3, 7)
+    msg = decode(encode(protocol.OBSERVATION, "s1", 0, fields, {**arrays, protocol.COMMITTED_KEY: committed}))
+    np.testing.assert_array_equal(msg.arrays[protocol.COMMITTED_KEY], committed)
+
+
 def test_chunk_and_heartbeat_round_trip():
     msg = decode(encode(protocol.CHUNK, "s2", 0, chunk_fields(), chunk_arrays()))
     assert msg.fields["chosen"] == 1 and msg.arrays["actions"].shape == (16, 7)
@@ -145,6 +152,14 @@ def _bad_messages():
             "bad_field",
         ),
         "nan in chunk": (_raw("chunk", cf, nan_actions), "bad_field"),
+        "committed not 2-d": (
+            _raw("observation", fields, {**arrays, "committed_actions": np.zeros(7, np.float32)}),
+            "bad_field",
+        ),
+        "committed not finite": (
+            _raw("observation", fields, {**arrays, "committed_actions": np.full((3, 7), np.inf, np.float32)}),
+            "bad_field",
+        ),
         "chosen out of range": (_raw("chunk", {**cf, "chosen": 9}, ca), "bad_field"),
     }
 

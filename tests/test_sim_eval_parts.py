@@ -99,10 +99,13 @@ class RecordingPolicy:
     def reset(self):
         self.thought_at = []
 
-    def think(self, obs):
+    def think(self, obs, committed=None, delay=0):
         self.thought_at.append(obs["t"])
         actions = np.full((self.config.chunk_size, 7), obs["t"], np.float32)
         return Chunk(actions=actions, noise_level=0.0, values=np.zeros(1, np.float32), index=0)
+
+    def robot_actions(self, chunk):
+        return chunk.actions
 
     def refine(self, obs, chunk, offset, history):
         assert 0 <= offset <= self.config.chunk_size - self.config.s1_horizon

@@ -54,7 +54,7 @@ class EchoPolicy:
     def reset(self) -> None:
         pass
 
-    def think(self, obs: dict) -> Chunk:
+    def think(self, obs: dict, committed: np.ndarray | None = None, delay: int = 0) -> Chunk:
         return self.chunk
 
     def refine(self, obs: dict, chunk: Chunk, offset: int) -> np.ndarray:

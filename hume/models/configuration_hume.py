@@ -58,6 +58,14 @@ class HumeConfig:
     # System 2 always denoises to 0.
     theta2: float = 0.1
 
+    # Real-time chunking (docs/models.md): a think that is given the robot actions already committed
+    # from its observation's tick on, and the delay d (control steps before its chunk can be
+    # followed), guides every candidate to keep the first d of them and to continue the rest
+    # with weights decaying to 0, so the robot's switch to the new chunk is smooth. rtc_max_guidance
+    # caps the guidance gain (the paper's beta). false: committed actions are ignored.
+    rtc: bool = True
+    rtc_max_guidance: float = 5.0
+
     # Ablation switches: value head off -> take candidate 0; System 1 off -> execute System 2's chunk.
     use_value_head: bool = True
     use_system1: bool = True
@@ -107,6 +115,8 @@ class HumeConfig:
                 f"last refinement starts {last_offset} steps into a chunk of {self.chunk_size}: "
                 "not enough actions"
             )
+        if self.rtc_max_guidance <= 0:
+            raise ValueError(f"rtc_max_guidance must be > 0, got {self.rtc_max_guidance}")
         if self.candidate_schedule not in ("spread", "hume"):
             raise ValueError(
                 f"candidate_schedule must be 'spread' or 'hume', got {self.candidate_schedule!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -129,3 +130,52 @@ def sinusoidal_embedding(t: Tensor, dim: int, min_period: float = 4e-3, max_peri
     return torch.cat([angle.sin(), angle.cos()], dim=-1).to(
         t.dtype if t.is_floating_point() else torch.float32
     )
+
+
+def prefix_weights(horizon: int, delay: int, overlap: int) -> Tensor:
+    """Real-time chunking's guidance weights [horizon] (Black et al. 2025, "Real-Time Execution of
+    Action Chunking Flow Policies", eq. 5): 1 on the first `delay` steps (executed before the chunk
+    can land, so frozen), decaying exponentially over the rest of the `overlap` steps that are already
+    committed (the chunk should continue them, but may depart), 0 beyond."""
+    if horizon < 1 or delay < 0 or overlap < 0:
+        raise ValueError(f"bad prefix: horizon {horizon}, delay {delay}, overlap {overlap}")
+    overlap = min(overlap, horizon)
+    delay = min(delay, overlap)
+    i = torch.arange(horizon, dtype=torch.float64)
+    c = (overlap - i) / (overlap - delay + 1)
+    soft = c * torch.expm1(c) / math.expm1(1.0)
+    w = torch.where(i < delay, 1.0, torch.where(i < overlap, soft, 0.0))
+    return w.float()
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What a guided sample should agree with: target actions and weights [B, H, A] (0 = free)."""
+
+    target: Tensor
+    weights: Tensor
+    max_guidance: float = 5.0
+
+
+def guided_velocity(velocity: Velocity, target: Tensor, weights: Tensor, max_guidance: float) -> Velocity:
+    """The velocity field steered so the sample's predicted clean actions agree with `target` where
+    `weights` (broadcast to x) are > 0: pseudo-inverse guidance as real-time chunking uses it. In
+    this file's convention (t = 1 noise), the clean estimate is a = x - t v and
+
+        v' = v - min(max_guidance, ((1 - t)^2 + t^2) / (t (1 - t))) * J^T (W * (target - a)),
+
+    J = da/dx, one vector-Jacobian product per call (so a guided step costs a backward pass too).
+    Near t = 1 and t = 0 the gain is capped at max_guidance (the paper's beta)."""
+
+    def guided(x: Tensor, t: Tensor) -> Tensor:
+        with torch.enable_grad():
+            x_in = x.detach().requires_grad_(True)
+            v = velocity(x_in, t)
+            clean = x_in - _bcast(t, x_in) * v
+            (pull,) = torch.autograd.grad(clean, x_in, (target - clean.detach()) * weights)
+        tt = t.to(torch.float64)
+        gain = ((1 - tt) ** 2 + tt**2) / (tt * (1 - tt)).clamp_min(1e-12)
+        gain = gain.clamp(max=max_guidance).to(x.dtype)
+        return v.detach() - _bcast(gain, x) * pull
+
+    return guided

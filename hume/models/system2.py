@@ -211,13 +211,15 @@ class System2(nn.Module):
         dt: Tensor,
         steps: Tensor,
         temperature: Tensor,
+        guide: flow.Guide | None = None,
     ) -> Tensor:
         """Best-of-N in one batch: noise [B, N, H, A], t0/dt/steps/temperature [B, N] -> candidates
         [B, N, H, A].
 
         The prefix cache is repeated N times (no recompute) and all B * N candidates go through the
         expert together; candidate i starts at t0[:, i] and takes steps[:, i] Euler steps of dt[:, i]
-        with its velocity scaled by temperature[:, i].
+        with its velocity scaled by temperature[:, i]. With `guide` (target and weights [B, H, A]),
+        every candidate is steered to continue the committed actions (real-time chunking).
         """
         b, n = noise.shape[:2]
         cache_n = cache.repeat(n)
@@ -227,8 +229,17 @@ class System2(nn.Module):
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             return self._pin(self.velocity(cache_n, state_n, x, t), start)
 
+        field = velocity
+        if guide is not None:
+            field = flow.guided_velocity(
+                velocity,
+                guide.target.repeat_interleave(n, 0),
+                guide.weights.repeat_interleave(n, 0),
+                guide.max_guidance,
+            )
+
         x = flow.euler_integrate_steps(
-            velocity,
+            field,
             start,
             t0.flatten(),
             dt.flatten(),

@@ -35,6 +35,7 @@ from hume.models.value_query_head import ValueQueryHead
 from hume.policy.chunk import Chunk
 from hume.policy.normalize import Normalizer
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
+from hume.policy.switches import episode_record
 from hume.policy.transforms import STATE_KEY, TASK_KEY, observation_images, pad_to, tokenize
 from hume.tokenizer import DEFAULT_TOKENIZER_DIR, load_tokenizer
 
@@ -219,12 +220,22 @@ class HumePolicy(nn.Module):
 
     # ----- the two halves -------------------------------------------------------------------------
     @torch.no_grad()
-    def think(self, obs: dict, noise: np.ndarray | torch.Tensor | None = None) -> Chunk:
+    def think(
+        self,
+        obs: dict,
+        noise: np.ndarray | torch.Tensor | None = None,
+        committed: np.ndarray | None = None,
+        delay: int = 0,
+    ) -> Chunk:
         """System 2 + value-query head: N candidates in one batch, the best one as a Chunk.
 
         noise: the candidates' starting noise [N, H, max_action_dim] (N = num_candidates); drawn from
         the episode's generator when None. Given noise makes a run reproducible across
-        implementations; the Chunk carries every candidate, their values and the chosen index."""
+        implementations; the Chunk carries every candidate, their values and the chosen index.
+        committed: robot actions [k, action_dim] the robot executes from this observation's tick on
+        whatever System 2 says (the control schedule's `committed()`), and `delay` the steps before
+        the new chunk can be followed: with config.rtc every candidate is guided to continue them
+        (real-time chunking)."""
         cfg = self.config
         s2 = self.system2
         images = observation_images(obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding)
@@ -257,6 +268,7 @@ class HumePolicy(nn.Module):
             plan["dt"].to(self.dtype),
             plan["steps"],
             plan["temperature"].to(self.dtype),
+            self._guide(committed, delay),
         )[0].float()
 
         if cfg.use_value_head:
@@ -307,6 +319,36 @@ class HumePolicy(nn.Module):
         refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps)
         return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
 
+    def _guide(self, committed: np.ndarray | None, delay: int) -> flow.Guide | None:
+        """Real-time chunking's target and weights [1, H, max_action_dim] for a think, or None."""
+        cfg = self.config
+        if not cfg.rtc or committed is None or len(committed) == 0:
+            return None
+        committed = np.asarray(committed, np.float32)
+        if committed.ndim != 2 or committed.shape[1] != cfg.action_dim:
+            raise ValueError(
+                f"committed actions must be [k, action_dim={cfg.action_dim}], got {list(committed.shape)}"
+            )
+        k = min(len(committed), cfg.chunk_size)
+        target = torch.zeros(1, cfg.chunk_size, cfg.max_action_dim)
+        target[0, :k, : cfg.action_dim] = torch.from_numpy(self.model_actions(committed[:k]))
+        weights = torch.zeros_like(target)
+        weights[0, :, : cfg.action_dim] = flow.prefix_weights(cfg.chunk_size, delay, k)[:, None]
+        return flow.Guide(
+            target.to(self.device, self.dtype), weights.to(self.device, self.dtype), cfg.rtc_max_guidance
+        )
+
+    def robot_actions(self, chunk: Chunk) -> np.ndarray:
+        """A chunk's actions [H, action_dim] as the robot would execute them unrefined."""
+        return self._robot_actions(chunk.actions)
+
+    def model_actions(self, actions: np.ndarray) -> np.ndarray:
+        """Robot actions [..., action_dim] -> the model's normalised space (_robot_actions inverted)."""
+        actions = np.array(actions, np.float32)
+        if self.config.postprocess_gripper:
+            actions[..., -1] = (1.0 - actions[..., -1]) / 2.0
+        return self.normalizer.action(actions)
+
     def _robot_actions(self, x: np.ndarray) -> np.ndarray:
         """Model-space actions [..., action_dim] -> what the robot executes (unnormalised, and the
         gripper mapped when config.postprocess_gripper)."""
@@ -322,13 +364,18 @@ class HumePolicy(nn.Module):
         schedule = self.schedule
         now = schedule.tick + 1
         if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
-            schedule.land(self.think(obs), now)
+            # The chunk lands at once (delay 0): the committed actions are only continued.
+            schedule.land(self.think(obs, committed=schedule.committed(self.robot_actions)), now)
         request = schedule.begin(self._raw_state(obs))
         refined = None
         if request is not None:
             refined = self.refine(obs, request.chunk, request.start, schedule.history())
         action, _ = schedule.end(refined)
         return action
+
+    def episode_stats(self) -> dict:
+        """The synchronous loop's record of the episode so far: action changes at plan switches."""
+        return episode_record(*self.schedule.switch_changes())
 
     def predict_action_chunk(self, obs: dict) -> np.ndarray:
         """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine

@@ -28,12 +28,14 @@ Rules:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from hume.policy.chunk import Chunk
 from hume.policy.hold import hold_action
+from hume.policy.switches import action_changes
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,7 @@ class ControlSchedule:
         self._history: deque[np.ndarray] = deque(maxlen=self.cfg.history)
         self._request: RefineRequest | None = None
         self.gripper = hold_action()[-1]
+        self.executed: list[tuple[np.ndarray, str]] = []  # this episode's (action, kind) per tick
 
     # -- inputs ------------------------------------------------------------------------------------
     def land(self, chunk: Chunk, chunk_tick: int) -> bool:
@@ -111,6 +114,25 @@ class ControlSchedule:
             self._request = RefineRequest(self.chunk, start, age - start)
         return self._request
 
+    def committed(self, to_robot: Callable[[Chunk], np.ndarray]) -> np.ndarray:
+        """Robot actions [k, action_dim] this schedule will execute from the next tick on, as far as
+        it knows now (k may be 0): the current plan up to its next refinement, then the newest
+        chunk's actions up to its last valid step (`to_robot` turns a chunk into robot actions,
+        unrefined: System 1's refinement of them is not known yet). What a think on this tick's
+        observation must continue (real-time chunking)."""
+        now = self.tick + 1
+        parts = [np.zeros((0, len(hold_action())), np.float32)]
+        if self.plan is not None:
+            stop = self.plan_tick + min(len(self.plan), self.cfg.refine_every)
+            if now < stop:
+                parts.append(self.plan[now - self.plan_tick : stop - self.plan_tick])
+                now = stop
+        if self.chunk is not None:
+            end = self.chunk_tick + self.cfg.valid_steps(len(self.chunk.actions))
+            if self.chunk_tick <= now < end:
+                parts.append(to_robot(self.chunk)[now - self.chunk_tick : end - self.chunk_tick])
+        return np.concatenate(parts).astype(np.float32)
+
     def history(self) -> np.ndarray:
         """[K, state_dim]: the last K states, oldest first (the first repeated at an episode's start)."""
         states = list(self._history)
@@ -133,10 +155,20 @@ class ControlSchedule:
         # A plan never outlives its chunk: it was cut to the chunk's valid steps when made.
         i = self.tick - self.plan_tick
         if self.plan is None or i >= len(self.plan):
-            return hold_action(self.gripper), "hold"
-        action = self.plan[i]
-        self.gripper = float(action[-1])
+            action, kind = hold_action(self.gripper), "hold"
+        else:
+            action = self.plan[i]
+            self.gripper = float(action[-1])
+        self.executed.append((action, kind))
         return action, kind
+
+    def switch_changes(self) -> tuple[np.ndarray, np.ndarray]:
+        """This episode's |Δa| at plan switches and within plans (hume/policy/switches.py)."""
+        if not self.executed:
+            return np.zeros(0), np.zeros(0)
+        actions = np.stack([a for a, _ in self.executed])
+        kinds = np.array([k for _, k in self.executed])
+        return action_changes(actions, kinds == "refined", kinds == "hold")
 
     @property
     def age(self) -> int:

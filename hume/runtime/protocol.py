@@ -49,6 +49,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _IMAGE = re.compile(r"observation\.images\.[A-Za-z0-9_\-]+")
 STATE_KEY = "observation.state"
 TASK_KEY = "task"
+# Optional in an observation: the robot actions System 1 will execute from its tick on whatever
+# System 2 answers (real-time chunking guides the answer to continue them).
+COMMITTED_KEY = "committed_actions"
 
 
 class MessageError(ValueError):
@@ -252,6 +255,10 @@ def _check_observation_layout(specs: list[Spec]) -> None:
     dtype, shape = layout.pop(STATE_KEY, (None, ()))
     if dtype != np.float32 or len(shape) != 1 or not 0 < shape[0] <= 64:
         raise MessageError("bad_field", f"{STATE_KEY} must be float32 [d] with 0 < d <= 64")
+    if COMMITTED_KEY in layout:
+        dtype, shape = layout.pop(COMMITTED_KEY)
+        if dtype != np.float32 or len(shape) != 2 or shape[0] < 1 or not 0 < shape[1] <= 64:
+            raise MessageError("bad_field", f"{COMMITTED_KEY} must be float32 [k >= 1, action_dim]")
     for name, (dtype, shape) in layout.items():
         if not _IMAGE.fullmatch(name):
             raise MessageError("bad_field", f"unexpected observation array {name!r}")
@@ -262,6 +269,8 @@ def _check_observation_layout(specs: list[Spec]) -> None:
 def _check_observation_content(arrays: dict[str, np.ndarray]) -> None:
     if not np.isfinite(arrays[STATE_KEY]).all():
         raise MessageError("bad_field", f"{STATE_KEY} is not finite")
+    if COMMITTED_KEY in arrays and not np.isfinite(arrays[COMMITTED_KEY]).all():
+        raise MessageError("bad_field", f"{COMMITTED_KEY} is not finite")
 
 
 def _check_chunk_layout(specs: list[Spec]) -> None:

@@ -31,6 +31,7 @@ import zmq
 
 from hume.config import ConfigError
 from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
+from hume.policy.switches import action_changes, episode_record
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
@@ -72,6 +73,15 @@ class Trace:
 
     def add(self, *values, action: np.ndarray) -> None:
         self.rows.append([*values, *(round(float(a), 5) for a in action)])
+
+    def switch_changes(self, last: int) -> tuple[np.ndarray, np.ndarray]:
+        """|Δa| of the actions sent at plan switches and within plans, over the `last` rows."""
+        rows = self.rows[len(self.rows) - last :]
+        if not rows:
+            return np.zeros(0), np.zeros(0)
+        table = np.asarray(rows, np.float64)
+        col = self.columns.index
+        return action_changes(table[:, col("a0") :], table[:, col("refined")] > 0, table[:, col("hold")] > 0)
 
     def write(self, path: Path) -> None:
         with path.open("w", newline="") as f:
@@ -158,6 +168,9 @@ class System1Node:
         }
         arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
         arrays[protocol.STATE_KEY] = np.asarray(arrays[protocol.STATE_KEY], dtype=np.float32)
+        committed = self.schedule.committed(self.policy.robot_actions)
+        if len(committed):
+            arrays[protocol.COMMITTED_KEY] = committed
         self.obs_out.send(protocol.OBSERVATION, fields, arrays)
 
     def _heartbeat(self, state: str = "ready") -> None:
@@ -351,7 +364,12 @@ class System1Node:
                     time.sleep(delay)
                 else:
                     next_t = time.monotonic()  # slower than real time: no burst to catch up
-        result = {"episode": episode, "success": bool(self.robot.success), "steps": step}
+        result = {
+            "episode": episode,
+            "success": bool(self.robot.success),
+            "steps": step,
+            **episode_record(*self.trace.switch_changes(step)),
+        }
         if self.stop.is_set():
             result["interrupted"] = True
         for key in ("task_id", "init_state"):

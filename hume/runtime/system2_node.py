@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from hume.policy.delay import DelayEstimator, steps_for
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
@@ -35,7 +36,8 @@ PEER_TIMEOUT_HEARTBEATS = 4
 
 def observation_dict(msg: protocol.Message) -> dict:
     """A wire observation -> the policy's observation dict (docs/architecture.md)."""
-    return {**msg.arrays, protocol.TASK_KEY: msg.fields["task"]}
+    arrays = {k: v for k, v in msg.arrays.items() if k != protocol.COMMITTED_KEY}
+    return {**arrays, protocol.TASK_KEY: msg.fields["task"]}
 
 
 class System2Node:
@@ -54,6 +56,10 @@ class System2Node:
             raise
         self.stop = threading.Event()
         self.think_ms: list[float] = []
+        # Real-time chunking's delay (control steps from an observation to its chunk's first use),
+        # from the recent think times; what each think assumed (None: nothing was committed).
+        self.delay = DelayEstimator()
+        self.delays: list[int | None] = []
         self.episode: int | None = None
         self._next_heartbeat = 0.0
         self._warm = False
@@ -112,10 +118,14 @@ class System2Node:
             self.policy.think(obs)
             self._warm = True
             log.info("System 2 warmed up in %.0f ms", (time.monotonic() - t0) * 1e3)
+        committed = msg.arrays.get(protocol.COMMITTED_KEY)
+        delay = self.delay.steps
         t0 = time.monotonic()
-        chunk = self.policy.think(obs)
+        chunk = self.policy.think(obs, committed=committed, delay=delay)
         think_ms = (time.monotonic() - t0) * 1e3
         self.think_ms.append(think_ms)
+        self.delay.add(steps_for(think_ms, self.cfg.system1.control_hz))
+        self.delays.append(delay if committed is not None else None)
         fields, arrays = chunk_to_wire(chunk)
         fields.update(
             model_id=self.model_id,
@@ -155,6 +165,7 @@ class System2Node:
             "think_ms": [round(x, 3) for x in self.think_ms],
             "think_ms_p50": float(np.nanpercentile(ms, 50)),
             "think_ms_p99": float(np.nanpercentile(ms, 99)),
+            "rtc_delay_steps": self.delays,
             **self.stats(),
         }
 
