@@ -1,10 +1,13 @@
-"""Record scripted-expert LIBERO episodes as a LeRobot v2.1 dataset (`hume collect`).
+"""Record LIBERO episodes as a LeRobot v2.1 dataset (`hume collect`): a scripted expert's
+demonstrations, or rollouts of a trained policy, each labelled by the simulator's success check.
 
-The plan (task, episode -> initial state, seed, episode index) is fixed by the config, so a
-collection interrupted at any point continues where it stopped when run again with the same
-output folder: finished episodes are in meta/episodes.jsonl and are skipped. Workers (separate
-processes, each with its own simulator) write their episodes' parquet and video files; the main
-process owns the dataset's metadata.
+The plan (task, episode -> start, seed, episode index) is fixed by the config, so a collection
+interrupted at any point continues where it stopped when run again with the same output folder:
+finished episodes are in meta/episodes.jsonl and are skipped. Workers (separate processes, each
+with its own simulator) write their episodes' parquet and video files; the main process owns the
+dataset's metadata. Episodes start from official initial states or from sampled ones; a sampled
+start is recorded whole (seed and flattened sim state) with its distance to the nearest official
+state, and the summary says how many equal one (sim/start_states.py).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from hume.config import ConfigError, to_dict
 from hume.data import format as fmt
 from sim.collect_config import CollectConfig
+from sim.start_states import held_out_check
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +39,9 @@ class Unit:
 
     task_id: int
     episode: int  # k-th episode of its task
-    init_state: int
+    init_state: int | None  # the official initial state; None for a sampled start
     episode_index: int  # its index in the dataset
-    seed: int
+    seed: int  # seeds the expert or policy, and a sampled start
 
 
 def episode_seed(seed: int, task_id: int, episode: int) -> int:
@@ -46,22 +50,25 @@ def episode_seed(seed: int, task_id: int, episode: int) -> int:
 
 
 def select_tasks(cfg: CollectConfig) -> list[int]:
-    """The config's tasks (each must have an expert), or every task of the suite that has one."""
+    """The config's tasks, or every task of the suite; a scripted expert must handle each
+    (tasks no expert handles are skipped when none are named)."""
     from sim.experts import UnsupportedTask, check_supported
     from sim.libero_env import get_task, task_names
 
     if cfg.tasks:
         tasks = [get_task(cfg.suite, t) for t in cfg.tasks]
-        try:
-            for task in tasks:
-                check_supported(task)
-        except UnsupportedTask as e:
-            raise ConfigError(str(e)) from None
+        if cfg.source == "expert":
+            try:
+                for task in tasks:
+                    check_supported(task)
+            except UnsupportedTask as e:
+                raise ConfigError(str(e)) from None
         return [t.task_id for t in tasks]
     task_ids = []
     for task_id in range(len(task_names(cfg.suite))):
         try:
-            check_supported(get_task(cfg.suite, task_id))
+            if cfg.source == "expert":
+                check_supported(get_task(cfg.suite, task_id))
             task_ids.append(task_id)
         except UnsupportedTask as e:
             log.warning("skipping: %s", e)
@@ -71,37 +78,39 @@ def select_tasks(cfg: CollectConfig) -> list[int]:
 
 
 def plan(cfg: CollectConfig, task_ids: list[int]) -> list[Unit]:
-    units = []
-    for task_id in task_ids:
-        for k in range(cfg.episodes_per_task):
-            units.append(
-                Unit(
-                    task_id=task_id,
-                    episode=k,
-                    init_state=cfg.first_init_state + k,
-                    episode_index=len(units),
-                    seed=episode_seed(cfg.seed, task_id, k),
-                )
-            )
-    return units
+    """Every episode to record, in dataset order: task by task, or (interleave_tasks) round by
+    round, so that episode k of every task comes before episode k+1 of any."""
+    pairs = [(t, k) for t in task_ids for k in range(cfg.episodes_per_task)]
+    if cfg.interleave_tasks:
+        pairs.sort(key=lambda pair: (pair[1], task_ids.index(pair[0])))
+    sampled = cfg.init_states == "sampled"
+    return [
+        Unit(
+            task_id=t,
+            episode=k,
+            init_state=None if sampled else cfg.first_init_state + k,
+            episode_index=i,
+            seed=episode_seed(cfg.seed, t, k),
+        )
+        for i, (t, k) in enumerate(pairs)
+    ]
 
 
 def features(cfg: CollectConfig) -> dict:
     return fmt.libero_features(cfg.image_size, cfg.fps, CAMERAS if cfg.cameras else ())
 
 
-def record_episode(env, expert, init_state: int, cameras: bool) -> tuple[dict[str, np.ndarray], bool]:
-    """Run the expert from an official initial state; frame t holds the observation the action
-    was chosen on, the action, and what followed it (reward, done, success)."""
-    obs = env.reset(init_state)
-    expert.reset()
+def record_episode(env, actor, obs: dict, cameras: bool) -> tuple[dict[str, np.ndarray], bool]:
+    """Run `actor` (an expert or a policy: `select_action(obs)`) from `obs`, the episode's first
+    observation, until success or the step limit; frame t holds the observation the action was
+    chosen on, the action, and what followed it (reward, done, success)."""
     columns: dict[str, list] = {"observation.state": [], "action": [], "next.success": []}
     if cameras:
         for cam in CAMERAS:
             columns[f"observation.images.{cam}"] = []
     success = False
     while not success and not env.truncated:
-        action = expert.select_action(obs)
+        action = actor.select_action(obs)
         for key in columns:
             if key.startswith("observation."):
                 columns[key].append(obs[key])
@@ -119,6 +128,7 @@ def record_episode(env, expert, init_state: int, cameras: bool) -> tuple[dict[st
 
 
 _worker_envs: dict = {}
+_worker_policy: list = []  # the policy of source=policy, loaded once per worker
 
 
 def _env_for(cfg: CollectConfig, task_id: int):
@@ -142,14 +152,57 @@ def _env_for(cfg: CollectConfig, task_id: int):
     return env
 
 
+def _policy_for(cfg: CollectConfig):
+    """The checkpoint's policy as the synchronous evaluation runs it (sim/evaluator.py)."""
+    if not _worker_policy:
+        from sim.eval_config import EvalConfig
+        from sim.evaluator import make_policy
+
+        _worker_policy.append(make_policy(EvalConfig(mode="sync", policy=cfg.policy)))
+    return _worker_policy[0]
+
+
+def start_episode(env, cfg: CollectConfig, unit: Unit) -> tuple[dict, dict]:
+    """Reset `env` to the unit's start: (first observation, what episodes.jsonl records of it)."""
+    if unit.init_state is not None:
+        return env.reset(unit.init_state), {"init_state": unit.init_state}
+    from sim.start_states import nearest_official, object_qpos_indices
+
+    obs = env.reset_sampled(unit.seed)
+    nearest, distance = nearest_official(
+        env.start_state, env.task.init_states(), object_qpos_indices(env.sim)
+    )
+    return obs, {
+        "start_state": env.start_state.tolist(),
+        "nearest_official": nearest,
+        "official_distance": distance,
+    }
+
+
+def make_actor(env, cfg: CollectConfig, unit: Unit):
+    """The expert or the policy, reset for this episode with its seed."""
+    if cfg.source == "expert":
+        from sim.experts import make_expert
+
+        expert = make_expert(env, cfg.noise, seed=unit.seed)
+        expert.reset()
+        return expert
+    from sim.episode import reset_policy
+    from sim.evaluator import seed_everything
+
+    policy = _policy_for(cfg)
+    seed_everything(unit.seed)
+    reset_policy(policy, unit.seed)
+    return policy
+
+
 def run_unit(cfg: CollectConfig, info: dict, task_index: int, unit: Unit) -> dict:
     """Record one episode and write its files (in a worker); returns its metadata."""
     from hume.data.writer import write_episode_files
-    from sim.experts import make_expert
 
     env = _env_for(cfg, unit.task_id)
-    expert = make_expert(env, cfg.noise, seed=unit.seed)
-    frames, success = record_episode(env, expert, unit.init_state, cfg.cameras)
+    obs, start = start_episode(env, cfg, unit)
+    frames, success = record_episode(env, make_actor(env, cfg, unit), obs, cfg.cameras)
     stats = write_episode_files(cfg.output, info, unit.episode_index, task_index, frames)
     return {
         "unit": unit,
@@ -157,6 +210,7 @@ def run_unit(cfg: CollectConfig, info: dict, task_index: int, unit: Unit) -> dic
         "length": len(frames["action"]),
         "success": success,
         "stats": stats,
+        "start": start,
     }
 
 
@@ -165,19 +219,22 @@ def _run_unit_star(args):
 
 
 def check_resume(cfg: CollectConfig, out: Path) -> None:
-    """Continuing a collection is only sound with the same plan and recording settings."""
+    """Continuing a collection is only sound with the same plan and recording settings (an
+    interleaved plan may grow or shrink: fewer episodes per task is a prefix of more)."""
     path = out / CONFIG_FILE
-    mine = {k: v for k, v in to_dict(cfg).items() if k not in ("workers", "output")}
+    free = {"workers", "output"} | ({"episodes_per_task"} if cfg.interleave_tasks else set())
+    mine = {k: v for k, v in to_dict(cfg).items() if k not in free}
     if path.is_file():
-        theirs = {k: v for k, v in fmt.read_json(path).items() if k not in ("workers", "output")}
+        # Settings added since that collection began have their defaults there.
+        saved = {**to_dict(CollectConfig()), **fmt.read_json(path)}
+        theirs = {k: v for k, v in saved.items() if k not in free}
         if theirs != mine:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
             raise ConfigError(
                 f"{out} holds a collection made with other settings ({', '.join(changed)}); "
                 "use another --output, or the same config to continue it"
             )
-    else:
-        fmt.write_json(path, to_dict(cfg))
+    fmt.write_json(path, to_dict(cfg))
 
 
 def collect(cfg: CollectConfig) -> dict:
@@ -226,8 +283,10 @@ def collect(cfg: CollectConfig) -> dict:
                 success=r["success"],
                 suite=cfg.suite,
                 task_id=u.task_id,
-                init_state=u.init_state,
+                source=cfg.source,
+                init_states=cfg.init_states,
                 seed=u.seed,
+                **r["start"],
             )
             bar.update(1)
             bar.set_postfix(
@@ -254,11 +313,18 @@ def summarize(cfg: CollectConfig, writer) -> dict:
         t["successes"] += int(row["success"])
     episodes = sum(t["episodes"] for t in tasks.values())
     successes = sum(t["successes"] for t in tasks.values())
-    return {
+    summary = {
         "suite": cfg.suite,
+        "source": cfg.source,
         "episodes": episodes,
         "successes": successes,
         "success_rate": successes / episodes if episodes else 0.0,
         "frames": writer.info["total_frames"],
         "tasks": [tasks[k] for k in sorted(tasks)],
     }
+    distances = {
+        e: row["official_distance"] for e, row in writer.episodes.items() if "official_distance" in row
+    }
+    if distances:
+        summary["held_out"] = held_out_check(distances)
+    return summary

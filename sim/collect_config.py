@@ -5,7 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from hume.config import ConfigError
+from sim.eval_config import PolicyConfig
 from sim.experts.base import ExpertNoise
+
+INIT_STATES = ("official", "sampled")
+SOURCES = ("expert", "policy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,9 +18,20 @@ class CollectConfig:
     suite: str = "libero_object"
     # Task ids or names to record; empty = every task of the suite that an expert handles.
     tasks: list[str] = dataclasses.field(default_factory=list)
-    # Episodes per task; episode k starts from official initial state (first_init_state + k) mod 50.
+    # Who acts: "expert" (the scripted expert, with `noise`) or "policy" (a trained HumePolicy,
+    # `policy.checkpoint`, with its own System 2 candidate noise): rollouts labelled by the
+    # simulator's success check, failures included.
+    source: str = "expert"
+    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    # Where episodes start. "official": episode k from the task's official initial state
+    # (first_init_state + k) mod 50, the states evaluation uses. "sampled": from a new state drawn
+    # by the task's own placement sampler, seeded by (seed, task, k): held out from evaluation.
+    init_states: str = "official"
     episodes_per_task: int = 10
     first_init_state: int = 0
+    # Record episode k of every task before episode k+1 of any: a partial collection then covers
+    # all tasks, and a resumed run may raise episodes_per_task (the plan grows, nothing moves).
+    interleave_tasks: bool = False
     # Steps per episode; 0 = the suite's standard limit (220/280/300/520).
     max_steps: int = 0
     # Render and record both cameras (agentview, wrist) at this square resolution. cameras=false
@@ -38,6 +53,16 @@ class CollectConfig:
         for name in ("episodes_per_task", "workers", "image_size", "fps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init_states not in INIT_STATES:
+            raise ConfigError(
+                f"init_states must be one of {', '.join(INIT_STATES)}, got {self.init_states!r}"
+            )
+        if self.source not in SOURCES:
+            raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source == "policy" and (self.policy.type != "hume" or not self.policy.checkpoint):
+            raise ConfigError(
+                "source=policy records a Hume checkpoint: policy.type=hume, policy.checkpoint=DIR"
+            )
         for name in ("first_init_state", "max_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

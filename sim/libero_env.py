@@ -34,6 +34,8 @@ SUITE_MAX_STEPS = {
 }
 DEFAULT_MAX_STEPS = 400
 NUM_WAIT_STEPS = 10
+# robosuite's "default" initialisation noise: Gaussian, rad per arm joint.
+ROBOT_INIT_NOISE = 0.02
 # Zero motion, gripper open: what the robot does while objects settle.
 NOOP_ACTION = np.array([0.0] * 6 + [-1.0], dtype=np.float32)
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
@@ -240,7 +242,8 @@ def _fast_render(sim) -> None:
 
 
 class LiberoEnv:
-    """One LIBERO task's simulator; `reset(i)` starts from official initial state i.
+    """One LIBERO task's simulator; `reset(i)` starts from official initial state i,
+    `reset_sampled(seed)` from a new state drawn by the task's placement sampler.
 
     `cameras=False` skips rendering entirely (~10x faster): the observation then has only the
     state and the instruction. `image_size` is the rendered square resolution (256 in the standard
@@ -280,6 +283,8 @@ class LiberoEnv:
         self.env.seed(seed)
         self._seed = seed
         self.raw_obs: dict = {}
+        # The flattened sim state (time, qpos, qvel) the current episode started from.
+        self.start_state: np.ndarray | None = None
         self.steps = 0
         log.debug("LIBERO %s task %d ready: %s", suite, self.task.task_id, self.task.name)
 
@@ -298,18 +303,59 @@ class LiberoEnv:
 
     def reset(self, init_state: int = 0, wait_steps: int = NUM_WAIT_STEPS) -> dict:
         """Official initial state `init_state` (mod the number of states), then the no-op wait."""
-        # Each reset re-places the fixtures (cabinet, stove, ...) with numpy's global RNG, and the
-        # init state does not move them back: seed it by the init state, so the scene of an init
-        # state never depends on what ran before (recorded actions replay to the same outcome).
+        i = init_state % self.num_init_states
+        self._reset_scene([self._seed, i])
+        return self._settle(self._init_states[i], wait_steps)
+
+    def sample_start(self, seed: int) -> np.ndarray:
+        """A start state drawn as LIBERO drew its official ones: the task's placement sampler, then
+        robosuite's default arm-joint noise (the official states carry it, ~0.02 rad per joint;
+        this env is built without it). Seeded by `seed` alone; returns the flattened sim state
+        (time, qpos, qvel), which `reset_to(state, seed)` replays."""
+        noise = self._reset_scene([seed], draw_robot_noise=True)
+        for robot, n in zip(self.env.robots, noise, strict=True):
+            self.sim.data.qpos[robot._ref_joint_pos_indexes] = robot.init_qpos + n
+        self.sim.forward()
+        return np.array(self.env.get_sim_state(), dtype=np.float64)
+
+    def reset_sampled(self, seed: int, wait_steps: int = NUM_WAIT_STEPS) -> dict:
+        """A fresh start from `sample_start(seed)`, then the no-op wait."""
+        return self._settle(self.sample_start(seed), wait_steps)
+
+    def reset_to(self, state: np.ndarray, seed: int, wait_steps: int = NUM_WAIT_STEPS) -> dict:
+        """Replay a recorded start: the scene re-placed with the seed it was drawn with (fixtures are
+        placed outside the sim state), then the state itself, then the no-op wait."""
+        self._reset_scene([seed])
+        return self._settle(np.asarray(state, dtype=np.float64), wait_steps)
+
+    def _reset_scene(self, rng_seed: list[int], draw_robot_noise: bool = False) -> list[np.ndarray]:
+        """`env.reset()` with numpy's global RNG seeded by `rng_seed`, restored afterwards.
+
+        Each reset re-places the fixtures (cabinet, stove, ...) and objects with numpy's global RNG,
+        and a state set afterwards does not move fixtures back: seeding it makes the scene of a start
+        independent of what ran before (recorded actions replay to the same outcome). With
+        `draw_robot_noise`, the same stream then draws each robot's arm-joint noise (returned)."""
         rng_state = np.random.get_state()
-        np.random.seed([self._seed, init_state % self.num_init_states])
-        self.env.reset()
-        np.random.set_state(rng_state)
+        np.random.seed(rng_seed)
+        try:
+            self.env.reset()
+            noise = [
+                np.random.randn(len(robot.init_qpos)) * ROBOT_INIT_NOISE
+                for robot in self.env.robots
+                if draw_robot_noise
+            ]
+        finally:
+            np.random.set_state(rng_state)
         # A soft reset keeps the gripper's accumulated command; clear it so every episode starts
-        # exactly like the first one of a fresh env (same init state -> same trajectory).
+        # exactly like the first one of a fresh env (same start -> same trajectory).
         for robot in self.env.robots:
             robot.gripper.current_action = np.zeros_like(robot.gripper.current_action)
-        self.raw_obs = self.env.set_init_state(self._init_states[init_state % self.num_init_states])
+        return noise
+
+    def _settle(self, state: np.ndarray, wait_steps: int) -> dict:
+        """Set the start state, then let objects settle with the no-op wait."""
+        self.start_state = np.array(state, dtype=np.float64)
+        self.raw_obs = self.env.set_init_state(self.start_state)
         for _ in range(wait_steps):
             self.raw_obs, _, _, _ = self.env.step(NOOP_ACTION)
         self.steps = 0

@@ -1,5 +1,6 @@
-"""`hume collect --config configs/collect/NAME.yaml [--output DIR]`: scripted-expert LIBERO
-episodes -> a LeRobot v2.1 dataset in DIR (meta/info.json, data/, videos/).
+"""`hume collect --config configs/collect/NAME.yaml [--output DIR]`: LIBERO episodes of a
+scripted expert, or rollouts of a trained policy (`--source=policy --policy.checkpoint=DIR`)
+-> a LeRobot v2.1 dataset in DIR (meta/info.json, data/, videos/).
 
 Run again with the same --output to continue an interrupted collection. See docs/data.md.
 """
@@ -31,5 +32,13 @@ def main(argv: Sequence[str]) -> int:
         f"{summary['suite']}: {summary['successes']}/{summary['episodes']} episodes succeeded "
         f"({summary['success_rate']:.1%}), {summary['frames']} frames -> {cfg.output}"
     )
-    print(json.dumps({k: summary[k] for k in ("suite", "episodes", "successes", "success_rate", "frames")}))
+    held_out = summary.get("held_out")
+    if held_out:
+        print(
+            f"held-out starts: {held_out['same_as_official']} of {held_out['starts']} sampled starts equal "
+            f"an official initial state (objects within {held_out['tolerance']:g}); nearest: "
+            f"{held_out['min_distance']:.4f}"
+        )
+    keys = ("suite", "source", "episodes", "successes", "success_rate", "frames", "held_out")
+    print(json.dumps({k: summary[k] for k in keys if k in summary}))
     return 0
