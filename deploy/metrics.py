@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hume.policy.switches import action_changes, switch_summary
+from hume.policy.switches import switch_summary, trace_switch_changes
 
 
 def percentiles(values, *qs: int, keep_max: bool = False) -> dict:
@@ -80,16 +80,11 @@ def compute_metrics(run: Path) -> dict:
 
 
 def _switches(ticks: dict[str, np.ndarray]) -> dict:
-    if not len(ticks["tick"]):
-        return switch_summary([], [])
-    actions = np.stack([v for k, v in ticks.items() if k[0] == "a" and k[1:].isdigit()], 1)
-    at_switch, within = [], []
-    for episode in np.unique(ticks["episode"]):
-        rows = ticks["episode"] == episode
-        s, w = action_changes(actions[rows], ticks["refined"][rows] > 0, ticks["hold"][rows] > 0)
-        at_switch.append(s)
-        within.append(w)
-    return switch_summary(np.concatenate([np.zeros(0), *at_switch]), np.concatenate([np.zeros(0), *within]))
+    parts = [
+        trace_switch_changes({k: v[ticks["episode"] == e] for k, v in ticks.items()})
+        for e in np.unique(ticks.get("episode", []))
+    ]
+    return switch_summary(*(np.concatenate([np.zeros(0), *(p[i] for p in parts)]) for i in range(3)))
 
 
 def _dropped_by_reason(*summaries: dict) -> dict[str, int]:

@@ -27,6 +27,8 @@ class PolicyConfig:
     use_system1: bool | None = None
     use_value_head: bool | None = None
     num_candidates: int = 0
+    # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions.
+    rtc: bool | None = None
     # Where the policy runs: "cpu" or "cuda" (a full-size model wants a GPU), and its dtype
     # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
     device: str = "cpu"
@@ -41,6 +43,8 @@ class PolicyConfig:
             out["use_value_head"] = self.use_value_head
         if self.num_candidates:
             out["num_candidates"] = self.num_candidates
+        if self.rtc is not None:
+            out["rtc"] = self.rtc
         return out
 
 

@@ -2,8 +2,9 @@
 
 Time is counted in control steps. System 2 starts a think on the observation of step t; its chunk
 becomes visible at step t + latency, tagged with t, and the control schedule (the System-1 node's)
-follows it from offset (now - t). Before the first chunk lands, and after the last one runs out,
-the robot holds still.
+follows it from offset (now - t). As on the System-1 node, an episode's clock starts once the chunk
+for its first observation is there (the robot waits for it, standing still, before step 0); when
+chunks stop coming the robot holds.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class VirtualClockPolicy:
             self.latency.rng = np.random.default_rng(seed)
         self.schedule.reset()
         self.delay.reset()
-        self.pending = None  # (ready_step, observation_step, chunk)
+        self.pending = None  # (ready_step, observation_step, chunk, latency)
         self.next_think = 0
         self.thinks = 0
         self.holds = 0
@@ -65,22 +66,24 @@ class VirtualClockPolicy:
 
     def _land(self, now: int) -> None:
         if self.pending is not None and self.pending[0] <= now:
-            _, observed, chunk = self.pending
+            _, observed, chunk, latency = self.pending
             self.pending = None
             self.schedule.land(chunk, observed)
-            self.delay.add(now - observed)
+            self.delay.add(latency)  # what the System-2 node learns from its think time
 
     def select_action(self, obs: dict) -> np.ndarray:
         now = self.schedule.tick + 1
         self._land(now)
         if self.pending is None and now >= self.next_think:
-            ready = now + self.latency.sample()
+            latency = self.latency.sample()
+            # The episode's first chunk is waited for before its clock starts: it lands at once.
+            ready = now + latency if self.thinks else now
             committed = self.schedule.committed(self.policy.robot_actions)
             chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
-            self.pending = (ready, now, chunk)
+            self.pending = (ready, now, chunk, latency)
             self.next_think = max(now + self.think_every, ready)
             self.thinks += 1
-            self._land(now)  # a zero-latency think lands at once
+            self._land(now)  # a zero-latency think (and the first) lands at once
         request = self.schedule.begin(np.asarray(obs[STATE_KEY], np.float32))
         refined = None
         if request is not None:

@@ -117,3 +117,18 @@ def test_action_changes_split_switch_ticks_from_within_plan_ticks_and_skip_holds
     assert summary["switch_ratio_p90"] == pytest.approx(5.0 / 0.9, abs=1e-4)
     rows = [episode_record(at_switch, within), episode_record([1.0], [1.0]), {"success": True}]
     assert pooled_summary(rows)["switch_ticks"] == 2 and pooled_summary([{}]) is None
+
+
+def test_the_schedule_tells_chunk_switches_from_refinements_of_the_same_chunk():
+    schedule = ControlSchedule(ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=1))
+    schedule.land(chunk(1.0), 0)
+    flags = []
+    for tick in range(10):
+        if tick == 2:
+            schedule.land(chunk(2.0), 1)  # taken up at the refinement of tick 4
+        schedule.end(plan_of(r) if (r := schedule.begin(np.zeros(8))) else None)
+        flags.append((schedule.executed[-1][1], schedule.chunk_switch))
+    assert [t for t, (kind, _) in enumerate(flags) if kind == "refined"] == [0, 4, 8]
+    assert [t for t, (_, new) in enumerate(flags) if new] == [0, 4]
+    at_switch, within, at_chunk_switch = schedule.switch_changes()
+    assert (len(at_switch), len(within), len(at_chunk_switch)) == (2, 7, 1)

@@ -122,18 +122,19 @@ def test_virtual_clock_aligns_chunks_by_elapsed_steps():
     inner = RecordingPolicy()
     vc = VirtualClockPolicy(inner, LatencyModel(LatencyConfig(steps=3), seed=0))
     acts = drive(vc, 40)
-    # Back to back: each think starts on the newest observation when its predecessor lands.
-    assert inner.thought_at == list(range(0, 40, 3))
-    # Holding (zero motion, gripper open) until the first chunk lands at step 3.
-    np.testing.assert_array_equal(acts[:3], np.tile([0, 0, 0, 0, 0, 0, -1], (3, 1)))
-    for t in range(3, 40):
-        refined_at = 3 + (t - 3) // 4 * 4  # the first chunk lands at 3, then System 1 every 4 ticks
-        chunk_step = max(s for s in inner.thought_at if s + 3 <= refined_at)
+    # The first chunk is waited for before step 0 (as the System-1 node waits); then back to back:
+    # each think starts on the newest observation when its predecessor lands.
+    assert inner.thought_at == [0, *range(1, 40, 3)]
+    ages = []
+    for t in range(40):
+        refined_at = t // 4 * 4  # System 1 refines every 4 ticks
+        chunk_step = max(s for s in inner.thought_at if s == 0 or s + 3 <= refined_at)
         assert acts[t][0] == chunk_step, t
         assert acts[t][1] == t - chunk_step, "the action is the chunk's entry for now, not its start"
         assert acts[t][2] == refined_at, "System 1 refined on the observation of its own tick"
+        ages.append(t - chunk_step)
     stats = vc.episode_stats()
-    assert stats["holds"] == 3 and stats["thinks"] == 14 and stats["chunk_age_max"] == 8
+    assert stats["holds"] == 0 and stats["thinks"] == 14 and stats["chunk_age_max"] == max(ages)
     vc.reset()
     np.testing.assert_array_equal(drive(vc, 40), acts)
 
@@ -144,11 +145,12 @@ def test_virtual_clock_holds_when_chunks_run_out():
     acts = drive(vc, 40)
     assert inner.thought_at == [0, 16, 32]
     moving = [t for t in range(40) if np.any(acts[t, :6] != 0)]
-    # Chunk 0 lands at 10 and covers steps 10..15; chunk 16 lands at 26 and covers 26..31.
-    assert moving == [*range(10, 16), *range(26, 32)]
+    # Chunk 0 is waited for and covers steps 0..15; chunk 16 lands at 26 and covers 26..31.
+    assert moving == [*range(1, 16), *range(26, 32)], "(step 0's action is chunk 0's entry 0: all zero)"
     assert [int(acts[t][1]) for t in range(10, 16)] == list(range(10, 16)), "offsets past H - h are kept"
-    hold = [t for t in range(40) if t not in moving]
-    assert np.all(acts[10:, 6] == 1), "holding keeps the gripper as last commanded"
+    assert [int(acts[t][1]) for t in range(26, 32)] == list(range(10, 16))
+    hold = [t for t in range(40) if t not in range(0, 16) and t not in range(26, 32)]
+    assert np.all(acts[:, 6] == 1), "holding keeps the gripper as last commanded"
     assert vc.episode_stats()["holds"] == len(hold)
 
 

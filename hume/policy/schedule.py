@@ -86,7 +86,9 @@ class ControlSchedule:
         self._history: deque[np.ndarray] = deque(maxlen=self.cfg.history)
         self._request: RefineRequest | None = None
         self.gripper = hold_action()[-1]
-        self.executed: list[tuple[np.ndarray, str]] = []  # this episode's (action, kind) per tick
+        self.chunk_switch = False  # the last tick's plan came from a chunk its predecessor did not
+        # This episode's (action, kind, whether a new chunk was taken up) per tick.
+        self.executed: list[tuple[np.ndarray, str, bool]] = []
 
     # -- inputs ------------------------------------------------------------------------------------
     def land(self, chunk: Chunk, chunk_tick: int) -> bool:
@@ -144,6 +146,7 @@ class ControlSchedule:
         "plan" (the current one) or "hold"."""
         request, self._request = self._request, None
         kind = "plan"
+        previous_chunk = self.plan_chunk_tick if self.plan is not None else None
         if request is not None:
             if refined is None:
                 self.plan = None
@@ -159,16 +162,21 @@ class ControlSchedule:
         else:
             action = self.plan[i]
             self.gripper = float(action[-1])
-        self.executed.append((action, kind))
+        self.chunk_switch = kind == "refined" and self.plan_chunk_tick != previous_chunk
+        self.executed.append((action, kind, self.chunk_switch))
         return action, kind
 
-    def switch_changes(self) -> tuple[np.ndarray, np.ndarray]:
-        """This episode's |Δa| at plan switches and within plans (hume/policy/switches.py)."""
+    def switch_changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """This episode's |Δa| at plan switches, within plans, and at chunk switches
+        (hume/policy/switches.py)."""
         if not self.executed:
-            return np.zeros(0), np.zeros(0)
-        actions = np.stack([a for a, _ in self.executed])
-        kinds = np.array([k for _, k in self.executed])
-        return action_changes(actions, kinds == "refined", kinds == "hold")
+            return np.zeros(0), np.zeros(0), np.zeros(0)
+        actions = np.stack([a for a, _, _ in self.executed])
+        kinds = np.array([k for _, k, _ in self.executed])
+        new_chunk = np.array([c for _, _, c in self.executed])
+        hold = kinds == "hold"
+        at_switch, within = action_changes(actions, kinds == "refined", hold)
+        return at_switch, within, action_changes(actions, new_chunk, hold)[0]
 
     @property
     def age(self) -> int:

@@ -27,29 +27,48 @@ def action_changes(actions, switch, hold) -> tuple[np.ndarray, np.ndarray]:
     return delta[steady & switch[1:]], delta[steady & ~switch[1:]]
 
 
+def trace_switch_changes(columns: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(at plan switches, within plans, at chunk switches) from one episode's ticks.csv columns
+    (a0.., refined, chunk_switch, hold)."""
+    if not len(columns.get("hold", ())):
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    actions = np.stack(
+        [np.asarray(v, float) for k, v in columns.items() if k[0] == "a" and k[1:].isdigit()], 1
+    )
+    hold = np.asarray(columns["hold"], float) > 0
+    at_switch, within = action_changes(actions, np.asarray(columns["refined"], float) > 0, hold)
+    return at_switch, within, action_changes(actions, np.asarray(columns["chunk_switch"], float) > 0, hold)[0]
+
+
 def _quantiles(x: np.ndarray) -> dict:
     return {f"p{q}": round(float(np.percentile(x, q)), 5) if len(x) else None for q in QUANTILES}
 
 
-def switch_summary(at_switch, within) -> dict:
-    """Percentiles of |Δa| at switches and within plans, and the ratio of their p90s (1 = a switch
-    is as smooth as any other tick)."""
-    at_switch, within = np.asarray(at_switch, float), np.asarray(within, float)
-    s, w = _quantiles(at_switch), _quantiles(within)
-    ratio = s["p90"] / w["p90"] if s["p90"] is not None and w["p90"] else None
+def _ratio(a: dict, b: dict) -> float | None:
+    return round(a["p90"] / b["p90"], 4) if a["p90"] is not None and b["p90"] else None
+
+
+def switch_summary(at_switch, within, at_chunk_switch=()) -> dict:
+    """Percentiles of |Δa| at plan switches, at the subset of them where a new chunk is taken up,
+    and within plans; the ratios of their p90s (1 = a switch is as smooth as any other tick)."""
+    s, w, c = (_quantiles(np.asarray(x, float)) for x in (at_switch, within, at_chunk_switch))
     return {
         "action_change_switch": s,
+        "action_change_chunk_switch": c,
         "action_change_within": w,
-        "switch_ratio_p90": None if ratio is None else round(ratio, 4),
+        "switch_ratio_p90": _ratio(s, w),
+        "chunk_switch_ratio_p90": _ratio(c, w),
         "switch_ticks": len(at_switch),
+        "chunk_switch_ticks": len(at_chunk_switch),
         "within_ticks": len(within),
     }
 
 
-def episode_record(at_switch, within) -> dict:
+def episode_record(at_switch, within, at_chunk_switch=()) -> dict:
     """One episode's |Δa| values (for pooling over a run) and its own p90 ratio."""
     return {
         "switch_deltas": [round(float(x), 5) for x in at_switch],
+        "chunk_switch_deltas": [round(float(x), 5) for x in at_chunk_switch],
         "within_deltas": [round(float(x), 5) for x in within],
         "switch_ratio_p90": switch_summary(at_switch, within)["switch_ratio_p90"],
     }
@@ -60,7 +79,8 @@ def pooled_summary(rows: list[dict]) -> dict | None:
     rows = [r for r in rows if "switch_deltas" in r]
     if not rows:
         return None
-    return switch_summary(
-        np.concatenate([np.asarray(r["switch_deltas"], float) for r in rows]),
-        np.concatenate([np.asarray(r["within_deltas"], float) for r in rows]),
-    )
+
+    def pooled(key: str) -> np.ndarray:
+        return np.concatenate([np.zeros(0), *(np.asarray(r.get(key, ()), float) for r in rows)])
+
+    return switch_summary(pooled("switch_deltas"), pooled("within_deltas"), pooled("chunk_switch_deltas"))

@@ -31,7 +31,7 @@ import zmq
 
 from hume.config import ConfigError
 from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
-from hume.policy.switches import action_changes, episode_record
+from hume.policy.switches import episode_record, trace_switch_changes
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
 from hume.runtime.config import DeployConfig
@@ -67,6 +67,7 @@ class Trace:
             "chunk_age",
             "hold",
             "refined",
+            "chunk_switch",
             "envelope",
         ]
         return head + [f"a{i}" for i in range(self.action_dim)]
@@ -74,14 +75,11 @@ class Trace:
     def add(self, *values, action: np.ndarray) -> None:
         self.rows.append([*values, *(round(float(a), 5) for a in action)])
 
-    def switch_changes(self, last: int) -> tuple[np.ndarray, np.ndarray]:
-        """|Δa| of the actions sent at plan switches and within plans, over the `last` rows."""
-        rows = self.rows[len(self.rows) - last :]
-        if not rows:
-            return np.zeros(0), np.zeros(0)
-        table = np.asarray(rows, np.float64)
-        col = self.columns.index
-        return action_changes(table[:, col("a0") :], table[:, col("refined")] > 0, table[:, col("hold")] > 0)
+    def switch_changes(self, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """|Δa| of the actions sent at plan switches, within plans and at chunk switches, over the
+        `last` rows."""
+        rows = np.asarray(self.rows[len(self.rows) - last :], np.float64).reshape(-1, len(self.columns))
+        return trace_switch_changes(dict(zip(self.columns, rows.T, strict=True)))
 
     def write(self, path: Path) -> None:
         with path.open("w", newline="") as f:
@@ -350,6 +348,7 @@ class System1Node:
                 age,
                 int(age < 0),
                 int(refined),
+                int(self.schedule.chunk_switch),
                 bits,
                 action=action,
             )
