@@ -135,3 +135,27 @@ def test_sampled_collection_resumes_and_grows_without_recording_twice(sampled):
     rows = LeRobotDataset(cfg.output).episodes
     assert grown["episodes"] == 3 and [r["episode_index"] for r in rows] == [0, 1, 2]
     assert len({r["seed"] for r in rows}) == 3 and grown["held_out"]["starts"] == 3
+
+
+@pytest.mark.slow
+def test_expert_regrasps_an_object_that_fits_the_fingers_at_no_grid_turn():
+    """Episode 1 of libero_object task 0 in libero_object_heldout.yaml: the soup can, dropped,
+    lies so that no turn of the grasp grid fits it between the fingers; the expert once stopped
+    the whole collection there (no grasp candidate). It must finish the episode."""
+    from pathlib import Path
+
+    from sim import collect as c
+    from sim.collect_config import CollectConfig
+
+    config = Path(__file__).resolve().parents[1] / "configs/collect/libero_object_heldout.yaml"
+    cfg = parse_config(CollectConfig, ["--config", str(config), "--tasks=[0]", "--cameras=false"])
+    unit = c.plan(cfg, [0])[1]
+    env = c._env_for(cfg, 0)
+    try:
+        obs, _ = c.start_episode(env, cfg, unit)
+        expert = c.make_actor(env, cfg, unit)
+        frames, _ = c.record_episode(env, expert, obs, cameras=False)
+    finally:
+        env.close()
+        c._worker_envs.clear()
+    assert expert.retries >= 1 and len(frames["action"]) == env.max_steps

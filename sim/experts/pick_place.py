@@ -84,11 +84,17 @@ class PickPlaceExpert(ScriptedExpert):
         _, narrowest, _ = narrowest_direction(corners)
         centered = narrowest <= MAX_CENTERED_WIDTH
         obstacles = self.obstacle_points(corners[:, 2].max() - 0.03)
+        turns = np.arange(-np.pi / 2, np.pi / 2, TURN_STEP)
+        fitting = [
+            t
+            for t in turns
+            if not centered or np.ptp(corners[:, :2] @ _rotate(start_axis, t)) <= MAX_CENTERED_WIDTH
+        ]
         candidates = []
-        for turn in np.arange(-np.pi / 2, np.pi / 2, TURN_STEP):
+        # An object lying askew (dropped, then re-grasped) may fit between the fingers at no turn
+        # of the coarse grid: then every turn competes on clearance alone.
+        for turn in fitting or turns:
             axis = _rotate(start_axis, turn)
-            if centered and np.ptp(corners[:, :2] @ axis) > MAX_CENTERED_WIDTH:
-                continue
             for side in (0.0,) if centered else (1.0, -1.0):
                 point = _grasp_point(corners, centers, axis, side)
                 clearance = _hand_clearance(point, axis, obstacles)
