@@ -38,6 +38,10 @@ class TrainConfig:
     stage: str = "system2"
     # A LeRobot-format dataset folder (v2.0, v2.1 or v3.0).
     dataset: str = ""
+    # More dataset folders trained on together with `dataset`, e.g. rollouts of a policy recorded
+    # by `hume collect --source=policy` (failures included) next to the demonstrations. Frames are
+    # drawn uniformly over all of them; each episode keeps its own Monte-Carlo returns.
+    extra_datasets: list[str] = dataclasses.field(default_factory=list)
     # Model config for a fresh model; ignored when init_from names a checkpoint.
     model: str = "configs/model/tiny.yaml"
     # A policy checkpoint to start from (required by system1_value: it supplies the frozen S2).
@@ -81,6 +85,8 @@ class TrainConfig:
             raise ConfigError(f"stage must be one of {STAGES}, got {self.stage!r}")
         if not self.dataset:
             raise ConfigError("dataset is empty: name a LeRobot dataset folder (--dataset=PATH)")
+        if any(not path for path in self.extra_datasets) or self.dataset in self.extra_datasets:
+            raise ConfigError(f"extra_datasets must name other dataset folders, got {self.extra_datasets}")
         if self.stage == "system1_value" and not self.init_from:
             raise ConfigError("stage system1_value needs init_from: a checkpoint with a trained System 2")
         if self.mixed_precision not in ("no", "bf16"):

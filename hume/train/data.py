@@ -13,6 +13,9 @@ tokenised once per task. A batch is then a handful of gathers over frame indices
                        dataset's `next.done`, so the last frame never bootstraps, and G_i is the
                        discounted return-to-go of hume/data/returns.py
 
+Several datasets (demonstrations + rollouts, hume/data/concat.py) train as one: every frame feeds
+the value head; System 1 imitates the frames of the first one only.
+
 Images pass through the policy's own transform (hume/policy/transforms.py) and, when asked,
 the training augmentation; every random draw comes from the step's torch.Generator.
 """
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hume.data.concat import ConcatDataset, open_datasets
 from hume.data.reader import LeRobotDataset
 from hume.data.returns import episode_returns
 from hume.data.stats import columns_stats
@@ -37,7 +41,12 @@ from hume.train.augment import augment_camera
 log = logging.getLogger(__name__)
 
 
-def dataset_stats(dataset: LeRobotDataset) -> dict:
+def open_training_dataset(cfg) -> LeRobotDataset | ConcatDataset:
+    """A `TrainConfig`'s dataset, with its extra_datasets appended as one dataset."""
+    return open_datasets([cfg.dataset, *cfg.extra_datasets])
+
+
+def dataset_stats(dataset: LeRobotDataset | ConcatDataset) -> dict:
     """The dataset's state/action statistics: stored ones if any, else computed from its frames."""
     stats = dataset.stats
     if stats is None or STATE not in stats or ACTION not in stats:
@@ -60,7 +69,9 @@ class TrainingData:
     L instruction tokens, A / Sd the padded action / state widths of the network that reads them.
     """
 
-    def __init__(self, dataset: LeRobotDataset, config: HumeConfig, normalizer: Normalizer, tokenizer):
+    def __init__(
+        self, dataset: LeRobotDataset | ConcatDataset, config: HumeConfig, normalizer: Normalizer, tokenizer
+    ):
         self.config = config
         self.root = dataset.root
         cols = dataset.columns
@@ -93,6 +104,9 @@ class TrainingData:
             episode_returns(cols["next.reward"], cols["episode_index"], config.value_head.gamma)
         )
         self.task_index = torch.from_numpy(cols["task_index"].reshape(n).astype(np.int64))
+        # System 1 imitates the first dataset only: extra ones (a policy's own rollouts, failures
+        # included) teach the value head what fails, not which actions to take.
+        self.imitate = torch.arange(n) < (dataset.offsets[1] if isinstance(dataset, ConcatDataset) else n)
         self.episode_start = torch.empty(n, dtype=torch.long)
         self.episode_end = torch.empty(n, dtype=torch.long)  # the episode's last frame, inclusive
         for k in range(dataset.num_episodes):
@@ -114,7 +128,7 @@ class TrainingData:
             self.image_size,
         )
 
-    def _load_images(self, dataset: LeRobotDataset) -> dict[str, Tensor]:
+    def _load_images(self, dataset: LeRobotDataset | ConcatDataset) -> dict[str, Tensor]:
         """{camera: uint8 [N, S, S, 3]}: each episode decoded once, resized by the policy's transform."""
         images = {
             c: torch.empty(len(dataset), self.image_size, self.image_size, 3, dtype=torch.uint8)
@@ -206,7 +220,7 @@ class TrainingData:
         """Everything stage system1_value needs, keyed by consumer:
         s2.*    System 2's observation at frame i and the noise [B, H, A] it samples from
         s1.*    System 1 at frame i+o: images {camera}, state_history [B, K, Sd1], offset [B],
-                actions [B, h, A1] with is_pad [B, h]
+                actions [B, h, A1] with is_pad [B, h], imitate [B] (frames of the first dataset)
         vh.*    the transition: actions [B, H, A_vh] (frame i's chunk), reward, done, mc_return
                 [B], and next.* System 2's observation at frame i+1 (i itself at an episode's end,
                 where done = 1 masks it)
@@ -224,6 +238,7 @@ class TrainingData:
         actions, is_pad = self.chunk(now, cfg.s1_horizon)
         batch["s1.actions"] = pad_to(actions, s1.action_dim)
         batch["s1.is_pad"] = is_pad
+        batch["s1.imitate"] = self.imitate[idx]
 
         vh_actions, _ = self.chunk(idx, cfg.chunk_size, self.value_action)
         batch["vh.actions"] = vh_actions

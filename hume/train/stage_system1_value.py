@@ -5,7 +5,9 @@ System 1 learns to finish System 2's own work: its start is the slice, o steps i
 the frozen System 2 samples for frame i and stops at flow time theta2 (as HumePolicy.think
 does), and its target is the dataset's h actions from frame i+o, seen from frame i+o. The value
 head reads System 2's prefix embeddings of frames i and i+1 (detached) and scores the dataset
-chunk of frame i; its target critics follow by Polyak averaging after every step.
+chunk of frame i; its target critics follow by Polyak averaging after every step. Given
+demonstrations and rollouts together, the value head learns from all frames (the rollouts' failures
+are what it needs), System 1 from the demonstrations only.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class System1ValueStage(nn.Module):
             batch["s1.offset"],
             start,
             batch["s1.actions"],
-            mask=~batch["s1.is_pad"],
+            mask=~batch["s1.is_pad"] & batch["s1.imitate"][:, None],
             generator=generator,
         )
         vh = self.value_head.losses(

@@ -36,7 +36,7 @@ from hume.train.checkpoint import (
     step_dir,
 )
 from hume.train.config import TrainConfig
-from hume.train.data import TrainingData, dataset_stats
+from hume.train.data import TrainingData, dataset_stats, open_training_dataset
 from hume.train.metrics import MetricsLog, plot_losses
 from hume.train.schedule import warmup_cosine
 from hume.train.stage_system1_value import System1ValueStage
@@ -140,7 +140,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if resume_from is not None:
         _check_same_stage(resume_from, cfg.stage)
 
-    dataset = LeRobotDataset(cfg.dataset)
+    dataset = open_training_dataset(cfg)
     policy = build_policy(cfg, dataset, resume_from)
     data = TrainingData(dataset, policy.config, policy.normalizer, policy.tokenizer)
     stage = make_stage(cfg, policy)
