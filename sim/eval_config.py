@@ -125,9 +125,9 @@ class EvalConfig:
     # mp4 videos of the first k episodes of each task (0 = none).
     videos_per_task: int = 1
     # LIBERO-PRO variants of `suite` to evaluate after it, each in DIR/variants/NAME, with a table
-    # of success per variant and its drop vs the suite (DIR/robustness.*). ["all"]: every variant
-    # the package ships whole with the suite's number of tasks.
-    variants: list[str] = dataclasses.field(default_factory=list)
+    # of success per variant and its drop vs the suite (DIR/robustness.*): "all" (every variant
+    # the package ships whole with the suite's number of tasks) or names, comma-separated.
+    variants: str = ""
     output: str = "outputs/eval"
 
     def validate(self) -> None:
