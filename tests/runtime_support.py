@@ -226,7 +226,7 @@ class RecordingRobot:
     `robot.kind: runtime_support:RecordingRobot` with `robot.options.record`."""
 
     def __init__(self, record: str, max_steps: int = 100000, **options):
-        from deploy.kinematic_robot import KinematicRobot
+        from deploy.robots.kinematic import KinematicRobot
 
         self._robot = KinematicRobot(image_size=64, max_steps=max_steps, **options)
         self._record = open(record, "ab", buffering=0)  # noqa: SIM115 (closed in close())

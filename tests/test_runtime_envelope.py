@@ -115,7 +115,7 @@ def test_config_overrides_the_adapter_and_bad_envelopes_are_refused():
 
 
 def test_kinematic_robot_declares_its_envelope():
-    from deploy.kinematic_robot import KinematicRobot
+    from deploy.robots.kinematic import KinematicRobot
 
     limits = resolve(EnvelopeConfig(), KinematicRobot())
     assert limits.action_dim == 7 and limits.gripper == (-1.0, 1.0)

@@ -29,7 +29,7 @@ from runtime_support import (
 
 pytestmark = pytest.mark.slow
 
-LOW, HIGH, MAX_DELTA = -1.0, 1.0, 0.5  # the kinematic robot's envelope (deploy/kinematic_robot.py)
+LOW, HIGH, MAX_DELTA = -1.0, 1.0, 0.5  # the kinematic robot's envelope (deploy/robots/kinematic.py)
 
 
 @pytest.fixture(scope="module")

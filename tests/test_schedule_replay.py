@@ -20,7 +20,7 @@ import pytest
 import torch
 from runtime_support import Peer, Proc, node_args
 
-from deploy.kinematic_robot import KinematicRobot
+from deploy.robots.kinematic import KinematicRobot
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import Chunk, HumePolicy
 from hume.runtime import protocol

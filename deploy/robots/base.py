@@ -49,11 +49,11 @@ class Robot(Protocol):
 
 def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
     if cfg.kind == "libero":
-        from deploy.libero_robot import LiberoRobot
+        from deploy.robots.libero import LiberoRobot
 
         return LiberoRobot(cfg, seed=seed)
     if cfg.kind == "kinematic":
-        from deploy.kinematic_robot import KinematicRobot
+        from deploy.robots.kinematic import KinematicRobot
 
         return KinematicRobot(
             image_size=cfg.image_size, max_steps=cfg.max_steps or 200, seed=seed, **cfg.options
@@ -64,5 +64,5 @@ def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
         )
     robot = import_object(cfg.kind, "robot.kind")(**cfg.options)
     if not isinstance(robot, Robot):
-        raise ConfigError(f"{cfg.kind} does not implement the robot interface of deploy/robot.py")
+        raise ConfigError(f"{cfg.kind} does not implement the robot interface of deploy/robots/base.py")
     return robot

@@ -1,4 +1,4 @@
-"""The LIBERO simulator as a robot adapter (deploy/robot.py), on top of sim/libero_env.py."""
+"""The LIBERO simulator as a robot adapter (base.py), on top of sim/libero_env.py."""
 
 from __future__ import annotations
 

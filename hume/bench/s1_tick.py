@@ -143,8 +143,8 @@ def run(cfg: Config) -> dict:
         log.warning("%s", msg)
         return {**base, "device": "none", "skipped": msg}
 
-    from deploy.kinematic_robot import KinematicRobot
     from deploy.metrics import percentiles
+    from deploy.robots.kinematic import KinematicRobot
     from hume.bench import echo
     from hume.runtime.config import DeployConfig, System1Config, TransportConfig
     from hume.runtime.system1_node import System1Node

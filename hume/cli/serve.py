@@ -55,7 +55,7 @@ def main(argv: Sequence[str]) -> int:
             from hume.runtime import system2_node
 
             return system2_node.serve(cfg, output)
-        from deploy.robot import make_robot
+        from deploy.robots import make_robot
         from hume.runtime import system1_node
         from hume.runtime.envelope import resolve
 

@@ -428,7 +428,7 @@ class System1Node:
 
 
 def serve(cfg: DeployConfig, output: Path | None, robot) -> int:
-    """Run `cfg.episodes` episodes on `robot` (deploy/robot.py); SIGTERM/SIGINT stop early."""
+    """Run `cfg.episodes` episodes on `robot` (deploy/robots/base.py); SIGTERM/SIGINT stop early."""
     checkpoint = cfg.check_checkpoint()
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System1Node(cfg, policy, robot, model_id(checkpoint), output)
