@@ -223,10 +223,12 @@ def check_resume(cfg: CollectConfig, out: Path) -> None:
     interleaved plan may grow or shrink: fewer episodes per task is a prefix of more)."""
     path = out / CONFIG_FILE
     free = {"workers", "output"} | ({"episodes_per_task"} if cfg.interleave_tasks else set())
+    if cfg.source == "expert":
+        free.add("policy")  # no policy acts
     mine = {k: v for k, v in to_dict(cfg).items() if k not in free}
     if path.is_file():
         # Settings added since that collection began have their defaults there.
-        saved = {**to_dict(CollectConfig()), **fmt.read_json(path)}
+        saved = _with_defaults(fmt.read_json(path), to_dict(CollectConfig()))
         theirs = {k: v for k, v in saved.items() if k not in free}
         if theirs != mine:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
@@ -235,6 +237,15 @@ def check_resume(cfg: CollectConfig, out: Path) -> None:
                 "use another --output, or the same config to continue it"
             )
     fmt.write_json(path, to_dict(cfg))
+
+
+def _with_defaults(saved: dict, defaults: dict) -> dict:
+    """`saved` with the keys it lacks (at any depth) taken from `defaults`."""
+    out = dict(defaults)
+    for key, value in saved.items():
+        both_dicts = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        out[key] = _with_defaults(value, defaults[key]) if both_dicts else value
+    return out
 
 
 def collect(cfg: CollectConfig) -> dict:

@@ -40,12 +40,17 @@ def test_a_collection_begun_before_a_setting_existed_resumes(tmp_path):
 
     cfg = CollectConfig(output=str(tmp_path))
     saved = to_dict(cfg)
-    del saved["init_states"], saved["interleave_tasks"]
+    del saved["init_states"], saved["interleave_tasks"], saved["noise"]["mistake_prob"]
     (tmp_path / CONFIG_FILE).parent.mkdir(parents=True)
     (tmp_path / CONFIG_FILE).write_text(json.dumps(saved))
-    check_resume(cfg, tmp_path)  # the missing settings had their defaults
+    check_resume(cfg, tmp_path)  # the missing settings, nested ones too, had their defaults
     with pytest.raises(ConfigError, match="init_states"):
         check_resume(dataclasses.replace(cfg, init_states="sampled"), tmp_path)
+    # A policy's settings matter only when a policy acts.
+    other_policy = dataclasses.replace(cfg.policy, checkpoint="elsewhere")
+    with pytest.raises(ConfigError, match=r"\(policy, source\)"):
+        check_resume(dataclasses.replace(cfg, source="policy", policy=other_policy), tmp_path)
+    check_resume(dataclasses.replace(cfg, policy=other_policy), tmp_path)
 
 
 def test_interleaved_plan_puts_episode_k_of_every_task_first():
