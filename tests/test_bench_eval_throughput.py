@@ -1,20 +1,22 @@
-"""`hume bench eval-throughput`: plain LIBERO loop vs our evaluator on the same episodes; JSON shape."""
+"""`hume bench eval-throughput`: plain LIBERO loop vs our evaluator (local processes, Ray) on the same
+episodes; JSON shape."""
 
 import pytest
 from cli_support import hume, last_json
 
 
 @pytest.mark.slow
-def test_smoke_run_does_the_same_episodes_both_ways():
+def test_smoke_run_does_the_same_episodes_every_way():
     result = last_json(hume("bench", "eval-throughput", "--smoke", "--json"))
     assert result["benchmark"] == "eval-throughput"
-    for name in ("plain", "evaluator"):
+    for name in ("plain", "local", "ray"):
         # The hold policy never succeeds: each side runs the one episode to its 5-step limit.
         assert result[name]["episodes"] == 1 and result[name]["steps"] == 5
         assert result[name]["steps_per_s"] > 0 and result[name]["episodes_per_hour"] > 0
-    assert result["speedup"] == pytest.approx(
-        result["evaluator"]["steps_per_s"] / result["plain"]["steps_per_s"], rel=0.02
-    )
+    for name in ("local", "ray"):
+        assert result["speedup"][name] == pytest.approx(
+            result[name]["steps_per_s"] / result["plain"]["steps_per_s"], rel=0.02
+        )
 
 
 def test_hume_policy_without_cameras_is_refused():

@@ -1,17 +1,20 @@
-"""LIBERO evaluation throughput: the plain loop vs our evaluator, same episodes, same policy.
+"""LIBERO evaluation throughput: the plain loop vs our evaluator on local processes and on Ray,
+same episodes, same policy, one run.
 
   plain      the loop of the standard LIBERO evaluation script: one process, one robosuite env per
              task with its defaults (hard reset: the simulation is rebuilt at every `reset()`;
              standard rendering with multisampling, shadows and reflections), the official
              initial state, the 10-step no-op wait, then the policy until success or the limit
-  evaluator  `sim.evaluator.evaluate` (what `hume eval` runs): soft resets, fast rendering,
+  local      `sim.evaluator.evaluate` (what `hume eval` runs): soft resets, fast rendering,
              `num_workers` worker processes
+  ray        the same with `backend=ray`: `num_workers` Ray tasks at a time on a private Ray
+             started for the run (its start-up counted)
 
-Both run the same units (task, official initial state, seed) at the same camera resolution with
+All run the same units (task, official initial state, seed) at the same camera resolution with
 the same policy: by default the tiny Hume policy (configs/model/tiny.yaml) with fixed random
 weights, which never succeeds, so every episode runs to `max_steps` and both sides do the same
 number of steps (`policy=hold`, zero motion, takes the policy's cost out). Wall time counts
-everything each side needs (process start, env creation, policy building).
+everything each side needs (process start, Ray start, env creation, policy building).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 
 POLICY_SEED = 0
 POLICIES = ("hume", "hold")
+BACKENDS = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -102,10 +106,11 @@ def tiny_policy():
     return HumePolicy.from_config(HumeConfig())
 
 
-def _eval_config(cfg: Config, output: str):
+def _eval_config(cfg: Config, output: str, backend: str = "local"):
     from sim.eval_config import EvalConfig
 
     return EvalConfig(
+        backend=backend,
         suite=cfg.suite,
         tasks=[str(t) for t in cfg.tasks],
         episodes_per_task=cfg.episodes_per_task,
@@ -169,14 +174,15 @@ def plain_loop(cfg: Config) -> dict:
     return {"episodes": episodes, "steps": steps, "wall_s": time.perf_counter() - t0}
 
 
-def evaluator(cfg: Config) -> dict:
+def evaluator(cfg: Config, backend: str) -> dict:
     from pathlib import Path
 
     from sim.evaluator import EPISODE_LOG, evaluate, read_log
 
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hume-eval-throughput-") as out:
-        evaluate(_eval_config(cfg, out), functools.partial(make_policy, cfg.policy))
+    # A short folder: a private Ray keeps its session (unix sockets) under it.
+    with tempfile.TemporaryDirectory(prefix="hume-et-") as out:
+        evaluate(_eval_config(cfg, out, backend), functools.partial(make_policy, cfg.policy))
         rows = list(read_log(Path(out) / EPISODE_LOG).values())
     return {
         "episodes": len(rows),
@@ -208,8 +214,10 @@ def run(cfg: Config) -> dict:
 
     plain = _rates(plain_loop(cfg))
     log.info("plain loop: %s", plain)
-    ours = _rates(evaluator(cfg))
-    log.info("evaluator: %s", ours)
+    ours = {}
+    for backend in BACKENDS:
+        ours[backend] = _rates(evaluator(cfg, backend))
+        log.info("evaluator, %s: %s", backend, ours[backend])
     return {
         "benchmark": "eval-throughput",
         "suite": cfg.suite,
@@ -221,18 +229,18 @@ def run(cfg: Config) -> dict:
         "policy": cfg.policy,
         "cpu_count": os.cpu_count(),
         "plain": plain,
-        "evaluator": ours,
-        "speedup": round(ours["steps_per_s"] / plain["steps_per_s"], 2),
+        **ours,
+        "speedup": {b: round(ours[b]["steps_per_s"] / plain["steps_per_s"], 2) for b in BACKENDS},
     }
 
 
 def table(result: dict) -> str:
     rows = [f"{'loop':<10} {'episodes':>8} {'steps':>6} {'wall s':>8} {'steps/s':>8} {'episodes/h':>11}"]
-    for name in ("plain", "evaluator"):
+    for name in ("plain", *BACKENDS):
         r = result[name]
         rows.append(
             f"{name:<10} {r['episodes']:>8} {r['steps']:>6} {r['wall_s']:>8.1f} "
             f"{r['steps_per_s']:>8.2f} {r['episodes_per_hour']:>11.1f}"
         )
-    rows.append(f"evaluator / plain: {result['speedup']:.2f}x steps/s")
+    rows += [f"{b} / plain: {result['speedup'][b]:.2f}x steps/s" for b in BACKENDS]
     return "\n".join(rows)
