@@ -74,16 +74,15 @@ class VirtualClockPolicy:
     def select_action(self, obs: dict) -> np.ndarray:
         now = self.schedule.tick + 1
         self._land(now)
+        latency = None
         if self.pending is None and now >= self.next_think:
             latency = self.latency.sample()
-            # The episode's first chunk is waited for before its clock starts: it lands at once.
-            ready = now + latency if self.thinks else now
-            committed = self.schedule.committed(self.policy.robot_actions)
-            chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
-            self.pending = (ready, now, chunk, latency)
-            self.next_think = max(now + self.think_every, ready)
-            self.thinks += 1
-            self._land(now)  # a zero-latency think (and the first) lands at once
+            if latency == 0 or not self.thinks:
+                # Lands at once, this tick (the episode's first chunk is waited for before its
+                # clock starts, as the System-1 node waits).
+                self._think(obs, now, latency, ready=now)
+                self._land(now)
+                latency = None
         request = self.schedule.begin(np.asarray(obs[STATE_KEY], np.float32))
         refined = None
         if request is not None:
@@ -93,7 +92,18 @@ class VirtualClockPolicy:
             self.holds += 1
         else:
             self.ages.append(self.schedule.age)
+        if latency is not None:
+            # After this tick's action, as the System-1 node publishes its observation: the
+            # committed actions include the plan System 1 just made.
+            self._think(obs, now, latency, ready=now + latency)
         return action
+
+    def _think(self, obs: dict, now: int, latency: int, ready: int) -> None:
+        committed = self.schedule.committed(self.policy.robot_actions, now)
+        chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
+        self.pending = (ready, now, chunk, latency)
+        self.next_think = max(now + self.think_every, ready)
+        self.thinks += 1
 
     def episode_stats(self) -> dict:
         return {

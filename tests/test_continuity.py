@@ -80,16 +80,17 @@ def test_committed_is_the_plan_up_to_its_next_refinement_then_the_newest_chunk()
     def to_robot(c):
         return c.actions * 10
 
-    assert len(schedule.committed(to_robot)) == 0, "nothing before the first chunk"
+    assert len(schedule.committed(to_robot, 0)) == 0, "nothing before the first chunk"
     schedule.land(chunk(1.0), 0)
     for _ in range(2):  # ticks 0 and 1; the plan was made at tick 0
         schedule.end(plan_of(r) if (r := schedule.begin(np.zeros(8))) else None)
-    committed = schedule.committed(to_robot)
-    # From tick 2: the plan's actions 2, 3 (it is refined again at tick 4), then the chunk's
-    # indices 4 .. 11 (its TTL is 12 steps).
-    assert committed[:, 0].tolist() == [102.0, 103.0] + [10.0] * 8
+    # From tick 1 (this tick) or 2 (the next): the plan's actions up to 3 (it is refined again at
+    # tick 4), then the chunk's indices 4 .. 11 (its TTL is 12 steps).
+    assert schedule.committed(to_robot, 1)[:, 0].tolist() == [101.0, 102.0, 103.0] + [10.0] * 8
+    assert schedule.committed(to_robot, 2)[:, 0].tolist() == [102.0, 103.0] + [10.0] * 8
     schedule.land(chunk(2.0), 1)  # a newer chunk: what follows the plan comes from it
-    assert schedule.committed(to_robot)[:, 0].tolist() == [102.0, 103.0] + [20.0] * 9
+    assert schedule.committed(to_robot, 2)[:, 0].tolist() == [102.0, 103.0] + [20.0] * 9
+    assert len(schedule.committed(to_robot, 20)) == 0, "past the chunk's validity"
 
 
 def test_delay_estimate_is_the_largest_recent_delay_in_steps():

@@ -365,7 +365,7 @@ class HumePolicy(nn.Module):
         now = schedule.tick + 1
         if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
             # The chunk lands at once (delay 0): the committed actions are only continued.
-            schedule.land(self.think(obs, committed=schedule.committed(self.robot_actions)), now)
+            schedule.land(self.think(obs, committed=schedule.committed(self.robot_actions, now)), now)
         request = schedule.begin(self._raw_state(obs))
         refined = None
         if request is not None:

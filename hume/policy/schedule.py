@@ -116,23 +116,23 @@ class ControlSchedule:
             self._request = RefineRequest(self.chunk, start, age - start)
         return self._request
 
-    def committed(self, to_robot: Callable[[Chunk], np.ndarray]) -> np.ndarray:
-        """Robot actions [k, action_dim] this schedule will execute from the next tick on, as far as
-        it knows now (k may be 0): the current plan up to its next refinement, then the newest
-        chunk's actions up to its last valid step (`to_robot` turns a chunk into robot actions,
-        unrefined: System 1's refinement of them is not known yet). What a think on this tick's
-        observation must continue (real-time chunking)."""
-        now = self.tick + 1
+    def committed(self, to_robot: Callable[[Chunk], np.ndarray], tick: int) -> np.ndarray:
+        """Robot actions [k, action_dim] this schedule will execute from `tick` on (the current
+        tick after end(), the next one before begin()), as far as it knows now (k may be 0): the
+        current plan up to its next refinement, then the newest chunk's actions up to its last valid
+        step (`to_robot` turns a chunk into robot actions, unrefined: System 1's refinement of them
+        is not known yet). What a think on the observation of `tick` must continue (real-time
+        chunking)."""
         parts = [np.zeros((0, len(hold_action())), np.float32)]
         if self.plan is not None:
             stop = self.plan_tick + min(len(self.plan), self.cfg.refine_every)
-            if now < stop:
-                parts.append(self.plan[now - self.plan_tick : stop - self.plan_tick])
-                now = stop
+            if tick < stop:
+                parts.append(self.plan[tick - self.plan_tick : stop - self.plan_tick])
+                tick = stop
         if self.chunk is not None:
             end = self.chunk_tick + self.cfg.valid_steps(len(self.chunk.actions))
-            if self.chunk_tick <= now < end:
-                parts.append(to_robot(self.chunk)[now - self.chunk_tick : end - self.chunk_tick])
+            if self.chunk_tick <= tick < end:
+                parts.append(to_robot(self.chunk)[tick - self.chunk_tick : end - self.chunk_tick])
         return np.concatenate(parts).astype(np.float32)
 
     def history(self) -> np.ndarray:

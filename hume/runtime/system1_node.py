@@ -166,7 +166,7 @@ class System1Node:
         }
         arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
         arrays[protocol.STATE_KEY] = np.asarray(arrays[protocol.STATE_KEY], dtype=np.float32)
-        committed = self.schedule.committed(self.policy.robot_actions)
+        committed = self.schedule.committed(self.policy.robot_actions, self.tick)
         if len(committed):
             arrays[protocol.COMMITTED_KEY] = committed
         self.obs_out.send(protocol.OBSERVATION, fields, arrays)
@@ -308,11 +308,12 @@ class System1Node:
             self._heartbeat()
             self.realtime.enter()
             t0 = time.monotonic()  # observation in hand
-            self._publish(obs, episode, step)
             if self._receive(episode):
                 self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
             request = self.schedule.begin(np.asarray(obs[protocol.STATE_KEY], np.float32))
             planned, kind = self.schedule.end(None if request is None else self._refine(obs, request))
+            # Published once this tick's plan is made: the committed actions it carries include it.
+            self._publish(obs, episode, step)
             refined = kind == "refined"
             if kind != "hold":
                 action, bits = self.envelope.apply(planned)
