@@ -14,6 +14,7 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: lint
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV)/bin/python -m pytest $(PYTEST_ARGS)

@@ -238,14 +238,17 @@ def _run_unit(unit: Unit) -> dict:
     return _worker.run(unit)
 
 
-def _run_all(cfg, out, units, policy_factory) -> Iterator[dict]:
+def _run_all(cfg, out, units, policy_factory, run_units) -> Iterator[dict]:
     if not units:
         return
-    if cfg.mode == "deploy":
-        from sim.deploy_mode import run_deploy
-
-        yield from run_deploy(cfg, out, units)
+    if run_units is not None:
+        yield from run_units(cfg, out, units)
         return
+    if cfg.mode == "deploy":
+        raise ConfigError(
+            "mode=deploy runs its episodes through the deployed nodes (deploy/libero_eval.py): "
+            "use `hume eval`, or pass run_units=deploy.libero_eval.run_deploy"
+        )
     if cfg.backend == "ray":
         from sim.ray_backend import run_units
 
@@ -267,11 +270,17 @@ def _run_all(cfg, out, units, policy_factory) -> Iterator[dict]:
         yield from pool.imap_unordered(_run_unit, units)
 
 
-def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | None = None) -> dict:
+def evaluate(
+    cfg: EvalConfig,
+    policy_factory: Callable[[EvalConfig], object] | None = None,
+    run_units: Callable[[EvalConfig, Path, list[Unit]], Iterator[dict]] | None = None,
+) -> dict:
     """Run (or continue) the evaluation `cfg` describes; returns what results.json holds.
 
     `policy_factory(cfg)` builds the policy in each worker (default: the config's Hume checkpoint,
-    wrapped for the mode); it must be picklable when num_workers > 1.
+    wrapped for the mode); it must be picklable when num_workers > 1. `run_units(cfg, out, units)`
+    runs the episodes instead of the evaluator's own workers, yielding one row per unit: how
+    mode=deploy runs them through the deployed nodes (deploy/libero_eval.py's `run_deploy`).
     """
     from tqdm import tqdm
 
@@ -297,7 +306,7 @@ def evaluate(cfg: EvalConfig, policy_factory: Callable[[EvalConfig], object] | N
         total=len(units), initial=len(rows), desc=f"{cfg.suite} {cfg.mode}", unit="ep", file=sys.stderr
     )
     try:
-        for row in _run_all(cfg, out, todo, policy_factory):
+        for row in _run_all(cfg, out, todo, policy_factory, run_units):
             append_log(log_path, row)
             rows.append(row)
             bar.update(1)

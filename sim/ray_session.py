@@ -14,8 +14,8 @@ a dashboard web server                         none
 every worker's output echoed to the terminal   not echoed; worker logs stay in the session folder
 usage statistics reported to Anyscale          off (RAY_USAGE_STATS_ENABLED=0)
 object store of 30% of the memory              `ray.object_store_mb` (default 256)
-workers import what their node has installed   cluster workers get this checkout's hume/, sim/,
-                                               deploy/ (runtime_env py_modules): the code that runs
+workers import what their node has installed   cluster workers get this checkout's hume/ and
+                                               sim/ (runtime_env py_modules): the code that runs
                                                is the code the provenance names
 """
 
@@ -62,11 +62,10 @@ def runtime_env(joining: bool) -> dict:
         }
     }
     if joining:
-        import deploy
         import hume
         import sim
 
-        env["py_modules"] = [str(Path(m.__file__).parent) for m in (hume, sim, deploy)]
+        env["py_modules"] = [str(Path(m.__file__).parent) for m in (hume, sim)]
     return env
 
 

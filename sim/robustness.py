@@ -103,7 +103,7 @@ def write_chart(path: Path, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def evaluate_variants(cfg, policy_factory=None) -> dict:
+def evaluate_variants(cfg, policy_factory=None, run_units=None) -> dict:
     """Evaluate `cfg.suite` and its `cfg.variants`; returns what DIR/robustness.json holds."""
     names = variants_of(cfg.suite, cfg.variants)
     out = Path(cfg.output)
@@ -112,7 +112,7 @@ def evaluate_variants(cfg, policy_factory=None) -> dict:
         runs[name] = dataclasses.replace(cfg, suite=name, variants="", output=str(out / "variants" / name))
     log.info("evaluating %s and %d variants: %s", cfg.suite, len(names), ", ".join(names))
     with session(cfg, out):
-        results = {name: evaluate(run, policy_factory) for name, run in runs.items()}
+        results = {name: evaluate(run, policy_factory, run_units) for name, run in runs.items()}
     rows = table(cfg.suite, results)
     report = {"suite": cfg.suite, "mode": cfg.mode, "variants": rows}
     write_json(out / "robustness.json", report)

@@ -11,7 +11,7 @@ from pathlib import Path
 import imageio.v2 as imageio
 import pytest
 
-from hume.config import parse_config
+from hume.config import ConfigError, parse_config
 from sim.eval_config import EvalConfig
 from sim.evaluator import evaluate
 from sim.stats import wilson_interval
@@ -132,11 +132,16 @@ def test_interrupted_eval_resumes_without_recounting(checkpoint, sync_run, tmp_p
 @pytest.mark.slow
 def test_deploy_eval_runs_through_the_two_process_runtime(checkpoint, tmp_path):
     argv = [*SHORT, "--mode=deploy", "--max_steps=4", "--episodes_per_task=1", "--videos_per_task=0"]
+    from deploy.libero_eval import run_deploy
+
     cfg = parse_config(EvalConfig, [*argv, f"--policy.checkpoint={checkpoint}", f"--output={tmp_path}"])
-    results = evaluate(cfg)
+    with pytest.raises(ConfigError, match="deploy/libero_eval.py"):
+        evaluate(cfg)  # the deployment layer runs these episodes, not the evaluator's workers
+    results = evaluate(cfg, run_units=run_deploy)
     assert results["mode"] == "deploy" and results["episodes"] == 1
     (row,) = rows(tmp_path)
     assert row["steps"] == 4 or row["success"]
+    assert len(row["within_deltas"]) + len(row["switch_deltas"]) == row["steps"] - 1, "one |Δa| per tick"
     metrics = json.loads((tmp_path / row["deploy_run"] / "metrics.json").read_text())
     assert metrics["episodes"] == 1 and metrics["ticks"] == row["steps"] and metrics["chunks_received"] >= 1
 

@@ -35,16 +35,20 @@ def main(argv: Sequence[str]) -> int:
     from sim.libero_env import LiberoError, RendererError
     from sim.ray_backend import EpisodesFailed
 
+    # mode=deploy: the episodes go through the deployed nodes (the deployment layer runs them).
+    run_units = None
+    if cfg.mode == "deploy":
+        from deploy.libero_eval import run_deploy as run_units
     try:
         if cfg.variants:
             from sim.robustness import evaluate_variants, markdown
 
-            report = evaluate_variants(cfg)
+            report = evaluate_variants(cfg, run_units=run_units)
             print(markdown(report["variants"]), end="")
             print(f"-> {cfg.output}/robustness.json, robustness.md, robustness.png")
             print(json.dumps(report))
         else:
-            _print_results(evaluate(cfg), cfg.output)
+            _print_results(evaluate(cfg, run_units=run_units), cfg.output)
     except (LiberoError, RendererError) as e:
         print(f"hume eval: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""`deploy` evaluation mode: episodes through the real two-process runtime (deploy/launcher.py).
+"""`hume eval --mode=deploy`: LIBERO episodes through the real two-process runtime (launcher.py),
+planned, logged and reported by the evaluator (sim/evaluator.py) like the other modes.
 
 Each task is one deployment: a System-2 process and a System-1 process driving the LIBERO robot
 adapter over ZeroMQ, in wall-clock time. Unlike `sync` and `async` this is not deterministic:
@@ -13,7 +14,9 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from deploy.launcher import run_deployment
 from hume.config import parse_config
+from hume.runtime.config import DeployConfig
 from sim.eval_config import EvalConfig
 
 log = logging.getLogger(__name__)
@@ -24,8 +27,6 @@ def deploy_config(
 ):
     """The deployment for `episodes` episodes of one task: transport and System-1 settings from
     `cfg.deploy_config` (defaults without it); robot, checkpoint and episodes from the eval config."""
-    from hume.runtime.config import DeployConfig
-
     base = parse_config(DeployConfig, ["--config", cfg.deploy_config] if cfg.deploy_config else [])
     robot = dataclasses.replace(
         base.robot,
@@ -50,7 +51,6 @@ def deploy_config(
 
 def run_deploy(cfg: EvalConfig, out: Path, units: list) -> Iterator[dict]:
     """Rows for `units`, one deployment per run of consecutive episodes of a task."""
-    from deploy.launcher import run_deployment
 
     groups: list[list] = []
     for unit in units:
@@ -75,4 +75,5 @@ def run_deploy(cfg: EvalConfig, out: Path, units: list) -> Iterator[dict]:
                 "success": bool(ep["success"]),
                 "steps": int(ep["steps"]),
                 "deploy_run": str(run.relative_to(out)),
+                **{k: v for k, v in ep.items() if k.endswith(("_deltas", "_ratio_p90"))},
             }
