@@ -373,9 +373,6 @@ class LiberoEnv:
         self.steps += 1
         return self.observation(), bool(done)
 
-    def success(self) -> bool:
-        return bool(self.env.check_success())
-
     @property
     def truncated(self) -> bool:
         return self.steps >= self.max_steps

@@ -1,14 +1,17 @@
 """Loading DINOv2 checkpoint directories (transformers save_pretrained format) into System 1."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from transformers import Dinov2Config, Dinov2ForImageClassification, Dinov2Model
 
+from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
 from hume.models.dinov2_checkpoint import CheckpointMismatchError
 from hume.models.system1 import System1, dinov2_config
+from hume.policy import HumePolicy
 
 CFG = System1Config()
 
@@ -40,6 +43,15 @@ def test_loads_a_saved_dinov2_and_encodes_like_it(tmp_path):
         ours = s1.vision_encoder(pixel_values=pixels).last_hidden_state
         theirs = reference(pixel_values=pixels).last_hidden_state
     torch.testing.assert_close(ours, theirs)
+
+
+def test_policy_from_config_loads_system1_dinov2_path(tmp_path):
+    reference = saved_encoder(tmp_path)
+    config = HumeConfig(system1=dataclasses.replace(HumeConfig().system1, dinov2_path=str(tmp_path)))
+    policy = HumePolicy.from_config(config)
+    torch.testing.assert_close(
+        policy.system1.vision_encoder.embeddings.cls_token, reference.embeddings.cls_token
+    )
 
 
 def test_loads_the_backbone_of_a_task_checkpoint(tmp_path):

@@ -45,6 +45,9 @@ class System1Config:
     stamp_projection: bool = True
     camera_embedding: bool = True
     history_mask: str = "shared"
+    # Optional pretrained vision encoder: a transformers DINOv2 `save_pretrained` directory, read
+    # when the policy is built from its config (a checkpoint carries the weights itself).
+    dinov2_path: str | None = None
 
     def validate(self) -> None:
         if not self.cameras:

@@ -44,20 +44,3 @@ class Chunk:
         if self.padding is None:
             return self.actions
         return np.concatenate([self.actions, self.padding], axis=-1)
-
-    def to_dict(self) -> dict:
-        return {
-            "actions": self.actions,
-            "noise_level": float(self.noise_level),
-            "values": self.values,
-            "index": int(self.index),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Chunk:
-        return cls(
-            actions=np.asarray(d["actions"], dtype=np.float32),
-            noise_level=float(d["noise_level"]),
-            values=np.asarray(d["values"], dtype=np.float32),
-            index=int(d["index"]),
-        )

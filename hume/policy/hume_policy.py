@@ -129,10 +129,13 @@ class HumePolicy(nn.Module):
     # ----- construction and checkpoints --------------------------------------------------------
     @classmethod
     def from_config(cls, config: HumeConfig, stats: dict | None = None) -> HumePolicy:
-        """Random weights, except the System-2 backbone when system2.paligemma_path is set."""
+        """Random weights, except the pretrained parts the config names: the System-2 backbone
+        (system2.paligemma_path) and System 1's vision encoder (system1.dinov2_path)."""
         policy = cls(config, stats)
         if config.system2.paligemma_path:
             load_paligemma(policy.system2, config.system2.paligemma_path)
+        if config.system1.dinov2_path:
+            policy.system1.load_vision_encoder(config.system1.dinov2_path)
         return policy.eval()
 
     def save_pretrained(self, path: str | Path, state_dict: dict[str, torch.Tensor] | None = None) -> None:
