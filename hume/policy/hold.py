@@ -10,7 +10,8 @@ ACTION_DIM = 7  # eef delta position 3, delta axis-angle 3, gripper 1
 OPEN_GRIPPER = -1.0  # gripper command: -1 open, +1 closed
 
 
-def hold_action(gripper: float = OPEN_GRIPPER) -> np.ndarray:
-    action = np.zeros(ACTION_DIM, dtype=np.float32)
+def hold_action(gripper: float = OPEN_GRIPPER, action_dim: int = ACTION_DIM) -> np.ndarray:
+    """[arm dims..., gripper]: zeros for the arm, `gripper` last."""
+    action = np.zeros(action_dim, dtype=np.float32)
     action[-1] = gripper
     return action

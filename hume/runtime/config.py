@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from hume.config import ConfigError
-from hume.runtime.protocol import DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_BYTES
+from hume.runtime.protocol import DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 
 # Endpoints `hume serve` uses when none is configured; `hume deploy` picks private ipc:// ones.
 SERVE_OBSERVATIONS = "tcp://127.0.0.1:5555"
@@ -134,8 +134,10 @@ class DeployConfig:
             raise ConfigError(
                 "system1.s1_replan_steps and system1.chunk_ttl_steps must be >= 1 (or 0: the checkpoint's)"
             )
-        if not MAX_HEADER_BYTES < t.max_message_bytes <= 64 * 1024 * 1024:
-            raise ConfigError(f"transport.max_message_bytes must be in ({MAX_HEADER_BYTES}, 64 MiB]")
+        if not MAX_HEADER_BYTES < t.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ConfigError(
+                f"transport.max_message_bytes must be in ({MAX_HEADER_BYTES}, {MAX_MESSAGE_BYTES >> 20} MiB]"
+            )
         if t.heartbeat_s <= 0:
             raise ConfigError(f"transport.heartbeat_s must be > 0, got {t.heartbeat_s}")
         if not 0 <= s1.realtime_priority <= 99:

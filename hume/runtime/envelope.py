@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hume.config import ConfigError
-from hume.policy.hold import OPEN_GRIPPER
+from hume.policy.hold import OPEN_GRIPPER, hold_action
 from hume.runtime.config import EnvelopeConfig
 from hume.runtime.ratelog import RateLimitedLog
 
@@ -105,15 +105,12 @@ class Envelope:
 
     def reset(self) -> None:
         """An episode starts with the robot at rest and the gripper open (within its range)."""
-        self.last = np.zeros(self.limits.action_dim, np.float32)
-        self.last[-1] = np.clip(np.float32(OPEN_GRIPPER), self._glow, self._ghigh)
+        self.last = hold_action(np.clip(OPEN_GRIPPER, self._glow, self._ghigh), self.limits.action_dim)
 
     def hold(self) -> np.ndarray:
         """Zero arm motion, the gripper as last sent."""
-        action = np.zeros(self.limits.action_dim, np.float32)
-        action[-1] = self.last[-1]
-        self.last = action
-        return action.copy()
+        self.last = hold_action(self.last[-1], self.limits.action_dim)
+        return self.last.copy()
 
     def apply(self, action) -> tuple[np.ndarray, int]:
         """The action to send instead of `action`, and the envelope bits of what was done to it."""

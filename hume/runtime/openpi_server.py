@@ -26,11 +26,11 @@ import numpy as np
 from hume.config import ConfigError
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
+from hume.runtime.protocol import MAX_MESSAGE_BYTES
 from hume.runtime.transport import is_loopback
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # openpi's LIBERO example names -> ours (docs/architecture.md); our own names pass through.
 OPENPI_KEYS = {
     "observation/image": "observation.images.agentview",

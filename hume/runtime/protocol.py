@@ -35,6 +35,9 @@ MAX_NDIM = 4
 MAX_DIM = 4096
 MAX_NAME = 64
 MAX_TEXT = 1024
+# The largest whole message any of our sockets accepts (transport.max_message_bytes may lower it;
+# the openpi websocket takes it as its frame limit).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 # Little-endian numeric dtypes only: no objects, no structured or pointer types.
