@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hume.constants import IMAGE_PREFIX, STATE_KEY
 from sim.libero_env import LiberoEnv
 from sim.policies import Policy
 
@@ -23,7 +24,7 @@ class EpisodeResult:
 
 def video_frame(obs: dict) -> np.ndarray:
     """All camera images of an observation side by side (what a video of the episode shows)."""
-    images = [v for k, v in sorted(obs.items()) if k.startswith("observation.images.")]
+    images = [v for k, v in sorted(obs.items()) if k.startswith(IMAGE_PREFIX)]
     return np.concatenate(images, axis=1)
 
 
@@ -52,6 +53,6 @@ def run_episode(
         success=success,
         steps=env.steps,
         seconds=time.monotonic() - t0,
-        final_state=[round(float(x), 5) for x in obs["observation.state"]],
+        final_state=[round(float(x), 5) for x in obs[STATE_KEY]],
         frames=frames,
     )

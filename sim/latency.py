@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from hume.constants import STATE_KEY
 from hume.policy.delay import DelayEstimator, steps_for
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
 from hume.policy.switches import episode_record
-from hume.policy.transforms import STATE_KEY
 from sim.eval_config import LatencyConfig
 
 

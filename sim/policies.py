@@ -6,6 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
+from hume.constants import ACTION_KEY
 from hume.policy.hold import hold_action
 
 
@@ -62,7 +63,7 @@ class DatasetReplayPolicy(ReplayPolicy):
         for k, row in enumerate(ds.episodes):
             frames = ds.episode_range(k)
             task = ds.tasks[int(ds.columns["task_index"][frames.start])]
-            actions = ds.columns["action"][frames.start : frames.stop]
+            actions = ds.columns[ACTION_KEY][frames.start : frames.stop]
             self.by_task.setdefault(task, []).append((row.get("init_state"), actions))
         self.actions = np.zeros((0, 7), dtype=np.float32)
         self.t = 0

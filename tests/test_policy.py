@@ -314,7 +314,7 @@ def test_value_box_round_trips_and_is_absent_in_older_stats(tmp_path):
 def test_async_with_zero_latency_replays_the_synchronous_loop(checkpoint):
     """The evaluator's virtual clock and select_action drive one control schedule: with thinks that
     land at once, every s2_replan_steps, they act identically, tick for tick."""
-    from hume.policy.transforms import STATE_KEY
+    from hume.constants import STATE_KEY
     from sim.eval_config import LatencyConfig
     from sim.latency import LatencyModel, VirtualClockPolicy
 

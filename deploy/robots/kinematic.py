@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
+
 # LIBERO's OSC controller moves about this far per unit action per step.
 METRES_PER_UNIT = 0.05
 # This robot takes actions in [-1, 1] (eef deltas, gripper) like LIBERO's controller, and, unlike
@@ -49,10 +51,10 @@ class KinematicRobot:
         finger = 0.04 if self.gripper < 0 else 0.0
         state = np.concatenate([self.pose, [finger, -finger]]).astype(np.float32)
         return {
-            "observation.images.agentview": self._camera(0),
-            "observation.images.wrist": self._camera(20),
-            "observation.state": state,
-            "task": self.task,
+            IMAGE_KEY.format("agentview"): self._camera(0),
+            IMAGE_KEY.format("wrist"): self._camera(20),
+            STATE_KEY: state,
+            TASK_KEY: self.task,
         }
 
     def act(self, action: np.ndarray) -> None:

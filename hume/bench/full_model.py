@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hume.config import ConfigError
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,11 @@ def peak_rss_gib() -> float:
 
 def observation(config, rng: np.random.Generator) -> dict:
     obs = {
-        f"observation.images.{cam}": rng.integers(0, 256, (config.image_size, config.image_size, 3), np.uint8)
+        IMAGE_KEY.format(cam): rng.integers(0, 256, (config.image_size, config.image_size, 3), np.uint8)
         for cam in config.cameras
     }
-    obs["observation.state"] = rng.standard_normal(config.state_dim).astype(np.float32)
-    obs["task"] = INSTRUCTION
+    obs[STATE_KEY] = rng.standard_normal(config.state_dim).astype(np.float32)
+    obs[TASK_KEY] = INSTRUCTION
     return obs
 
 

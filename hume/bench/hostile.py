@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import msgpack
 import numpy as np
 
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.runtime import protocol
 
 SESSION = "hostile"
@@ -21,10 +22,10 @@ SESSION = "hostile"
 
 def _observation(seq: int, state_dim: int = 8) -> list[bytes]:
     arrays = {
-        "observation.images.agentview": np.zeros((8, 8, 3), np.uint8),
-        "observation.state": np.zeros(state_dim, np.float32),
+        IMAGE_KEY.format("agentview"): np.zeros((8, 8, 3), np.uint8),
+        STATE_KEY: np.zeros(state_dim, np.float32),
     }
-    fields = {"episode": 0, "step": 0, "tick": 0, "task": "hostile"}
+    fields = {"episode": 0, "step": 0, "tick": 0, TASK_KEY: "hostile"}
     return [bytes(f) for f in protocol.encode(protocol.OBSERVATION, SESSION, seq, fields, arrays)]
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hume.config import ConfigError
+from hume.constants import ACTION_KEY, IMAGE_KEY, STATE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,11 @@ def write_dataset(root: Path, episodes: int, length: int, image_size: int) -> Pa
         last = np.arange(length) == length - 1
         frames = {
             **{
-                f"observation.images.{cam}": rng.integers(
-                    0, 256, (length, image_size, image_size, 3), np.uint8
-                )
+                IMAGE_KEY.format(cam): rng.integers(0, 256, (length, image_size, image_size, 3), np.uint8)
                 for cam in CAMERAS
             },
-            "observation.state": state,
-            "action": action,
+            STATE_KEY: state,
+            ACTION_KEY: action,
             "next.reward": reward,
             "next.done": last,
             "next.success": last & success,

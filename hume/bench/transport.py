@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hume.config import ConfigError
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,8 @@ def payload(image_size: int, cameras: int = 2, image_width: int = 0) -> dict:
     """The observation every transport carries, in our keys (docs/architecture.md)."""
     rng = np.random.default_rng(0)
     shape = (image_size, image_width or image_size, 3)
-    obs = {f"observation.images.{c}": rng.integers(0, 256, shape, np.uint8) for c in camera_names(cameras)}
-    return {**obs, "observation.state": rng.standard_normal(8).astype(np.float32), "task": TASK}
+    obs = {IMAGE_KEY.format(c): rng.integers(0, 256, shape, np.uint8) for c in camera_names(cameras)}
+    return {**obs, STATE_KEY: rng.standard_normal(8).astype(np.float32), TASK_KEY: TASK}
 
 
 def _free_tcp_endpoint() -> str:
@@ -122,15 +123,15 @@ class OursClient:
         self.inbox = Inbox(
             self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), self.transport.max_message_bytes
         )
-        self.arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
-        self.task = obs[protocol.TASK_KEY]
+        self.arrays = {k: v for k, v in obs.items() if k != TASK_KEY}
+        self.task = obs[TASK_KEY]
         self.timeout_ms = timeout_s * 1e3
         self.tick = 0
         _until_answered(self._send, lambda s: self._answer(s * 1e3) is not None, "the System-2 node")
 
     def _send(self) -> None:
         self.tick += 1
-        fields = {"episode": 0, "step": self.tick, "tick": self.tick, "task": self.task}
+        fields = {"episode": 0, "step": self.tick, "tick": self.tick, TASK_KEY: self.task}
         self.out.send(self.protocol.OBSERVATION, fields, self.arrays)
 
     def _answer(self, timeout_ms: float):
@@ -157,14 +158,11 @@ class OpenpiClient:
     def __init__(self, port: int, obs: dict):
         from openpi_client.websocket_client_policy import WebsocketClientPolicy
 
+        from hume.runtime.openpi_server import OPENPI_KEYS
+
         self.policy = WebsocketClientPolicy("127.0.0.1", port)
         # openpi's LIBERO keys where they exist; the server takes ours for further cameras.
-        renamed = {
-            "observation.images.agentview": "observation/image",
-            "observation.images.wrist": "observation/wrist_image",
-            "observation.state": "observation/state",
-            "task": "prompt",
-        }
+        renamed = {ours: theirs for theirs, ours in OPENPI_KEYS.items()}
         self.obs = {renamed.get(k, k): v for k, v in obs.items()}
 
     def round_trip(self) -> None:
@@ -214,8 +212,8 @@ def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes]]:
     from hume.runtime import protocol
     from hume.runtime.chunk_wire import chunk_to_wire
 
-    arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
-    fields = {"episode": 0, "step": 1, "tick": 1, "task": obs[protocol.TASK_KEY]}
+    arrays = {k: v for k, v in obs.items() if k != TASK_KEY}
+    fields = {"episode": 0, "step": 1, "tick": 1, TASK_KEY: obs[TASK_KEY]}
     obs_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays)
     chunk_fields, chunk_arrays = chunk_to_wire(echo.EchoPolicy().chunk)
     chunk_fields.update(model_id="echo", episode=0, step=1, tick=1, think_ms=0.0)
@@ -267,7 +265,7 @@ def run(cfg: Config) -> dict:
         "endpoint": cfg.endpoint,
         "round_trips": cfg.round_trips,
         "cameras": cfg.cameras,
-        "image_shape": list(obs["observation.images.agentview"].shape),
+        "image_shape": list(obs[IMAGE_KEY.format("agentview")].shape),
         "observation_bytes": sum(len(f) for f in obs_frames),
         "chunk_bytes": sum(len(f) for f in chunk_frames),
         **stats,

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hume.config import ConfigError, parse_config
+from hume.constants import ACTION_KEY, STATE_KEY
 
-DEFAULT_KEYS = ["observation.state", "action", "next.reward", "mc_return"]
+DEFAULT_KEYS = [STATE_KEY, ACTION_KEY, "next.reward", "mc_return"]
 
 
 @dataclasses.dataclass(frozen=True)

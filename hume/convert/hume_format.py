@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from hume.constants import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 from hume.convert.common import Conversion, Mapped, SourceTensors, check_shapes, check_total
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 
 # LeRobot's LIBERO camera names -> ours (sim/libero_env.py); others keep their names.
 CAMERA_NAMES = {"image": "agentview", "wrist_image": "wrist", "image_0": "agentview"}
-IMAGE_PREFIX = "observation.images."
 
 S2 = "s2_model."
 PALIGEMMA = "s2_model.paligemma_with_expert.paligemma."
@@ -131,8 +131,8 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
     if not cameras:
         raise CheckpointError(f"{path}: input_features name no camera ({IMAGE_PREFIX}*)")
     cameras = tuple(CAMERA_NAMES.get(c, c) for c in cameras)
-    state_dim = _field(features, "observation.state", path)["shape"][0]
-    action_dim = _field(_field(raw, "output_features", path), "action", path)["shape"][0]
+    state_dim = _field(features, STATE_KEY, path)["shape"][0]
+    action_dim = _field(_field(raw, "output_features", path), ACTION_KEY, path)["shape"][0]
     size = _field(raw, "resize_imgs_with_padding", path)
     if size is None or size[0] != size[1]:
         raise CheckpointError(f"{path}: resize_imgs_with_padding {size} is not square; ours needs one size")
@@ -399,14 +399,14 @@ def _map_stats(source: SourceTensors, raw: dict) -> dict:
             )
     stats = {}
     for ours, buffer in (
-        ("observation.state", "normalize_inputs.buffer_observation_state"),
-        ("action", "unnormalize_outputs.buffer_action"),
+        (STATE_KEY, "normalize_inputs.buffer_observation_state"),
+        (ACTION_KEY, "unnormalize_outputs.buffer_action"),
     ):
         stats[ours] = {part: source.take(f"{buffer}.{part}").float().tolist() for part in ("mean", "std")}
     for part in ("mean", "std"):
         key = f"normalize_targets.buffer_action.{part}"
         if key in source:
-            if not torch.equal(source.peek(key).float(), torch.tensor(stats["action"][part])):
+            if not torch.equal(source.peek(key).float(), torch.tensor(stats[ACTION_KEY][part])):
                 raise CheckpointError(f"{source.where(key)}: {key!r} differs from unnormalize_outputs' copy")
             source.drop(key, "training-time copy of the action statistics (equal to unnormalize_outputs')")
     for key in source.keys():

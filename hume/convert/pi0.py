@@ -44,6 +44,7 @@ from pathlib import Path
 import torch
 
 from hume.config import parse_config
+from hume.constants import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
 from hume.convert.common import TOKENIZER_FILES, Conversion, SourceTensors, check_shapes, check_total
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system2 import System2Config
@@ -64,8 +65,6 @@ SIGLIP_HEADS = 16
 TIME_PERIODS = (4e-3, 4.0)
 OPENPI_TOKEN_LEN = 48  # openpi's Pi0Config.max_token_len for π0 (200 is π0.5's)
 OPENPI_REPLAN_STEPS = 5  # openpi's LIBERO client executes 5 actions of each chunk, then replans
-IMAGE_PREFIX = "observation.images."
-STATE, ACTION = "observation.state", "action"
 
 # LeRobot's LIBERO camera names (lerobot/envs/libero.py and the LeRobot LIBERO datasets) -> ours.
 LEROBOT_CAMERAS = {"image": "agentview", "image2": "wrist", "wrist_image": "wrist"}
@@ -562,8 +561,8 @@ def _openpi_settings(
         raise CheckpointError(f"{norm_file}: expected {{'norm_stats': {{'state': ..., 'actions': ...}}}}")
     # openpi's Normalize: (x - mean) / (std + 1e-6) (π0 uses mean/std, not quantiles).
     stats = {
-        STATE: _mean_std(raw["state"], 1e-6, norm_file, "state"),
-        ACTION: _mean_std(raw["actions"], 1e-6, norm_file, "actions"),
+        STATE_KEY: _mean_std(raw["state"], 1e-6, norm_file, "state"),
+        ACTION_KEY: _mean_std(raw["actions"], 1e-6, norm_file, "actions"),
     }
     if cameras is None:
         if "libero" not in asset.lower():
@@ -582,8 +581,8 @@ def _openpi_settings(
         max_token_len=OPENPI_TOKEN_LEN,
         image_size=None,
         cameras=_check_cameras([(slot, cameras.get(slot, "")) for slot in OPENPI_SLOTS], source),
-        state_dim=len(stats[STATE]["mean"]),
-        action_dim=len(stats[ACTION]["mean"]),
+        state_dim=len(stats[STATE_KEY]["mean"]),
+        action_dim=len(stats[ACTION_KEY]["mean"]),
         stats=stats,
         replan_steps=replan_steps or OPENPI_REPLAN_STEPS,
         tokenizer_dirs=[source / "tokenizer", source],
@@ -634,8 +633,8 @@ def _lerobot_settings(
     if chunk_size is not None and chunk_size != chunk:
         raise CheckpointError(f"{path}: chunk_size is {chunk}, the chunk size asked for is {chunk_size}")
     inputs, outputs = _need(config, "input_features", path), _need(config, "output_features", path)
-    state_dim = int(_need(_need(inputs, STATE, path), "shape", path)[-1])
-    action_dim = int(_need(_need(outputs, ACTION, path), "shape", path)[-1])
+    state_dim = int(_need(_need(inputs, STATE_KEY, path), "shape", path)[-1])
+    action_dim = int(_need(_need(outputs, ACTION_KEY, path), "shape", path)[-1])
     size = config.get("image_resolution", config.get("resize_imgs_with_padding"))
     if size is not None and (len(size) != 2 or size[0] != size[1]):
         raise CheckpointError(f"{path}: images resized to {size}; ours needs one square size")
@@ -769,9 +768,11 @@ def _lerobot_stats(
             "to [-1, 1]"
         )
     stats = {
-        STATE: _affine(values.get(STATE, {}), modes.get("STATE", "MEAN_STD"), eps, state_dim, where, STATE),
-        ACTION: _affine(
-            values.get(ACTION, {}), modes.get("ACTION", "MEAN_STD"), eps, action_dim, where, ACTION
+        STATE_KEY: _affine(
+            values.get(STATE_KEY, {}), modes.get("STATE", "MEAN_STD"), eps, state_dim, where, STATE_KEY
+        ),
+        ACTION_KEY: _affine(
+            values.get(ACTION_KEY, {}), modes.get("ACTION", "MEAN_STD"), eps, action_dim, where, ACTION_KEY
         ),
     }
     return stats, {
@@ -811,7 +812,7 @@ def _buffer_stats(tensors: SourceTensors, buffers: list[str]) -> dict:
     for key in buffers:
         module, buffer, stat = key.split(".", 2)
         feature = buffer.removeprefix("buffer_")
-        feature = {"observation_state": STATE}.get(feature, feature)
+        feature = {"observation_state": STATE_KEY}.get(feature, feature)
         tensor = tensors.take(key).float().reshape(-1)
         if torch.isinf(tensor).any():
             raise CheckpointError(
@@ -852,7 +853,7 @@ def _affine(values: dict, mode: str, eps: float, dim: int, where: Path, name: st
         raise CheckpointError(
             f"{where}: statistics of {name} have {len(out['mean'])} dims, the feature {dim}"
         )
-    if name == ACTION and "min" in values and "max" in values and len(values["min"]) == dim:
+    if name == ACTION_KEY and "min" in values and "max" in values and len(values["min"]) == dim:
         # The value head's action box (the data's range), as our own checkpoints carry it.
         out.update(min=list(values["min"]), max=list(values["max"]))
     return out

@@ -2,6 +2,8 @@
 
     think(obs)                          System 2 samples N candidate chunks (one batch, shared prefix
                                         cache); the value-query head keeps the best -> Chunk
+    think_batch(observations)           think for B observations (a System-2 server's clients) in
+                                        one forward -> B Chunks
     refine(obs, chunk, offset, history) System 1 cascades the chunk slice that starts `offset` steps
                                         in, on the current observation and state history -> h actions
     select_action(obs)                  the synchronous loop: the control schedule
@@ -26,6 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hume.config import to_dict
+from hume.constants import STATE_KEY, TASK_KEY
 from hume.models import flow
 from hume.models.configuration_hume import HumeConfig
 from hume.models.paligemma_weights import CheckpointError, load_paligemma
@@ -36,7 +39,7 @@ from hume.policy.chunk import Chunk
 from hume.policy.normalize import Normalizer
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
 from hume.policy.switches import episode_record
-from hume.policy.transforms import STATE_KEY, TASK_KEY, observation_images, pad_to, tokenize
+from hume.policy.transforms import observation_images, pad_to, tokenize
 from hume.tokenizer import DEFAULT_TOKENIZER_DIR, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -239,21 +242,46 @@ class HumePolicy(nn.Module):
         whatever System 2 says (the control schedule's `committed()`), and `delay` the steps before
         the new chunk can be followed: with config.rtc every candidate is guided to continue them
         (real-time chunking)."""
+        return self.think_batch([obs], None if noise is None else [noise], [committed], [delay])[0]
+
+    @torch.no_grad()
+    def think_batch(
+        self,
+        observations: list[dict],
+        noise: list[np.ndarray | torch.Tensor] | None = None,
+        committed: list[np.ndarray | None] | None = None,
+        delays: list[int] | None = None,
+    ) -> list[Chunk]:
+        """`think` for B observations (one per client of a System-2 server) in one forward.
+
+        One prefix encoding for all B; each observation's N candidates share its own prefix cache;
+        the value head picks per observation. Entry b equals `think(observations[b], noise[b],
+        committed[b], delays[b])` up to float rounding. noise: per observation [N, H,
+        max_action_dim], or None to draw each from the generator in order (as B thinks would);
+        committed / delays: per observation, None for one without committed actions."""
         cfg = self.config
         s2 = self.system2
-        images = observation_images(obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding)
-        image_batch = torch.stack([images[c] for c in cfg.cameras], 1).to(self.device, self.dtype)
+        b = len(observations)
+        committed = [None] * b if committed is None else committed
+        delays = [0] * b if delays is None else delays
+        if not (b >= 1 and len(committed) == b and len(delays) == b and (noise is None or len(noise) == b)):
+            raise ValueError(f"think_batch needs one noise/committed/delay entry per observation ({b})")
+        images = [
+            observation_images(obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding)
+            for obs in observations
+        ]
+        image_batch = torch.cat([torch.stack([im[c] for c in cfg.cameras], 1) for im in images])
+        image_batch = image_batch.to(self.device, self.dtype)
         image_masks = torch.ones(image_batch.shape[:2], dtype=torch.bool, device=self.device)
         tokens, token_masks = tokenize(
             self.tokenizer,
-            [self._task(obs)],
+            [self._task(obs) for obs in observations],
             cfg.system2.max_token_len,
             cfg.system2.lowercase_instruction,
             cfg.system2.instruction_suffix,
         )
-        state = pad_to(torch.from_numpy(self._state(obs))[None], cfg.max_state_dim).to(
-            self.device, self.dtype
-        )
+        states = np.stack([self._state(obs) for obs in observations])
+        state = pad_to(torch.from_numpy(states), cfg.max_state_dim).to(self.device, self.dtype)
 
         prefix_embs, prefix_mask = s2.embed_prefix(
             image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device)
@@ -261,34 +289,40 @@ class HumePolicy(nn.Module):
         cache = s2.encode_prefix(prefix_embs, prefix_mask)
         n = cfg.num_candidates
         stop = cfg.theta2 if cfg.use_system1 else 0.0
-        plan = {k: v[None].to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
-        noise = self._candidate_noise(n) if noise is None else self._check_noise(noise, n)
+        plan = {k: v[None].expand(b, n).to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
+        if noise is None:
+            noise_t = torch.cat([self._candidate_noise(n) for _ in range(b)])
+        else:
+            noise_t = torch.cat([self._check_noise(x, n) for x in noise])
         candidates = s2.sample(
             cache,
             state,
-            noise.to(self.device, self.dtype),
+            noise_t.to(self.device, self.dtype),
             plan["t0"].to(self.dtype),
             plan["dt"].to(self.dtype),
             plan["steps"],
             plan["temperature"].to(self.dtype),
-            self._guide(committed, delay),
-        )[0].float()
+            self._guide(committed, delays),
+        ).float()
 
         if cfg.use_value_head:
-            scored = self.normalizer.value_actions(candidates[None, ..., : cfg.action_dim])
+            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
             index, values = self.value_head.select(prefix_embs, prefix_mask, scored.to(self.dtype))
-            index, values = int(index[0]), values[0].float().cpu().numpy()
+            indices, values = index.tolist(), values.float().cpu().numpy()
         else:
-            index, values = 0, np.full(n, np.nan, np.float32)
-        chosen = candidates[index].cpu().numpy()
-        return Chunk(
-            actions=chosen[:, : cfg.action_dim],
-            noise_level=float(stop),
-            values=values,
-            index=index,
-            candidates=candidates[..., : cfg.action_dim].cpu().numpy(),
-            padding=None if cfg.system2.pin_padded_actions else chosen[:, cfg.action_dim :],
-        )
+            indices, values = [0] * b, np.full((b, n), np.nan, np.float32)
+        candidates = candidates.cpu().numpy()
+        return [
+            Chunk(
+                actions=candidates[i, k, :, : cfg.action_dim],
+                noise_level=float(stop),
+                values=values[i],
+                index=k,
+                candidates=candidates[i, ..., : cfg.action_dim],
+                padding=None if cfg.system2.pin_padded_actions else candidates[i, k, :, cfg.action_dim :],
+            )
+            for i, k in enumerate(indices)
+        ]
 
     @torch.no_grad()
     def refine(self, obs: dict, chunk: Chunk, offset: int, history: np.ndarray | None = None) -> np.ndarray:
@@ -322,21 +356,25 @@ class HumePolicy(nn.Module):
         refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps)
         return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
 
-    def _guide(self, committed: np.ndarray | None, delay: int) -> flow.Guide | None:
-        """Real-time chunking's target and weights [1, H, max_action_dim] for a think, or None."""
+    def _guide(self, committed: list[np.ndarray | None], delays: list[int]) -> flow.Guide | None:
+        """Real-time chunking's target and weights [B, H, max_action_dim] for a think, or None when
+        nothing is committed; an observation without committed actions gets weight 0 (unguided)."""
         cfg = self.config
-        if not cfg.rtc or committed is None or len(committed) == 0:
+        if not cfg.rtc or all(c is None or len(c) == 0 for c in committed):
             return None
-        committed = np.asarray(committed, np.float32)
-        if committed.ndim != 2 or committed.shape[1] != cfg.action_dim:
-            raise ValueError(
-                f"committed actions must be [k, action_dim={cfg.action_dim}], got {list(committed.shape)}"
-            )
-        k = min(len(committed), cfg.chunk_size)
-        target = torch.zeros(1, cfg.chunk_size, cfg.max_action_dim)
-        target[0, :k, : cfg.action_dim] = torch.from_numpy(self.model_actions(committed[:k]))
+        target = torch.zeros(len(committed), cfg.chunk_size, cfg.max_action_dim)
         weights = torch.zeros_like(target)
-        weights[0, :, : cfg.action_dim] = flow.prefix_weights(cfg.chunk_size, delay, k)[:, None]
+        for i, (actions, delay) in enumerate(zip(committed, delays, strict=True)):
+            if actions is None or len(actions) == 0:
+                continue
+            actions = np.asarray(actions, np.float32)
+            if actions.ndim != 2 or actions.shape[1] != cfg.action_dim:
+                raise ValueError(
+                    f"committed actions must be [k, action_dim={cfg.action_dim}], got {list(actions.shape)}"
+                )
+            k = min(len(actions), cfg.chunk_size)
+            target[i, :k, : cfg.action_dim] = torch.from_numpy(self.model_actions(actions[:k]))
+            weights[i, :, : cfg.action_dim] = flow.prefix_weights(cfg.chunk_size, delay, k)[:, None]
         return flow.Guide(
             target.to(self.device, self.dtype), weights.to(self.device, self.dtype), cfg.rtc_max_guidance
         )

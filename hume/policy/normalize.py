@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-STATE = "observation.state"
-ACTION = "action"
+from hume.constants import ACTION_KEY as ACTION
+from hume.constants import STATE_KEY as STATE
+
 STATS_FILE = "stats.json"
 # Dims whose std is ~0 (e.g. a joint that never moved) are left unscaled instead of blown up.
 MIN_STD = 1e-6

@@ -10,9 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IMAGE_KEY = "observation.images.{}"
-STATE_KEY = "observation.state"
-TASK_KEY = "task"
+from hume.constants import IMAGE_KEY, IMAGE_PREFIX
 
 
 def image_to_tensor(image: np.ndarray | Tensor, size: int, pad: bool = False) -> Tensor:
@@ -80,7 +78,7 @@ def observation_images(obs: dict, cameras: Sequence[str], size: int, pad: bool =
     for cam in cameras:
         key = IMAGE_KEY.format(cam)
         if key not in obs:
-            have = sorted(k for k in obs if k.startswith("observation.images."))
+            have = sorted(k for k in obs if k.startswith(IMAGE_PREFIX))
             raise KeyError(
                 f"observation lacks {key!r} (the policy's cameras are {list(cameras)}; got {have})"
             )

@@ -24,6 +24,7 @@ import msgpack
 import numpy as np
 
 from hume.config import ConfigError
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
 from hume.runtime.protocol import MAX_MESSAGE_BYTES
@@ -33,10 +34,10 @@ log = logging.getLogger(__name__)
 
 # openpi's LIBERO example names -> ours (docs/architecture.md); our own names pass through.
 OPENPI_KEYS = {
-    "observation/image": "observation.images.agentview",
-    "observation/wrist_image": "observation.images.wrist",
-    "observation/state": "observation.state",
-    "prompt": "task",
+    "observation/image": IMAGE_KEY.format("agentview"),
+    "observation/wrist_image": IMAGE_KEY.format("wrist"),
+    "observation/state": STATE_KEY,
+    "prompt": TASK_KEY,
 }
 
 
@@ -100,12 +101,12 @@ def to_observation(msg) -> dict:
     for key, value in msg.items():
         key = key.decode() if isinstance(key, bytes) else str(key)
         obs[OPENPI_KEYS.get(key, key)] = value
-    task = obs.get("task", "")
-    obs["task"] = task.decode() if isinstance(task, bytes) else str(task)
-    state = obs.get("observation.state")
+    task = obs.get(TASK_KEY, "")
+    obs[TASK_KEY] = task.decode() if isinstance(task, bytes) else str(task)
+    state = obs.get(STATE_KEY)
     if not isinstance(state, np.ndarray) or state.ndim != 1:
-        raise BadRequest("missing 'observation/state' (or 'observation.state'): float [8]")
-    obs["observation.state"] = state.astype(np.float32)
+        raise BadRequest(f"missing 'observation/state' (or {STATE_KEY!r}): float [8]")
+    obs[STATE_KEY] = state.astype(np.float32)
     return obs
 
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hume.runtime.protocol import STATE_KEY, MessageError
+from hume.constants import IMAGE_KEY, STATE_KEY
+from hume.runtime.protocol import MessageError
 
 # Normalised (model-space) actions are in units of the training data's standard deviation: a chunk
 # with a value beyond this is not something a policy sampled. (What reaches the robot is bounded
 # again, in robot units, by the envelope: hume/runtime/envelope.py.)
 MAX_ABS_ACTION = 100.0
-IMAGE_KEY = "observation.images.{}"
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from hume.constants import IMAGE_PREFIX, STATE_KEY, TASK_KEY
+
 PROTOCOL_VERSION = 1
 
 OBSERVATION = "observation"
@@ -49,9 +51,7 @@ ROLES = frozenset({"system1", "system2"})
 STATES = frozenset({"starting", "ready", "stopping"})
 # Used with fullmatch: "$" alone would also accept a trailing newline.
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
-_IMAGE = re.compile(r"observation\.images\.[A-Za-z0-9_\-]+")
-STATE_KEY = "observation.state"
-TASK_KEY = "task"
+_IMAGE = re.compile(re.escape(IMAGE_PREFIX) + r"[A-Za-z0-9_\-]+")
 # Optional in an observation: the robot actions System 1 will execute from its tick on whatever
 # System 2 answers (real-time chunking guides the answer to continue them).
 COMMITTED_KEY = "committed_actions"
@@ -106,7 +106,7 @@ def _stats(x) -> bool:
 
 # The fields each message type carries besides v/type/session/seq/arrays, with their checks.
 FIELDS = {
-    OBSERVATION: {"episode": _count, "step": _count, "tick": _count, "task": _text},
+    OBSERVATION: {"episode": _count, "step": _count, "tick": _count, TASK_KEY: _text},
     CHUNK: {
         "model_id": _text,
         "episode": _count,

@@ -30,6 +30,7 @@ import numpy as np
 import zmq
 
 from hume.config import ConfigError
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
 from hume.policy.switches import episode_record, trace_switch_changes
 from hume.runtime import protocol
@@ -162,10 +163,10 @@ class System1Node:
             "episode": episode,
             "step": step,
             "tick": self.tick,
-            "task": str(obs.get(protocol.TASK_KEY, "")),
+            TASK_KEY: str(obs.get(TASK_KEY, "")),
         }
-        arrays = {k: v for k, v in obs.items() if k != protocol.TASK_KEY}
-        arrays[protocol.STATE_KEY] = np.asarray(arrays[protocol.STATE_KEY], dtype=np.float32)
+        arrays = {k: v for k, v in obs.items() if k != TASK_KEY}
+        arrays[STATE_KEY] = np.asarray(arrays[STATE_KEY], dtype=np.float32)
         committed = self.schedule.committed(self.policy.robot_actions, self.tick)
         if len(committed):
             arrays[protocol.COMMITTED_KEY] = committed
@@ -310,7 +311,7 @@ class System1Node:
             t0 = time.monotonic()  # observation in hand
             if self._receive(episode):
                 self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
-            request = self.schedule.begin(np.asarray(obs[protocol.STATE_KEY], np.float32))
+            request = self.schedule.begin(np.asarray(obs[STATE_KEY], np.float32))
             planned, kind = self.schedule.end(None if request is None else self._refine(obs, request))
             # Published once this tick's plan is made: the committed actions it carries include it.
             self._publish(obs, episode, step)
@@ -353,8 +354,8 @@ class System1Node:
                 bits,
                 action=action,
             )
-            if self.cfg.video and "observation.images.agentview" in obs:
-                self._frames.append(obs["observation.images.agentview"])
+            if self.cfg.video and IMAGE_KEY.format("agentview") in obs:
+                self._frames.append(obs[IMAGE_KEY.format("agentview")])
             self.tick += 1
             step += 1
             if self.cfg.system1.realtime:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from hume.constants import TASK_KEY
 from hume.policy.delay import DelayEstimator, steps_for
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_to_wire
@@ -37,7 +38,7 @@ PEER_TIMEOUT_HEARTBEATS = 4
 def observation_dict(msg: protocol.Message) -> dict:
     """A wire observation -> the policy's observation dict (docs/architecture.md)."""
     arrays = {k: v for k, v in msg.arrays.items() if k != protocol.COMMITTED_KEY}
-    return {**arrays, protocol.TASK_KEY: msg.fields["task"]}
+    return {**arrays, TASK_KEY: msg.fields[TASK_KEY]}
 
 
 class System2Node:
