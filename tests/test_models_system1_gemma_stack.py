@@ -3,7 +3,8 @@
 import torch
 from transformers import GemmaModel
 
-from hume.models.gemma_stack import GemmaStack, block_mask, gemma_config
+from hume.models.gemma_stack import GemmaStack, gemma_config
+from hume.models.joint_attention import block_mask
 
 
 def stack():

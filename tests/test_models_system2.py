@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 import torch
-from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer
+from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
 
 from hume.models.configuration_system2 import System2Config
 from hume.models.joint_attention import block_attention_mask, joint_layer
@@ -72,8 +72,6 @@ def test_joint_layer_matches_transformers_gemma_layer():
     with torch.no_grad():
         for p in layer.parameters():  # RMSNorm weights start at 0; make them matter
             p.add_(0.1 * torch.randn_like(p))
-    from hume.models.system2 import GemmaRotaryEmbedding
-
     x = torch.randn(2, 7, 48)
     pos = torch.arange(7)[None].expand(2, -1)
     cos, sin = GemmaRotaryEmbedding(cfg)(x, pos)

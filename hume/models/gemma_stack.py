@@ -1,16 +1,22 @@
 """A Gemma decoder stack run with an explicit attention mask and an optional cached prefix.
 
 The layers are transformers' own Gemma modules (so their weights load and save as Gemma's); only
-the loop over them is ours, because System 1 and the value-query head need block masks and a
-prefix whose keys/values are computed once and reused by every later query. Each layer is
-`joint_layer` of hume/models/joint_attention.py with a single stack.
+the loop over them is ours, because System 1, the value-query head and System 2 need block masks
+and a prefix whose keys/values are computed once and reused by every later query. Each layer is
+`joint_layer` of hume/models/joint_attention.py with a single stack; System 2's training pass runs
+the layers of its two stacks jointly instead.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 from transformers import GemmaConfig
-from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRMSNorm, GemmaRotaryEmbedding
+from transformers.models.gemma.modeling_gemma import (
+    GemmaDecoderLayer,
+    GemmaRMSNorm,
+    GemmaRotaryEmbedding,
+    GemmaTextScaledWordEmbedding,
+)
 
 from hume.models.joint_attention import joint_layer
 
@@ -36,20 +42,20 @@ def gemma_config(
     )
 
 
-def block_mask(blocks: Tensor, query_blocks: Tensor | None = None) -> Tensor:
-    """Token i may attend to token j iff block[j] <= block[i]: bidirectional within a block,
-    causal across blocks. `blocks` [T] (keys); `query_blocks` [Tq] (defaults to the keys).
-    Returns a bool mask [Tq, T]."""
-    q = blocks if query_blocks is None else query_blocks
-    return blocks[None, :] <= q[:, None]
-
-
 class GemmaStack(nn.Module):
-    def __init__(self, config: GemmaConfig, residual_from_norm: bool = False):
-        """residual_from_norm: see `joint_layer` (the authors' value head and System 1 need it)."""
+    def __init__(self, config: GemmaConfig, residual_from_norm: bool = False, with_embedding: bool = False):
+        """residual_from_norm: see `joint_layer` (the authors' value head and System 1 need it).
+        with_embedding: the stack also owns a token embedding (System 2's VLM reads text)."""
         super().__init__()
         self.config = config
         self.residual_from_norm = residual_from_norm
+        if with_embedding:
+            self.embed_tokens = GemmaTextScaledWordEmbedding(
+                config.vocab_size,
+                config.hidden_size,
+                config.pad_token_id,
+                embed_scale=config.hidden_size**0.5,
+            )
         self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary = GemmaRotaryEmbedding(config)

@@ -18,16 +18,22 @@ from torch import Tensor
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, apply_rotary_pos_emb
 
 
+def block_mask(blocks: Tensor, query_blocks: Tensor | None = None) -> Tensor:
+    """Token i may attend to token j iff block[j] <= block[i]: bidirectional within a block,
+    causal across blocks. `blocks` [..., T] (keys); `query_blocks` [..., Tq] (defaults to the keys).
+    Returns a bool mask [..., Tq, T]."""
+    q = blocks if query_blocks is None else query_blocks
+    return blocks[..., None, :] <= q[..., :, None]
+
+
 def block_attention_mask(pad_mask: Tensor, block_start: Tensor) -> Tensor:
     """[B, T] valid tokens, [B, T] (or [T]) block starts -> [B, T, T] bool "query i may see key j".
 
-    Tokens are grouped in consecutive blocks (a new block begins where block_start is True).
-    A token sees every valid token of its own block and of all earlier blocks: bidirectional within
-    a block, causal across blocks. Padding is seen by nobody; a padding query sees only itself so
+    Tokens are grouped in consecutive blocks (a new block begins where block_start is True), seen
+    as `block_mask` sees them. Padding is seen by nobody; a padding query sees only itself so
     that no row of the mask is empty (an empty softmax row would turn into NaN and leak).
     """
-    block = torch.cumsum(block_start.to(torch.int64).expand_as(pad_mask), dim=1)
-    mask = block[:, None, :] <= block[:, :, None]
+    mask = block_mask(torch.cumsum(block_start.to(torch.int64).expand_as(pad_mask), dim=1))
     mask = mask & pad_mask[:, None, :] & pad_mask[:, :, None]
     eye = torch.eye(pad_mask.shape[1], dtype=torch.bool, device=pad_mask.device)
     return mask | (eye & ~pad_mask[:, :, None])

@@ -23,7 +23,8 @@ from hume.models import flow
 from hume.models.cascade import cascaded_denoise
 from hume.models.configuration_system1 import System1Config
 from hume.models.dinov2_checkpoint import load_dinov2_checkpoint
-from hume.models.gemma_stack import GemmaStack, KVCache, block_mask, gemma_config
+from hume.models.gemma_stack import GemmaStack, KVCache, gemma_config
+from hume.models.joint_attention import block_mask
 
 # DINOv2 was trained on ImageNet-normalised pixels.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

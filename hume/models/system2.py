@@ -20,15 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import GemmaConfig, SiglipVisionConfig, SiglipVisionModel
-from transformers.models.gemma.modeling_gemma import (
-    GemmaDecoderLayer,
-    GemmaRMSNorm,
-    GemmaRotaryEmbedding,
-    GemmaTextScaledWordEmbedding,
-)
 
 from hume.models import flow
 from hume.models.configuration_system2 import System2Config
+from hume.models.gemma_stack import GemmaStack, KVCache
 from hume.models.joint_attention import block_attention_mask, joint_layer
 
 
@@ -36,8 +31,7 @@ from hume.models.joint_attention import block_attention_mask, joint_layer
 class PrefixCache:
     """Per-layer keys/values [B, kv_heads, P, head_dim] of the encoded prefix, and its padding [B, P]."""
 
-    keys: list[Tensor]
-    values: list[Tensor]
+    kv: KVCache
     pad_mask: Tensor
 
     def repeat(self, n: int) -> PrefixCache:
@@ -45,8 +39,7 @@ class PrefixCache:
         if n == 1:
             return self
         return PrefixCache(
-            keys=[k.repeat_interleave(n, 0) for k in self.keys],
-            values=[v.repeat_interleave(n, 0) for v in self.values],
+            kv=[(k.repeat_interleave(n, 0), v.repeat_interleave(n, 0)) for k, v in self.kv],
             pad_mask=self.pad_mask.repeat_interleave(n, 0),
         )
 
@@ -79,22 +72,6 @@ def siglip_config(cfg: System2Config, image_size: int) -> SiglipVisionConfig:
     )
 
 
-class GemmaStack(nn.Module):
-    """The layers and final norm of one Gemma; the VLM's also owns the token embedding."""
-
-    def __init__(self, config: GemmaConfig, with_embedding: bool):
-        super().__init__()
-        if with_embedding:
-            self.embed_tokens = GemmaTextScaledWordEmbedding(
-                config.vocab_size,
-                config.hidden_size,
-                config.pad_token_id,
-                embed_scale=config.hidden_size**0.5,
-            )
-        self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
-        self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
-
-
 class System2(nn.Module):
     def __init__(
         self,
@@ -120,9 +97,9 @@ class System2(nn.Module):
 
         self.vision_tower = SiglipVisionModel(siglip_config(cfg, image_size))
         self.multi_modal_projector = nn.Linear(cfg.vision_width, cfg.vlm_width)
+        # The two stacks share the attention geometry, so either one's rotary table serves both.
         self.vlm = GemmaStack(self.vlm_config, with_embedding=True)
-        self.expert = GemmaStack(self.expert_config, with_embedding=False)
-        self.rotary = GemmaRotaryEmbedding(self.vlm_config)
+        self.expert = GemmaStack(self.expert_config)
 
         width = cfg.expert_width
         self.state_proj = nn.Linear(state_dim, width)
@@ -162,21 +139,16 @@ class System2(nn.Module):
         start[:, :2] = True  # the state token opens a block, the action tokens open the next one
         return start
 
-    def _velocity_out(self, suffix_hidden: Tensor) -> Tensor:
-        return self.action_out_proj(self.expert.norm(suffix_hidden[:, -self.chunk_size :]))
+    def _velocity_out(self, suffix_normed: Tensor) -> Tensor:
+        return self.action_out_proj(suffix_normed[:, -self.chunk_size :])
 
     # ----- prefix cache + suffix (inference) ---------------------------------------------------
     def encode_prefix(self, prefix_embs: Tensor, prefix_mask: Tensor) -> PrefixCache:
         """Run the VLM over the prefix once and keep every layer's keys/values."""
         positions = torch.cumsum(prefix_mask.long(), 1) - 1
         mask = block_attention_mask(prefix_mask, torch.zeros_like(prefix_mask))
-        cos, sin = self.rotary(prefix_embs, positions)
-        keys, values, h = [], [], prefix_embs
-        for layer in self.vlm.layers:
-            (h,), (k, v) = joint_layer([layer], [h], cos, sin, mask)
-            keys.append(k)
-            values.append(v)
-        return PrefixCache(keys, values, prefix_mask)
+        _, kv = self.vlm(prefix_embs, positions, mask)
+        return PrefixCache(kv, prefix_mask)
 
     def velocity(self, cache: PrefixCache, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """Predicted velocity [B, H, A] of the expert attending to a cached prefix."""
@@ -186,11 +158,8 @@ class System2(nn.Module):
         own = block_attention_mask(suffix_pad, self._suffix_block_start(b, suffix.device))
         mask = torch.cat([cache.pad_mask[:, None, :].expand(b, s, -1), own], 2)
         positions = cache.pad_mask.long().sum(1, keepdim=True) + torch.arange(s, device=suffix.device)
-        cos, sin = self.rotary(suffix, positions)
-        h = suffix
-        for i, layer in enumerate(self.expert.layers):
-            (h,), _ = joint_layer([layer], [h], cos, sin, mask, past_kv=(cache.keys[i], cache.values[i]))
-        return self._velocity_out(h)
+        out, _ = self.expert(suffix, positions, mask, prefix=cache.kv)
+        return self._velocity_out(out)
 
     def _pin(self, velocity: Tensor, noise: Tensor) -> Tensor:
         """With system2.pin_padded_actions, the padded action dims move with their target velocity
@@ -261,11 +230,11 @@ class System2(nn.Module):
             [torch.zeros_like(prefix_mask), self._suffix_block_start(b, suffix.device)], 1
         )
         mask = block_attention_mask(pad, block_start)
-        cos, sin = self.rotary(suffix, torch.cumsum(pad.long(), 1) - 1)
+        cos, sin = self.vlm.rotary(suffix, torch.cumsum(pad.long(), 1) - 1)
         hp, hs = prefix_embs, suffix
         for vlm_layer, expert_layer in zip(self.vlm.layers, self.expert.layers, strict=True):
             (hp, hs), _ = joint_layer([vlm_layer, expert_layer], [hp, hs], cos, sin, mask)
-        return self._velocity_out(hs)
+        return self._velocity_out(self.expert.norm(hs))
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
         """Flow-matching loss of a training batch.

@@ -29,6 +29,7 @@ from hume.models.calql import (
 )
 from hume.models.configuration_value_query_head import ValueQueryHeadConfig
 from hume.models.gemma_stack import GemmaStack, gemma_config
+from hume.models.joint_attention import block_attention_mask
 
 ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
 
@@ -163,23 +164,21 @@ class ValueQueryHead(nn.Module):
         x = torch.cat([x, self.query.to(x.dtype).expand(b, 1, -1)], dim=1)
         prefix_mask = prefix_mask.bool()
         valid = torch.cat([prefix_mask, prefix_mask.new_ones(b, 1)], dim=1)
+        # The query token opens a block of its own ("causal") or joins the prefix's.
+        opens_block = torch.zeros(length + 1, dtype=torch.bool, device=x.device)
         if self.config.query_attention == "causal":
             # Prefix tokens attend among themselves (bidirectionally); the query token attends to all
             # and sits after the whole prefix, padding included.
-            is_query = torch.zeros(length + 1, dtype=torch.bool, device=x.device)
-            is_query[-1] = True
-            mask = valid[:, None, :] & (is_query[None, :] <= is_query[:, None])[None]
+            opens_block[-1] = True
             positions = torch.arange(length + 1, device=x.device)[None].expand(b, -1)
         else:
             # Every valid token sees every other; the query takes the position right after the last
             # valid prefix token. Where it sits in the sequence does not matter under this mask:
             # rotary positions alone carry the order.
-            mask = valid[:, None, :] & valid[:, :, None]
-            mask = mask | torch.eye(length + 1, dtype=torch.bool, device=x.device)
             positions = torch.cat(
                 [torch.cumsum(prefix_mask.long(), 1) - 1, prefix_mask.sum(1, keepdim=True)], 1
             )
-        out, _ = self.encoder(x, positions, mask)
+        out, _ = self.encoder(x, positions, block_attention_mask(valid, opens_block))
         return out[:, -1]
 
     def critic_actions(self, actions: Tensor) -> Tensor:
