@@ -146,7 +146,7 @@ def run(cfg: Config) -> dict:
     from deploy.metrics import percentiles
     from deploy.robots.kinematic import KinematicRobot
     from hume.bench import echo
-    from hume.runtime.config import DeployConfig, System1Config, TransportConfig
+    from hume.runtime.config import ControlLoopConfig, DeployConfig, TransportConfig
     from hume.runtime.system1_node import System1Node
 
     if cfg.dtype == "bfloat16" and device == "cpu":
@@ -162,7 +162,7 @@ def run(cfg: Config) -> dict:
         deploy = DeployConfig(
             video=False,
             transport=TransportConfig(observations=obs_ep, chunks=chunk_ep),
-            system1=System1Config(s1_replan_steps=1, realtime=False, first_chunk_timeout_s=60),
+            system1=ControlLoopConfig(s1_replan_steps=1, realtime=False, first_chunk_timeout_s=60),
         )
         robot = KinematicRobot(image_size=cfg.robot_image_size, max_steps=cfg.warmup + cfg.ticks)
         timed = _CpuTimed(policy)

@@ -34,7 +34,10 @@ class TransportConfig:
 
 
 @dataclass(frozen=True)
-class System1Config:
+class ControlLoopConfig:
+    """System 1's control loop (`system1:` in deploy configs); the network's settings are the model's
+    `system1` (hume/models/configuration_system1.py)."""
+
     control_hz: float = 20.0
     # Run the System-1 refinement every this many control steps (<= the policy's refine horizon);
     # 0: the checkpoint's s1_replan_steps, which the synchronous loop and the async evaluation use.
@@ -119,7 +122,7 @@ class DeployConfig:
     system2_restarts: int = 3
     seed: int = 0
     transport: TransportConfig = field(default_factory=TransportConfig)
-    system1: System1Config = field(default_factory=System1Config)
+    system1: ControlLoopConfig = field(default_factory=ControlLoopConfig)
     system2: System2Config = field(default_factory=System2Config)
     robot: RobotConfig = field(default_factory=RobotConfig)
     openpi: OpenpiConfig = field(default_factory=OpenpiConfig)
