@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from cli_support import hume, last_json
 
 
@@ -21,11 +22,13 @@ def test_smoke_run_times_every_tick_with_the_cascade(tmp_path):
 
 
 def test_full_size_runs_on_cuda_or_says_why_not():
+    # What the machine has decides what must happen, not what the benchmark reports.
     result = last_json(hume("bench", "s1-tick", "--size=full", "--ticks=5", "--warmup=1", "--json"))
-    if "skipped" in result:
-        assert result["device"] == "none" and "CUDA" in result["skipped"]
+    if torch.cuda.is_available():
+        assert "skipped" not in result and result["device"] not in ("cpu", "none")
+        assert result["ticks"] == 5 and result["refined_ticks"] == 5 and result["tick_ms"]["p50"] > 0
     else:
-        assert result["ticks"] == 5 and result["tick_ms"]["p50"] > 0
+        assert result["device"] == "none" and "CUDA" in result["skipped"] and "ticks" not in result
 
 
 def test_bad_options_are_config_errors():

