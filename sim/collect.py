@@ -13,6 +13,7 @@ state, and the summary says how many equal one (sim/start_states.py).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import multiprocessing as mp
 import sys
@@ -127,14 +128,17 @@ def record_episode(env, actor, obs: dict, cameras: bool) -> tuple[dict[str, np.n
     return frames, success
 
 
+# A worker's simulator and policy, kept from one episode to the next, each under the settings it
+# was built with: a process that runs another collection (tests, workers=1) builds its own.
 _worker_envs: dict = {}
-_worker_policy: list = []  # the policy of source=policy, loaded once per worker
+_worker_policies: dict = {}
 
 
 def _env_for(cfg: CollectConfig, task_id: int):
     from sim.libero_env import LiberoEnv
 
-    env = _worker_envs.get(task_id)
+    key = (cfg.suite, task_id, cfg.cameras, cfg.image_size, cfg.fast_render, cfg.max_steps, cfg.seed)
+    env = _worker_envs.get(key)
     if env is None:
         for other in _worker_envs.values():
             other.close()
@@ -148,18 +152,20 @@ def _env_for(cfg: CollectConfig, task_id: int):
             max_steps=cfg.max_steps or None,
             seed=cfg.seed,
         )
-        _worker_envs[task_id] = env
+        _worker_envs[key] = env
     return env
 
 
 def _policy_for(cfg: CollectConfig):
     """The checkpoint's policy as the synchronous evaluation runs it (sim/evaluator.py)."""
-    if not _worker_policy:
+    key = json.dumps(to_dict(cfg.policy), sort_keys=True)
+    if key not in _worker_policies:
         from sim.eval_config import EvalConfig
         from sim.evaluator import make_policy
 
-        _worker_policy.append(make_policy(EvalConfig(mode="sync", policy=cfg.policy)))
-    return _worker_policy[0]
+        _worker_policies.clear()
+        _worker_policies[key] = make_policy(EvalConfig(mode="sync", policy=cfg.policy))
+    return _worker_policies[key]
 
 
 def start_episode(env, cfg: CollectConfig, unit: Unit) -> tuple[dict, dict]:

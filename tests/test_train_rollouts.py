@@ -138,6 +138,10 @@ def test_value_head_fine_tunes_on_demos_and_its_own_rollouts(tmp_path):
     ds = open_datasets([cfg.dataset, *cfg.extra_datasets])
     rows = ds.episodes
     assert [r["source"] for r in rows] == ["expert", "policy", "policy"]
+    # Each collection ran its own simulator settings (the demonstrations' env was not reused).
+    assert [r["length"] for r in rows[1:]] == [12, 12]
+    assert ds[len(ds) - 1]["observation.images.agentview"].shape == (128, 128, 3)
+    assert ds[0]["observation.images.agentview"].shape == (64, 64, 3)
     rollout_frames = slice(ds.episode_range(1).start, len(ds))
     assert not ds.columns["next.success"][rollout_frames].any()
     np.testing.assert_array_equal(ds.columns["mc_return"][rollout_frames], 0.0)
