@@ -13,7 +13,7 @@ import logging
 import numpy as np
 
 from hume.data import format as fmt
-from hume.data.reader import LeRobotDataset
+from hume.data.reader import EpisodeFrames, LeRobotDataset
 from hume.data.returns import episode_bounds
 from hume.data.stats import aggregate_stats
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 _RENUMBERED = ("episode_index", "index", "task_index")
 
 
-class ConcatDataset:
+class ConcatDataset(EpisodeFrames):
     """`LeRobotDataset`s in sequence, with the reader's interface (columns, episodes, tasks,
     camera_keys, stats, `ds[i]`, `episode_range(k)`). Cameras are those every part has."""
 
@@ -71,21 +71,8 @@ class ConcatDataset:
             return self._task_maps[j][values]
         return values
 
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    @property
-    def num_episodes(self) -> int:
-        return len(self._bounds)
-
-    def episode_range(self, k: int) -> range:
-        start, stop = self._bounds[k]
-        return range(start, stop)
-
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"frame {i} out of range for {len(self)} frames")
-        i = int(i) % len(self)
+        i = self.frame(i)
         j = int(np.searchsorted(self.offsets, i, side="right")) - 1
         item = self.parts[j][i - int(self.offsets[j])]
         for key in _RENUMBERED:

@@ -38,7 +38,33 @@ ALIASES = {
 BOOKKEEPING = ("episode_index", "frame_index", "timestamp", "task_index", "index")
 
 
-class LeRobotDataset:
+class EpisodeFrames:
+    """Frames stored episode after episode: `columns` (one row per frame, in episode order) and
+    `_bounds` ([start, stop) of each episode), set by the subclass."""
+
+    columns: dict[str, np.ndarray]
+    _bounds: list[tuple[int, int]]
+
+    def __len__(self) -> int:
+        return len(self.columns["episode_index"])
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self._bounds)
+
+    def episode_range(self, k: int) -> range:
+        """Frame indices of the k-th episode (in episode order)."""
+        start, stop = self._bounds[k]
+        return range(start, stop)
+
+    def frame(self, i: int) -> int:
+        """Frame `i` as an index in 0..len-1 (negative ones count from the end)."""
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"frame {i} out of range for a dataset of {len(self)} frames")
+        return int(i) % len(self)
+
+
+class LeRobotDataset(EpisodeFrames):
     """A LeRobot dataset folder (v2.0, v2.1 or v3.0), read-only.
 
     `len(ds)` frames; `ds[i]` -> dict of numpy arrays (images uint8 `[H, W, 3]`, vectors float32,
@@ -208,22 +234,8 @@ class LeRobotDataset:
 
     # --- access ------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self.columns["episode_index"])
-
-    @property
-    def num_episodes(self) -> int:
-        return len(self._bounds)
-
-    def episode_range(self, k: int) -> range:
-        """Frame indices of the k-th episode (in episode order)."""
-        start, stop = self._bounds[k]
-        return range(start, stop)
-
     def __getitem__(self, i: int) -> dict:
-        if not -len(self) <= i < len(self):
-            raise IndexError(f"frame {i} out of range for a dataset of {len(self)} frames")
-        i = int(i) % len(self)
+        i = self.frame(i)
         item = {k: v[i] for k, v in self.columns.items()}
         item["task"] = self.tasks[int(item["task_index"])]
         for key in self.video_keys:
