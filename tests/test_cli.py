@@ -1,10 +1,13 @@
 """The `hume` entry point, run as a real installed executable."""
 
+import dataclasses
+import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from hume.bench import BENCHMARKS
 from hume.cli.main import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,8 +42,33 @@ def test_unknown_command_and_bad_log_level():
     assert r.returncode == 2 and "--log-level" in r.stderr
 
 
-def test_every_command_has_help():
-    for name in COMMANDS:
+def _options(config) -> list[str]:
+    return [f"--{field.name}" for field in dataclasses.fields(config)]
+
+
+def test_every_command_has_help_naming_its_own_options():
+    from hume.cli.convert import ConvertConfig
+    from hume.cli.serve import NODES
+    from hume.cli.stats import StatsConfig
+    from hume.runtime.config import DeployConfig
+    from hume.train.config import TrainConfig
+    from sim.collect_config import CollectConfig
+    from sim.eval_config import EvalConfig
+
+    expected = {
+        "train": _options(TrainConfig),
+        "eval": _options(EvalConfig),
+        "collect": _options(CollectConfig),
+        "deploy": _options(DeployConfig),
+        "serve": list(NODES),
+        "bench": list(BENCHMARKS),
+        "stats": _options(StatsConfig),
+        "keys": ["--output", "--force"],
+        "convert": _options(ConvertConfig),
+    }
+    assert set(expected) == set(COMMANDS)
+    for name, words in expected.items():
         r = hume(name, "--help")
         assert r.returncode == 0, (name, r.stderr)
-        assert "usage" in r.stdout.lower(), name
+        missing = [w for w in words if not re.search(rf"(?<![\w.-]){re.escape(w)}\b", r.stdout)]
+        assert not missing, f"`hume {name} --help` does not name {missing}"
