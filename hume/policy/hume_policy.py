@@ -36,7 +36,8 @@ from hume.models.system1 import System1
 from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
 from hume.policy.chunk import Chunk
-from hume.policy.normalize import Normalizer
+from hume.policy.hub import push_folder, resolve_checkpoint
+from hume.policy.normalize import STATS_FILE, Normalizer
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
 from hume.policy.switches import episode_record
 from hume.policy.transforms import observation_images, pad_to, tokenize
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
+# A checkpoint folder's files (as glob patterns); a Hub download fetches these only.
+CHECKPOINT_FILES = [CONFIG_FILE, WEIGHTS_FILE, STATS_FILE, f"{TOKENIZER_DIR}/*"]
 
 
 def candidate_schedule(config: HumeConfig, n: int, stop: float) -> dict[str, torch.Tensor]:
@@ -155,16 +158,20 @@ class HumePolicy(nn.Module):
         self.normalizer.save(directory)
         self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
 
+    def push_to_hub(self, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+        """Upload this policy's checkpoint folder as the Hugging Face Hub model `repo_id`; returns
+        the commit's URL."""
+        return push_folder(self.save_pretrained, repo_id, private=private, token=token)
+
     @classmethod
-    def from_pretrained(cls, path: str | Path, **overrides) -> HumePolicy:
-        """Load a folder written by save_pretrained (or by `hume train`).
+    def from_pretrained(cls, path: str | Path, revision: str | None = None, **overrides) -> HumePolicy:
+        """Load a folder written by save_pretrained (or by `hume train`), or a Hugging Face Hub model
+        id holding one (`revision`: its branch, tag or commit).
 
         Keyword overrides replace top-level HumeConfig fields, e.g. the ablation switches
         (use_value_head=False) or num_candidates; weights must still fit the config.
         """
-        directory = Path(path)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+        directory = resolve_checkpoint(path, CHECKPOINT_FILES, revision)
         config = load_config(directory / CONFIG_FILE)
         if overrides:
             config = draccus.decode(HumeConfig, {**to_dict(config), **overrides})
