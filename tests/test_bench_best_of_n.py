@@ -8,8 +8,7 @@ import torch
 from cli_support import hume, last_json
 
 from hume.bench.best_of_n import SIZES
-from hume.models.system2 import System2
-from hume.policy.hume_policy import candidate_schedule
+from hume.policy.hume_policy import build_networks, candidate_schedule
 
 
 def test_smoke_run_prints_json_on_the_last_line(tmp_path):
@@ -32,13 +31,7 @@ def test_shared_prefix_encodes_the_observation_once_for_all_candidates():
     cfg = SIZES["tiny"]
     cfg = dataclasses.replace(cfg, system2=dataclasses.replace(cfg.system2, num_steps=steps))
     torch.manual_seed(0)
-    s2 = System2(
-        cfg.system2,
-        image_size=cfg.image_size,
-        chunk_size=cfg.chunk_size,
-        action_dim=cfg.max_action_dim,
-        state_dim=cfg.max_state_dim,
-    ).eval()
+    s2 = build_networks(cfg, only=("system2",))["system2"].eval()
     calls = {"vision": [], "expert": []}
     s2.vision_tower.register_forward_hook(lambda m, a, o: calls["vision"].append(1))
     s2.expert.layers[0].mlp.register_forward_hook(lambda m, a, o: calls["expert"].append(a[0].shape[0]))
