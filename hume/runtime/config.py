@@ -60,6 +60,13 @@ class System2Config:
     # Niceness System 2 adds to itself at start: on a host it shares with System 1 (hume deploy)
     # it yields the CPU to the control loop. 0: unchanged.
     nice: int = 10
+    # Serving many System-1 clients (a fleet, or evaluation workers): at most this many clients'
+    # observations go into one think (one forward), each client's newest only.
+    max_batch: int = 8
+    # How long the first waiting observation may wait for more clients before the think starts.
+    # 0: never wait; observations that arrive during a think share the next one (one client gets
+    # exactly the latency it gets alone).
+    max_wait_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +154,11 @@ class DeployConfig:
             raise ConfigError(f"system1.realtime_priority must be in 0..99, got {s1.realtime_priority}")
         if not 0 <= self.system2.nice <= 19:
             raise ConfigError(f"system2.nice must be in 0..19, got {self.system2.nice}")
+        if self.system2.max_batch < 1 or self.system2.max_wait_ms < 0:
+            raise ConfigError(
+                f"system2.max_batch must be >= 1 and system2.max_wait_ms >= 0, got "
+                f"{self.system2.max_batch} and {self.system2.max_wait_ms}"
+            )
         if self.robot.envelope.on_violation not in ("clamp", "hold"):
             raise ConfigError(
                 f"robot.envelope.on_violation must be clamp or hold, got {self.robot.envelope.on_violation!r}"

@@ -96,6 +96,10 @@ def _reason(x) -> bool:
     return isinstance(x, str) and len(x) <= MAX_NAME and _NAME.fullmatch(x) is not None
 
 
+def _session(x) -> bool:
+    return isinstance(x, str) and 0 < len(x) <= MAX_NAME
+
+
 def _stats(x) -> bool:
     return (
         isinstance(x, dict)
@@ -124,6 +128,12 @@ FIELDS = {
     },
     # System 2 -> System 1: the observation of `tick` could not be used; `detail` says why.
     ERROR: {"episode": _count, "step": _count, "tick": _count, "reason": _reason, "detail": _text},
+}
+# Fields a message of the type may carry or leave out. `client`: the session of the observation a
+# chunk or error answers, so that each System 1 of many served by one System 2 keeps only its own.
+OPTIONAL = {
+    CHUNK: {"client": _session},
+    ERROR: {"client": _session},
 }
 _COMMON = {"v", "type", "session", "seq", "arrays"}
 # Array layouts this process has sent and checked once (per type): a sender's layout rarely changes.
@@ -199,17 +209,17 @@ def _check_header(h: dict) -> None:
     kind = h.get("type")
     if not isinstance(kind, str) or kind not in FIELDS:
         raise MessageError("malformed", f"unknown type {kind!r}")
-    if not (isinstance(h.get("session"), str) and 0 < len(h["session"]) <= MAX_NAME):
+    if not _session(h.get("session")):
         raise MessageError("malformed", "session must be a non-empty string of <= 64 chars")
     if not _count(h.get("seq")):
         raise MessageError("malformed", "seq must be a non-negative integer")
-    expected = FIELDS[kind]
+    required, optional = FIELDS[kind], OPTIONAL.get(kind, {})
     keys = set(h) - _COMMON
-    if keys != set(expected):
-        missing, extra = sorted(set(expected) - keys), sorted(keys - set(expected))
+    if not set(required) <= keys <= set(required) | set(optional):
+        missing, extra = sorted(set(required) - keys), sorted(keys - set(required) - set(optional))
         raise MessageError("malformed", f"{kind}: missing {missing}, unexpected {extra}")
-    for name, check in expected.items():
-        if not check(h[name]):
+    for name, check in {**required, **optional}.items():
+        if name in h and not check(h[name]):
             raise MessageError("malformed", f"{kind}: bad value for {name!r}")
 
 
@@ -342,7 +352,7 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
         raise MessageError("malformed", f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
     kind = header["type"]
     _check_layout(kind, specs)
-    fields = {k: header[k] for k in FIELDS[kind]}
+    fields = {k: header[k] for k in (*FIELDS[kind], *OPTIONAL.get(kind, ())) if k in header}
     arrays = {}
     for (name, dtype, shape), buf in zip(specs, bufs[1:], strict=True):
         expected = math.prod(shape) * dtype.itemsize

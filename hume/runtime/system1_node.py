@@ -209,6 +209,11 @@ class System1Node:
             if msg.type == protocol.HEARTBEAT:
                 self.system2_state = msg.fields["state"]
                 continue
+            # A System 2 serving many clients sends every client's chunks and errors on one PUB
+            # socket, each naming the session it answers: this node's are the only ones it may use.
+            if msg.fields.get("client", self.transport.session) != self.transport.session:
+                self.inbox.reject("other_client")
+                continue
             if msg.type == protocol.ERROR:
                 self.system2_errors += 1
                 f = msg.fields

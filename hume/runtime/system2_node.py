@@ -5,15 +5,23 @@ had no time for), publishes the chosen chunk with all candidate values and the s
 observation it answers, and sends heartbeats carrying its counters. An observation the policy
 cannot use (a missing camera, a state of the wrong size) or whose think fails is answered with an
 error message naming what is wrong. It never waits on System 1.
+
+One node serves many System-1 clients (a fleet of robots, or evaluation workers), told apart by
+their session: the newest observation of each waiting client goes into one batched think
+(batching.py decides which, within `system2.max_batch` and `system2.max_wait_ms`), and every
+chunk names the session it answers, so each client keeps only its own. Chunks travel on PUB, which
+drops rather than waits for a subscriber that does not read: a slow or dead client stalls no other.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import signal
 import threading
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +30,7 @@ import zmq
 from hume.constants import TASK_KEY
 from hume.policy.delay import DelayEstimator, steps_for
 from hume.runtime import protocol
+from hume.runtime.batching import Batcher
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
 from hume.runtime.policy_spec import PolicySpec
@@ -33,6 +42,21 @@ log = logging.getLogger(__name__)
 
 # System 1 counts as connected while its messages arrived within this many heartbeats.
 PEER_TIMEOUT_HEARTBEATS = 4
+# Clients whose counters the node keeps (the least recently seen beyond that are forgotten), so
+# that senders making up sessions cannot grow its memory.
+MAX_CLIENTS = 64
+
+
+@dataclass
+class ClientCounters:
+    """One System-1 client's traffic, in the node's summary."""
+
+    observations: int = 0  # usable observations received
+    superseded: int = 0  # of those, replaced by a newer one of the same client before a think
+    chunks_sent: int = 0
+    errors_sent: int = 0
+    episode: int = -1  # of its last observation thought on
+    seen_at: float = 0.0  # monotonic time of its last observation
 
 
 def observation_dict(msg: protocol.Message) -> dict:
@@ -56,12 +80,19 @@ class System2Node:
             self.transport.close()
             raise
         self.stop = threading.Event()
-        self.think_ms: list[float] = []
+        # A policy without think_batch (a plug-in class) is served one observation at a time.
+        batched = callable(getattr(policy, "think_batch", None))
+        self.batcher: Batcher[protocol.Message] = Batcher(
+            cfg.system2.max_batch if batched else 1, cfg.system2.max_wait_ms / 1e3
+        )
+        self.clients: collections.OrderedDict[str, ClientCounters] = collections.OrderedDict()
+        self.batch_sizes: list[int] = []
+        self.superseded_queued = 0  # observations replaced while waiting for a think (batcher)
+        self.think_ms: list[float] = []  # one per chunk sent: the think of its batch
         # Real-time chunking's delay (control steps from an observation to its chunk's first use),
         # from the recent think times; what each think assumed (None: nothing was committed).
         self.delay = DelayEstimator()
         self.delays: list[int | None] = []
-        self.episode: int | None = None
         self._next_heartbeat = 0.0
         self._warm = False
         self.think_errors = 0
@@ -76,19 +107,29 @@ class System2Node:
         )
 
     def stats(self) -> dict:
-        return {**self.intake.stats(), "chunks_sent": len(self.think_ms), "think_errors": self.think_errors}
+        return {
+            **self.intake.stats(),
+            "superseded": self.intake.superseded + self.superseded_queued,
+            "chunks_sent": len(self.think_ms),
+            "think_errors": self.think_errors,
+            "batches": len(self.batch_sizes),
+            "batch_size_max": max(self.batch_sizes, default=0),
+        }
+
+    def _recent(self, seen: float | None) -> bool:
+        timeout = PEER_TIMEOUT_HEARTBEATS * self.cfg.transport.heartbeat_s
+        return seen is not None and time.monotonic() - seen < timeout
 
     def _peer_connected(self) -> bool:
         """System 1's messages arrived lately, or wait in the queue (a long think has not taken them)."""
-        seen = self.intake.peer_seen_at
-        recent = (
-            seen is not None
-            and time.monotonic() - seen < PEER_TIMEOUT_HEARTBEATS * self.cfg.transport.heartbeat_s
-        )
-        return recent or self.intake.pending()
+        return self._recent(self.intake.peer_seen_at) or self.intake.pending()
 
     def heartbeat(self, state: str = "ready") -> None:
-        stats = {**self.stats(), "system1_connected": int(self._peer_connected())}
+        stats = {
+            **self.stats(),
+            "system1_connected": int(self._peer_connected()),
+            "clients_connected": sum(self._recent(c.seen_at) for c in self.clients.values()),
+        }
         self.chunks.send(
             protocol.HEARTBEAT, {"role": "system2", "state": state, "model_id": self.model_id, "stats": stats}
         )
@@ -101,42 +142,87 @@ class System2Node:
             self._unusable = (msg, e)
             raise
 
+    def _client(self, session: str) -> ClientCounters:
+        client = self.clients.pop(session, None) or ClientCounters()
+        self.clients[session] = client  # most recently seen last
+        while len(self.clients) > MAX_CLIENTS:
+            self.clients.popitem(last=False)
+        return client
+
     def reply_error(self, msg: protocol.Message, reason: str, detail: str) -> None:
         """Tell the sender why the observation of msg's tick got no chunk."""
         f = msg.fields
         self._log(logging.ERROR, reason, "observation of tick %d: %s: %s", f["tick"], reason, detail)
         fields = {"episode": f["episode"], "step": f["step"], "tick": f["tick"], "reason": reason}
-        self.chunks.send(protocol.ERROR, {**fields, "detail": detail[: protocol.MAX_TEXT]})
+        self.chunks.send(
+            protocol.ERROR, {**fields, "detail": detail[: protocol.MAX_TEXT], "client": msg.session}
+        )
+        if msg.session in self.clients:
+            self.clients[msg.session].errors_sent += 1
 
-    def think(self, msg: protocol.Message) -> None:
-        episode = msg.fields["episode"]
-        if episode != self.episode:
+    def think(self, msgs: list[protocol.Message]) -> None:
+        """One think for the newest observation of each client in `msgs`; each gets its chunk."""
+        clients = [self._client(m.session) for m in msgs]
+        if any(c.episode != m.fields["episode"] for c, m in zip(clients, msgs, strict=True)):
             self.policy.reset()
-            self.episode = episode
-        obs = observation_dict(msg)
+            for c, m in zip(clients, msgs, strict=True):
+                c.episode = m.fields["episode"]
+        observations = [observation_dict(m) for m in msgs]
         if not self._warm:  # the first think of a fresh process is slow (lazy kernel setup)
             t0 = time.monotonic()
-            self.policy.think(obs)
+            self.policy.think(observations[0])
             self._warm = True
             log.info("System 2 warmed up in %.0f ms", (time.monotonic() - t0) * 1e3)
-        committed = msg.arrays.get(protocol.COMMITTED_KEY)
+        committed = [m.arrays.get(protocol.COMMITTED_KEY) for m in msgs]
         delay = self.delay.steps
         t0 = time.monotonic()
-        chunk = self.policy.think(obs, committed=committed, delay=delay)
+        if len(msgs) == 1:
+            chunks = [self.policy.think(observations[0], committed=committed[0], delay=delay)]
+        else:
+            chunks = self.policy.think_batch(observations, committed=committed, delays=[delay] * len(msgs))
         think_ms = (time.monotonic() - t0) * 1e3
-        self.think_ms.append(think_ms)
+        self.batch_sizes.append(len(msgs))
         self.delay.add(steps_for(think_ms, self.cfg.system1.control_hz))
-        self.delays.append(delay if committed is not None else None)
-        fields, arrays = chunk_to_wire(chunk)
-        fields.update(
-            model_id=self.model_id,
-            episode=episode,
-            step=msg.fields["step"],
-            tick=msg.fields["tick"],
-            think_ms=think_ms,
-        )
-        self.chunks.send(protocol.CHUNK, fields, arrays)
-        log.debug("chunk for tick %d in %.1f ms", msg.fields["tick"], think_ms)
+        for msg, client, chunk, sent in zip(msgs, clients, chunks, committed, strict=True):
+            self.think_ms.append(think_ms)
+            self.delays.append(delay if sent is not None else None)
+            fields, arrays = chunk_to_wire(chunk)
+            fields.update(
+                model_id=self.model_id,
+                episode=msg.fields["episode"],
+                step=msg.fields["step"],
+                tick=msg.fields["tick"],
+                think_ms=think_ms,
+                client=msg.session,
+            )
+            self.chunks.send(protocol.CHUNK, fields, arrays)
+            client.chunks_sent += 1
+        log.debug("%d chunk(s) in %.1f ms", len(msgs), think_ms)
+
+    def answer(self, msgs: list[protocol.Message]) -> None:
+        """think(msgs); when it fails, each observation alone, so that one client's observation the
+        model cannot take costs the others nothing but time."""
+        try:
+            self.think(msgs)
+        except Exception as e:  # an observation the policy cannot use must not stop the node
+            if len(msgs) > 1:
+                for msg in msgs:
+                    self.answer([msg])
+                return
+            self.think_errors += 1
+            self.reply_error(msgs[0], "think_failed", f"{type(e).__name__}: {e}")
+
+    def _intake(self, timeout_s: float) -> None:
+        """Take the newest observation of each client that sent one (waiting up to timeout_s)."""
+        for msg, superseded in self.intake.wait_each(timeout_s):
+            now = time.monotonic()
+            client = self._client(msg.session)
+            client.observations += 1 + superseded
+            client.superseded += superseded
+            client.seen_at = now
+            if self.batcher.add(msg.session, msg, now):
+                client.superseded += 1
+                self.superseded_queued += 1
 
     def run(self) -> None:
         hb = self.cfg.transport.heartbeat_s
@@ -145,17 +231,15 @@ class System2Node:
             if now >= self._next_heartbeat:
                 self.heartbeat()
                 self._next_heartbeat = now + hb
-            msg = self.intake.wait(timeout_s=min(hb, max(0.0, self._next_heartbeat - now)))
+            due = self.batcher.due_in(now)
+            until_heartbeat = max(0.0, self._next_heartbeat - now)
+            self._intake(min(hb if due is None else due, until_heartbeat))
             if self._unusable is not None:  # one reply per wait, however many were refused
                 bad, err = self._unusable
                 self._unusable = None
                 self.reply_error(bad, err.reason, str(err).partition(": ")[2])
-            if msg is not None and not self.stop.is_set():
-                try:
-                    self.think(msg)
-                except Exception as e:  # an observation the policy cannot use must not stop the node
-                    self.think_errors += 1
-                    self.reply_error(msg, "think_failed", f"{type(e).__name__}: {e}")
+            if self.batcher.due_in(time.monotonic()) == 0.0 and not self.stop.is_set():
+                self.answer([msg for _, msg in self.batcher.take()])
         self.heartbeat("stopping")
 
     def summary(self) -> dict:
@@ -167,6 +251,11 @@ class System2Node:
             "think_ms_p50": float(np.nanpercentile(ms, 50)),
             "think_ms_p99": float(np.nanpercentile(ms, 99)),
             "rtc_delay_steps": self.delays,
+            "batch_size_mean": float(np.mean(self.batch_sizes)) if self.batch_sizes else 0.0,
+            "clients": {
+                session: {k: v for k, v in asdict(c).items() if k != "seen_at"}
+                for session, c in self.clients.items()
+            },
             **self.stats(),
         }
 

@@ -4,7 +4,8 @@ Pattern: the System-2 node binds a SUB socket for observations and a PUB socket 
 heartbeats; the System-1 node connects to both. PUB/SUB never blocks a sender and never
 deadlocks when a peer dies (unlike REQ/REP). Observations go through a latest-value intake
 (`LatestObservation`): System 2 takes everything queued since its last think and thinks on the
-newest observation only.
+newest observation of each System 1 only. Chunks go to every subscriber; each names the session
+of the observation it answers, and a System 1 keeps only its own (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -246,13 +247,14 @@ class Inbox:
 
 
 class LatestObservation:
-    """Latest-value intake for observations: each `wait` drains the socket, hands out the newest.
+    """Latest-value intake for observations: each wait drains the socket and hands out the newest
+    observation of each sender (System 1 session).
 
     No thread: while System 2 thinks, observations wait in ZeroMQ's queue, at most
     OBSERVATION_QUEUE of them (beyond that the publisher drops new ones, so a think longer than
     that many control ticks answers an old observation, which System 1's chunk TTL then rejects).
-    The next `wait` takes the whole queue at once and keeps only the newest; the older ones are
-    counted as superseded.
+    The next wait takes the whole queue at once and keeps only each sender's newest; the older
+    ones are counted as superseded.
     """
 
     def __init__(self, transport: Transport, endpoint: str, bind: bool = True, check=None):
@@ -265,11 +267,20 @@ class LatestObservation:
         self.peer_seen_at: float | None = None  # monotonic time of the last System-1 message
 
     def wait(self, timeout_s: float) -> Message | None:
-        """The newest observation not handed out before, waiting up to `timeout_s` for one."""
+        """The newest observation of any sender, waiting up to `timeout_s` for one (a node serving
+        one client; the other senders' are superseded)."""
+        latest = self.wait_each(timeout_s)
+        self.superseded += max(0, len(latest) - 1)
+        return latest[-1][0] if latest else None
+
+    def wait_each(self, timeout_s: float) -> list[tuple[Message, int]]:
+        """The newest observation of each sender not handed out before, in the order they arrived,
+        each with how many older ones of its sender it superseded; waits up to `timeout_s` for the
+        first one; empty when none came."""
         deadline = time.monotonic() + timeout_s
-        latest: Message | None = None
+        latest: dict[str, tuple[Message, int]] = {}
         while True:
-            wait_ms = 0.0 if latest is not None else max(0.0, deadline - time.monotonic()) * 1e3
+            wait_ms = 0.0 if latest else max(0.0, deadline - time.monotonic()) * 1e3
             msgs = self.inbox.drain(timeout_ms=wait_ms)
             if msgs:
                 self.peer_seen_at = time.monotonic()
@@ -284,13 +295,14 @@ class LatestObservation:
                     except MessageError as e:
                         self.inbox.reject(e.reason)
                         continue
-                if latest is not None:
+                older = latest.pop(msg.session, None)
+                if older is not None:
                     self.superseded += 1
-                latest = msg
-            if latest is not None and not self.inbox.backlog:  # the queue is empty: latest is newest
-                return latest
-            if latest is None and time.monotonic() >= deadline:
-                return None
+                latest[msg.session] = (msg, 0 if older is None else older[1] + 1)
+            if latest and not self.inbox.backlog:  # the queue is empty: these are the newest
+                return list(latest.values())
+            if not latest and time.monotonic() >= deadline:
+                return []
 
     def pending(self) -> bool:
         """Messages wait in the queue (System 1 is alive even if no wait() took them yet)."""
