@@ -13,4 +13,5 @@ BENCHMARKS: dict[str, str] = {
     "train-throughput": "hume.bench.train_throughput",
     "full-model": "hume.bench.full_model",
     "soak": "hume.bench.soak",
+    "s2-batching": "hume.bench.s2_batching",
 }

@@ -67,7 +67,11 @@ def serve_system2(obs_endpoint: str, chunk_endpoint: str, chunk_size: int, ready
     from hume.runtime.system2_node import System2Node
 
     cfg = DeployConfig(transport=TransportConfig(observations=obs_endpoint, chunks=chunk_endpoint))
-    node = System2Node(cfg, EchoPolicy(chunk_size), MODEL_ID)
+    run_node(System2Node(cfg, EchoPolicy(chunk_size), MODEL_ID), ready, stop)
+
+
+def run_node(node, ready, stop) -> None:
+    """Run a System-2 node in this child process until `stop` is set; `ready` once it is bound."""
     node.stop = stop
     ready.set()
     try:
