@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 CAMERAS = ("agentview", "wrist")
 CONFIG_FILE = "meta/collect_config.json"
 SUMMARY_FILE = "meta/collect_summary.json"
+# A rollout's frames also record the value head's Q of the chunk being executed (the chosen
+# candidate's; NaN with the value head off): how the critic ranks, against the episode's outcome.
+POLICY_VALUE = "policy.value"
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,10 @@ def plan(cfg: CollectConfig, task_ids: list[int]) -> list[Unit]:
 
 
 def features(cfg: CollectConfig) -> dict:
-    return fmt.libero_features(cfg.image_size, cfg.fps, CAMERAS if cfg.cameras else ())
+    out = fmt.libero_features(cfg.image_size, cfg.fps, CAMERAS if cfg.cameras else ())
+    if cfg.source == "policy":
+        out[POLICY_VALUE] = {"dtype": "float32", "shape": [1], "names": None}
+    return out
 
 
 def record_episode(env, actor, obs: dict, cameras: bool) -> tuple[dict[str, np.ndarray], bool]:
@@ -185,8 +191,22 @@ def start_episode(env, cfg: CollectConfig, unit: Unit) -> tuple[dict, dict]:
     }
 
 
+class RolloutActor:
+    """A policy in a rollout, noting with each action the Q of the chunk that action came from."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.values: list[float] = []
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        action = self.policy.select_action(obs)
+        chunk = self.policy.schedule.chunk
+        self.values.append(float(chunk.values[chunk.index]))
+        return action
+
+
 def make_actor(env, cfg: CollectConfig, unit: Unit):
-    """The expert or the policy, reset for this episode with its seed."""
+    """The expert or the policy (as a RolloutActor), reset for this episode with its seed."""
     if cfg.source == "expert":
         from sim.experts import make_expert
 
@@ -199,7 +219,7 @@ def make_actor(env, cfg: CollectConfig, unit: Unit):
     policy = _policy_for(cfg)
     seed_everything(unit.seed)
     reset_policy(policy, unit.seed)
-    return policy
+    return RolloutActor(policy)
 
 
 def run_unit(cfg: CollectConfig, info: dict, task_index: int, unit: Unit) -> dict:
@@ -208,7 +228,10 @@ def run_unit(cfg: CollectConfig, info: dict, task_index: int, unit: Unit) -> dic
 
     env = _env_for(cfg, unit.task_id)
     obs, start = start_episode(env, cfg, unit)
-    frames, success = record_episode(env, make_actor(env, cfg, unit), obs, cfg.cameras)
+    actor = make_actor(env, cfg, unit)
+    frames, success = record_episode(env, actor, obs, cfg.cameras)
+    if isinstance(actor, RolloutActor):
+        frames[POLICY_VALUE] = np.asarray(actor.values, dtype=np.float32)
     stats = write_episode_files(cfg.output, info, unit.episode_index, task_index, frames)
     return {
         "unit": unit,

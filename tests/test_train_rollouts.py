@@ -138,6 +138,10 @@ def test_value_head_fine_tunes_on_demos_and_its_own_rollouts(tmp_path):
     ds = open_datasets([cfg.dataset, *cfg.extra_datasets])
     rows = ds.episodes
     assert [r["source"] for r in rows] == ["expert", "policy", "policy"]
+    # Every rollout frame carries the Q of the chunk it executed; training reads the shared columns.
+    values = open_datasets([str(rollouts)]).columns["policy.value"]
+    assert values.shape == (24,) and np.isfinite(values).all() and len(np.unique(values)) >= 2
+    assert "policy.value" not in ds.columns
     # Each collection ran its own simulator settings (the demonstrations' env was not reused).
     assert [r["length"] for r in rows[1:]] == [12, 12]
     assert ds[len(ds) - 1]["observation.images.agentview"].shape == (128, 128, 3)
