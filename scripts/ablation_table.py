@@ -5,7 +5,8 @@
 Each argument is LABEL=EVAL_OUTPUT_DIR. The first run is the reference: for every other run the
 table counts the initial states only one of the two solved and gives McNemar's exact two-sided
 p-value on those discordant pairs (the runs share initial states, so pairs say more than two
-independent intervals).
+independent intervals). The last column is the smoothness of plan switches (results.json
+`switches.switch_ratio_p90`: |Δa| p90 at switches over within plans), where the run recorded it.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def table(runs: list[tuple[str, Path]]) -> str:
     ref = episodes(ref_dir)
     lines = [
         f"| variant | successes | rate | 95% Wilson interval | mean steps of successes | "
-        f"only {ref_label} / only this | McNemar p |",
-        "|---|---|---|---|---|---|---|",
+        f"only {ref_label} / only this | McNemar p | switch / within p90 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for label, folder in runs:
         result = json.loads((folder / "results.json").read_text())
@@ -57,9 +58,14 @@ def table(runs: list[tuple[str, Path]]) -> str:
             paired = f"{b} / {c}", f"{mcnemar_p(b, c):.2f}"
         lines.append(
             f"| {label} | {result['successes']}/{result['episodes']} | {result['success_rate']:.0%} | "
-            f"[{lo:.0%}, {hi:.0%}] | {steps} | {paired[0]} | {paired[1]} |"
+            f"[{lo:.0%}, {hi:.0%}] | {steps} | {paired[0]} | {paired[1]} | {_switch_ratio(result)} |"
         )
     return "\n".join(lines)
+
+
+def _switch_ratio(result: dict) -> str:
+    ratio = (result.get("switches") or {}).get("switch_ratio_p90")
+    return "-" if ratio is None else f"{ratio:.2f}"
 
 
 def main() -> None:

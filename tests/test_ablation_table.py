@@ -38,11 +38,14 @@ def test_mcnemar_exact_values():
 def test_table_counts_discordant_pairs(tmp_path):
     ref = write_run(tmp_path / "ref", [True, True, False, False])
     other = write_run(tmp_path / "other", [True, False, True, True])
+    result = json.loads((other / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps({**result, "switches": {"switch_ratio_p90": 1.234}}))
     text = ablation_table.table([("full", ref), ("off", other)])
     lines = text.splitlines()
-    assert lines[2].startswith("| full | 2/4 | 50% |") and lines[2].endswith("| - | - |")
+    assert lines[2].startswith("| full | 2/4 | 50% |") and lines[2].endswith("| - | - | - |")
     assert "| off | 3/4 | 75% |" in lines[3] and "| 1 / 2 |" in lines[3]
     assert "| 102 |" in lines[3]  # mean steps of its successes: 100, 102, 103
+    assert lines[3].endswith("| 1.23 |")
 
 
 def test_refuses_runs_on_other_states(tmp_path):
