@@ -63,6 +63,8 @@ class CollectConfig:
             raise ConfigError(
                 "source=policy records a Hume checkpoint: policy.type=hume, policy.checkpoint=DIR"
             )
+        if self.source == "policy" and not self.cameras:
+            raise ConfigError("source=policy needs cameras=true: the policy acts on the camera images")
         for name in ("first_init_state", "max_steps"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")

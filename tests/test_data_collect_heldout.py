@@ -66,11 +66,13 @@ def test_interleaved_plan_puts_episode_k_of_every_task_first():
     assert longer[:6] == units
 
 
-def test_bad_init_states_fails_naming_the_choices():
+def test_bad_collect_settings_fail_naming_the_choice():
     from sim.collect_config import CollectConfig
 
     with pytest.raises(ConfigError, match="official, sampled"):
         parse_config(CollectConfig, ["--init_states=random"])
+    with pytest.raises(ConfigError, match="cameras=true"):
+        parse_config(CollectConfig, ["--source=policy", "--cameras=false"])
 
 
 @pytest.fixture(scope="module")
