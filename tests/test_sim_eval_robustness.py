@@ -35,7 +35,7 @@ def test_each_variant_runs_in_its_own_folder_and_the_table_shows_the_drop(tmp_pa
     ran = []
     wins = {"libero_goal": 18, "libero_goal_swap": 9, "libero_goal_lan": 19}
 
-    def evaluate(cfg, policy_factory=None):
+    def evaluate(cfg, policy_factory=None, run_units=None):
         ran.append((cfg.suite, cfg.output, cfg.variants, cfg.tasks, cfg.seed))
         return fake_results(cfg.suite, wins[cfg.suite])
 
