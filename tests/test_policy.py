@@ -342,12 +342,13 @@ def test_think_continues_committed_actions_with_rtc_and_ignores_them_without(pol
     def frozen_error(chunk):
         return np.abs(policy.robot_actions(chunk)[:4] - committed[:4]).mean()
 
-    guided = policy.think(obs, noise=noise, committed=committed, delay=4)
+    on = HumePolicy(dataclasses.replace(policy.config, rtc=True), STATS)
+    on.load_state_dict(policy.state_dict())
+    guided = on.think(obs, noise=noise, committed=committed, delay=4)
     assert frozen_error(guided) < 0.5 * frozen_error(free)
-    off = HumePolicy(dataclasses.replace(policy.config, rtc=False), STATS)
-    off.load_state_dict(policy.state_dict())
+    assert not policy.config.rtc, "off by default"
     np.testing.assert_array_equal(
-        off.think(obs, noise=noise, committed=committed, delay=4).actions, free.actions
+        policy.think(obs, noise=noise, committed=committed, delay=4).actions, free.actions
     )
     with pytest.raises(ValueError, match="committed actions must be"):
-        policy.think(obs, noise=noise, committed=committed[:, :3], delay=4)
+        on.think(obs, noise=noise, committed=committed[:, :3], delay=4)

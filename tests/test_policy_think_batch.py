@@ -12,7 +12,7 @@ from hume.policy import HumePolicy
 @pytest.fixture(scope="module")
 def policy():
     torch.manual_seed(0)
-    return HumePolicy.from_config(HumeConfig())
+    return HumePolicy.from_config(HumeConfig(rtc=True))  # guidance on: the batch must carry it per client
 
 
 def test_each_entry_equals_its_own_think(policy):

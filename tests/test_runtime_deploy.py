@@ -51,7 +51,7 @@ def test_libero_deployment_with_the_tiny_model(ckpt, tmp_path):
     # Switch smoothness: one |Δa| per pair of consecutive ticks that do not hold.
     assert 0 < m["switch_ticks"] + m["within_ticks"] <= 11 and m["chunk_switch_ticks"] <= m["switch_ticks"]
     assert m["action_change_switch"]["p90"] is not None and m["switch_ratio_p90"] > 0
-    # System 1 sent its committed actions; System 2 guided its later chunks to continue them.
+    # System 1 sent its committed actions; System 2 estimated its delay for them.
     delays = json.loads((run / "system2.json").read_text())["rtc_delay_steps"]
     assert delays[0] is None and any(d is not None and d >= 1 for d in delays[1:]), delays
     for name in ("latency.png", "episodes.mp4", "ticks.csv", "system1.log", "system2.log"):

@@ -62,8 +62,9 @@ class HumeConfig:
     # from its observation's tick on, and the delay d (control steps before its chunk can be
     # followed), guides every candidate to keep the first d of them and to continue the rest
     # with weights decaying to 0, so the robot's switch to the new chunk is smooth. rtc_max_guidance
-    # caps the guidance gain (the paper's beta). false: committed actions are ignored.
-    rtc: bool = True
+    # caps the guidance gain (the paper's beta). false: committed actions are ignored. Off by
+    # default: it smooths switches, but its effect on success is not settled (docs/results.md).
+    rtc: bool = False
     rtc_max_guidance: float = 5.0
 
     # Ablation switches: value head off -> take candidate 0; System 1 off -> execute System 2's chunk.
