@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ import draccus
 import zmq
 
 from hume.runtime import protocol
-from hume.runtime.config import DeployConfig
+from hume.runtime.config import DeployConfig, TransportConfig
 from hume.runtime.transport import Inbox, Transport
 
 log = logging.getLogger(__name__)
@@ -105,14 +106,8 @@ class Node:
         return self.proc.returncode
 
 
-def _node_config(cfg: DeployConfig, run: Path, ipc_dir: str) -> Path:
-    """The config both nodes read: cfg with private ipc:// endpoints where none were given."""
-    t = cfg.transport
-    transport = dataclasses.replace(
-        t,
-        observations=t.observations or f"ipc://{ipc_dir}/observations",
-        chunks=t.chunks or f"ipc://{ipc_dir}/chunks",
-    )
+def _node_config(cfg: DeployConfig, run: Path, transport: TransportConfig) -> Path:
+    """The config a node reads: cfg with the endpoints of `transport`, written into run/."""
     path = run / "deploy_config.yaml"
     with path.open("w") as f:
         draccus.dump(dataclasses.replace(cfg, transport=transport, output=str(run)), f)
@@ -153,11 +148,90 @@ def _start_janitor(folder: str) -> subprocess.Popen:
     )
 
 
-def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResult:
-    """Run `cfg.episodes` episodes with the two nodes as separate processes; write cfg.output/.
+class PolicyServer:
+    """A System-2 node on private ipc:// endpoints (unless cfg names others), ready when built.
 
-    Interrupted (Ctrl-C: KeyboardInterrupt), it stops both nodes, writes metrics.json and
-    latency.png from what System 1 recorded (marked "interrupted"), and raises again.
+    One deployment has its own; evaluation workers share one, each System 1 a client of it
+    (system2_node.py batches their observations). A node that dies is restarted by `revive` at
+    most `cfg.system2_restarts` times; clients hold their robots meanwhile and resume by themselves.
+    """
+
+    def __init__(self, cfg: DeployConfig, run: Path, log_level: str):
+        run.mkdir(parents=True, exist_ok=True)
+        self._ipc = tempfile.TemporaryDirectory(prefix="hume-")
+        self._janitor = _start_janitor(self._ipc.name)
+        t = cfg.transport
+        self.transport = dataclasses.replace(
+            t,
+            observations=t.observations or f"ipc://{self._ipc.name}/observations",
+            chunks=t.chunks or f"ipc://{self._ipc.name}/chunks",
+        )
+        self.config = _node_config(cfg, run, self.transport)
+        self.cfg = draccus.load(DeployConfig, self.config.open())
+        self.run, self.log_level = run, log_level
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self.clients: set[Node] = set()  # System-1 nodes running against it; stopped with it
+        self.watcher = Watcher(self.cfg, self.transport.endpoints()[1])
+        self.node: Node | None = None
+        try:
+            self._start(append=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, append: bool) -> None:
+        self.node = Node("system2", self.config, self.run, self.log_level, append=append)
+        self.watcher.wait_for(
+            lambda f: f["state"] == "ready", [self.node], self.cfg.startup_timeout_s, "System 2 to be ready"
+        )
+        log.info("System 2 ready")
+
+    def revive(self) -> None:
+        """Restart the node if it has died (thread-safe: workers share the server)."""
+        with self._lock:
+            self.watcher.inbox.drain(timeout_ms=0)  # keep the subscription's queue empty
+            if self.node.proc.poll() is None:
+                return
+            if self.restarts >= self.cfg.system2_restarts:
+                self.node.check_alive()
+            self.restarts += 1
+            code = self.node.proc.returncode
+            log.error(
+                "System 2 exited with code %s: restart %d of %d",
+                code,
+                self.restarts,
+                self.cfg.system2_restarts,
+            )
+            self.node.stop()
+            self._start(append=True)
+
+    def close(self) -> None:
+        for client in list(self.clients):
+            client.stop()
+        if self.node is not None:
+            self.node.stop()
+        self.watcher.close()
+        self._janitor.stdin.close()  # the janitor removes the socket folder (again: harmless) and exits
+        self._janitor.wait()
+        self._ipc.cleanup()
+
+    def __enter__(self) -> PolicyServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_deployment(
+    cfg: DeployConfig, log_level: str = "INFO", server: PolicyServer | None = None
+) -> DeploymentResult:
+    """Run `cfg.episodes` episodes with System 1 and System 2 as separate processes; write cfg.output/.
+
+    System 2 is this deployment's own, or `server` when one is shared with other System-1 nodes
+    (its summary is then in the server's folder, not in cfg.output). Interrupted (Ctrl-C:
+    KeyboardInterrupt), it stops its nodes, writes metrics.json and latency.png from what System 1
+    recorded (marked "interrupted"), and raises again.
     """
     cfg.check_checkpoint()
     run = Path(cfg.output)
@@ -166,16 +240,15 @@ def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResu
         (run / stale).unlink(missing_ok=True)
     t_start = time.monotonic()
     interrupted = False
-    with tempfile.TemporaryDirectory(prefix="hume-") as ipc_dir:
-        janitor = _start_janitor(ipc_dir)
-        try:
-            _run_nodes(cfg, run, ipc_dir, log_level)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted: both nodes stopped")
-        finally:
-            janitor.stdin.close()  # the janitor removes the folder (again: harmless) and exits
-            janitor.wait()
+    try:
+        if server is None:
+            with PolicyServer(cfg, run, log_level) as own:
+                _run_system1(cfg, run, own, log_level, own_server=True)
+        else:
+            _run_system1(cfg, run, server, log_level, own_server=False)
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: nodes stopped")
     if interrupted and not (run / "system1.json").is_file():
         raise KeyboardInterrupt  # System 1 never ran: nothing to report
     metrics = _write_metrics(run, time.monotonic() - t_start, interrupted)
@@ -184,46 +257,32 @@ def run_deployment(cfg: DeployConfig, log_level: str = "INFO") -> DeploymentResu
     return DeploymentResult(metrics["episode_results"], metrics, run)
 
 
-def _run_nodes(cfg: DeployConfig, run: Path, ipc_dir: str, log_level: str) -> None:
-    """Start System 2, then System 1; wait for System 1 to finish its episodes; stop both."""
-    config = _node_config(cfg, run, ipc_dir)
-    node_cfg = draccus.load(DeployConfig, config.open())
-    watcher = Watcher(node_cfg, node_cfg.transport.endpoints()[1])
-    nodes: list[Node] = []
+def _run_system1(
+    cfg: DeployConfig, run: Path, server: PolicyServer, log_level: str, own_server: bool
+) -> None:
+    """Start System 1 as a client of `server`; wait for it to finish its episodes, reviving System 2."""
+    config = _node_config(cfg, run, server.transport) if not own_server else server.config
+    system1 = Node("system1", config, run, log_level)
+    server.clients.add(system1)
     try:
-        nodes.append(Node("system2", config, run, log_level))
-        watcher.wait_for(
-            lambda f: f["state"] == "ready", nodes, cfg.startup_timeout_s, "System 2 to be ready"
-        )
-        log.info("System 2 ready")
-        nodes.append(Node("system1", config, run, log_level))
-        watcher.wait_for(
-            lambda f: f["stats"].get("system1_connected") == 1,
-            nodes,
-            cfg.startup_timeout_s,
-            "System 1 to connect",
-        )
-        log.info("both nodes ready: running %d episode(s)", cfg.episodes)
-        system1, restarts = nodes[1], 0
+        if own_server:
+            # Only a server of its own says whether this System 1 connected: a shared one hears
+            # other clients too. A client that never connects ends at its first_chunk_timeout_s.
+            server.watcher.wait_for(
+                lambda f: f["stats"].get("system1_connected") == 1,
+                [server.node, system1],
+                cfg.startup_timeout_s,
+                "System 1 to connect",
+            )
+            log.info("both nodes ready: running %d episode(s)", cfg.episodes)
         while system1.proc.poll() is None:
-            if nodes[0].proc.poll() is not None:
-                # System 1 holds the robot meanwhile and resumes by itself once chunks return.
-                if restarts >= cfg.system2_restarts:
-                    nodes[0].check_alive()
-                restarts += 1
-                code = nodes[0].proc.returncode
-                log.error(
-                    "System 2 exited with code %s: restart %d of %d", code, restarts, cfg.system2_restarts
-                )
-                nodes[0].stop()
-                nodes[0] = Node("system2", config, run, log_level, append=True)
-            watcher.inbox.drain(timeout_ms=500)  # keep the subscription's queue empty
+            server.revive()
+            time.sleep(0.5)
         if system1.proc.returncode != 0:
             raise DeploymentError(f"system1 exited with code {system1.proc.returncode}:\n{system1.tail()}")
     finally:
-        for node in reversed(nodes):
-            node.stop()
-        watcher.close()
+        server.clients.discard(system1)
+        system1.stop()
 
 
 def _write_metrics(run: Path, wall_s: float, interrupted: bool) -> dict:

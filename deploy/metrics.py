@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -96,8 +97,18 @@ def _dropped_by_reason(*summaries: dict) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+# pyplot's state (current figure, mathtext cache) is global and not thread-safe, and the
+# evaluator's policy-server workers finish their deployments in threads.
+_PLOT_LOCK = threading.Lock()
+
+
 def plot(run: Path, path: Path) -> None:
     """Tick latency (against the deadline) and the age of the chunk in use, over control ticks."""
+    with _PLOT_LOCK:
+        _plot(run, path)
+
+
+def _plot(run: Path, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -102,6 +102,10 @@ class EvalConfig:
     # `deploy` mode: a deploy YAML (configs/deploy/) whose transport and System-1 settings to use;
     # the robot, checkpoint and episodes come from this config. Empty = the runtime's defaults.
     deploy_config: str = ""
+    # `deploy` mode: one System-2 process serves `num_workers` System-1 processes (simulator
+    # workers) with batched thinks, the way one GPU serves many CPU simulators; false: one
+    # deployment (both nodes) per task, one after another.
+    policy_server: bool = False
     # Episode e of task t is seeded with hash(seed, t, e): the same regardless of worker or order.
     seed: int = 7
     # Episodes running in parallel, each worker with its own simulator and policy.
@@ -161,6 +165,8 @@ class EvalConfig:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.deploy_config and not self.deploy_config.endswith((".yaml", ".yml")):
             raise ConfigError(f"deploy_config must be a YAML file, got {self.deploy_config!r}")
+        if self.policy_server and self.mode != "deploy":
+            raise ConfigError("policy_server=true serves System-1 processes: it needs mode=deploy")
         self._validate_backend()
         lat = self.latency
         if lat.steps < 0 or lat.think_every < 0:

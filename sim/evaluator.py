@@ -318,7 +318,9 @@ def evaluate(
         "episodes_run": len(todo),
         "wall_s": round(wall, 2),
         "episodes_per_hour": round(len(todo) / wall * 3600, 1) if todo and wall > 0 else None,
-        "num_workers": 1 if cfg.mode == "deploy" else min(cfg.num_workers, max(len(todo), 1)),
+        "num_workers": 1
+        if cfg.mode == "deploy" and not cfg.policy_server
+        else min(cfg.num_workers, max(len(todo), 1)),
         "backend": cfg.backend,
     }
     results = write_results(out, cfg, tasks, rows, throughput, provenance(cfg, custom_policy))
