@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from hume.config import ConfigError, to_dict
+from hume.constants import ACTION_KEY, DONE_KEY, IMAGE_KEY, REWARD_KEY, STATE_KEY, SUCCESS_KEY
 from hume.data import format as fmt
 from sim.collect_config import CollectConfig
+from sim.libero_env import CAMERAS
 from sim.start_states import held_out_check
 
 log = logging.getLogger(__name__)
 
-CAMERAS = ("agentview", "wrist")
 CONFIG_FILE = "meta/collect_config.json"
 SUMMARY_FILE = "meta/collect_summary.json"
 # A rollout's frames also record the value head's Q of the chunk being executed (the chosen
@@ -101,7 +102,7 @@ def plan(cfg: CollectConfig, task_ids: list[int]) -> list[Unit]:
 
 
 def features(cfg: CollectConfig) -> dict:
-    out = fmt.libero_features(cfg.image_size, cfg.fps, CAMERAS if cfg.cameras else ())
+    out = fmt.libero_features(cfg.image_size, cfg.fps, tuple(CAMERAS) if cfg.cameras else ())
     if cfg.source == "policy":
         out[POLICY_VALUE] = {"dtype": "float32", "shape": [1], "names": None}
     return out
@@ -111,26 +112,23 @@ def record_episode(env, actor, obs: dict, cameras: bool) -> tuple[dict[str, np.n
     """Run `actor` (an expert or a policy: `select_action(obs)`) from `obs`, the episode's first
     observation, until success or the step limit; frame t holds the observation the action was
     chosen on, the action, and what followed it (reward, done, success)."""
-    columns: dict[str, list] = {"observation.state": [], "action": [], "next.success": []}
-    if cameras:
-        for cam in CAMERAS:
-            columns[f"observation.images.{cam}"] = []
+    observed = [STATE_KEY] + ([IMAGE_KEY.format(cam) for cam in CAMERAS] if cameras else [])
+    columns: dict[str, list] = {key: [] for key in [*observed, ACTION_KEY, SUCCESS_KEY]}
     success = False
     while not success and not env.truncated:
         action = actor.select_action(obs)
-        for key in columns:
-            if key.startswith("observation."):
-                columns[key].append(obs[key])
-        columns["action"].append(action)
+        for key in observed:
+            columns[key].append(obs[key])
+        columns[ACTION_KEY].append(action)
         obs, success = env.step(action)
-        columns["next.success"].append(success)
+        columns[SUCCESS_KEY].append(success)
     frames = {k: np.stack(v) for k, v in columns.items()}
-    frames["action"] = frames["action"].astype(np.float32)
-    frames["next.success"] = frames["next.success"].astype(bool)
-    length = len(frames["action"])
-    frames["next.done"] = np.arange(length) == length - 1
+    frames[ACTION_KEY] = frames[ACTION_KEY].astype(np.float32)
+    frames[SUCCESS_KEY] = frames[SUCCESS_KEY].astype(bool)
+    length = len(frames[ACTION_KEY])
+    frames[DONE_KEY] = np.arange(length) == length - 1
     # Sparse reward: 1 on the frame whose action reached the goal, 0 elsewhere.
-    frames["next.reward"] = frames["next.success"].astype(np.float32)
+    frames[REWARD_KEY] = frames[SUCCESS_KEY].astype(np.float32)
     return frames, success
 
 
@@ -236,7 +234,7 @@ def run_unit(cfg: CollectConfig, info: dict, task_index: int, unit: Unit) -> dic
     return {
         "unit": unit,
         "task": env.instruction,
-        "length": len(frames["action"]),
+        "length": len(frames[ACTION_KEY]),
         "success": success,
         "stats": stats,
         "start": start,

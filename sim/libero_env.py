@@ -18,6 +18,9 @@ from functools import cache
 
 import numpy as np
 
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
+from hume.policy.hold import hold_action
+
 # robosuite picks its GL backend when first imported; default to headless EGL.
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -36,8 +39,8 @@ DEFAULT_MAX_STEPS = 400
 NUM_WAIT_STEPS = 10
 # robosuite's "default" initialisation noise: Gaussian, rad per arm joint.
 ROBOT_INIT_NOISE = 0.02
-# Zero motion, gripper open: what the robot does while objects settle.
-NOOP_ACTION = np.array([0.0] * 6 + [-1.0], dtype=np.float32)
+# What the robot does while objects settle: the hold action, gripper open.
+NOOP_ACTION = hold_action()
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 RENDERER_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
 
@@ -219,12 +222,12 @@ def to_observation(raw: dict, instruction: str) -> dict:
     state = np.concatenate(
         [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
     ).astype(np.float32)
-    obs = {"observation.state": state, "task": instruction}
+    obs = {STATE_KEY: state, TASK_KEY: instruction}
     for ours, theirs in CAMERAS.items():
         key = f"{theirs}_image"
         if key in raw:
             # Rotate 180°: LIBERO's images come out upside down and mirrored.
-            obs[f"observation.images.{ours}"] = np.ascontiguousarray(raw[key][::-1, ::-1])
+            obs[IMAGE_KEY.format(ours)] = np.ascontiguousarray(raw[key][::-1, ::-1])
     return obs
 
 

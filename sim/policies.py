@@ -6,7 +6,7 @@ from typing import Protocol
 
 import numpy as np
 
-from hume.constants import ACTION_KEY
+from hume.constants import ACTION_KEY, TASK_INDEX_KEY
 from hume.policy.hold import hold_action
 
 
@@ -62,7 +62,7 @@ class DatasetReplayPolicy(ReplayPolicy):
         self.by_task: dict[str, list[tuple[int | None, np.ndarray]]] = {}
         for k, row in enumerate(ds.episodes):
             frames = ds.episode_range(k)
-            task = ds.tasks[int(ds.columns["task_index"][frames.start])]
+            task = ds.tasks[int(ds.columns[TASK_INDEX_KEY][frames.start])]
             actions = ds.columns[ACTION_KEY][frames.start : frames.stop]
             self.by_task.setdefault(task, []).append((row.get("init_state"), actions))
         self.actions = np.zeros((0, 7), dtype=np.float32)

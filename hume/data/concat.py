@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 
+from hume.constants import ACTION_KEY, EPISODE_INDEX_KEY, INDEX_KEY, STATE_KEY, TASK_INDEX_KEY, TASK_KEY
 from hume.data import format as fmt
 from hume.data.reader import EpisodeFrames, LeRobotDataset
 from hume.data.returns import episode_bounds
@@ -20,7 +21,7 @@ from hume.data.stats import aggregate_stats
 log = logging.getLogger(__name__)
 
 # Columns whose values number frames, episodes or tasks: renumbered across the parts.
-_RENUMBERED = ("episode_index", "index", "task_index")
+_RENUMBERED = (EPISODE_INDEX_KEY, INDEX_KEY, TASK_INDEX_KEY)
 
 
 class ConcatDataset(EpisodeFrames):
@@ -39,7 +40,7 @@ class ConcatDataset(EpisodeFrames):
                 raise fmt.DatasetFormatError(
                     f"{part.root} runs at {part.fps} fps, {parts[0].root} at {self.fps}"
                 )
-            for key in ("observation.state", "action"):
+            for key in (STATE_KEY, ACTION_KEY):
                 theirs = part.info["features"].get(part.source_key.get(key, key), {}).get("shape")
                 if theirs != first.get(parts[0].source_key.get(key, key), {}).get("shape"):
                     raise fmt.DatasetFormatError(f"{part.root} and {parts[0].root} differ in {key!r}'s shape")
@@ -52,22 +53,22 @@ class ConcatDataset(EpisodeFrames):
             self._episode_offsets.append(next_episode)
             self._task_maps.append(np.array([self.tasks.index(t) for t in part.tasks], dtype=np.int64))
             for row in part.episodes:
-                renumbered = int(row["episode_index"]) + next_episode
-                self.episodes.append({**row, "episode_index": renumbered, "dataset": str(part.root)})
-            next_episode += int(part.columns["episode_index"].max()) + 1
+                renumbered = int(row[EPISODE_INDEX_KEY]) + next_episode
+                self.episodes.append({**row, EPISODE_INDEX_KEY: renumbered, "dataset": str(part.root)})
+            next_episode += int(part.columns[EPISODE_INDEX_KEY].max()) + 1
         keys = [k for k in parts[0].columns if all(k in p.columns for p in parts)]
         self.columns = {
             k: np.concatenate([self._renumber(j, k, p.columns[k]) for j, p in enumerate(parts)]) for k in keys
         }
-        self._bounds = episode_bounds(self.columns["episode_index"])
+        self._bounds = episode_bounds(self.columns[EPISODE_INDEX_KEY])
         log.info("%d datasets as one: %d episodes, %d frames", len(parts), self.num_episodes, len(self))
 
     def _renumber(self, j: int, key: str, values: np.ndarray) -> np.ndarray:
-        if key == "episode_index":
+        if key == EPISODE_INDEX_KEY:
             return values + self._episode_offsets[j]
-        if key == "index":
+        if key == INDEX_KEY:
             return values + self.offsets[j]
-        if key == "task_index":
+        if key == TASK_INDEX_KEY:
             return self._task_maps[j][values]
         return values
 
@@ -77,7 +78,7 @@ class ConcatDataset(EpisodeFrames):
         item = self.parts[j][i - int(self.offsets[j])]
         for key in _RENUMBERED:
             item[key] = self._renumber(j, key, item[key])
-        item["task"] = self.tasks[int(item["task_index"])]
+        item[TASK_KEY] = self.tasks[int(item[TASK_INDEX_KEY])]
         return item
 
     @property

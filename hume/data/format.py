@@ -16,6 +16,20 @@ import json
 import os
 from pathlib import Path
 
+from hume.constants import (
+    ACTION_KEY,
+    DONE_KEY,
+    EPISODE_INDEX_KEY,
+    FRAME_INDEX_KEY,
+    IMAGE_KEY,
+    INDEX_KEY,
+    REWARD_KEY,
+    STATE_KEY,
+    SUCCESS_KEY,
+    TASK_INDEX_KEY,
+    TIMESTAMP_KEY,
+)
+
 V21 = "v2.1"
 V30 = "v3.0"
 CHUNKS_SIZE = 1000
@@ -31,11 +45,11 @@ EPISODES_DIR_V30 = "meta/episodes"
 
 # Columns every LeRobot frame has, besides the features of the robot.
 INDEX_FEATURES = {
-    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
-    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
-    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
-    "index": {"dtype": "int64", "shape": [1], "names": None},
-    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+    TIMESTAMP_KEY: {"dtype": "float32", "shape": [1], "names": None},
+    FRAME_INDEX_KEY: {"dtype": "int64", "shape": [1], "names": None},
+    EPISODE_INDEX_KEY: {"dtype": "int64", "shape": [1], "names": None},
+    INDEX_KEY: {"dtype": "int64", "shape": [1], "names": None},
+    TASK_INDEX_KEY: {"dtype": "int64", "shape": [1], "names": None},
 }
 
 
@@ -47,7 +61,7 @@ def libero_features(image_size: int, fps: float, cameras: tuple[str, ...]) -> di
     """Features of a dataset recorded in LIBERO with our observation and action conventions."""
     features: dict = {}
     for cam in cameras:
-        features[f"observation.images.{cam}"] = {
+        features[IMAGE_KEY.format(cam)] = {
             "dtype": "video",
             "shape": [image_size, image_size, 3],
             "names": ["height", "width", "channel"],
@@ -62,19 +76,19 @@ def libero_features(image_size: int, fps: float, cameras: tuple[str, ...]) -> di
                 "has_audio": False,
             },
         }
-    features["observation.state"] = {
+    features[STATE_KEY] = {
         "dtype": "float32",
         "shape": [8],
         "names": ["x", "y", "z", "axis_angle_x", "axis_angle_y", "axis_angle_z", "gripper_l", "gripper_r"],
     }
-    features["action"] = {
+    features[ACTION_KEY] = {
         "dtype": "float32",
         "shape": [7],
         "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
     }
-    features["next.reward"] = {"dtype": "float32", "shape": [1], "names": None}
-    features["next.done"] = {"dtype": "bool", "shape": [1], "names": None}
-    features["next.success"] = {"dtype": "bool", "shape": [1], "names": None}
+    features[REWARD_KEY] = {"dtype": "float32", "shape": [1], "names": None}
+    features[DONE_KEY] = {"dtype": "bool", "shape": [1], "names": None}
+    features[SUCCESS_KEY] = {"dtype": "bool", "shape": [1], "names": None}
     features.update(INDEX_FEATURES)
     return features
 

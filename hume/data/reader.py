@@ -17,6 +17,20 @@ from pathlib import Path
 
 import numpy as np
 
+from hume.constants import (
+    ACTION_KEY,
+    DONE_KEY,
+    EPISODE_INDEX_KEY,
+    FRAME_INDEX_KEY,
+    IMAGE_KEY,
+    MC_RETURN_KEY,
+    REWARD_KEY,
+    STATE_KEY,
+    SUCCESS_KEY,
+    TASK_INDEX_KEY,
+    TASK_KEY,
+    TIMESTAMP_KEY,
+)
 from hume.data import format as fmt
 from hume.data.returns import episode_bounds, episode_returns, sparse_rewards
 from hume.data.stats import aggregate_stats, from_jsonable
@@ -27,15 +41,14 @@ log = logging.getLogger(__name__)
 # Names used by public LIBERO datasets in LeRobot format -> our names. Applied only when the
 # dataset does not already have our name.
 ALIASES = {
-    "observation.images.image": "observation.images.agentview",
-    "observation.images.wrist_image": "observation.images.wrist",
-    "observation.images.image2": "observation.images.wrist",
-    "image": "observation.images.agentview",
-    "wrist_image": "observation.images.wrist",
-    "state": "observation.state",
-    "actions": "action",
+    IMAGE_KEY.format("image"): IMAGE_KEY.format("agentview"),
+    IMAGE_KEY.format("wrist_image"): IMAGE_KEY.format("wrist"),
+    IMAGE_KEY.format("image2"): IMAGE_KEY.format("wrist"),
+    "image": IMAGE_KEY.format("agentview"),
+    "wrist_image": IMAGE_KEY.format("wrist"),
+    "state": STATE_KEY,
+    "actions": ACTION_KEY,
 }
-BOOKKEEPING = ("episode_index", "frame_index", "timestamp", "task_index", "index")
 
 
 class EpisodeFrames:
@@ -46,7 +59,7 @@ class EpisodeFrames:
     _bounds: list[tuple[int, int]]
 
     def __len__(self) -> int:
-        return len(self.columns["episode_index"])
+        return len(self.columns[EPISODE_INDEX_KEY])
 
     @property
     def num_episodes(self) -> int:
@@ -107,7 +120,7 @@ class LeRobotDataset(EpisodeFrames):
         else:
             self.tasks, self.episodes, table = self._load_v2()
         self._load_columns(table)
-        self._episode_row = {int(row["episode_index"]): row for row in self.episodes}
+        self._episode_row = {int(row[EPISODE_INDEX_KEY]): row for row in self.episodes}
         log.info(
             "LeRobot %s dataset %s: %d episodes, %d frames, cameras %s",
             self.version,
@@ -124,14 +137,14 @@ class LeRobotDataset(EpisodeFrames):
         import pyarrow.parquet as pq
 
         tasks_rows = fmt.read_jsonl(self.root / fmt.TASKS_JSONL)
-        tasks = _tasks_by_index([(r["task_index"], r["task"]) for r in tasks_rows])
-        episodes = sorted(fmt.read_jsonl(self.root / fmt.EPISODES_JSONL), key=lambda r: r["episode_index"])
+        tasks = _tasks_by_index([(r[TASK_INDEX_KEY], r[TASK_KEY]) for r in tasks_rows])
+        episodes = sorted(fmt.read_jsonl(self.root / fmt.EPISODES_JSONL), key=lambda r: r[EPISODE_INDEX_KEY])
         if not episodes:
             raise fmt.DatasetFormatError(f"{self.root}: {fmt.EPISODES_JSONL} is missing or empty")
         chunks_size = self.info.get("chunks_size", fmt.CHUNKS_SIZE)
         tables = []
         for row in episodes:
-            ep = int(row["episode_index"])
+            ep = int(row[EPISODE_INDEX_KEY])
             path = self.root / self.info["data_path"].format(
                 episode_chunk=fmt.episode_chunk(ep, chunks_size), episode_index=ep
             )
@@ -150,8 +163,8 @@ class LeRobotDataset(EpisodeFrames):
         tasks_table = pq.read_table(tasks_path)
         names = tasks_table.column_names
         text_col = (
-            "task"
-            if "task" in names
+            TASK_KEY
+            if TASK_KEY in names
             else next(
                 (
                     n
@@ -162,11 +175,11 @@ class LeRobotDataset(EpisodeFrames):
                 None,
             )
         )
-        if text_col is None or "task_index" not in names:
+        if text_col is None or TASK_INDEX_KEY not in names:
             raise fmt.DatasetFormatError(f"{tasks_path}: expected a task_index column and the task strings")
         tasks = _tasks_by_index(
             zip(
-                tasks_table.column("task_index").to_pylist(),
+                tasks_table.column(TASK_INDEX_KEY).to_pylist(),
                 tasks_table.column(text_col).to_pylist(),
                 strict=True,
             )
@@ -179,7 +192,7 @@ class LeRobotDataset(EpisodeFrames):
             table = pq.read_table(path)
             keep = [c for c in table.column_names if not c.startswith("stats/")]
             episodes += table.select(keep).to_pylist()
-        episodes.sort(key=lambda r: r["episode_index"])
+        episodes.sort(key=lambda r: r[EPISODE_INDEX_KEY])
         data_files = sorted({(r["data/chunk_index"], r["data/file_index"]) for r in episodes})
         tables = []
         for chunk, file in data_files:
@@ -205,15 +218,15 @@ class LeRobotDataset(EpisodeFrames):
                 self._image_columns[ours] = column
                 continue
             self.columns[ours] = _to_numpy(column, spec)
-        order = np.lexsort((self.columns["frame_index"], self.columns["episode_index"]))
+        order = np.lexsort((self.columns[FRAME_INDEX_KEY], self.columns[EPISODE_INDEX_KEY]))
         if not np.array_equal(order, np.arange(len(order))):
             self.columns = {k: v[order] for k, v in self.columns.items()}
             self._image_columns = {k: v.take(order) for k, v in self._image_columns.items()}
-        n = len(self.columns["episode_index"])
-        self._bounds = episode_bounds(self.columns["episode_index"])
+        n = len(self.columns[EPISODE_INDEX_KEY])
+        self._bounds = episode_bounds(self.columns[EPISODE_INDEX_KEY])
         self._ensure_outcome_columns(n)
-        self.columns["mc_return"] = episode_returns(
-            self.columns["next.reward"], self.columns["episode_index"], self.gamma
+        self.columns[MC_RETURN_KEY] = episode_returns(
+            self.columns[REWARD_KEY], self.columns[EPISODE_INDEX_KEY], self.gamma
         )
 
     def _ensure_outcome_columns(self, n: int) -> None:
@@ -221,27 +234,27 @@ class LeRobotDataset(EpisodeFrames):
         last = np.zeros(n, dtype=bool)
         for _, stop in self._bounds:
             last[stop - 1] = True
-        if "next.done" not in self.columns:
-            self.columns["next.done"] = last
-        if "next.success" not in self.columns:
-            self.columns["next.success"] = last.copy()
-        if "next.reward" not in self.columns:
+        if DONE_KEY not in self.columns:
+            self.columns[DONE_KEY] = last
+        if SUCCESS_KEY not in self.columns:
+            self.columns[SUCCESS_KEY] = last.copy()
+        if REWARD_KEY not in self.columns:
             rewards = np.zeros(n, dtype=np.float32)
             for start, stop in self._bounds:
-                success = bool(self.columns["next.success"][stop - 1])
+                success = bool(self.columns[SUCCESS_KEY][stop - 1])
                 rewards[start:stop] = sparse_rewards(stop - start, success)
-            self.columns["next.reward"] = rewards
+            self.columns[REWARD_KEY] = rewards
 
     # --- access ------------------------------------------------------------------------------
 
     def __getitem__(self, i: int) -> dict:
         i = self.frame(i)
         item = {k: v[i] for k, v in self.columns.items()}
-        item["task"] = self.tasks[int(item["task_index"])]
+        item[TASK_KEY] = self.tasks[int(item[TASK_INDEX_KEY])]
         for key in self.video_keys:
-            ep = int(item["episode_index"])
+            ep = int(item[EPISODE_INDEX_KEY])
             frames = self._episode_video(key, ep)
-            pos = int(round(float(item["timestamp"]) * self.fps))
+            pos = int(round(float(item[TIMESTAMP_KEY]) * self.fps))
             item[key] = frames[min(pos, len(frames) - 1)]
         for key, column in self._image_columns.items():
             item[key] = _decode_image(column[i].as_py())

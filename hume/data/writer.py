@@ -13,6 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from hume.constants import (
+    ACTION_KEY,
+    EPISODE_INDEX_KEY,
+    FRAME_INDEX_KEY,
+    INDEX_KEY,
+    TASK_INDEX_KEY,
+    TASK_KEY,
+    TIMESTAMP_KEY,
+)
 from hume.data import format as fmt
 from hume.data.stats import aggregate_stats, feature_stats, from_jsonable, to_jsonable
 from hume.data.video import encode_video
@@ -46,11 +55,11 @@ def write_episode_files(
         raise ValueError(f"episode {episode_index}: every feature needs the same, non-zero length: {lengths}")
     fps = info["fps"]
     columns = dict(frames)
-    columns["timestamp"] = np.arange(length, dtype=np.float32) / np.float32(fps)
-    columns["frame_index"] = np.arange(length, dtype=np.int64)
-    columns["episode_index"] = np.full(length, episode_index, dtype=np.int64)
-    columns["index"] = np.arange(length, dtype=np.int64)
-    columns["task_index"] = np.full(length, task_index, dtype=np.int64)
+    columns[TIMESTAMP_KEY] = np.arange(length, dtype=np.float32) / np.float32(fps)
+    columns[FRAME_INDEX_KEY] = np.arange(length, dtype=np.int64)
+    columns[EPISODE_INDEX_KEY] = np.full(length, episode_index, dtype=np.int64)
+    columns[INDEX_KEY] = np.arange(length, dtype=np.int64)
+    columns[TASK_INDEX_KEY] = np.full(length, task_index, dtype=np.int64)
 
     chunk = fmt.episode_chunk(episode_index, info["chunks_size"])
     arrays, stats = {}, {}
@@ -127,16 +136,20 @@ class LeRobotWriter:
                 "features": features,
             }
         self.tasks = [
-            row["task"] for row in sorted(fmt.read_jsonl(self.root / fmt.TASKS_JSONL), key=_task_key)
+            row[TASK_KEY] for row in sorted(fmt.read_jsonl(self.root / fmt.TASKS_JSONL), key=_task_key)
         ]
-        self.episodes = {row["episode_index"]: row for row in fmt.read_jsonl(self.root / fmt.EPISODES_JSONL)}
+        self.episodes = {
+            row[EPISODE_INDEX_KEY]: row for row in fmt.read_jsonl(self.root / fmt.EPISODES_JSONL)
+        }
         self._write_info()
 
     def task_index(self, task: str) -> int:
         """The index of an instruction, adding it to meta/tasks.jsonl when new."""
         if task not in self.tasks:
             self.tasks.append(task)
-            fmt.append_jsonl(self.root / fmt.TASKS_JSONL, {"task_index": len(self.tasks) - 1, "task": task})
+            fmt.append_jsonl(
+                self.root / fmt.TASKS_JSONL, {TASK_INDEX_KEY: len(self.tasks) - 1, TASK_KEY: task}
+            )
         return self.tasks.index(task)
 
     def has_episode(self, episode_index: int) -> bool:
@@ -146,18 +159,18 @@ class LeRobotWriter:
         """Write an episode's files and record it (extra `meta`, e.g. success, goes to episodes.jsonl)."""
         task_index = self.task_index(task)
         stats = write_episode_files(self.root, self.info, episode_index, task_index, frames)
-        self.record_episode(episode_index, task, len(frames["action"]), stats, **meta)
+        self.record_episode(episode_index, task, len(frames[ACTION_KEY]), stats, **meta)
 
     def record_episode(self, episode_index: int, task: str, length: int, stats: dict, **meta) -> None:
         """Record an episode whose files are written (by `write_episode_files`, maybe elsewhere)."""
         if episode_index in self.episodes:
             raise ValueError(f"episode {episode_index} is already in {self.root}")
-        row = {"episode_index": episode_index, "tasks": [task], "length": int(length), **meta}
+        row = {EPISODE_INDEX_KEY: episode_index, "tasks": [task], "length": int(length), **meta}
         self.episodes[episode_index] = row
         fmt.append_jsonl(self.root / fmt.EPISODES_JSONL, row)
         fmt.append_jsonl(
             self.root / fmt.EPISODES_STATS_JSONL,
-            {"episode_index": episode_index, "stats": to_jsonable(stats)},
+            {EPISODE_INDEX_KEY: episode_index, "stats": to_jsonable(stats)},
         )
         self._write_info()
 
@@ -192,13 +205,13 @@ class LeRobotWriter:
             chunk = fmt.episode_chunk(ep, self.info["chunks_size"])
             path = self.root / self.info["data_path"].format(episode_chunk=chunk, episode_index=ep)
             table = pq.read_table(path)
-            if table.column("index")[0].as_py() != offset:
+            if table.column(INDEX_KEY)[0].as_py() != offset:
                 index = pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64))
-                table = table.set_column(table.schema.get_field_index("index"), "index", index)
+                table = table.set_column(table.schema.get_field_index(INDEX_KEY), INDEX_KEY, index)
                 pq.write_table(table, path)
             offset += table.num_rows
         fmt.write_jsonl(self.root / fmt.EPISODES_JSONL, [self.episodes[e] for e in order])
-        stats_rows = {r["episode_index"]: r for r in fmt.read_jsonl(self.root / fmt.EPISODES_STATS_JSONL)}
+        stats_rows = {r[EPISODE_INDEX_KEY]: r for r in fmt.read_jsonl(self.root / fmt.EPISODES_STATS_JSONL)}
         fmt.write_jsonl(self.root / fmt.EPISODES_STATS_JSONL, [stats_rows[e] for e in order])
         stats = aggregate_stats([from_jsonable(stats_rows[e]["stats"]) for e in order])
         fmt.write_json(self.root / fmt.STATS_JSON, to_jsonable(stats))
@@ -207,4 +220,4 @@ class LeRobotWriter:
 
 
 def _task_key(row: dict) -> int:
-    return row["task_index"]
+    return row[TASK_INDEX_KEY]
