@@ -28,6 +28,7 @@ from pathlib import Path
 import draccus
 import zmq
 
+from hume.config import check_checkpoint
 from hume.runtime import protocol
 from hume.runtime.config import DeployConfig, TransportConfig
 from hume.runtime.transport import Inbox, Transport
@@ -233,7 +234,7 @@ def run_deployment(
     KeyboardInterrupt), it stops its nodes, writes metrics.json and latency.png from what System 1
     recorded (marked "interrupted"), and raises again.
     """
-    cfg.check_checkpoint()
+    check_checkpoint(cfg.checkpoint)
     run = Path(cfg.output)
     run.mkdir(parents=True, exist_ok=True)
     for stale in ("system1.json", "system2.json", "ticks.csv", "metrics.json", "latency.png"):

@@ -57,6 +57,20 @@ def check_config_file(path: str | None) -> Path | None:
     return p
 
 
+def check_checkpoint(path: str, key: str = "checkpoint") -> Path:
+    """Fail at once, before any model loads, when `path` is no checkpoint folder (one holding
+    config.json); `key` is the config field that named it, for the message."""
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        what = "has no config.json" if folder.is_dir() else "not found"
+        raise ConfigError(
+            f"checkpoint folder {path} {what}: train one with `hume train` (or convert one with "
+            f"`hume convert`), or pass --{key}=DIR naming a folder written by either or by "
+            "HumePolicy.save_pretrained (config.json + model.safetensors)"
+        )
+    return folder
+
+
 def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = None) -> T:
     """Build `config_cls` from `--config FILE` (optional) and dotted overrides (`--a.b=c`).
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hume.config import ConfigError, to_dict
+from hume.config import ConfigError, check_checkpoint, to_dict
 from sim.eval_config import EvalConfig, render_size
 from sim.libero_env import LiberoEnv, LiberoTask, check_suite, get_task, max_steps_for
 from sim.provenance import provenance
@@ -126,16 +126,6 @@ def seed_everything(seed: int) -> None:
         sys.modules["torch"].manual_seed(seed)
 
 
-def check_checkpoint(path: str) -> None:
-    p = Path(path)
-    if not (p / "config.json").is_file():
-        what = "has no config.json" if p.is_dir() else "does not exist"
-        raise ConfigError(
-            f"policy checkpoint {path} {what}: pass --policy.checkpoint=DIR naming a folder written by "
-            "`hume train` or HumePolicy.save_pretrained (config.json + model.safetensors)"
-        )
-
-
 def make_policy(cfg: EvalConfig):
     """The policy a config names, wrapped for its mode: what `select_action` is called on."""
     if cfg.policy.type == "replay":
@@ -144,7 +134,7 @@ def make_policy(cfg: EvalConfig):
         return DatasetReplayPolicy(cfg.policy.dataset)
     from hume.policy import HumePolicy
 
-    check_checkpoint(cfg.policy.checkpoint)
+    check_checkpoint(cfg.policy.checkpoint, "policy.checkpoint")
     policy = HumePolicy.from_pretrained(cfg.policy.checkpoint, **cfg.policy.overrides())
     if (cfg.policy.device, cfg.policy.dtype) != ("cpu", "float32"):
         import torch
@@ -287,7 +277,7 @@ def evaluate(
     custom_policy = policy_factory
     if policy_factory is None:
         if cfg.policy.type == "hume":
-            check_checkpoint(cfg.policy.checkpoint)
+            check_checkpoint(cfg.policy.checkpoint, "policy.checkpoint")
         policy_factory = make_policy
     cfg = dataclasses.replace(cfg, image_size=render_size(cfg))
     out = Path(cfg.output)

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from hume.config import ConfigError, parse_config, split_config_arg
+from hume.config import ConfigError, check_checkpoint, parse_config, split_config_arg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,3 +90,13 @@ def test_split_config_arg():
 def test_flag_without_value_names_flag():
     with pytest.raises(ConfigError, match="--temperature"):
         parse_config(Outer, ["--temperature"])
+
+
+def test_check_checkpoint_names_the_folder_and_the_key(tmp_path):
+    missing = r"nowhere not found: train one with `hume train`.*--policy\.checkpoint=DIR"
+    with pytest.raises(ConfigError, match=missing):
+        check_checkpoint(str(tmp_path / "nowhere"), "policy.checkpoint")
+    with pytest.raises(ConfigError, match=r"has no config\.json.*--checkpoint=DIR"):
+        check_checkpoint(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert check_checkpoint(str(tmp_path)) == tmp_path

@@ -70,7 +70,7 @@ def serve(cfg: Config, max_batch: int, obs_endpoint: str, chunk_endpoint: str, r
     import torch
 
     from hume.bench import echo, full_model
-    from hume.runtime.config import DeployConfig, System2Config, TransportConfig
+    from hume.runtime.config import DeployConfig, ServingConfig, TransportConfig
     from hume.runtime.system2_node import System2Node
 
     torch.set_num_threads(cfg.threads)
@@ -79,7 +79,7 @@ def serve(cfg: Config, max_batch: int, obs_endpoint: str, chunk_endpoint: str, r
     )
     deploy = DeployConfig(
         transport=TransportConfig(observations=obs_endpoint, chunks=chunk_endpoint),
-        system2=System2Config(max_batch=max_batch),
+        system2=ServingConfig(max_batch=max_batch),
     )
     echo.run_node(System2Node(deploy, full_model.build(model), "s2-batching"), ready, stop)
 

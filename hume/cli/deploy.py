@@ -11,7 +11,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from hume.config import ConfigError, parse_config
+from hume.config import ConfigError, check_checkpoint, parse_config
 
 
 def _interrupt(*_) -> None:
@@ -23,7 +23,7 @@ def main(argv: Sequence[str]) -> int:
     from hume.runtime.transport import EndpointError, check_endpoint, check_keys_dir
 
     cfg = parse_config(DeployConfig, argv, prog="hume deploy")
-    cfg.check_checkpoint()
+    check_checkpoint(cfg.checkpoint)
     try:
         check_keys_dir(cfg.transport.keys_dir)
         for endpoint in (cfg.transport.observations, cfg.transport.chunks):

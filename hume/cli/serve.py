@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from hume.config import ConfigError, parse_config
+from hume.config import ConfigError, check_checkpoint, parse_config
 
 NODES = {
     "system2": "the System-2 node: newest observation in, best-of-N chunk out",
@@ -59,7 +59,7 @@ def main(argv: Sequence[str]) -> int:
         from hume.runtime import system1_node
         from hume.runtime.envelope import resolve
 
-        cfg.check_checkpoint()
+        check_checkpoint(cfg.checkpoint)
         robot = make_robot(cfg.robot, seed=cfg.seed)
         try:
             resolve(cfg.robot.envelope, robot, cfg.robot.kind)  # no envelope: fail before loading a model

@@ -7,7 +7,6 @@ and `hume serve system2` / `hume serve system1` (one node per host, endpoints ov
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hume.config import ConfigError
@@ -56,7 +55,10 @@ class ControlLoopConfig:
 
 
 @dataclass(frozen=True)
-class System2Config:
+class ServingConfig:
+    """How the System-2 node serves (`system2:` in deploy configs); the network's settings are the
+    model's `system2` (hume/models/configuration_system2.py)."""
+
     # Niceness System 2 adds to itself at start: on a host it shares with System 1 (hume deploy)
     # it yields the CPU to the control loop. 0: unchanged.
     nice: int = 10
@@ -130,7 +132,7 @@ class DeployConfig:
     seed: int = 0
     transport: TransportConfig = field(default_factory=TransportConfig)
     system1: ControlLoopConfig = field(default_factory=ControlLoopConfig)
-    system2: System2Config = field(default_factory=System2Config)
+    system2: ServingConfig = field(default_factory=ServingConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
     openpi: OpenpiConfig = field(default_factory=OpenpiConfig)
 
@@ -165,12 +167,3 @@ class DeployConfig:
             )
         if ":" not in self.policy:
             raise ConfigError(f"policy must be 'module:Class', got {self.policy!r}")
-
-    def check_checkpoint(self) -> Path:
-        path = Path(self.checkpoint)
-        if not path.is_dir():
-            raise ConfigError(
-                f"checkpoint folder {self.checkpoint} not found: train one with `hume train`, "
-                "or pass --checkpoint=PATH to a folder with config.json + model.safetensors"
-            )
-        return path

@@ -23,7 +23,7 @@ import time
 import msgpack
 import numpy as np
 
-from hume.config import ConfigError
+from hume.config import ConfigError, check_checkpoint
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
@@ -195,7 +195,7 @@ def serve(cfg: DeployConfig) -> int:
             f"refusing to listen on {o.host}: not loopback and no --openpi.api_key set "
             "(the openpi protocol has no encryption; use loopback or an SSH tunnel, or set an API key)"
         )
-    checkpoint = cfg.check_checkpoint()
+    checkpoint = check_checkpoint(cfg.checkpoint)
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is noise
     server = OpenpiServer(policy, model_id(checkpoint), o.host, o.port, o.api_key)

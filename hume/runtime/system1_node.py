@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
-from hume.config import ConfigError
+from hume.config import ConfigError, check_checkpoint
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
 from hume.policy.switches import episode_record, trace_switch_changes
@@ -436,7 +436,7 @@ class System1Node:
 
 def serve(cfg: DeployConfig, output: Path | None, robot) -> int:
     """Run `cfg.episodes` episodes on `robot` (deploy/robots/base.py); SIGTERM/SIGINT stop early."""
-    checkpoint = cfg.check_checkpoint()
+    checkpoint = check_checkpoint(cfg.checkpoint)
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System1Node(cfg, policy, robot, model_id(checkpoint), output)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import zmq
 
+from hume.config import check_checkpoint
 from hume.constants import TASK_KEY
 from hume.policy.delay import DelayEstimator, steps_for
 from hume.runtime import protocol
@@ -273,7 +274,7 @@ def serve(cfg: DeployConfig, output: Path | None) -> int:
     from hume.runtime.policy_loader import load_policy, model_id
     from hume.runtime.priority import lower_priority
 
-    checkpoint = cfg.check_checkpoint()
+    checkpoint = check_checkpoint(cfg.checkpoint)
     lower_priority(cfg.system2.nice)  # before torch starts its threads: they inherit it
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System2Node(cfg, policy, model_id(checkpoint), output)
