@@ -2,8 +2,9 @@
 
 Follows the standard LIBERO evaluation protocol: the official initial states of the task, a
 10-step no-op wait after each reset (objects settle), a step limit per suite, and camera images
-rotated 180° (LIBERO renders them upside down). The robosuite env stays reachable through
-`.env` / `.sim` so scripted experts can read object and site poses directly.
+rotated 180° (LIBERO renders them upside down). Scripted experts read the scene through the
+adapter (the MuJoCo `sim`, the BDDL `goal`, `scene_bodies`, the gripper's pose), not robosuite's
+wrappers.
 """
 
 from __future__ import annotations
@@ -295,6 +296,33 @@ class LiberoEnv:
     def sim(self):
         """The MuJoCo sim (robosuite MjSim): object/site poses for scripted experts."""
         return self.env.sim
+
+    @property
+    def goal(self) -> list[list[str]]:
+        """The task's BDDL goal as parsed: one (predicate, *arguments) list per condition."""
+        return self.env.env.parsed_problem["goal_state"]
+
+    def scene_bodies(self) -> dict[str, str]:
+        """Every object, then every fixture, of the scene: BDDL name -> its root body in the sim."""
+        scene = self.env.env
+        things = list(scene.objects_dict.items()) + list(scene.fixtures_dict.items())
+        return {name: thing.root_body for name, thing in things}
+
+    @property
+    def eef_position(self) -> np.ndarray:
+        """The gripper's position (world frame, m) after the last step."""
+        return np.asarray(self.raw_obs["robot0_eef_pos"], dtype=np.float64)
+
+    @property
+    def eef_quat(self) -> np.ndarray:
+        """The gripper's orientation (world frame, x, y, z, w quaternion) after the last step."""
+        return np.asarray(self.raw_obs["robot0_eef_quat"], dtype=np.float64)
+
+    @property
+    def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of each action dim the controller accepts (robosuite's action_spec)."""
+        low, high = self.env.env.action_spec
+        return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
 
     @property
     def instruction(self) -> str:

@@ -90,6 +90,22 @@ def test_state_only_env_resets_to_official_states():
 
 
 @pytest.mark.slow
+def test_scene_reads_for_scripted_experts():
+    with LiberoEnv("libero_spatial", 0, cameras=False) as env:
+        state = env.reset(3)["observation.state"]
+        np.testing.assert_allclose(env.eef_position, state[:3], atol=1e-6)
+        np.testing.assert_allclose(quat_to_axis_angle(env.eef_quat), state[3:6], atol=1e-5)
+        predicate, obj, target = env.goal[0]
+        assert predicate.lower() == "on" and len(env.goal) == 1
+        bodies = env.scene_bodies()
+        assert {obj, target} <= set(bodies) and "flat_stove_1" in bodies, "objects and fixtures"
+        assert all(env.sim.model.body_name2id(body) >= 0 for body in bodies.values())
+        low, high = env.action_limits
+        np.testing.assert_array_equal(low, -np.ones(7))
+        np.testing.assert_array_equal(high, np.ones(7))
+
+
+@pytest.mark.slow
 def test_camera_images_are_rotated_uint8():
     with LiberoEnv("libero_object", 1, image_size=64, fast_render=True) as env:
         obs = env.reset(2, wait_steps=1)

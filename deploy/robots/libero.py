@@ -31,7 +31,7 @@ class LiberoRobot:
         """The limits of LIBERO's controller (robosuite's action_spec: OSC_POSE takes [-1, 1] per
         arm dim, the gripper [-1, 1]). It takes any action within them at every step, so the rate
         limit is their span: the envelope then changes nothing LIBERO would not clip itself."""
-        low, high = (np.asarray(v, dtype=np.float64) for v in self.env.env.env.action_spec)
+        low, high = self.env.action_limits
         return {
             "low": low[:-1].tolist(),
             "high": high[:-1].tolist(),

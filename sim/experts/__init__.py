@@ -36,8 +36,7 @@ def check_supported(task) -> None:
 def make_expert(env, noise: ExpertNoise | None = None, seed: int = 0) -> ScriptedExpert:
     """The expert for the task of `env` (a sim.libero_env.LiberoEnv)."""
     check_supported(env.task)
-    goal = env.env.env.parsed_problem["goal_state"]
-    _, obj, target = goal[0]
+    _, obj, target = env.goal[0]
     return PickPlaceExpert(env, obj, target, noise, seed)
 
 

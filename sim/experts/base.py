@@ -70,16 +70,13 @@ class ScriptedExpert:
     def sim(self):
         return self.env.sim
 
-    def raw(self, key: str) -> np.ndarray:
-        return np.asarray(self.env.raw_obs[key], dtype=np.float64)
-
     def reset(self) -> None:
         """Plan from the current state (call after the env's reset)."""
         self.speed = float(self.rng.uniform(*self.noise.speed_range))
-        self.target_quat = self.raw("robot0_eef_quat")  # subclasses may turn the gripper in plan()
+        self.target_quat = self.env.eef_quat  # subclasses may turn the gripper in plan()
         self.phases: list[Phase] = self.plan()
         self.index, self.steps_in_phase, self.held = 0, 0, 0
-        self.hold_position = self.raw("robot0_eef_pos")
+        self.hold_position = self.env.eef_position
 
     def jitter(self, dims: int = 3) -> np.ndarray:
         return self.rng.uniform(-1, 1, dims) * self.noise.waypoint_jitter
@@ -92,7 +89,7 @@ class ScriptedExpert:
         return self.phases[self.index].name if self.index < len(self.phases) else "done"
 
     def select_action(self, obs: dict | None = None) -> np.ndarray:
-        pos = self.raw("robot0_eef_pos")
+        pos = self.env.eef_position
         speed = self.speed
         if self.index >= len(self.phases):
             target, gripper = self.hold_position, self.phases[-1].gripper if self.phases else OPEN
@@ -109,7 +106,7 @@ class ScriptedExpert:
                 self.hold_position = pos.copy()
         action = np.zeros(7)
         action[:3] = (target - pos) / POS_SCALE
-        action[3:6] = rotation_error(self.target_quat, self.raw("robot0_eef_quat")) / ROT_SCALE
+        action[3:6] = rotation_error(self.target_quat, self.env.eef_quat) / ROT_SCALE
         action[:6] = np.clip(action[:6], -speed, speed)
         if self.noise.action_std > 0:
             action[:6] += self.rng.normal(0, self.noise.action_std, 6)

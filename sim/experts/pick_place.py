@@ -38,13 +38,14 @@ TILT_WEIGHT = 2.0  # score per metre of rim height above the lowest grasp
 class PickPlaceExpert(ScriptedExpert):
     def __init__(self, env, obj: str, target: str, noise: ExpertNoise | None = None, seed: int = 0):
         super().__init__(env, noise, seed)
-        self.obj_body = _root_body(env, obj)
+        self.bodies = env.scene_bodies()
+        self.obj_body = _root_body(self.bodies, obj)
         self.target_site = target if target in _site_names(env.sim) else None
-        owner = _owner(env, target)
+        owner = _owner(self.bodies, target)
         if owner is None and self.target_site is None:
             raise ValueError(f"{target!r} is neither an object, a fixture nor a region of this scene")
         # A region of the table (the arena, no body of its own) is only its site.
-        self.target_body = _root_body(env, owner) if owner is not None else None
+        self.target_body = _root_body(self.bodies, owner) if owner is not None else None
 
     def obj_box(self):
         return body_aabb(self.sim, self.obj_body)
@@ -112,7 +113,7 @@ class PickPlaceExpert(ScriptedExpert):
 
     def select_action(self, obs: dict | None = None) -> np.ndarray:
         if self.phase_name in CARRYING:
-            offset = self.raw("robot0_eef_pos") - _bottom_center(*self.obj_box())
+            offset = self.env.eef_position - _bottom_center(*self.obj_box())
             if self.grasp_offset is None:
                 self.grasp_offset = offset
             # While lowering, contact with the target shifts the object in the hand: not a slip.
@@ -128,7 +129,7 @@ class PickPlaceExpert(ScriptedExpert):
                 ]
                 self.phases += self.plan()
                 self.index, self.steps_in_phase, self.held = 0, 0, 0
-                self.hold_position = self.raw("robot0_eef_pos")
+                self.hold_position = self.env.eef_position
         return super().select_action(obs)
 
     def reset(self) -> None:
@@ -142,12 +143,11 @@ class PickPlaceExpert(ScriptedExpert):
 
     def obstacle_points(self, above: float) -> np.ndarray:
         """Points (xy) on the footprints of every other object and fixture rising above `above`."""
-        scene = self.env.env.env
         points = [np.zeros((0, 2))]
-        for thing in list(scene.objects_dict.values()) + list(scene.fixtures_dict.values()):
-            if thing.root_body == self.obj_body:
+        for body in self.bodies.values():
+            if body == self.obj_body:
                 continue
-            lo, hi = body_aabb(self.sim, thing.root_body)
+            lo, hi = body_aabb(self.sim, body)
             if hi[2] > above:
                 xs, ys = np.meshgrid(np.linspace(lo[0], hi[0], 6), np.linspace(lo[1], hi[1], 6))
                 points.append(np.stack([xs.ravel(), ys.ravel()], axis=1))
@@ -171,7 +171,7 @@ class PickPlaceExpert(ScriptedExpert):
         def move_object(xy: np.ndarray | None, bottom_z: float) -> np.ndarray:
             """The gripper position that puts the held object's bottom centre at (xy, bottom_z)."""
             lo, hi = self.obj_box()
-            eef = self.raw("robot0_eef_pos")
+            eef = self.env.eef_position
             now = _bottom_center(lo, hi)
             goal = np.r_[now[:2] if xy is None else xy, bottom_z]
             return eef + goal - now
@@ -256,17 +256,14 @@ def _site_names(sim) -> set[str]:
     return {sim.model.site_id2name(i) for i in range(sim.model.nsite)}
 
 
-def _owner(env, region: str) -> str | None:
+def _owner(bodies: dict[str, str], region: str) -> str | None:
     """The object or fixture a BDDL region belongs to ('basket_1_contain_region' -> 'basket_1'),
     None for a region of the table."""
-    names = list(env.env.env.objects_dict) + list(env.env.env.fixtures_dict)
-    owners = [n for n in names if region == n or region.startswith(n + "_")]
+    owners = [n for n in bodies if region == n or region.startswith(n + "_")]
     return max(owners, key=len) if owners else None
 
 
-def _root_body(env, name: str) -> str:
-    scene = env.env.env
-    thing = scene.objects_dict.get(name) or scene.fixtures_dict.get(name)
-    if thing is None:
+def _root_body(bodies: dict[str, str], name: str) -> str:
+    if name not in bodies:
         raise ValueError(f"{name!r} is not an object or fixture of this scene")
-    return thing.root_body
+    return bodies[name]
