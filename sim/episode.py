@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import inspect
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
-
-from hume.constants import IMAGE_PREFIX, STATE_KEY
+from hume.constants import STATE_KEY
+from hume.data.episode_frame import episode_frame
+from hume.data.video import VideoWriter
 from sim.libero_env import LiberoEnv
 from sim.policies import Policy
+
+CONTROL_HZ = 20  # LIBERO's controller rate: the video plays in real time
 
 
 @dataclass
@@ -19,13 +23,16 @@ class EpisodeResult:
     steps: int  # policy steps taken (the no-op wait not counted)
     seconds: float  # wall time: simulator + policy
     final_state: list[float] = field(default_factory=list)  # robot state at the end: a reproducibility check
-    frames: list[np.ndarray] = field(default_factory=list)  # side-by-side camera views, if recorded
 
 
-def video_frame(obs: dict) -> np.ndarray:
-    """All camera images of an observation side by side (what a video of the episode shows)."""
-    images = [v for k, v in sorted(obs.items()) if k.startswith(IMAGE_PREFIX)]
-    return np.concatenate(images, axis=1)
+def step_marks(policy: Policy) -> dict:
+    """What the policy's control schedule did on the step just decided, for the video's banner;
+    nothing for a policy without one (a scripted expert, a replay)."""
+    schedule = getattr(policy, "schedule", None)
+    if schedule is None or not schedule.executed:
+        return {}
+    _, kind, chunk_switch = schedule.executed[-1]
+    return {"kind": kind, "chunk_switch": chunk_switch}
 
 
 def reset_policy(policy: Policy, seed: int | None) -> None:
@@ -37,22 +44,29 @@ def reset_policy(policy: Policy, seed: int | None) -> None:
 
 
 def run_episode(
-    env: LiberoEnv, policy: Policy, init_state: int, seed: int | None = None, record: bool = False
+    env: LiberoEnv,
+    policy: Policy,
+    init_state: int,
+    seed: int | None = None,
+    video: Path | None = None,
 ) -> EpisodeResult:
-    """Run `policy` from official initial state `init_state` for at most `env.max_steps` steps."""
+    """Run `policy` from official initial state `init_state` for at most `env.max_steps` steps;
+    filmed into the mp4 file `video` if given, one frame per observation (the last one too)."""
     t0 = time.monotonic()
     obs = env.reset(init_state)
     reset_policy(policy, seed)
-    frames = [video_frame(obs)] if record else []
     success = False
-    while not success and not env.truncated:
-        obs, success = env.step(policy.select_action(obs))
-        if record:
-            frames.append(video_frame(obs))
+    with VideoWriter(video, CONTROL_HZ) if video is not None else nullcontext() as film:
+        while not success and not env.truncated:
+            action = policy.select_action(obs)
+            if film is not None:
+                film.append(episode_frame(obs, env.steps, **step_marks(policy)))
+            obs, success = env.step(action)
+        if film is not None:
+            film.append(episode_frame(obs, env.steps))
     return EpisodeResult(
         success=success,
         steps=env.steps,
         seconds=time.monotonic() - t0,
         final_state=[round(float(x), 5) for x in obs[STATE_KEY]],
-        frames=frames,
     )

@@ -1,33 +1,29 @@
 """The LIBERO evaluator: episodes in parallel workers, an append-only log, results.json.
 
-Every episode is a unit (task, episode index) with its own initial state and seed, so its
-outcome does not depend on which worker ran it or in what order. Finished episodes are appended
-to `DIR/episodes.jsonl` by the main process only; on start that log is read back and finished
-units are skipped, so an interrupted run continues where it stopped and counts nothing twice.
+Every episode is a unit (task, episode index) with its own initial state and seed, run and
+resumed as sim/jobs.py describes: finished episodes are appended to `DIR/episodes.jsonl` by the
+main process only, and a run started again skips them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import functools
 import json
 import logging
-import multiprocessing
-import os
-import random
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
-
 from hume.config import ConfigError, check_checkpoint, to_dict
+from hume.data import format as fmt
+from sim import jobs
 from sim.eval_config import EvalConfig, render_size
-from sim.libero_env import LiberoEnv, LiberoTask, check_suite, get_task, max_steps_for
+from sim.jobs import Unit, episode_seed, seed_everything
+from sim.libero_env import LiberoTask, check_suite, get_task, max_steps_for
 from sim.provenance import provenance
 from sim.report import write_chart, write_results
-from sim.video import write_video
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +43,6 @@ OUTCOME_FIELDS = (
     "first_init_state",
     "deploy_config",
 )
-
-
-@dataclasses.dataclass(frozen=True)
-class Unit:
-    task_id: int
-    episode: int  # index within the task: 0 .. episodes_per_task - 1
-    init_state: int  # official initial state index
-    seed: int
-
-
-def episode_seed(seed: int, task_id: int, episode: int) -> int:
-    digest = hashlib.sha256(f"{seed}/{task_id}/{episode}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def select_tasks(cfg: EvalConfig) -> list[LiberoTask]:
@@ -82,25 +65,12 @@ def plan(cfg: EvalConfig, tasks: list[LiberoTask]) -> list[Unit]:
 
 
 def read_log(path: Path) -> dict[tuple[int, int], dict]:
-    """Finished episodes by (task_id, episode); a torn last line (a crash mid-write) is ignored."""
+    """Finished episodes by (task_id, episode), the first row of each; a torn line (a crash
+    mid-write) is skipped, so that episode runs again."""
     done: dict[tuple[int, int], dict] = {}
-    if not path.is_file():
-        return done
-    for i, line in enumerate(path.read_text().splitlines()):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            log.warning("%s line %d is incomplete (interrupted write); that episode runs again", path, i + 1)
-            continue
+    for row in fmt.read_log(path):
         done.setdefault((row["task_id"], row["episode"]), row)
     return done
-
-
-def append_log(path: Path, row: dict) -> None:
-    with path.open("a") as f:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def check_resume(cfg: EvalConfig, out: Path) -> None:
@@ -117,13 +87,6 @@ def check_resume(cfg: EvalConfig, out: Path) -> None:
             )
     else:
         path.write_text(json.dumps(now, indent=2) + "\n")
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
 
 
 def make_policy(cfg: EvalConfig):
@@ -156,32 +119,26 @@ class Worker:
         self.cfg = cfg
         self.out = out
         self.policy = policy_factory(cfg)
-        self.env: LiberoEnv | None = None
-
-    def _env_for(self, task_id: int) -> LiberoEnv:
-        if self.env is None or self.env.task.task_id != task_id:
-            if self.env is not None:
-                self.env.close()
-            self.env = LiberoEnv(
-                self.cfg.suite,
-                task_id,
-                cameras=self.cfg.render,
-                image_size=self.cfg.image_size,
-                fast_render=self.cfg.fast_render,
-                max_steps=self.cfg.max_steps or max_steps_for(self.cfg.suite),
-            )
-        return self.env
+        self.envs = jobs.TaskEnv(
+            cfg.suite,
+            cameras=cfg.render,
+            image_size=cfg.image_size,
+            fast_render=cfg.fast_render,
+            max_steps=cfg.max_steps or max_steps_for(cfg.suite),
+        )
 
     def run(self, unit: Unit) -> dict:
         from sim.episode import run_episode
 
-        env = self._env_for(unit.task_id)
+        env = self.envs.get(unit.task_id)
         seed_everything(unit.seed)
         begin = getattr(self.policy, "begin_episode", None)
         if callable(begin):
             begin(env.task, unit.init_state, unit.seed)
         record = self.cfg.render and unit.episode < self.cfg.videos_per_task
-        result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, record=record)
+        # Filmed as it runs under a plain name, renamed for its outcome once that is known.
+        film = self.out / "videos" / f"task{unit.task_id:02d}_ep{unit.episode:03d}.mp4" if record else None
+        result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, video=film)
         row = {
             **dataclasses.asdict(unit),
             "task": env.task.name,
@@ -195,37 +152,22 @@ class Worker:
             row.update(stats())
         if record:
             outcome = "success" if result.success else "failure"
-            name = f"task{unit.task_id:02d}_ep{unit.episode:03d}_{outcome}.mp4"
-            row["video"] = str(Path("videos") / name)
-            write_video(self.out / row["video"], result.frames, fps=20)
+            row["video"] = str(Path("videos") / f"{film.stem}_{outcome}.mp4")
+            film.replace(self.out / row["video"])
         return row
 
     def close(self) -> None:
-        if self.env is not None:
-            self.env.close()
-            self.env = None
-
-
-_worker: Worker | None = None
+        self.envs.close()
 
 
 def start_worker(cfg: EvalConfig, out: Path, policy_factory, threads: int) -> Worker:
     """A Worker for a worker process, torch limited to `threads` (the processes share the cores)."""
-    if "torch" in sys.modules or cfg.policy.type == "hume":
-        import torch
-
-        torch.set_num_threads(threads)
-    return Worker(cfg, out, policy_factory)
+    return jobs.start_worker(functools.partial(Worker, cfg, out, policy_factory), threads, _uses_torch(cfg))
 
 
-def _init_worker(cfg: EvalConfig, out: Path, policy_factory, threads: int) -> None:
-    global _worker
-    _worker = start_worker(cfg, out, policy_factory, threads)
-
-
-def _run_unit(unit: Unit) -> dict:
-    assert _worker is not None
-    return _worker.run(unit)
+def _uses_torch(cfg: EvalConfig) -> bool:
+    """Whether the config's policy runs on torch (a Hume checkpoint; a replay does not)."""
+    return cfg.policy.type == "hume"
 
 
 def _run_all(cfg, out, units, policy_factory, run_units) -> Iterator[dict]:
@@ -244,20 +186,8 @@ def _run_all(cfg, out, units, policy_factory, run_units) -> Iterator[dict]:
 
         yield from run_units(cfg, out, units, policy_factory)
         return
-    workers = min(cfg.num_workers, len(units))
-    if workers <= 1:
-        worker = Worker(cfg, out, policy_factory)
-        try:
-            for unit in units:
-                yield worker.run(unit)
-        finally:
-            worker.close()
-        return
-    # spawn, not fork: a forked EGL context or torch thread pool is not safe to reuse.
-    ctx = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(cfg, out, policy_factory, threads)) as pool:
-        yield from pool.imap_unordered(_run_unit, units)
+    make_worker = functools.partial(Worker, cfg, out, policy_factory)
+    yield from jobs.run_units(make_worker, units, cfg.num_workers, _uses_torch(cfg))
 
 
 def evaluate(
@@ -297,7 +227,7 @@ def evaluate(
     )
     try:
         for row in _run_all(cfg, out, todo, policy_factory, run_units):
-            append_log(log_path, row)
+            fmt.append_jsonl(log_path, row)
             rows.append(row)
             bar.update(1)
             bar.set_postfix(success=f"{sum(r['success'] for r in rows) / len(rows):.1%}")

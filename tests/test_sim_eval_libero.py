@@ -12,6 +12,7 @@ import imageio.v2 as imageio
 import pytest
 
 from hume.config import ConfigError, parse_config
+from hume.data.episode_frame import BANNER
 from sim.eval_config import EvalConfig
 from sim.evaluator import evaluate
 from sim.stats import wilson_interval
@@ -76,7 +77,8 @@ def test_sync_eval_writes_results_videos_and_chart(sync_run):
     assert all(r["steps"] == 6 or r["success"] for r in episodes)
     assert episodes[0]["final_state"] != episodes[1]["final_state"]
     video = imageio.mimread(out / episodes[0]["video"])
-    assert len(video) == episodes[0]["steps"] + 1 and video[0].shape == (64, 128, 3)
+    # Every observation, the last too; both 64 px cameras side by side, 4x, under the step's banner.
+    assert len(video) == episodes[0]["steps"] + 1 and video[0].shape == (BANNER + 256, 512, 3)
     assert "video" not in episodes[1], "only the first videos_per_task episodes are filmed"
     assert (out / "success_by_task.png").stat().st_size > 1000
 
