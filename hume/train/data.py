@@ -28,14 +28,23 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hume.constants import (
+    ACTION_KEY,
+    DONE_KEY,
+    EPISODE_INDEX_KEY,
+    IMAGE_KEY,
+    REWARD_KEY,
+    STATE_KEY,
+    TASK_INDEX_KEY,
+)
 from hume.data.concat import ConcatDataset, open_datasets
 from hume.data.reader import LeRobotDataset
 from hume.data.returns import episode_returns
 from hume.data.stats import columns_stats
 from hume.models.configuration_hume import HumeConfig
 from hume.models.flow import sample_time
-from hume.policy.normalize import ACTION, STATE, Normalizer
-from hume.policy.transforms import IMAGE_KEY, image_to_tensor, pad_to, tokenize
+from hume.policy.normalize import Normalizer
+from hume.policy.transforms import image_to_tensor, pad_to, tokenize
 from hume.train.augment import augment_camera
 
 log = logging.getLogger(__name__)
@@ -49,12 +58,12 @@ def open_training_dataset(cfg) -> LeRobotDataset | ConcatDataset:
 def dataset_stats(dataset: LeRobotDataset | ConcatDataset) -> dict:
     """The dataset's state/action statistics: stored ones if any, else computed from its frames."""
     stats = dataset.stats
-    if stats is None or STATE not in stats or ACTION not in stats:
-        log.info("%s has no stored statistics of %s/%s: computing them", dataset.root, STATE, ACTION)
-        stats = columns_stats(dataset.columns, [STATE, ACTION])
-    out = {key: {"mean": stats[key]["mean"], "std": stats[key]["std"]} for key in (STATE, ACTION)}
-    if "min" in stats[ACTION] and "max" in stats[ACTION]:  # the value head's action box
-        out[ACTION].update(min=stats[ACTION]["min"], max=stats[ACTION]["max"])
+    if stats is None or STATE_KEY not in stats or ACTION_KEY not in stats:
+        log.info("%s has no stored statistics of %s/%s: computing them", dataset.root, STATE_KEY, ACTION_KEY)
+        stats = columns_stats(dataset.columns, [STATE_KEY, ACTION_KEY])
+    out = {key: {"mean": stats[key]["mean"], "std": stats[key]["std"]} for key in (STATE_KEY, ACTION_KEY)}
+    if "min" in stats[ACTION_KEY] and "max" in stats[ACTION_KEY]:  # the value head's action box
+        out[ACTION_KEY].update(min=stats[ACTION_KEY]["min"], max=stats[ACTION_KEY]["max"])
     return out
 
 
@@ -75,7 +84,7 @@ class TrainingData:
         self.config = config
         self.root = dataset.root
         cols = dataset.columns
-        for key, dim in ((STATE, config.state_dim), (ACTION, config.action_dim)):
+        for key, dim in ((STATE_KEY, config.state_dim), (ACTION_KEY, config.action_dim)):
             if key not in cols:
                 raise ValueError(f"{dataset.root}: no {key!r} column (features: {sorted(cols)})")
             width = int(np.prod(cols[key].shape[1:]))
@@ -93,17 +102,17 @@ class TrainingData:
                 f"{[IMAGE_KEY.format(c) for c in missing]} (it has {dataset.camera_keys}); pass "
                 "LeRobotDataset(rename=...) or change the model's cameras"
             )
-        self.state = torch.from_numpy(normalizer.state(cols[STATE].reshape(n, -1)))
-        self.action = torch.from_numpy(normalizer.action(cols[ACTION].reshape(n, -1)))
+        self.state = torch.from_numpy(normalizer.state(cols[STATE_KEY].reshape(n, -1)))
+        self.action = torch.from_numpy(normalizer.action(cols[ACTION_KEY].reshape(n, -1)))
         # The same actions as the value head scores them (its [-1, 1] box), mapped once.
         self.value_action = normalizer.value_actions(self.action)
-        self.reward = torch.from_numpy(cols["next.reward"].reshape(n).astype(np.float32))
-        self.done = torch.from_numpy(cols["next.done"].reshape(n).astype(np.float32))
+        self.reward = torch.from_numpy(cols[REWARD_KEY].reshape(n).astype(np.float32))
+        self.done = torch.from_numpy(cols[DONE_KEY].reshape(n).astype(np.float32))
         # The value head's own discount (one source of truth for gamma), not the reader's default.
         self.mc_return = torch.from_numpy(
-            episode_returns(cols["next.reward"], cols["episode_index"], config.value_head.gamma)
+            episode_returns(cols[REWARD_KEY], cols[EPISODE_INDEX_KEY], config.value_head.gamma)
         )
-        self.task_index = torch.from_numpy(cols["task_index"].reshape(n).astype(np.int64))
+        self.task_index = torch.from_numpy(cols[TASK_INDEX_KEY].reshape(n).astype(np.int64))
         # System 1 imitates the first dataset only: extra ones (a policy's own rollouts, failures
         # included) teach the value head what fails, not which actions to take.
         self.imitate = torch.arange(n) < (dataset.offsets[1] if isinstance(dataset, ConcatDataset) else n)

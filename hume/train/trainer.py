@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from hume.config import ConfigError, parse_config, to_dict
+from hume.constants import ACTION_KEY
 from hume.data.reader import LeRobotDataset
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
-from hume.policy.normalize import ACTION
 from hume.train import lora
 from hume.train.checkpoint import (
     STATE_FILE,
@@ -97,7 +97,7 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
             log.info("switching System 1 and the value head on: this stage trains them")
             policy.config = dataclasses.replace(policy.config, use_system1=True, use_value_head=True)
         # the value head is trained from here on
-        action = stats[ACTION]
+        action = stats[ACTION_KEY]
         if not cfg.value_action_box:
             policy.normalizer.clear_value_box()
         elif policy.normalizer.action_low is None and "min" in action:
