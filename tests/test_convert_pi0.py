@@ -83,7 +83,7 @@ def test_config_is_system2_alone(converted):
         MAX_DIM,
         MAX_DIM,
     )
-    assert cfg.cameras == OURS[ckpt.layout] and cfg.system1.cameras == cfg.cameras
+    assert cfg.cameras == OURS[ckpt.layout]
     assert (cfg.image_size, cfg.resize_with_padding) == (56, True)
     assert cfg.s2_replan_steps == (5 if ckpt.layout in ("openpi", "lerobot_new") else CHUNK)
     assert conversion.fresh == ("value_head", "system1")
@@ -211,16 +211,19 @@ def test_fresh_networks_follow_the_given_sizes(converted):
     _, conversion, _ = converted
     cfg = conversion.config
     assert dataclasses.replace(cfg.value_head, action_steps=FRESH.value_head.action_steps) == FRESH.value_head
-    assert (cfg.system1.chunk_length, cfg.system1.s2_chunk_length) == (cfg.s1_horizon, CHUNK)
+    # System 1 reads the converted model's 56² images: its patch is the largest up to the given 16
+    # that tiles them.
+    assert cfg.system1 == dataclasses.replace(FRESH.system1, patch_size=14)
 
 
 def test_fresh_networks_default_to_the_full_sizes(tmp_path):
     ckpt = write_pi0(tmp_path / "src", "lerobot_new")
     cfg = convert_pi0(ckpt.path).config  # configs/model/full.yaml; nothing is built but on the meta device
     assert (cfg.value_head.width, cfg.value_head.num_layers, cfg.value_head.action_steps) == (2048, 4, CHUNK)
-    assert (cfg.system1.width, cfg.system1.num_layers, cfg.system1.cameras) == (
+    assert (cfg.system1.width, cfg.system1.num_layers, cfg.system1.padded_widths, cfg.cameras) == (
         512,
         13,
+        True,
         ("agentview", "wrist"),
     )
 

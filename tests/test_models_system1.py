@@ -5,26 +5,34 @@ import time
 import pytest
 import torch
 
+from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
 from hume.models.system1 import System1
 
 CFG = System1Config()
+# The policy-level shapes System 1 is given (HumeConfig's defaults): image size, cameras, H, h, widths.
+IMAGE, CAMERAS, H, h, S, A = 64, ("agentview", "wrist"), 16, 8, 8, 7
+SHAPES = dict(cameras=CAMERAS, chunk_size=H, horizon=h, state_dim=S, action_dim=A)
+
+
+def test_shapes_are_the_default_policys():
+    policy = HumeConfig()
+    assert (policy.image_size, policy.cameras, policy.chunk_size, policy.s1_horizon) == (IMAGE, CAMERAS, H, h)
+    assert (policy.s1_state_dim, policy.s1_action_dim) == (S, A)
 
 
 @pytest.fixture(scope="module")
 def s1():
     torch.manual_seed(0)
-    return System1(CFG).eval()
+    return System1(CFG, **SHAPES).eval()
 
 
 def inputs(batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    images = {
-        c: torch.rand(batch, 3, CFG.image_size, CFG.image_size, generator=g) * 2 - 1 for c in CFG.cameras
-    }
-    state = torch.randn(batch, CFG.state_history, CFG.state_dim, generator=g)
-    offset = torch.randint(0, CFG.s2_chunk_length - CFG.chunk_length + 1, (batch,), generator=g)
-    start = torch.randn(batch, CFG.chunk_length, CFG.action_dim, generator=g)
+    images = {c: torch.rand(batch, 3, IMAGE, IMAGE, generator=g) * 2 - 1 for c in CAMERAS}
+    state = torch.randn(batch, CFG.state_history, S, generator=g)
+    offset = torch.randint(0, H - h + 1, (batch,), generator=g)
+    start = torch.randn(batch, h, A, generator=g)
     return images, state, offset, start
 
 
@@ -66,7 +74,7 @@ def test_refine_depends_on_images_state_offset_and_start(s1):
     variants = [
         s1.refine(other_images, state, offset, start),
         s1.refine(images, state + 1.0, offset, start),
-        s1.refine(images, state, (offset + 3) % (CFG.s2_chunk_length - CFG.chunk_length + 1), start),
+        s1.refine(images, state, (offset + 3) % (H - h + 1), start),
         s1.refine(images, state, offset, start + 1.0),
     ]
     for v in variants:
@@ -104,7 +112,7 @@ def test_loss_is_flow_matching_from_the_s2_slice(s1):
 
 def test_training_reduces_the_loss():
     torch.manual_seed(0)
-    model = System1(CFG)
+    model = System1(CFG, **SHAPES)
     images, state, offset, noise = inputs(batch=2, seed=2)
     actions = torch.randn_like(noise)
     # What System 2 hands over: its sample stopped at flow time theta1.
@@ -152,7 +160,6 @@ def test_tiny_model_is_small_and_fast(s1):
 
 def test_full_config_builds_on_meta_device():
     full = System1Config(
-        image_size=224,
         vision_hidden_size=384,
         vision_num_layers=12,
         vision_num_heads=6,
@@ -165,11 +172,10 @@ def test_full_config_builds_on_meta_device():
         num_kv_heads=1,
         head_dim=128,
         intermediate_size=2048,
-        state_dim=32,
-        action_dim=32,
+        padded_widths=True,
     )
     with torch.device("meta"):
-        model = System1(full)
+        model = System1(full, **(SHAPES | dict(state_dim=32, action_dim=32)))
     vision = sum(p.numel() for p in model.vision_encoder.parameters())
     total = sum(p.numel() for p in model.parameters())
     assert 21e6 < vision < 23e6  # DINOv2-small
@@ -179,7 +185,7 @@ def test_full_config_builds_on_meta_device():
 
 def test_runs_in_bfloat16():
     torch.manual_seed(0)
-    model = System1(CFG).to(torch.bfloat16)
+    model = System1(CFG, **SHAPES).to(torch.bfloat16)
     images, state, offset, start = inputs()
     with torch.no_grad():
         out = model.refine(images, state, offset, start)
@@ -192,7 +198,7 @@ def test_exact_velocity_makes_the_cascade_land_on_the_actions():
     from hume.models.cascade import cascaded_denoise
 
     g = torch.Generator().manual_seed(0)
-    actions = torch.randn(2, CFG.chunk_length, CFG.action_dim, generator=g)
+    actions = torch.randn(2, h, A, generator=g)
     s2_slice = actions + 0.1 * torch.randn(actions.shape, generator=g)
     target_velocity = (s2_slice - actions) / CFG.theta1
     out = cascaded_denoise(lambda x, t: target_velocity, s2_slice, CFG.theta1, CFG.num_steps)

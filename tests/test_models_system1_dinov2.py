@@ -14,6 +14,7 @@ from hume.models.system1 import System1, dinov2_config
 from hume.policy import HumePolicy
 
 CFG = System1Config()
+SHAPES = dict(cameras=("agentview", "wrist"), chunk_size=16, horizon=8, state_dim=8, action_dim=7)
 
 
 def saved_encoder(tmp_path, **overrides):
@@ -34,11 +35,11 @@ def saved_encoder(tmp_path, **overrides):
 def test_loads_a_saved_dinov2_and_encodes_like_it(tmp_path):
     reference = saved_encoder(tmp_path)
     torch.manual_seed(0)
-    s1 = System1(CFG).eval()
+    s1 = System1(CFG, **SHAPES).eval()
     s1.load_vision_encoder(tmp_path)
     for key, value in reference.state_dict().items():
         torch.testing.assert_close(s1.vision_encoder.state_dict()[key], value)
-    pixels = torch.rand(2, 3, CFG.image_size, CFG.image_size) * 2 - 1
+    pixels = torch.rand(2, 3, 64, 64) * 2 - 1
     with torch.no_grad():
         ours = s1.vision_encoder(pixel_values=pixels).last_hidden_state
         theirs = reference(pixel_values=pixels).last_hidden_state
@@ -60,14 +61,14 @@ def test_loads_the_backbone_of_a_task_checkpoint(tmp_path):
     torch.manual_seed(3)
     classifier = Dinov2ForImageClassification(cfg)
     classifier.save_pretrained(tmp_path)
-    s1 = System1(CFG)
+    s1 = System1(CFG, **SHAPES)
     s1.load_vision_encoder(tmp_path)
     torch.testing.assert_close(s1.vision_encoder.embeddings.cls_token, classifier.dinov2.embeddings.cls_token)
 
 
 def test_mismatched_config_names_file_and_key(tmp_path):
     saved_encoder(tmp_path, num_attention_heads=CFG.vision_num_heads * 2)
-    s1 = System1(CFG)
+    s1 = System1(CFG, **SHAPES)
     before = s1.vision_encoder.embeddings.cls_token.clone()
     with pytest.raises(CheckpointMismatchError, match=r"config\.json.*num_attention_heads"):
         s1.load_vision_encoder(tmp_path)
@@ -77,7 +78,7 @@ def test_mismatched_config_names_file_and_key(tmp_path):
 def test_mismatched_tensor_names_file_and_key(tmp_path):
     saved_encoder(tmp_path, image_size=CFG.vision_pos_grid * 2)  # a larger position-embedding grid
     with pytest.raises(CheckpointMismatchError, match=r"model\.safetensors.*embeddings\.position_embeddings"):
-        System1(CFG).load_vision_encoder(tmp_path)
+        System1(CFG, **SHAPES).load_vision_encoder(tmp_path)
 
 
 def test_missing_tensor_names_the_key(tmp_path):
@@ -86,12 +87,12 @@ def test_missing_tensor_names_the_key(tmp_path):
     config["num_hidden_layers"] = CFG.vision_num_layers  # config lies; the tensors tell
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointMismatchError, match=rf"encoder\.layer\.{CFG.vision_num_layers - 1}\."):
-        System1(CFG).load_vision_encoder(tmp_path)
+        System1(CFG, **SHAPES).load_vision_encoder(tmp_path)
 
 
 def test_missing_directory_or_weights(tmp_path):
     with pytest.raises(FileNotFoundError, match="not found"):
-        System1(CFG).load_vision_encoder(tmp_path / "nope")
+        System1(CFG, **SHAPES).load_vision_encoder(tmp_path / "nope")
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
-        System1(CFG).load_vision_encoder(tmp_path)
+        System1(CFG, **SHAPES).load_vision_encoder(tmp_path)

@@ -41,7 +41,8 @@ def test_full_yaml_builds_on_meta_with_paper_sizes():
     [
         ("--s2_replan_steps=20", "s2_replan_steps"),
         ("--s1_replan_steps=9", "s1_replan_steps"),
-        ("--system1.chunk_length=4", "s1_horizon"),
+        ("--system1.patch_size=12", "system1.patch_size"),
+        ("--system1.chunk_length=4", "chunk_length"),  # System 1's shapes are the policy's
         ("--image_size=60", "patch_size"),
         ("--theta2=0.95", "theta2"),
         ("--system2.num_kv_heads=3", "num_kv_heads"),

@@ -3,7 +3,6 @@
 import dataclasses
 from pathlib import Path
 
-import pytest
 import torch
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer
 
@@ -47,7 +46,7 @@ def test_residual_from_norm_adds_the_normalised_hidden_state():
 
 
 def small_head(**switches) -> ValueQueryHead:
-    cfg = ValueQueryHeadConfig(
+    sizes = dict(
         width=16,
         num_layers=1,
         num_heads=2,
@@ -56,14 +55,14 @@ def small_head(**switches) -> ValueQueryHead:
         action_steps=2,
         critic_hidden=(8,),
         actor_hidden=(8,),
-        **switches,
     )
+    cfg = ValueQueryHeadConfig(**(sizes | switches))
     torch.manual_seed(0)
     return ValueQueryHead(cfg, prefix_dim=16, action_dim=3).eval()
 
 
 def test_bidirectional_query_sees_and_is_seen_at_the_position_after_the_valid_tokens():
-    head = small_head(input_projection=False, query_attention="bidirectional")
+    head = small_head(width=None, query_attention="bidirectional")
     assert not hasattr(head, "input_proj")
     embs = torch.randn(1, 5, 16)
     mask = torch.tensor([[True, True, True, False, False]])
@@ -77,16 +76,17 @@ def test_bidirectional_query_sees_and_is_seen_at_the_position_after_the_valid_to
         torch.testing.assert_close(head.state_feature(moved, mask), feature)
     assert seen["positions"].tolist() == [[0, 1, 2, 2, 2, 3]]
     # The prefix sees the query: with a causal query the prefix tokens' outputs ignore it.
-    causal = small_head(input_projection=False, query_attention="causal")
+    causal = small_head(width=None, query_attention="causal")
     causal.load_state_dict(head.state_dict())
     with torch.no_grad():
         assert not torch.allclose(causal.state_feature(embs, mask), feature, atol=1e-4)
 
 
-def test_input_projection_off_needs_the_vlm_width():
-    cfg = ValueQueryHeadConfig(width=16, input_projection=False)
-    with pytest.raises(ValueError, match="VLM width"):
-        ValueQueryHead(cfg, prefix_dim=32, action_dim=3)
+def test_without_a_width_the_head_reads_the_prefix_at_its_own_width():
+    head = small_head(width=None)
+    assert not hasattr(head, "input_proj") and head.query.shape == (16,)
+    projected = small_head(width=24)
+    assert projected.input_proj.weight.shape == (24, 16) and projected.query.shape == (24,)
 
 
 def test_silu_critics():
@@ -97,9 +97,11 @@ def test_silu_critics():
     torch.testing.assert_close(c(x), c[2](torch.nn.functional.silu(c[0](x))))
 
 
+CHUNK = 16  # H, System 2's chunk: the stamp token is offset / H
+
+
 def small_system1(**switches) -> System1:
     cfg = System1Config(
-        image_size=32,
         vision_hidden_size=16,
         vision_num_layers=1,
         vision_num_heads=2,
@@ -114,7 +116,9 @@ def small_system1(**switches) -> System1:
         **switches,
     )
     torch.manual_seed(0)
-    return System1(cfg).eval()
+    return System1(
+        cfg, cameras=("agentview", "wrist"), chunk_size=CHUNK, horizon=4, state_dim=8, action_dim=8
+    ).eval()
 
 
 def test_system1_history_mask_and_raw_stamp():
@@ -142,7 +146,7 @@ def test_system1_history_mask_and_raw_stamp():
     authors.trunk.register_forward_pre_hook(lambda m, args: tokens.update(x=args[0]))
     with torch.no_grad():
         authors.encode_observation(images, history, offset)
-    expected = flow.sinusoidal_embedding(offset / authors.config.s2_chunk_length, 16)
+    expected = flow.sinusoidal_embedding(offset / CHUNK, 16)
     torch.testing.assert_close(tokens["x"][0, -1], expected[0])
 
 

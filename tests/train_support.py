@@ -84,7 +84,6 @@ def tiny_model_config() -> HumeConfig:
             cql_num_samples=2,
         ),
         system1=System1Config(
-            image_size=32,
             vision_hidden_size=32,
             vision_num_layers=1,
             vision_num_heads=2,

@@ -198,8 +198,13 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
             f"not the query feature ({vqh['width']}) + vqh_chunk_size ({raw.get('vqh_chunk_size')}) x "
             f"{action_dim} actions"
         )
+    if vqh["width"] != vlm["width"]:
+        raise CheckpointError(
+            f"{path}: the value-query head's Gemma is {vqh['width']} wide; theirs reads System 2's prefix "
+            f"embeddings directly, so it must be the VLM's width ({vlm['width']})"
+        )
     value_head = ValueQueryHeadConfig(
-        width=vqh["width"],
+        width=None,  # no input projection: the VLM's width
         num_layers=vqh["num_layers"],
         num_heads=vqh["num_heads"],
         num_kv_heads=vqh["num_kv_heads"],
@@ -213,7 +218,6 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
         log_std_min=math.log(1e-5),
         log_std_max=math.log(10.0),
         gamma=raw.get("discount", 0.98),
-        input_projection=False,
         query_attention="bidirectional",
         residual_from_norm=True,
         critic_activation="silu",
@@ -225,8 +229,6 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
             raise CheckpointError(f"{path}: s1_dino_config.{key} is {dino[key]!r}; ours supports {ours!r}")
     trunk = _gemma_sizes(source, f"{S1_EXPERT}gemma_expert.model.layers.")
     system1 = System1Config(
-        cameras=cameras,
-        image_size=size[0],
         vision_hidden_size=dino.get("hidden_size", 384),
         vision_num_layers=_layers(source, f"{S1_EXPERT}vision_tower.encoder.layer."),
         vision_num_heads=dino.get("num_attention_heads", 6),
@@ -239,11 +241,8 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
         num_kv_heads=trunk["num_kv_heads"],
         head_dim=trunk["head_dim"],
         intermediate_size=trunk["intermediate_size"],
-        state_dim=raw.get("max_state_dim", 32),
-        action_dim=raw.get("max_action_dim", 32),
+        padded_widths=True,  # max_state_dim / max_action_dim
         state_history=raw.get("s1_his_state_size", 1),
-        chunk_length=horizon,
-        s2_chunk_length=chunk,
         theta1=float(raw.get("theta1", 1.0)),
         num_steps=raw.get("s1_num_steps", 10),
         residual_from_norm=True,

@@ -482,6 +482,12 @@ def _s1_replan_steps(s2_replan: int, horizon: int, chunk: int) -> int:
     return 1
 
 
+def _tiling_patch(image_size: int, patch: int) -> int:
+    """The fresh System 1's patch size: the given one, or the largest smaller one that tiles the
+    converted model's images (System 1 reads the images System 2 does)."""
+    return next(p for p in range(patch, 0, -1) if image_size % p == 0)
+
+
 def _hume_config(
     system2: System2Config,
     image_size: int,
@@ -507,7 +513,7 @@ def _hume_config(
             fresh.value_head, action_steps=min(fresh.value_head.action_steps, chunk)
         ),
         system1=dataclasses.replace(
-            fresh.system1, cameras=cameras, chunk_length=horizon, s2_chunk_length=chunk
+            fresh.system1, patch_size=_tiling_patch(image_size, fresh.system1.patch_size)
         ),
         chunk_size=chunk,
         s1_horizon=horizon,

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+import draccus
+
+from hume.config import ConfigError
 from hume.models.configuration_system1 import System1Config
 from hume.models.configuration_system2 import System2Config
 from hume.models.configuration_value_query_head import ValueQueryHeadConfig
+
+# Keys System 1's config held before it took them from the policy's: {its key: the HumeConfig field}.
+SYSTEM1_COPIES = {
+    "cameras": "cameras",
+    "image_size": "image_size",
+    "chunk_length": "s1_horizon",
+    "s2_chunk_length": "chunk_size",
+}
+# Its widths then: now the policy's s1_state_dim / s1_action_dim, which system1.padded_widths picks.
+SYSTEM1_WIDTHS = ("state_dim", "action_dim")
 
 
 @dataclass(frozen=True)
@@ -95,11 +109,14 @@ class HumeConfig:
             )
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
-        if self.image_size % self.system2.patch_size:
-            raise ValueError(
-                f"image_size ({self.image_size}) must be a multiple of system2.patch_size "
-                f"({self.system2.patch_size})"
-            )
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"cameras has duplicates: {self.cameras}")
+        for network in ("system2", "system1"):
+            patch = getattr(self, network).patch_size
+            if self.image_size % patch:
+                raise ValueError(
+                    f"image_size ({self.image_size}) must be a multiple of {network}.patch_size ({patch})"
+                )
         if self.s2_replan_steps > self.chunk_size:
             raise ValueError(
                 f"s2_replan_steps ({self.s2_replan_steps}) cannot exceed chunk_size ({self.chunk_size}): "
@@ -137,10 +154,6 @@ class HumeConfig:
                 f"theta2 ({self.theta2}) must be in [0, 1 - candidate_t0_spread): every candidate must "
                 "denoise some way before stopping"
             )
-        self._check_agrees("system1.chunk_length", self.system1.chunk_length, "s1_horizon", self.s1_horizon)
-        self._check_agrees(
-            "system1.s2_chunk_length", self.system1.s2_chunk_length, "chunk_size", self.chunk_size
-        )
         if self.s1_horizon > self.chunk_size:
             raise ValueError(f"s1_horizon ({self.s1_horizon}) cannot exceed chunk_size ({self.chunk_size})")
         if self.value_head.action_steps > self.chunk_size:
@@ -149,9 +162,59 @@ class HumeConfig:
                 f"({self.chunk_size})"
             )
 
-    @staticmethod
-    def _check_agrees(name: str, value: int, policy_name: str, policy_value: int) -> None:
-        if value != policy_value:
-            raise ValueError(
-                f"{name} ({value}) must equal {policy_name} ({policy_value}); set both to the same value"
+    @property
+    def s1_state_dim(self) -> int:
+        """The state width System 1 reads: max_state_dim with system1.padded_widths, else state_dim."""
+        return self.max_state_dim if self.system1.padded_widths else self.state_dim
+
+    @property
+    def s1_action_dim(self) -> int:
+        """The action width System 1 refines: max_action_dim with system1.padded_widths, else action_dim."""
+        return self.max_action_dim if self.system1.padded_widths else self.action_dim
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> HumeConfig:
+        """A config as plain data (config.json), also as older code saved it, when System 1 and the
+        value head kept copies of the policy's shapes: a copy that agrees is dropped, one that
+        disagrees is a ConfigError naming both keys (no config of today's fits its weights)."""
+        system1 = dict(raw.get("system1") or {})
+        value_head = dict(raw.get("value_head") or {})
+        copies = {key: system1.pop(key) for key in SYSTEM1_COPIES if key in system1}
+        widths = {key: system1.pop(key) for key in SYSTEM1_WIDTHS if key in system1}
+        input_projection = value_head.pop("input_projection", True)
+        config = draccus.decode(cls, {**raw, "system1": system1, "value_head": value_head})
+        for key, value in copies.items():
+            parent = SYSTEM1_COPIES[key]
+            if (tuple(value) if isinstance(value, list) else value) != getattr(config, parent):
+                raise ConfigError(
+                    f"system1.{key} ({value}) disagrees with {parent} ({getattr(config, parent)}): System 1 "
+                    f"takes it from {parent} now, so the two must agree (drop system1.{key}, or set {parent} "
+                    f"to {value} if that is what the weights were trained with)"
+                )
+        if widths:
+            robot = {"state_dim": config.state_dim, "action_dim": config.action_dim}
+            padded = {"state_dim": config.max_state_dim, "action_dim": config.max_action_dim}
+            if "padded_widths" not in system1 and all(widths[k] == padded[k] != robot[k] for k in widths):
+                config = dataclasses.replace(
+                    config, system1=dataclasses.replace(config.system1, padded_widths=True)
+                )
+            takes = padded if config.system1.padded_widths else robot
+            if any(widths[k] != takes[k] for k in widths):
+                given = ", ".join(f"{k} {v}" for k, v in widths.items())
+                raise ConfigError(
+                    f"system1's {given} agree with neither the robot's state_dim/action_dim "
+                    f"({config.state_dim}/{config.action_dim}) nor the padded max_state_dim/max_action_dim "
+                    f"({config.max_state_dim}/{config.max_action_dim}, system1.padded_widths: true): "
+                    "System 1 takes its widths from those now"
+                )
+        if not input_projection:
+            if config.value_head.width != config.system2.vlm_width:
+                raise ConfigError(
+                    f"value_head.width ({config.value_head.width}) disagrees with system2.vlm_width "
+                    f"({config.system2.vlm_width}) although value_head.input_projection is false (the head "
+                    "reads System 2's prefix embeddings directly; today: value_head.width null)"
+                )
+            config = dataclasses.replace(
+                config, value_head=dataclasses.replace(config.value_head, width=None)
             )
+        return config

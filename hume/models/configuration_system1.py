@@ -7,10 +7,14 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class System1Config:
-    """Sizes default to the tiny CPU model; the paper's sizes are given as `full: ...`."""
+    """Sizes default to the tiny CPU model; the paper's sizes are given as `full: ...`.
 
-    cameras: tuple[str, ...] = ("agentview", "wrist")  # order of the image tokens
-    image_size: int = 64  # input resolution the policy resizes to (full: 224)
+    The cameras, image size, chunk length H, horizon h and state/action widths are policy-level
+    (HumeConfig's `cameras`, `image_size`, `chunk_size`, `s1_horizon`, and `s1_state_dim` /
+    `s1_action_dim`, which `padded_widths` picks) and are passed to `System1(...)`, so the policy
+    and the network can never disagree.
+    """
+
     # Vision encoder (transformers Dinov2). `vision_pos_grid` is the image size the position
     # embeddings were trained for (518 in released DINOv2 checkpoints); other sizes interpolate.
     vision_hidden_size: int = 64  # full: 384 (DINOv2-small)
@@ -26,12 +30,11 @@ class System1Config:
     num_kv_heads: int = 1  # full: 1
     head_dim: int = 32  # full: 128
     intermediate_size: int = 256  # full: 2048
-    # Inputs and outputs.
-    state_dim: int = 8  # full: 32 (padded)
-    action_dim: int = 7  # full: 32 (padded, as System 2's)
+    # Inputs and outputs. padded_widths true: states and actions at the padded widths
+    # max_state_dim / max_action_dim, as System 2's (full, and the authors'); false: the robot's
+    # state_dim / action_dim.
+    padded_widths: bool = False  # full: true
     state_history: int = 2  # K robot states, oldest first
-    chunk_length: int = 8  # h = H / 2 action tokens refined per call
-    s2_chunk_length: int = 16  # H: offsets into System 2's chunk are stamped as offset / H
     # Cascaded denoising: start from the System-2 slice at theta1 and integrate to 0.
     theta1: float = 0.1
     num_steps: int = 2
@@ -50,10 +53,6 @@ class System1Config:
     dinov2_path: str | None = None
 
     def validate(self) -> None:
-        if not self.cameras:
-            raise ValueError("system1.cameras must name at least one camera")
-        if len(set(self.cameras)) != len(self.cameras):
-            raise ValueError(f"system1.cameras has duplicates: {self.cameras}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"system1.num_heads ({self.num_heads}) must be a multiple of "
@@ -64,17 +63,8 @@ class System1Config:
                 f"system1.vision_hidden_size ({self.vision_hidden_size}) must be a multiple of "
                 f"vision_num_heads ({self.vision_num_heads})"
             )
-        if self.image_size % self.patch_size:
-            raise ValueError(
-                f"system1.image_size ({self.image_size}) must be a multiple of patch_size ({self.patch_size})"
-            )
         if self.width % 2:
             raise ValueError(f"system1.width must be even (sinusoidal embeddings), got {self.width}")
-        if self.chunk_length > self.s2_chunk_length:
-            raise ValueError(
-                f"system1.chunk_length ({self.chunk_length}) cannot exceed s2_chunk_length "
-                f"({self.s2_chunk_length})"
-            )
         if not 0.0 < self.theta1 <= 1.0:
             raise ValueError(f"system1.theta1 must be in (0, 1], got {self.theta1}")
         if self.num_steps < 1:

@@ -14,7 +14,10 @@ class ValueQueryHeadConfig:
     so they can never disagree. The critic always scores the robot's real action dims.
     """
 
-    width: int = 64  # full: 2048
+    # The head's width; its first layer projects System 2's prefix embeddings to it. None: no input
+    # projection, the head reads the prefix embeddings directly at System 2's VLM width (the
+    # authors' released heads; hume convert sets it).
+    width: int | None = 64  # full: 2048
     num_layers: int = 2  # full: 4
     num_heads: int = 2  # full: 8
     num_kv_heads: int = 1  # full: 1
@@ -27,8 +30,6 @@ class ValueQueryHeadConfig:
     log_std_min: float = -5.0
     log_std_max: float = 2.0
     # Variants of the authors' released heads (hume convert sets them):
-    # input_projection false: the head reads System 2's prefix embeddings directly (width = VLM width).
-    input_projection: bool = True
     # "causal": the query token follows the whole prefix (padding included) and only it sees the prefix;
     # "bidirectional": it is inserted right after the last valid prefix token, positions count valid
     # tokens only, and every valid token sees every other (the authors' head).
@@ -45,6 +46,10 @@ class ValueQueryHeadConfig:
     cql_temperature: float = 1.0
 
     def validate(self) -> None:
+        if self.width is not None and self.width < 1:
+            raise ValueError(
+                f"value_query_head.width must be >= 1 (or null: System 2's VLM width), got {self.width}"
+            )
         if self.num_heads % self.num_kv_heads:
             raise ValueError(
                 f"value_query_head.num_heads ({self.num_heads}) must be a multiple of num_kv_heads "

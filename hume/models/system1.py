@@ -12,6 +12,7 @@ and reused by every Euler step of the cascaded denoising (hume/models/cascade.py
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,19 +52,36 @@ class Observation:
 
 
 class System1(nn.Module):
-    def __init__(self, config: System1Config):
+    def __init__(
+        self,
+        config: System1Config,
+        *,
+        cameras: Sequence[str],
+        chunk_size: int,
+        horizon: int,
+        state_dim: int,
+        action_dim: int,
+    ):
+        """cameras: the image tokens' order; chunk_size H: System 2's chunk, offsets into it are
+        stamped as offset / H; horizon h: actions refined per call; state_dim/action_dim: the widths
+        the network reads and writes (the policy's, padded or not: `System1Config.padded_widths`)."""
         super().__init__()
         config.validate()
         self.config = config
+        self.cameras = tuple(cameras)
+        self.chunk_size = chunk_size
+        self.horizon = horizon
+        self.state_dim = state_dim
+        self.action_dim = action_dim
         w = config.width
         self.vision_encoder = Dinov2Model(dinov2_config(config))
         self.vision_proj = nn.Linear(config.vision_hidden_size, w)
         if config.camera_embedding:
-            self.camera_embedding = nn.Parameter(torch.randn(len(config.cameras), w) * 0.02)
-        self.state_proj = nn.Linear(config.state_dim, w)
+            self.camera_embedding = nn.Parameter(torch.randn(len(self.cameras), w) * 0.02)
+        self.state_proj = nn.Linear(state_dim, w)
         if config.stamp_projection:
             self.stamp_proj = nn.Linear(w, w)
-        self.action_in = nn.Linear(config.action_dim, w)
+        self.action_in = nn.Linear(action_dim, w)
         # pi0's action-time fusion: MLP([linear(action), sinusoidal(t)]).
         self.action_time_mlp = nn.Sequential(nn.Linear(2 * w, w), nn.SiLU(), nn.Linear(w, w))
         self.trunk = GemmaStack(
@@ -77,7 +95,7 @@ class System1(nn.Module):
             ),
             residual_from_norm=config.residual_from_norm,
         )
-        self.action_out = nn.Linear(w, config.action_dim)
+        self.action_out = nn.Linear(w, action_dim)
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -90,13 +108,13 @@ class System1(nn.Module):
 
     def encode_images(self, images: dict[str, Tensor]) -> Tensor:
         """{camera: [B, 3, H, W] in [-1, 1]} -> image tokens [B, cameras * tokens, W]."""
-        missing = [c for c in self.config.cameras if c not in images]
+        missing = [c for c in self.cameras if c not in images]
         if missing:
             raise KeyError(
-                f"System 1 needs images from cameras {list(self.config.cameras)}; missing {missing} "
+                f"System 1 needs images from cameras {list(self.cameras)}; missing {missing} "
                 f"(got {sorted(images)})"
             )
-        views = [images[c] for c in self.config.cameras]
+        views = [images[c] for c in self.cameras]
         if any(v.shape != views[0].shape for v in views):
             raise ValueError(f"all cameras must share one image shape, got {[list(v.shape) for v in views]}")
         b = views[0].shape[0]
@@ -115,15 +133,15 @@ class System1(nn.Module):
         """Run blocks 0-1 through the trunk once; state_history [B, K, S], offset [B] (steps into
         System 2's chunk, stamped as offset / H)."""
         cfg = self.config
-        if state_history.dim() != 3 or state_history.shape[1:] != (cfg.state_history, cfg.state_dim):
+        if state_history.dim() != 3 or state_history.shape[1:] != (cfg.state_history, self.state_dim):
             raise ValueError(
-                f"state_history must be [B, {cfg.state_history}, {cfg.state_dim}], "
+                f"state_history must be [B, {cfg.state_history}, {self.state_dim}], "
                 f"got {list(state_history.shape)}"
             )
         image_tokens = self.encode_images(images)
         b, dtype = image_tokens.shape[0], image_tokens.dtype
         states = self.state_proj(state_history.to(dtype))
-        stamp = flow.sinusoidal_embedding(offset.float() / cfg.s2_chunk_length, cfg.width).to(dtype)
+        stamp = flow.sinusoidal_embedding(offset.float() / self.chunk_size, cfg.width).to(dtype)
         if cfg.stamp_projection:
             stamp = self.stamp_proj(stamp)
         x = torch.cat([image_tokens, states, stamp[:, None]], dim=1)
@@ -152,10 +170,9 @@ class System1(nn.Module):
         return self.action_out(out)
 
     def _check_slice(self, name: str, chunk: Tensor) -> None:
-        cfg = self.config
-        if chunk.dim() != 3 or chunk.shape[1:] != (cfg.chunk_length, cfg.action_dim):
+        if chunk.dim() != 3 or chunk.shape[1:] != (self.horizon, self.action_dim):
             raise ValueError(
-                f"{name} must be [B, {cfg.chunk_length}, {cfg.action_dim}] (the System-2 slice of h steps), "
+                f"{name} must be [B, {self.horizon}, {self.action_dim}] (the System-2 slice of h steps), "
                 f"got {list(chunk.shape)}"
             )
 

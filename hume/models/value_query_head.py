@@ -109,14 +109,10 @@ class ValueQueryHead(nn.Module):
         self.config = config
         self.prefix_dim = prefix_dim
         self.action_dim = action_dim
-        w = config.width
-        if config.input_projection:
+        # width None: the head runs at the prefix's own width, with no projection into it.
+        w = prefix_dim if config.width is None else config.width
+        if config.width is not None:
             self.input_proj = nn.Linear(prefix_dim, w)
-        elif w != prefix_dim:
-            raise ValueError(
-                f"value_head.width ({w}) must equal System 2's VLM width ({prefix_dim}) when "
-                "value_head.input_projection is false"
-            )
         self.query = nn.Parameter(torch.randn(w) * 0.02)
         self.encoder = GemmaStack(
             gemma_config(
@@ -159,7 +155,7 @@ class ValueQueryHead(nn.Module):
             )
         b, length, _ = prefix_embs.shape
         x = prefix_embs.detach().to(self.query.dtype)
-        if self.config.input_projection:
+        if self.config.width is not None:
             x = self.input_proj(x)
         x = torch.cat([x, self.query.to(x.dtype).expand(b, 1, -1)], dim=1)
         prefix_mask = prefix_mask.bool()

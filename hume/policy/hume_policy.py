@@ -20,14 +20,13 @@ import json
 import logging
 from pathlib import Path
 
-import draccus
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from hume.config import to_dict
+from hume.config import ConfigError, to_dict
 from hume.constants import STATE_KEY, TASK_KEY
 from hume.models import flow
 from hume.models.configuration_hume import HumeConfig
@@ -102,7 +101,14 @@ def build_networks(config: HumeConfig, only: tuple[str, ...] = NETWORKS) -> dict
             robot_action_dim=config.action_dim,
         ),
         "value_head": lambda: ValueQueryHead(config.value_head, config.system2.vlm_width, config.action_dim),
-        "system1": lambda: System1(config.system1),
+        "system1": lambda: System1(
+            config.system1,
+            cameras=config.cameras,
+            chunk_size=config.chunk_size,
+            horizon=config.s1_horizon,
+            state_dim=config.s1_state_dim,
+            action_dim=config.s1_action_dim,
+        ),
     }
     return {name: builders[name]() for name in NETWORKS if name in only}
 
@@ -174,7 +180,7 @@ class HumePolicy(nn.Module):
         directory = resolve_checkpoint(path, CHECKPOINT_FILES, revision)
         config = load_config(directory / CONFIG_FILE)
         if overrides:
-            config = draccus.decode(HumeConfig, {**to_dict(config), **overrides})
+            config = HumeConfig.from_dict({**to_dict(config), **overrides})
         normalizer = Normalizer.load(directory, config.state_dim, config.action_dim)
         # The tokenizer saved with the weights is the one they were trained with; prefer it over
         # system2.tokenizer_path, which may name a folder of another machine.
@@ -352,12 +358,12 @@ class HumePolicy(nn.Module):
         images = {
             cam: img.to(self.device)
             for cam, img in observation_images(
-                obs, s1.config.cameras, s1.config.image_size, cfg.resize_with_padding
+                obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding
             ).items()
         }
         states = self._history(obs, history)
-        history = pad_to(torch.from_numpy(states)[None], s1.config.state_dim).to(self.device)
-        start_t = pad_to(torch.from_numpy(start[:, : s1.config.action_dim])[None], s1.config.action_dim)
+        history = pad_to(torch.from_numpy(states)[None], cfg.s1_state_dim).to(self.device)
+        start_t = pad_to(torch.from_numpy(start[:, : cfg.s1_action_dim])[None], cfg.s1_action_dim)
         start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
         refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps)
@@ -495,9 +501,11 @@ def load_config(file: Path) -> HumeConfig:
         raise FileNotFoundError(f"{file}: the checkpoint has no config")
     try:
         raw = json.loads(file.read_text())
-        config = draccus.decode(HumeConfig, raw)
+        config = HumeConfig.from_dict(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"{file}: not valid JSON ({e})") from None
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
     except Exception as e:  # draccus raises several types for unknown keys and wrong types
         raise ValueError(f"{file}: not a HumeConfig ({e})") from None
     config.validate()

@@ -94,7 +94,7 @@ class TrainingData:
                     f"(set state_dim/action_dim in the model config to match the dataset)"
                 )
         n = len(dataset)
-        self.cameras = tuple(dict.fromkeys((*config.cameras, *config.system1.cameras)))
+        self.cameras = config.cameras
         missing = [c for c in self.cameras if IMAGE_KEY.format(c) not in dataset.camera_keys]
         if missing:
             raise ValueError(
@@ -126,7 +126,7 @@ class TrainingData:
         self.tokens, self.token_masks = tokenize(
             tokenizer, dataset.tasks, s2.max_token_len, s2.lowercase_instruction, s2.instruction_suffix
         )
-        self.image_size = max(config.image_size, config.system1.image_size)
+        self.image_size = config.image_size
         self.images = self._load_images(dataset)
         log.info(
             "training data: %d frames, %d episodes, %d tasks, cameras %s at %d px",
@@ -234,18 +234,20 @@ class TrainingData:
                 [B], and next.* System 2's observation at frame i+1 (i itself at an episode's end,
                 where done = 1 masks it)
         """
-        cfg, s1 = self.config, self.config.system1
+        cfg = self.config
         batch = {f"s2.{k}": v for k, v in self.system2_inputs(idx, generator, augment).items()}
         batch["s2.noise"] = torch.randn((len(idx), cfg.chunk_size, cfg.max_action_dim), generator=generator)
 
         offset = self.s1_offsets(idx, generator)
         now = idx + offset
-        for cam in s1.cameras:
-            batch[f"s1.images.{cam}"] = self.camera_images(now, cam, s1.image_size, generator, augment)
-        batch["s1.state_history"] = pad_to(self.state_history(now, s1.state_history), s1.state_dim)
+        for cam in cfg.cameras:
+            batch[f"s1.images.{cam}"] = self.camera_images(now, cam, cfg.image_size, generator, augment)
+        batch["s1.state_history"] = pad_to(
+            self.state_history(now, cfg.system1.state_history), cfg.s1_state_dim
+        )
         batch["s1.offset"] = offset
         actions, is_pad = self.chunk(now, cfg.s1_horizon)
-        batch["s1.actions"] = pad_to(actions, s1.action_dim)
+        batch["s1.actions"] = pad_to(actions, cfg.s1_action_dim)
         batch["s1.is_pad"] = is_pad
         batch["s1.imitate"] = self.imitate[idx]
 

@@ -65,9 +65,9 @@ class System1ValueStage(nn.Module):
         )
         rows = batch["s1.offset"][:, None] + torch.arange(cfg.s1_horizon, device=prefix.device)
         # System 1 reads the padded dims too when System 2 samples them (not pinned).
-        width = cfg.system1.action_dim if not cfg.system2.pin_padded_actions else cfg.action_dim
+        width = cfg.s1_action_dim if not cfg.system2.pin_padded_actions else cfg.action_dim
         start = chunk[:, 0][torch.arange(b, device=prefix.device)[:, None], rows, :width]
-        return prefix, prefix_mask, pad_to(start, cfg.system1.action_dim)
+        return prefix, prefix_mask, pad_to(start, cfg.s1_action_dim)
 
     def forward(
         self, batch: dict[str, Tensor], generator: torch.Generator | None = None
@@ -80,7 +80,7 @@ class System1ValueStage(nn.Module):
                 batch["vh.next.tokens"],
                 batch["vh.next.token_masks"],
             )
-        images = {cam: batch[f"s1.images.{cam}"] for cam in self.system1.config.cameras}
+        images = {cam: batch[f"s1.images.{cam}"] for cam in self.system1.cameras}
         s1_loss = self.system1.loss(
             images,
             batch["s1.state_history"],
