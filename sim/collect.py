@@ -2,20 +2,18 @@
 demonstrations, or rollouts of a trained policy, each labelled by the simulator's success check.
 
 The plan (task, episode -> start, seed, episode index) is fixed by the config, so a collection
-interrupted at any point continues where it stopped when run again with the same output folder:
-finished episodes are in meta/episodes.jsonl and are skipped. Workers (separate processes, each
-with its own simulator) write their episodes' parquet and video files; the main process owns the
-dataset's metadata. Episodes start from official initial states or from sampled ones; a sampled
-start is recorded whole (seed and flattened sim state) with its distance to the nearest official
-state, and the summary says how many equal one (sim/start_states.py).
+interrupted at any point continues where it stopped when run again with the same output folder
+(sim/jobs.py): finished episodes are in meta/episodes.jsonl and are skipped. Workers write their
+episodes' parquet and video files; the main process owns the dataset's metadata. Episodes start
+from official initial states or from sampled ones; a sampled start is recorded whole (seed and
+flattened sim state) with its distance to the nearest official state, and the summary says how
+many equal one (sim/start_states.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 import logging
-import multiprocessing as mp
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +23,10 @@ import numpy as np
 from hume.config import ConfigError, to_dict
 from hume.constants import ACTION_KEY, DONE_KEY, IMAGE_KEY, REWARD_KEY, STATE_KEY, SUCCESS_KEY
 from hume.data import format as fmt
+from sim import jobs
 from sim.collect_config import CollectConfig
 from sim.libero_env import CAMERAS
-from sim.start_states import held_out_check
+from sim.start_states import held_out_check, nearest_official, object_qpos_indices
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +38,10 @@ POLICY_VALUE = "policy.value"
 
 
 @dataclass(frozen=True)
-class Unit:
+class Unit(jobs.Unit):
     """One episode to record."""
 
-    task_id: int
-    episode: int  # k-th episode of its task
-    init_state: int | None  # the official initial state; None for a sampled start
     episode_index: int  # its index in the dataset
-    seed: int  # seeds the expert or policy, and a sampled start
-
-
-def episode_seed(seed: int, task_id: int, episode: int) -> int:
-    digest = hashlib.sha256(f"{seed}/{task_id}/{episode}".encode()).digest()
-    return int.from_bytes(digest[:4], "little")
 
 
 def select_tasks(cfg: CollectConfig) -> list[int]:
@@ -95,7 +85,7 @@ def plan(cfg: CollectConfig, task_ids: list[int]) -> list[Unit]:
             episode=k,
             init_state=None if sampled else cfg.first_init_state + k,
             episode_index=i,
-            seed=episode_seed(cfg.seed, t, k),
+            seed=jobs.episode_seed(cfg.seed, t, k),
         )
         for i, (t, k) in enumerate(pairs)
     ]
@@ -132,52 +122,10 @@ def record_episode(env, actor, obs: dict, cameras: bool) -> tuple[dict[str, np.n
     return frames, success
 
 
-# A worker's simulator and policy, kept from one episode to the next, each under the settings it
-# was built with: a process that runs another collection (tests, workers=1) builds its own.
-_worker_envs: dict = {}
-_worker_policies: dict = {}
-
-
-def _env_for(cfg: CollectConfig, task_id: int):
-    from sim.libero_env import LiberoEnv
-
-    key = (cfg.suite, task_id, cfg.cameras, cfg.image_size, cfg.fast_render, cfg.max_steps, cfg.seed)
-    env = _worker_envs.get(key)
-    if env is None:
-        for other in _worker_envs.values():
-            other.close()
-        _worker_envs.clear()
-        env = LiberoEnv(
-            cfg.suite,
-            task_id,
-            cameras=cfg.cameras,
-            image_size=cfg.image_size,
-            fast_render=cfg.fast_render,
-            max_steps=cfg.max_steps or None,
-            seed=cfg.seed,
-        )
-        _worker_envs[key] = env
-    return env
-
-
-def _policy_for(cfg: CollectConfig):
-    """The checkpoint's policy as the synchronous evaluation runs it (sim/evaluator.py)."""
-    key = json.dumps(to_dict(cfg.policy), sort_keys=True)
-    if key not in _worker_policies:
-        from sim.eval_config import EvalConfig
-        from sim.evaluator import make_policy
-
-        _worker_policies.clear()
-        _worker_policies[key] = make_policy(EvalConfig(mode="sync", policy=cfg.policy))
-    return _worker_policies[key]
-
-
-def start_episode(env, cfg: CollectConfig, unit: Unit) -> tuple[dict, dict]:
+def start_episode(env, unit: Unit) -> tuple[dict, dict]:
     """Reset `env` to the unit's start: (first observation, what episodes.jsonl records of it)."""
     if unit.init_state is not None:
         return env.reset(unit.init_state), {"init_state": unit.init_state}
-    from sim.start_states import nearest_official, object_qpos_indices
-
     obs = env.reset_sampled(unit.seed)
     nearest, distance = nearest_official(
         env.start_state, env.task.init_states(), object_qpos_indices(env.sim)
@@ -203,46 +151,68 @@ class RolloutActor:
         return action
 
 
-def make_actor(env, cfg: CollectConfig, unit: Unit):
-    """The expert or the policy (as a RolloutActor), reset for this episode with its seed."""
-    if cfg.source == "expert":
-        from sim.experts import make_expert
+class Recorder:
+    """Records units (in a worker) and writes their episodes' files; keeps one simulator (the
+    current task's) and, for rollouts, one policy for its lifetime."""
 
-        expert = make_expert(env, cfg.noise, seed=unit.seed)
-        expert.reset()
-        return expert
-    from sim.episode import reset_policy
-    from sim.evaluator import seed_everything
+    def __init__(self, cfg: CollectConfig, info: dict, task_index: dict[int, int]):
+        self.cfg = cfg
+        self.info = info
+        self.task_index = task_index  # task id -> its index in the dataset
+        self.envs = jobs.TaskEnv(
+            cfg.suite,
+            cameras=cfg.cameras,
+            image_size=cfg.image_size,
+            fast_render=cfg.fast_render,
+            max_steps=cfg.max_steps or None,
+            seed=cfg.seed,
+        )
+        self.policy = None
+        if cfg.source == "policy":
+            from sim.eval_config import EvalConfig
+            from sim.evaluator import make_policy
 
-    policy = _policy_for(cfg)
-    seed_everything(unit.seed)
-    reset_policy(policy, unit.seed)
-    return RolloutActor(policy)
+            # The checkpoint's policy as the synchronous evaluation runs it.
+            self.policy = make_policy(EvalConfig(mode="sync", policy=cfg.policy))
 
+    def actor(self, env, unit: Unit):
+        """The expert or the policy (as a RolloutActor), reset for this episode with its seed."""
+        if self.policy is None:
+            from sim.experts import make_expert
 
-def run_unit(cfg: CollectConfig, info: dict, task_index: int, unit: Unit) -> dict:
-    """Record one episode and write its files (in a worker); returns its metadata."""
-    from hume.data.writer import write_episode_files
+            expert = make_expert(env, self.cfg.noise, seed=unit.seed)
+            expert.reset()
+            return expert
+        from sim.episode import reset_policy
 
-    env = _env_for(cfg, unit.task_id)
-    obs, start = start_episode(env, cfg, unit)
-    actor = make_actor(env, cfg, unit)
-    frames, success = record_episode(env, actor, obs, cfg.cameras)
-    if isinstance(actor, RolloutActor):
-        frames[POLICY_VALUE] = np.asarray(actor.values, dtype=np.float32)
-    stats = write_episode_files(cfg.output, info, unit.episode_index, task_index, frames)
-    return {
-        "unit": unit,
-        "task": env.instruction,
-        "length": len(frames[ACTION_KEY]),
-        "success": success,
-        "stats": stats,
-        "start": start,
-    }
+        jobs.seed_everything(unit.seed)
+        reset_policy(self.policy, unit.seed)
+        return RolloutActor(self.policy)
 
+    def run(self, unit: Unit) -> dict:
+        """Record one episode and write its files; returns what the main process records of it."""
+        from hume.data.writer import write_episode_files
 
-def _run_unit_star(args):
-    return run_unit(*args)
+        env = self.envs.get(unit.task_id)
+        obs, start = start_episode(env, unit)
+        actor = self.actor(env, unit)
+        frames, success = record_episode(env, actor, obs, self.cfg.cameras)
+        if isinstance(actor, RolloutActor):
+            frames[POLICY_VALUE] = np.asarray(actor.values, dtype=np.float32)
+        stats = write_episode_files(
+            self.cfg.output, self.info, unit.episode_index, self.task_index[unit.task_id], frames
+        )
+        return {
+            "unit": unit,
+            "task": env.instruction,
+            "length": len(frames[ACTION_KEY]),
+            "success": success,
+            "stats": stats,
+            "start": start,
+        }
+
+    def close(self) -> None:
+        self.envs.close()
 
 
 def check_resume(cfg: CollectConfig, out: Path) -> None:
@@ -302,16 +272,9 @@ def collect(cfg: CollectConfig) -> dict:
         unit="ep",
         file=sys.stderr,
     )
-    jobs = [(cfg, writer.info, task_index[u.task_id], u) for u in todo]
-    pool = None
+    make_worker = functools.partial(Recorder, cfg, writer.info, task_index)
     try:
-        if cfg.workers == 1:
-            results = map(_run_unit_star, jobs)
-        else:
-            # Spawned, not forked: each worker starts its own simulator and GL context.
-            pool = mp.get_context("spawn").Pool(cfg.workers)
-            results = pool.imap_unordered(_run_unit_star, jobs)
-        for r in results:
+        for r in jobs.run_units(make_worker, todo, cfg.workers, uses_torch=cfg.source == "policy"):
             u = r["unit"]
             writer.record_episode(
                 u.episode_index,
@@ -332,8 +295,6 @@ def collect(cfg: CollectConfig) -> dict:
             )
     finally:
         bar.close()
-        if pool is not None:
-            pool.terminate()
     writer.finalize()
     summary = summarize(cfg, writer)
     fmt.write_json(out / SUMMARY_FILE, summary)

@@ -13,6 +13,7 @@ v3.0 (read too): many episodes per file,
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -29,6 +30,8 @@ from hume.constants import (
     TASK_INDEX_KEY,
     TIMESTAMP_KEY,
 )
+
+log = logging.getLogger(__name__)
 
 V21 = "v2.1"
 V30 = "v3.0"
@@ -127,10 +130,38 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_log(path: Path) -> list[dict]:
+    """The rows of an append-only log (`append_jsonl`); a torn line, left by a crash mid-write,
+    is skipped with a warning, so what it recorded is done again."""
+    if not path.is_file():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            log.warning(
+                "%s line %d is incomplete (interrupted write): skipped, what it recorded is redone",
+                path,
+                i + 1,
+            )
+    return rows
+
+
 def append_jsonl(path: Path, row: dict) -> None:
+    """Append one row durably (on disk when this returns). After a crash mid-write the file ends
+    in a torn line: the row goes on a line of its own rather than onto that fragment."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(row) + "\n")
+    with open(path, "ab+") as f:
+        end = f.seek(0, os.SEEK_END)
+        if end:
+            f.seek(end - 1)
+        torn = end > 0 and f.read(1) != b"\n"
+        f.write((b"\n" if torn else b"") + json.dumps(row).encode() + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -136,11 +136,9 @@ class LeRobotWriter:
                 "features": features,
             }
         self.tasks = [
-            row[TASK_KEY] for row in sorted(fmt.read_jsonl(self.root / fmt.TASKS_JSONL), key=_task_key)
+            row[TASK_KEY] for row in sorted(fmt.read_log(self.root / fmt.TASKS_JSONL), key=_task_key)
         ]
-        self.episodes = {
-            row[EPISODE_INDEX_KEY]: row for row in fmt.read_jsonl(self.root / fmt.EPISODES_JSONL)
-        }
+        self.episodes = {row[EPISODE_INDEX_KEY]: row for row in fmt.read_log(self.root / fmt.EPISODES_JSONL)}
         self._write_info()
 
     def task_index(self, task: str) -> int:
@@ -211,7 +209,7 @@ class LeRobotWriter:
                 pq.write_table(table, path)
             offset += table.num_rows
         fmt.write_jsonl(self.root / fmt.EPISODES_JSONL, [self.episodes[e] for e in order])
-        stats_rows = {r[EPISODE_INDEX_KEY]: r for r in fmt.read_jsonl(self.root / fmt.EPISODES_STATS_JSONL)}
+        stats_rows = {r[EPISODE_INDEX_KEY]: r for r in fmt.read_log(self.root / fmt.EPISODES_STATS_JSONL)}
         fmt.write_jsonl(self.root / fmt.EPISODES_STATS_JSONL, [stats_rows[e] for e in order])
         stats = aggregate_stats([from_jsonable(stats_rows[e]["stats"]) for e in order])
         fmt.write_json(self.root / fmt.STATS_JSON, to_jsonable(stats))

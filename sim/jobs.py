@@ -1,0 +1,121 @@
+"""Resumable runs of many LIBERO episodes, as `hume collect` and `hume eval` make them.
+
+A run is a plan of units (task, episode), each with its own start and seed, so its outcome does
+not depend on which worker ran it or in what order. The main process alone appends each finished
+unit to an append-only log (`hume.data.format.append_jsonl`); a run started again skips the units
+its log holds, so an interrupted run continues where it stopped and counts nothing twice. Workers
+are separate processes, each keeping one simulator and one policy for its lifetime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import random
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One episode of a plan."""
+
+    task_id: int
+    episode: int  # k-th episode of its task
+    init_state: int | None  # the official initial state; None for a sampled start
+    seed: int  # seeds the policy or expert (and a sampled start): `episode_seed`
+
+
+def episode_seed(seed: int, task_id: int, episode: int) -> int:
+    """A unit's seed from the run's: the same whatever else the plan holds."""
+    digest = hashlib.sha256(f"{seed}/{task_id}/{episode}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed every global RNG a policy may draw from before a unit runs."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
+
+
+class TaskEnv:
+    """A worker's simulator: the current task's LiberoEnv, kept while that task's units follow one
+    another (building one takes seconds) and rebuilt when the task changes."""
+
+    def __init__(self, suite: str, **options):
+        self.suite = suite
+        self.options = options  # LiberoEnv's keyword arguments
+        self.env = None
+
+    def get(self, task_id: int):
+        from sim.libero_env import LiberoEnv
+
+        if self.env is None or self.env.task.task_id != task_id:
+            self.close()
+            self.env = LiberoEnv(self.suite, task_id, **self.options)
+        return self.env
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            self.env = None
+
+
+class Worker(Protocol):
+    def run(self, unit: Unit) -> dict: ...  # one unit's result, for the main process to log
+
+    def close(self) -> None: ...
+
+
+def start_worker(make_worker: Callable[[], Worker], threads: int, uses_torch: bool) -> Worker:
+    """A worker for a worker process, torch limited to `threads` (the processes share the cores)."""
+    if uses_torch or "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+    return make_worker()
+
+
+# This worker process's worker (a pool's initialiser builds it, its tasks run units on it).
+_worker: Worker | None = None
+
+
+def _init_worker(make_worker: Callable[[], Worker], threads: int, uses_torch: bool) -> None:
+    global _worker
+    _worker = start_worker(make_worker, threads, uses_torch)
+
+
+def _run_unit(unit: Unit) -> dict:
+    assert _worker is not None
+    return _worker.run(unit)
+
+
+def run_units(
+    make_worker: Callable[[], Worker], units: Sequence[Unit], workers: int, uses_torch: bool
+) -> Iterator[dict]:
+    """`worker.run(unit)` of every unit, in completion order: in this process when one worker will
+    do, else in `workers` spawned processes, each with its own `make_worker()` (which must pickle)
+    and torch limited to an equal share of the cores."""
+    if not units:
+        return
+    workers = min(workers, len(units))
+    if workers <= 1:
+        worker = make_worker()
+        try:
+            for unit in units:
+                yield worker.run(unit)
+        finally:
+            worker.close()
+        return
+    # spawn, not fork: a forked EGL context or torch thread pool is not safe to reuse.
+    ctx = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(make_worker, threads, uses_torch)) as pool:
+        yield from pool.imap_unordered(_run_unit, units)
