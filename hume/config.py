@@ -1,21 +1,22 @@
 """Typed configs: frozen dataclasses, filled from a YAML file plus dotted CLI overrides.
 
-Parsing is done by draccus. Config modules must stay import-light (no torch), so that a bad
-config fails in well under a second, before any model or simulator is touched.
+Parsing is draccus' (its ArgumentParser: one flag per field, `--config FILE.yaml` first, then the
+overrides, decoded into the dataclass). Config modules must stay import-light (no torch), so that a
+bad config fails in well under a second, before any model or simulator is touched.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import logging
-from collections.abc import Sequence
-from contextlib import redirect_stderr
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import draccus
+from draccus.argparsing import ArgumentParser
+from draccus.utils import CONFIG_ARG, DraccusException
 
 log = logging.getLogger(__name__)
 
@@ -24,37 +25,6 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the file or key."""
-
-
-def split_config_arg(argv: Sequence[str]) -> tuple[str | None, list[str]]:
-    """Pull `--config PATH` / `--config=PATH` out of argv; returns (path, the rest)."""
-    path: str | None = None
-    rest: list[str] = []
-    it = iter(argv)
-    for arg in it:
-        if arg == "--config":
-            path = next(it, None)
-            if path is None:
-                raise ConfigError(
-                    "--config needs a path to a YAML file, e.g. --config configs/eval/smoke.yaml"
-                )
-        elif arg.startswith("--config="):
-            path = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    return path, rest
-
-
-def check_config_file(path: str | None) -> Path | None:
-    """Fail at once, naming the file, when a config file is missing or not YAML."""
-    if path is None:
-        return None
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path} (pass an existing YAML file, e.g. configs/...)")
-    if p.suffix not in (".yaml", ".yml"):
-        raise ConfigError(f"config file {path} is not YAML (.yaml or .yml expected)")
-    return p
 
 
 def check_checkpoint(path: str, key: str = "checkpoint") -> Path:
@@ -71,29 +41,64 @@ def check_checkpoint(path: str, key: str = "checkpoint") -> Path:
     return folder
 
 
-def parse_config(config_cls: type[T], argv: Sequence[str], prog: str | None = None) -> T:
+class _ConfigFile(argparse.Action):
+    """`--config FILE.yaml`, stored where draccus reads its config file from; a missing or non-YAML
+    file fails here, naming it, before draccus opens it."""
+
+    path: str | None = None
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not Path(values).is_file():
+            raise ConfigError(
+                f"config file not found: {values} (pass an existing YAML file, e.g. configs/...)"
+            )
+        if Path(values).suffix not in (".yaml", ".yml"):
+            raise ConfigError(f"config file {values} is not YAML (.yaml or .yml expected)")
+        self.path = values
+        setattr(namespace, self.dest, values)
+
+
+def _parser(config_cls: type, prog: str | None) -> tuple[ArgumentParser, _ConfigFile]:
+    parser = ArgumentParser(config_cls, prog=prog, exit_on_error=False)
+    for action in parser.parser._actions:
+        if action.dest == CONFIG_ARG:
+            # draccus names its file flag --config_path; ours is --config (the CLI contract).
+            action.help = argparse.SUPPRESS
+        elif action.type is bool:
+            # A switch may be given bare (`--json`); draccus alone wants `--json=true`.
+            action.nargs, action.const, action.metavar = "?", "true", "[bool]"
+    config_file = parser.parser.add_argument(
+        "--config", dest=CONFIG_ARG, action=_ConfigFile, metavar="FILE.yaml", help="YAML file read first"
+    )
+    return parser, config_file
+
+
+def parse_config(
+    config_cls: type[T],
+    argv: Sequence[str],
+    prog: str | None = None,
+    extra_args: Callable[[argparse.ArgumentParser], object] | None = None,
+) -> T:
     """Build `config_cls` from `--config FILE` (optional) and dotted overrides (`--a.b=c`).
 
-    Unknown keys, wrong types and missing files raise ConfigError naming the key or file.
-    `--help` prints the generated help and exits (SystemExit), as argparse does.
+    `extra_args(parser)` may add argparse arguments whose `dest` is a config key (another name for
+    a key, a positional). Unknown keys, wrong types and missing files raise ConfigError naming the
+    key or file. `--help` prints the generated help and exits (SystemExit), as argparse does.
     """
-    path, rest = split_config_arg(argv)
-    cfg_path = check_config_file(path)
-    err = io.StringIO()
+    parser, config_file = _parser(config_cls, prog)
+    if extra_args is not None:
+        extra_args(parser.parser)
     try:
-        with redirect_stderr(err):
-            cfg = draccus.parse(config_cls, config_path=cfg_path, args=rest, prog=prog, exit_on_error=False)
-    except draccus.utils.DraccusException as e:
-        where = f" in {cfg_path}" if cfg_path else ""
+        cfg = parser.parse_args(list(argv))
+    except DraccusException as e:
+        where = f" in {config_file.path}" if config_file.path else ""
         raise ConfigError(f"bad config{where}: {e}") from None
     except argparse.ArgumentError as e:
-        # e.g. a flag given without its value (`--steps` at the end of the line)
+        # e.g. a flag given without its value (`--steps` at the end of the line), or a bad choice
         raise ConfigError(f"bad command line: {e}") from None
-    except SystemExit as e:
-        # argparse exits on --help (code 0) and on malformed flags (code 2, message on stderr).
-        if e.code not in (0, None):
-            raise ConfigError(err.getvalue().strip().splitlines()[-1] if err.getvalue() else str(e)) from None
-        raise
+    except FileNotFoundError as e:
+        # a file draccus opens itself (`--key="include FILE.yaml"`)
+        raise ConfigError(f"config file not found: {e.filename}") from None
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         validate()

@@ -37,9 +37,16 @@ def test_missing_config_fails_fast_naming_file():
 
 def test_unknown_command_and_bad_log_level():
     r = hume("fly")
-    assert r.returncode == 2 and "unknown command" in r.stderr
+    assert r.returncode == 2 and "invalid choice: 'fly'" in r.stderr and "'train'" in r.stderr
     r = hume("--log-level", "LOUD", "stats", "--help")
     assert r.returncode == 2 and "--log-level" in r.stderr
+
+
+def test_log_level_before_or_after_the_command(tmp_path):
+    r = hume("--log-level", "debug", "keys", "--output", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    r = hume("keys", "--log-level", "WARNING", "--output", str(tmp_path / "b"), "--force")
+    assert r.returncode == 0, r.stderr
 
 
 def _options(config) -> list[str]:
@@ -48,6 +55,7 @@ def _options(config) -> list[str]:
 
 def test_every_command_has_help_naming_its_own_options():
     from hume.cli.convert import ConvertConfig
+    from hume.cli.keys import KeysConfig
     from hume.cli.serve import NODES
     from hume.cli.stats import StatsConfig
     from hume.runtime.config import DeployConfig
@@ -55,20 +63,25 @@ def test_every_command_has_help_naming_its_own_options():
     from sim.collect_config import CollectConfig
     from sim.eval_config import EvalConfig
 
-    expected = {
+    config_options = {
         "train": _options(TrainConfig),
         "eval": _options(EvalConfig),
         "collect": _options(CollectConfig),
         "deploy": _options(DeployConfig),
-        "serve": list(NODES),
-        "bench": list(BENCHMARKS),
         "stats": _options(StatsConfig),
-        "keys": ["--output", "--force"],
-        "convert": _options(ConvertConfig),
+        "keys": _options(KeysConfig),
+        "convert": [*_options(ConvertConfig), "--from"],
     }
-    assert set(expected) == set(COMMANDS)
-    for name, words in expected.items():
-        r = hume(name, "--help")
-        assert r.returncode == 0, (name, r.stderr)
+    expected = {(name,): ["--config", *words] for name, words in config_options.items()}
+    expected |= {
+        ("serve",): list(NODES),
+        ("serve", "system1"): ["--config", *_options(DeployConfig), "--policy.type"],
+        ("bench",): list(BENCHMARKS),
+        ("bench", "best-of-n"): ["--config", "--candidates", "--json"],
+    }
+    assert {argv[0] for argv in expected} == set(COMMANDS)
+    for argv, words in expected.items():
+        r = hume(*argv, "--help")
+        assert r.returncode == 0, (argv, r.stderr)
         missing = [w for w in words if not re.search(rf"(?<![\w.-]){re.escape(w)}\b", r.stdout)]
-        assert not missing, f"`hume {name} --help` does not name {missing}"
+        assert not missing, f"`hume {' '.join(argv)} --help` does not name {missing}"

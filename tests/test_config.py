@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from hume.config import ConfigError, check_checkpoint, parse_config, split_config_arg
+from hume.config import ConfigError, check_checkpoint, parse_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,10 +81,29 @@ def test_validate_runs_after_parse():
         parse_config(Outer, ["--model.num_candidates=0"])
 
 
-def test_split_config_arg():
-    assert split_config_arg(["--a=1", "--config", "x.yaml", "--b"]) == ("x.yaml", ["--a=1", "--b"])
-    with pytest.raises(ConfigError):
-        split_config_arg(["--config"])
+def test_config_flag_needs_a_path():
+    with pytest.raises(ConfigError, match="--config"):
+        parse_config(Outer, ["--output=x", "--config"])
+
+
+def test_bare_switch_means_true():
+    @dataclasses.dataclass(frozen=True)
+    class Switches:
+        json: bool = False
+        video: bool = True
+        output: str = ""
+
+    assert parse_config(Switches, ["--json", "--output", "o"]) == Switches(json=True, output="o")
+    assert parse_config(Switches, ["--video", "false"]) == Switches(video=False)
+
+
+def test_extra_args_name_config_keys():
+    def extra(parser):
+        parser.add_argument("--out", dest="output")
+        parser.add_argument("temperature", nargs="?")
+
+    assert parse_config(Outer, ["--out", "o", "0.5"], extra_args=extra) == Outer(output="o", temperature=0.5)
+    assert parse_config(Outer, [], extra_args=extra) == Outer()
 
 
 def test_flag_without_value_names_flag():

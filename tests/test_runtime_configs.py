@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import draccus
 import pytest
 
 from hume.config import ConfigError, parse_config
-from hume.runtime.config import DeployConfig
-from hume.runtime.policy_loader import model_id, same_model
+from hume.runtime.config import DeployConfig, HumePolicyConfig, ImportedPolicyConfig
+from hume.runtime.policy_loader import load_policy, model_id, same_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,12 +35,32 @@ def test_demo_config_is_a_short_libero_run():
         ("--system2.nice=-5", "system2.nice"),
         ("--robot.envelope.on_violation=ignore", "on_violation"),
         ("--transport.max_message_bytes=10", "max_message_bytes"),
-        ("--policy=hume.policy.HumePolicy", "policy"),
     ],
 )
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         parse_config(DeployConfig, [override])
+
+
+class OwnPolicy:
+    @classmethod
+    def from_pretrained(cls, path):
+        return cls()
+
+
+def test_policy_is_a_registered_type_or_your_own_class_by_import_path(tmp_path):
+    assert parse_config(DeployConfig, []).policy == HumePolicyConfig()
+    own = f"{__name__}:OwnPolicy"
+    cfg = parse_config(DeployConfig, ["--policy.type=import", f"--policy.path={own}"])
+    assert cfg.policy == ImportedPolicyConfig(path=own)
+    assert isinstance(load_policy(cfg.policy, tmp_path), OwnPolicy)
+    path = tmp_path / "deploy_config.yaml"  # as the launcher hands the config to the nodes
+    path.write_text(draccus.dump(cfg))
+    assert parse_config(DeployConfig, ["--config", str(path)]) == cfg
+    with pytest.raises(ConfigError, match="policy.path must be 'package.module:Class'"):
+        parse_config(DeployConfig, ["--policy.type=import", "--policy.path=hume.policy.HumePolicy"])
+    with pytest.raises(ConfigError, match="policy.type.*'hume', 'import'"):
+        parse_config(DeployConfig, ["--policy.type=mine"])
 
 
 def test_model_id_ignores_folder_name_and_training_state(tmp_path):

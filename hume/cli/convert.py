@@ -53,23 +53,14 @@ class ConvertConfig:
             raise ConfigError("--output DST is required: the folder to write the converted checkpoint to")
 
 
-def _rewrite(argv: Sequence[str]) -> list[str]:
-    """`--from X` and a positional SRC -> the config's keys."""
-    out, it = [], iter(argv)
-    for arg in it:
-        if arg == "--from":
-            out.append(f"--source_format={next(it, '')}")
-        elif arg.startswith("--from="):
-            out.append("--source_format=" + arg.split("=", 1)[1])
-        elif not arg.startswith("-") and (not out or "=" in out[-1] or not out[-1].startswith("--")):
-            out.append(f"--source={arg}")
-        else:
-            out.append(arg)
-    return out
+def _from_and_source(parser) -> None:
+    """`--from FORMAT` and a positional SRC, as the command reads in docs, for two config keys."""
+    parser.add_argument("--from", dest="source_format", metavar="FORMAT", help="= --source_format")
+    parser.add_argument("source", nargs="?", metavar="SRC", help="= --source")
 
 
 def main(argv: Sequence[str]) -> int:
-    cfg = parse_config(ConvertConfig, _rewrite(argv), prog="hume convert")
+    cfg = parse_config(ConvertConfig, argv, prog="hume convert", extra_args=_from_and_source)
     from pathlib import Path
 
     from hume.convert.common import write_checkpoint

@@ -7,10 +7,10 @@ System 2 on a reachable address and point System 1 at it; that needs CURVE keys 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from hume.cli.dispatch import subcommands
 from hume.config import ConfigError, check_checkpoint, parse_config
 
 NODES = {
@@ -18,29 +18,17 @@ NODES = {
     "system1": "the System-1 node: the control loop around a robot adapter (robot.kind)",
     "openpi": "a HumePolicy behind the openpi websocket protocol (for openpi-client)",
 }
-USAGE = "usage: hume serve {system2,system1,openpi} [--config FILE.yaml] [--key.sub=value ...] [--output DIR]"
-
-
-def _usage() -> str:
-    nodes = "\n".join(f"  {name:<8} {text}" for name, text in NODES.items())
-    return f"{USAGE}\n\nnodes:\n{nodes}\n\nOptions are those of `hume deploy --help`."
 
 
 def main(argv: Sequence[str]) -> int:
     from hume.runtime.config import DeployConfig
     from hume.runtime.transport import EndpointError, check_endpoint, check_keys_dir
 
-    argv = list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
-        return 0 if argv else 2
-    node, rest = argv[0], argv[1:]
-    if node not in NODES:
-        print(f"hume serve: unknown node {node!r}\n\n{_usage()}", file=sys.stderr)
-        return 2
-    if any(a in ("-h", "--help") for a in rest):
-        print(_usage())
-        parse_config(DeployConfig, ["--help"], prog=f"hume serve {node}")
+    parser, _ = subcommands(
+        "hume serve", "node", NODES, epilog="Options: `hume serve <node> --help` (those of `hume deploy`)."
+    )
+    args, rest = parser.parse_known_args(argv)
+    node = args.name
     cfg = parse_config(DeployConfig, rest, prog=f"hume serve {node}")
     output = Path(cfg.output)
     try:

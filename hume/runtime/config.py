@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import draccus
+
 from hume.config import ConfigError
 from hume.runtime.protocol import DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 
@@ -114,10 +116,39 @@ class OpenpiConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig(draccus.ChoiceRegistry):
+    """The policy class the nodes serve, picked by `policy.type` (a draccus choice; none: `hume`)."""
+
+    def class_path(self) -> str:
+        """ "package.module:Class"; imported only when a node loads it, so configs stay torch-free."""
+        raise NotImplementedError
+
+    @classmethod
+    def default_choice_name(cls) -> str:
+        return "hume"
+
+
+@PolicyConfig.register_subclass("hume")
+@dataclass(frozen=True)
+class HumePolicyConfig(PolicyConfig):
+    def class_path(self) -> str:
+        return "hume.policy:HumePolicy"
+
+
+@PolicyConfig.register_subclass("import")
+@dataclass(frozen=True)
+class ImportedPolicyConfig(PolicyConfig):
+    # Your own policy class, "package.module:Class": from_pretrained, reset, think and refine.
+    path: str = ""
+
+    def class_path(self) -> str:
+        return self.path
+
+
+@dataclass(frozen=True)
 class DeployConfig:
     checkpoint: str = "checkpoints/default"
-    # The policy class ("module:Class"); it needs from_pretrained, reset, think and refine.
-    policy: str = "hume.policy:HumePolicy"
+    policy: PolicyConfig = field(default_factory=HumePolicyConfig)
     device: str = "cpu"
     # torch threads per node process (0: torch's default). Two nodes on one small CPU host run
     # best with 1 each: oversubscribed OpenMP threads spin and stall each other.
@@ -165,5 +196,5 @@ class DeployConfig:
             raise ConfigError(
                 f"robot.envelope.on_violation must be clamp or hold, got {self.robot.envelope.on_violation!r}"
             )
-        if ":" not in self.policy:
-            raise ConfigError(f"policy must be 'module:Class', got {self.policy!r}")
+        if ":" not in self.policy.class_path():
+            raise ConfigError(f"policy.path must be 'package.module:Class', got {self.policy.class_path()!r}")

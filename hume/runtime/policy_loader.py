@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from hume.config import ConfigError
+from hume.runtime.config import PolicyConfig
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,12 @@ def same_model(a: str, b: str) -> bool:
     return a.rpartition("@")[2] == b.rpartition("@")[2]
 
 
-def load_policy(policy: str, checkpoint: str | Path, device: str = "cpu", torch_threads: int = 0):
+def load_policy(policy: PolicyConfig, checkpoint: str | Path, device: str = "cpu", torch_threads: int = 0):
     if torch_threads > 0:
         import torch
 
         torch.set_num_threads(torch_threads)
-    cls = import_object(policy, "policy")
-    log.info("loading %s from %s", policy, checkpoint)
+    cls = import_object(policy.class_path(), "policy.path")
+    log.info("loading %s from %s", policy.class_path(), checkpoint)
     policy = cls.from_pretrained(str(checkpoint))
     return policy.to(device) if device != "cpu" and hasattr(policy, "to") else policy
