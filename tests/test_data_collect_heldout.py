@@ -157,8 +157,12 @@ def test_expert_regrasps_an_object_that_fits_the_fingers_at_no_grid_turn():
     config = Path(__file__).resolve().parents[1] / "configs/collect/libero_object_heldout.yaml"
     cfg = parse_config(CollectConfig, ["--config", str(config), "--tasks=[0]", "--cameras=false"])
     unit = c.plan(cfg, [0])[1]
-    env = c._env_for(cfg, 0)
-    obs, _ = c.start_episode(env, cfg, unit)
-    expert = c.make_actor(env, cfg, unit)
-    frames, _ = c.record_episode(env, expert, obs, cameras=False)
+    recorder = c.Recorder(cfg, info={}, task_index={0: 0})
+    try:
+        env = recorder.envs.get(0)
+        obs, _ = c.start_episode(env, unit)
+        expert = recorder.actor(env, unit)
+        frames, _ = c.record_episode(env, expert, obs, cameras=False)
+    finally:
+        recorder.close()
     assert expert.retries >= 1 and len(frames["action"]) == env.max_steps
