@@ -3,7 +3,9 @@
 A folder holds what `HumePolicy.save_pretrained` writes (config.json, model.safetensors,
 normalisation stats) plus `optimizer.pt` (optimizer state dicts, tensors only, loaded with
 `weights_only=True`) and `trainer_state.json` (step, stage, config). Randomness in training is
-seeded per step, so the step number is all the RNG state that a resume needs.
+seeded per step, so the step number is all the RNG state that a resume needs. With a moving
+average of the weights (`ema_decay` > 0), model.safetensors is the average and hume/train/ema.py
+adds the raw weights and the average's counters; all of them are written before trainer_state.json.
 """
 
 from __future__ import annotations

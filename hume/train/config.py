@@ -79,6 +79,17 @@ class TrainConfig:
     cpu: bool = False
     # LoRA on System 2's VLM (stage system2, starting from init_from): see hume/train/lora.py.
     lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    # Exponential moving average of the trained weights (hume/train/ema.py; openpi's pi0 uses
+    # 0.99), updated after every optimiser step; a checkpoint's model.safetensors is the average,
+    # raw_weights.safetensors the weights the optimiser trains. 0 = off. docs/training.md has
+    # the measurement behind the default.
+    ema_decay: float = 0.0
+    # A held-out dataset (the model's cameras and widths), scored at every checkpoint: val/* in
+    # metrics.jsonl with the checkpoint's weights (the average when ema_decay > 0; val_raw/* then
+    # with the raw weights). Empty = no validation.
+    val_dataset: str = ""
+    # Frames of val_dataset scored, evenly spaced, with the same draws at every checkpoint.
+    val_frames: int = 256
 
     def validate(self) -> None:
         if self.stage not in STAGES:
@@ -105,5 +116,9 @@ class TrainConfig:
                 "lora.rank > 0 fine-tunes System 2's VLM from a checkpoint: it needs stage system2 "
                 "and init_from"
             )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
+        if self.val_frames < 1:
+            raise ConfigError(f"val_frames must be >= 1, got {self.val_frames}")
         if self.optim.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")

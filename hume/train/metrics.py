@@ -46,34 +46,45 @@ class MetricsLog:
 
 
 def _tag(name: str) -> str:
-    """TensorBoard groups: loss/*, lr/* (one per optimiser) and stats/* (Q values, temperature)."""
-    if name.startswith("lr/"):
+    """TensorBoard groups: loss/*, lr/* (one per optimiser), val/* and val_raw/* (held-out data)
+    and stats/* (Q values, temperature)."""
+    if name.startswith(("lr/", "val/", "val_raw/")):
         return name
     return ("loss/" if name in LOSSES else "stats/") + name
 
 
 # Scalars that are losses (plotted), as opposed to statistics such as Q means or the temperature.
 LOSSES = ("loss", "system1", "critic", "td", "cql", "actor", "temperature_loss")
+# The held-out loss, with the checkpoint's weights and (moving average on) the raw ones: one panel.
+VAL_LOSSES = ("val/loss", "val_raw/loss")
 
 
 def plot_losses(output: str | Path) -> Path | None:
-    """Write loss_curves.png (one panel per loss, log scale where positive); None without data."""
+    """Write loss_curves.png (one panel per loss, the held-out ones together, log scale where
+    positive); None without data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = read_metrics(output)
-    names = [n for n in LOSSES if any(n in row for row in rows)]
-    if not rows or not names:
+    logged = {name for row in rows for name in row}
+    panels = [tuple(n for n in panel if n in logged) for panel in [*((n,) for n in LOSSES), VAL_LOSSES]]
+    panels = [panel for panel in panels if panel]
+    if not rows or not panels:
         return None
-    fig, axes = plt.subplots(len(names), 1, figsize=(7, 2.2 * len(names)), sharex=True, squeeze=False)
-    for ax, name in zip(axes[:, 0], names, strict=True):
-        points = [(row["step"], row[name]) for row in rows if name in row]
-        steps, values = zip(*points, strict=True)
-        ax.plot(steps, values, lw=1.2)
-        ax.set_ylabel(name)
-        if min(values) > 0:
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7, 2.2 * len(panels)), sharex=True, squeeze=False)
+    for ax, names in zip(axes[:, 0], panels, strict=True):
+        lowest = float("inf")
+        for name in names:
+            points = [(row["step"], row[name]) for row in rows if name in row]
+            steps, values = zip(*points, strict=True)
+            ax.plot(steps, values, lw=1.2, marker="." if name in VAL_LOSSES else None, label=name)
+            lowest = min(lowest, *values)
+        ax.set_ylabel(names[0] if len(names) == 1 else "held-out loss")
+        if len(names) > 1:
+            ax.legend(fontsize=8)
+        if lowest > 0:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("step")

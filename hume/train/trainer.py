@@ -8,10 +8,12 @@ Exact resume: every random draw of step s (batch indices, augmentation, flow noi
 Cal-QL's sampled actions) comes from generators seeded with (seed, s, process), and the learning
 rate is a function of s. A checkpoint therefore needs only the weights, the optimiser state and s:
 training resumed from step s repeats, step for step, the losses of a run that never stopped.
+With `ema_decay` > 0 it also holds the raw weights and the moving average's counters (ema.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -37,10 +39,12 @@ from hume.train.checkpoint import (
 )
 from hume.train.config import TrainConfig
 from hume.train.data import TrainingData, dataset_stats, open_training_dataset
+from hume.train.ema import WeightAverage, restore_raw_weights
 from hume.train.metrics import MetricsLog, plot_losses
 from hume.train.schedule import warmup_cosine
 from hume.train.stage_system1_value import System1ValueStage
 from hume.train.stage_system2 import System2Stage
+from hume.train.validation import validation_losses
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,8 @@ class TrainResult:
     # Wall and CPU seconds of each step of this run (batch to optimizer step; no logging or saving).
     step_seconds: list[float] = field(default_factory=list)
     step_cpu_seconds: list[float] = field(default_factory=list)
+    # The newest checkpoint's val/* (and val_raw/*) scalars; empty without val_dataset.
+    validation: dict[str, float] = field(default_factory=dict)
 
 
 def step_seed(seed: int, step: int, process: int = 0) -> int:
@@ -147,6 +153,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     optimizers = stage.optimizers(cfg)
     start = load_training_state(resume_from, optimizers) if resume_from is not None else 0
     trainable = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
+    average = _weight_average(cfg, policy, trainable, resume_from)
+    if resume_from is not None:
+        restore_raw_weights(policy, resume_from)
+    val_data = None
+    if cfg.val_dataset:
+        val_data = TrainingData(
+            LeRobotDataset(cfg.val_dataset), policy.config, policy.normalizer, policy.tokenizer
+        )
     log.info(
         "stage %s: %s trainable parameters, %d frames, device %s, precision %s, %d process(es) (%s)",
         cfg.stage,
@@ -160,8 +174,10 @@ def train(cfg: TrainConfig) -> TrainResult:
 
     module, *prepared = accelerator.prepare(stage, *optimizers.values())
     optimizers = dict(zip(optimizers, prepared, strict=True))
+    if average is not None:
+        average.to(accelerator.device)
     metrics = MetricsLog(output, start) if accelerator.is_main_process else None
-    checkpoint, scalars = resume_from, {}
+    checkpoint, scalars, validation = resume_from, {}, {}
     bar = tqdm(
         range(start, cfg.steps),
         initial=start,
@@ -189,18 +205,26 @@ def train(cfg: TrainConfig) -> TrainResult:
             opt.step()
             opt.zero_grad(set_to_none=True)
         stage.after_step()
+        if average is not None:
+            average.step()
         step_seconds.append(time.perf_counter() - t0)
         step_cpu_seconds.append(time.process_time() - c0)
 
         done = step + 1
+        save = done % cfg.save_every == 0 or done == cfg.steps
+        row = {}
         if done % cfg.log_every == 0 or done == cfg.steps:
             scalars = {k: float(v.detach().float().mean()) for k, v in out.items()}
             scalars.update({f"lr/{name}": lr for name, lr in lrs.items()})
-            if metrics is not None:
-                metrics.write(done, scalars)
+            row.update(scalars)
             bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-        if done % cfg.save_every == 0 or done == cfg.steps:
-            checkpoint = _save(accelerator, policy, optimizers, output, done, cfg)
+        if save and val_data is not None and accelerator.is_main_process:
+            validation = _validate(stage, val_data, cfg, accelerator, average)
+            row.update(validation)
+        if row and metrics is not None:
+            metrics.write(done, row)
+        if save:
+            checkpoint = _save(accelerator, policy, optimizers, output, done, cfg, average)
     bar.close()
     plot = None
     if metrics is not None:
@@ -216,7 +240,43 @@ def train(cfg: TrainConfig) -> TrainResult:
         plot=plot,
         step_seconds=step_seconds,
         step_cpu_seconds=step_cpu_seconds,
+        validation=validation,
     )
+
+
+def _weight_average(
+    cfg: TrainConfig, policy: HumePolicy, trainable: dict[str, list], resume_from: Path | None
+) -> WeightAverage | None:
+    """The moving average of every parameter an optimiser trains, or None when ema_decay is 0.
+    Built from the policy as loaded, which for a resumed run is the checkpoint's average."""
+    if cfg.ema_decay == 0:
+        return None
+    trained = {id(p) for params in trainable.values() for p in params}
+    params = {name: p for name, p in policy.named_parameters() if id(p) in trained}
+    average = WeightAverage(params, cfg.ema_decay)
+    if resume_from is not None:
+        average.load_state(resume_from)
+    log.info("moving average of %d trained tensors, decay %g", len(params), cfg.ema_decay)
+    return average
+
+
+def _validate(
+    stage, data: TrainingData, cfg: TrainConfig, accelerator, average: WeightAverage | None
+) -> dict[str, float]:
+    """val/*: the stage's losses on val_dataset with the weights a checkpoint saves (the average
+    when on); val_raw/*: with the raw weights, when the average is on."""
+
+    def score(prefix: str) -> dict[str, float]:
+        losses = validation_losses(
+            stage, data, cfg.val_frames, cfg.batch_size, cfg.seed, accelerator.device, accelerator.autocast
+        )
+        return {f"{prefix}/{k}": v for k, v in losses.items()}
+
+    if average is None:
+        return score("val")
+    raw = score("val_raw")
+    with average.applied():
+        return {**score("val"), **raw}
 
 
 def _set_learning_rates(cfg: TrainConfig, stage, optimizers: dict, step: int) -> dict[str, float]:
@@ -235,15 +295,26 @@ def _set_learning_rates(cfg: TrainConfig, stage, optimizers: dict, step: int) ->
 
 
 def _save(
-    accelerator, policy: HumePolicy, optimizers: dict, output: Path, step: int, cfg: TrainConfig
+    accelerator,
+    policy: HumePolicy,
+    optimizers: dict,
+    output: Path,
+    step: int,
+    cfg: TrainConfig,
+    average: WeightAverage | None,
 ) -> Path:
+    """The policy (with the moving average when on, the raw weights beside it), then the
+    optimiser state and trainer_state.json, which marks the checkpoint complete."""
     path = step_dir(output, step)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if cfg.lora.rank:
-            lora.save(policy, path)
-        else:
-            policy.save_pretrained(path)
+        with average.applied() if average is not None else contextlib.nullcontext():
+            if cfg.lora.rank:
+                lora.save(policy, path)
+            else:
+                policy.save_pretrained(path)
+        if average is not None:
+            average.save(path)
         save_training_state(path, optimizers, step, cfg.stage, to_dict(cfg))
     accelerator.wait_for_everyone()
     return path
