@@ -262,3 +262,23 @@ class RecordingRobot:
 
 def recorded_actions(path: Path) -> np.ndarray:
     return np.frombuffer(path.read_bytes(), np.float32).reshape(-1, 7)
+
+
+def banner_marks(video: Path) -> list[str]:
+    """Per frame of a System-1 node's episodes.mp4, the mark its banner's colour shows ("" plain)."""
+    from hume.data.episode_frame import BANNER, MARKS, PLAIN
+    from hume.data.video import read_video
+
+    colours = {"": PLAIN[1], **{mark: colour for mark, (_, colour) in MARKS.items()}}
+    names, table = list(colours), np.array(list(colours.values()), np.float32)
+    # The banner's right end, clear of its text; the nearest colour survives lossy encoding.
+    corners = np.array([frame[4 : BANNER - 4, -12:-4].mean(axis=(0, 1)) for frame in read_video(video)])
+    return [names[i] for i in np.linalg.norm(corners[:, None] - table, axis=-1).argmin(axis=1)]
+
+
+def tick_mark(row: dict) -> str:
+    """The mark a ticks.csv row's frame should show."""
+    for mark in ("hold", "chunk_switch", "refined"):
+        if int(float(row[mark])):
+            return mark
+    return ""

@@ -1,6 +1,7 @@
 """`hume deploy` and `hume serve openpi` as real processes: a short LIBERO deployment with the tiny
 model, Ctrl-C without orphans, a missing checkpoint, and the unmodified openpi-client."""
 
+import csv
 import json
 import os
 import re
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_support import HUME, ROOT, Proc, make_tiny_checkpoint
+from runtime_support import HUME, ROOT, Proc, banner_marks, make_tiny_checkpoint, tick_mark
+
+from hume.data.episode_frame import BANNER
+from hume.data.video import read_video
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +61,10 @@ def test_libero_deployment_with_the_tiny_model(ckpt, tmp_path):
     for name in ("latency.png", "episodes.mp4", "ticks.csv", "system1.log", "system2.log"):
         assert (run / name).stat().st_size > 0, name
     assert (run / "latency.png").read_bytes()[:4] == b"\x89PNG"
+    # Both 64 px cameras side by side, scaled up, one frame per tick marked as ticks.csv says.
+    assert next(read_video(run / "episodes.mp4")).shape == (BANNER + 256, 512, 3)
+    with (run / "ticks.csv").open() as f:
+        assert banner_marks(run / "episodes.mp4") == [tick_mark(r) for r in csv.DictReader(f)]
 
 
 def _launch(ckpt, tmp_path) -> tuple[Proc, list[int], Path, Path]:

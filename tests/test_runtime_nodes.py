@@ -3,7 +3,8 @@
 - a client written from docs/protocol.md alone (raw pyzmq + msgpack) gets a chunk from System 2;
 - >= 1000 malformed messages to each node: it stays up and counts every one;
 - kill -9 of System 2 mid-run: System 1 holds exactly when the last chunk's TTL runs out (zero
-  motion, gripper unchanged), never crashes, and resumes by itself once System 2 is back.
+  motion, gripper unchanged), never crashes, and resumes by itself once System 2 is back; its
+  video, streamed to the interrupt, marks every tick as ticks.csv does.
 """
 
 import csv
@@ -17,12 +18,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from runtime_support import (
     Peer,
     Proc,
+    banner_marks,
     chunk_frames,
     make_tiny_checkpoint,
     malformed,
     node_args,
     observation_frames,
     settled,
+    tick_mark,
 )
 
 from hume.runtime import protocol
@@ -155,7 +158,12 @@ def _ticks(path):
 def test_system2_killed_system1_holds_within_ttl_then_resumes(ckpt, tmp_path):
     ttl = 16
     args = node_args(
-        ckpt, tmp_path, robot__max_steps=100000, system1__chunk_ttl_steps=ttl, system1__control_hz=20
+        ckpt,
+        tmp_path,
+        robot__max_steps=100000,
+        system1__chunk_ttl_steps=ttl,
+        system1__control_hz=20,
+        video="true",
     )
     s2 = Proc(["serve", "system2", *args], tmp_path / "s2.log")
     s2.wait_for("System 2 .* on observations", 120)
@@ -194,3 +202,5 @@ def test_system2_killed_system1_holds_within_ttl_then_resumes(ckpt, tmp_path):
     for r in rows[start:end]:  # zero motion, the gripper as last commanded
         assert [r[f"a{i}"] for i in range(6)] == [0.0] * 6 and r["a6"] == last_acting["a6"]
     assert end < len(rows) and rows[end]["chunk_age"] >= 0, "never resumed"
+    # Filmed as it ran, to the interrupt: one frame per tick, marked as ticks.csv says.
+    assert banner_marks(tmp_path / "episodes.mp4") == [tick_mark(r) for r in rows]

@@ -30,7 +30,9 @@ import numpy as np
 import zmq
 
 from hume.config import ConfigError, check_checkpoint
-from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
+from hume.constants import STATE_KEY, TASK_KEY
+from hume.data.episode_frame import episode_frame
+from hume.data.video import VideoWriter
 from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
 from hume.policy.switches import episode_record, trace_switch_changes
 from hume.runtime import protocol
@@ -140,7 +142,12 @@ class System1Node:
         self.system2_state: str | None = None
         self.episodes: list[dict] = []
         self._next_heartbeat = 0.0
-        self._frames: list[np.ndarray] = []
+        # Each tick's frame goes to the file as it is made: a run of any length holds one frame.
+        self.video = (
+            VideoWriter(output / "episodes.mp4", fps=s1.control_hz)
+            if cfg.video and output is not None
+            else None
+        )
         self._warm = False
         self._log = RateLimitedLog(log)
         # Real-time priority only for a loop that keeps real time: one that runs as fast as it can
@@ -250,7 +257,9 @@ class System1Node:
     def _refine(self, obs: dict, request: RefineRequest) -> np.ndarray | None:
         """System 1 on what the schedule asks for; None (counted, logged) when it fails."""
         try:
-            actions = self.policy.refine(obs, request.chunk, request.start, self.schedule.history())
+            actions = self.policy.refine(
+                obs, request.chunk, request.start, self.schedule.history(), continues=request.continues
+            )
             actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.envelope.limits.action_dim)
             if not np.isfinite(actions).all():
                 raise ValueError("non-finite actions")
@@ -344,7 +353,7 @@ class System1Node:
             self.realtime.leave()
             t1 = time.monotonic()
             self.robot.act(action)
-            obs = self.robot.observe()
+            acted_on, obs = obs, self.robot.observe()
             sim_ms = (time.monotonic() - t1) * 1e3
             self.trace.add(
                 self.tick,
@@ -359,8 +368,8 @@ class System1Node:
                 bits,
                 action=action,
             )
-            if self.cfg.video and IMAGE_KEY.format("agentview") in obs:
-                self._frames.append(obs[IMAGE_KEY.format("agentview")])
+            if self.video is not None:  # the observation this tick decided on, marked with what it did
+                self.video.append(episode_frame(acted_on, step, episode, kind, self.schedule.chunk_switch))
             self.tick += 1
             step += 1
             if self.cfg.system1.realtime:
@@ -418,20 +427,13 @@ class System1Node:
         self._log.flush()
         self.envelope.flush_log()
         self.transport.close()
+        if self.video is not None:
+            self.video.close()
         if self.output is None:
             return
         self.output.mkdir(parents=True, exist_ok=True)
         (self.output / "system1.json").write_text(json.dumps(self.summary(), indent=2))
         self.trace.write(self.output / "ticks.csv")
-        if self._frames:
-            import imageio.v2 as imageio
-
-            imageio.mimwrite(
-                self.output / "episodes.mp4",
-                self._frames,
-                fps=self.cfg.system1.control_hz,
-                macro_block_size=1,
-            )
 
 
 def serve(cfg: DeployConfig, output: Path | None, robot) -> int:
