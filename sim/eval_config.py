@@ -27,8 +27,11 @@ class PolicyConfig:
     use_system1: bool | None = None
     use_value_head: bool | None = None
     num_candidates: int = 0
-    # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions.
+    # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions,
+    # and each refinement the plan it replaces over rtc_system1_overlap steps (-1: the
+    # checkpoint's; 0: System 2 guided alone).
     rtc: bool | None = None
+    rtc_system1_overlap: int = -1
     # Where the policy runs: "cpu" or "cuda" (a full-size model wants a GPU), and its dtype
     # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
     device: str = "cpu"
@@ -45,6 +48,8 @@ class PolicyConfig:
             out["num_candidates"] = self.num_candidates
         if self.rtc is not None:
             out["rtc"] = self.rtc
+        if self.rtc_system1_overlap >= 0:
+            out["rtc_system1_overlap"] = self.rtc_system1_overlap
         return out
 
 

@@ -86,7 +86,9 @@ class VirtualClockPolicy:
         request = self.schedule.begin(np.asarray(obs[STATE_KEY], np.float32))
         refined = None
         if request is not None:
-            refined = self.policy.refine(obs, request.chunk, request.start, self.schedule.history())
+            refined = self.policy.refine(
+                obs, request.chunk, request.start, self.schedule.history(), continues=request.continues
+            )
         action, kind = self.schedule.end(refined)
         if kind == "hold":
             self.holds += 1

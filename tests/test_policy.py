@@ -148,9 +148,9 @@ class CountingPolicy(HumePolicy):
         self.calls.append(("think", self.schedule.tick + 1))
         return super().think(obs, **guidance)
 
-    def refine(self, obs, chunk, offset, history=None):
+    def refine(self, obs, chunk, offset, history=None, continues=None):
         self.calls.append(("refine", self.schedule.tick, offset, history))
-        return super().refine(obs, chunk, offset, history)
+        return super().refine(obs, chunk, offset, history, continues)
 
 
 def test_synchronous_schedule(checkpoint):
@@ -352,3 +352,22 @@ def test_think_continues_committed_actions_with_rtc_and_ignores_them_without(pol
     )
     with pytest.raises(ValueError, match="committed actions must be"):
         on.think(obs, noise=noise, committed=committed[:, :3], delay=4)
+
+
+def test_refine_continues_the_plan_it_replaces_with_rtc_on_the_arm_dims_only(policy):
+    obs = observation(3)
+    chunk = policy.think(obs, noise=np.random.default_rng(2).normal(size=(5, 16, 32)).astype(np.float32))
+    free = policy.refine(obs, chunk, 4)
+    # The plan being replaced: far from what System 1 would do alone; its first row is already past.
+    target = free + np.array([0.5, -0.5, 0.5, -0.5, 0.5, -0.5, 0.0], np.float32)
+    continues = np.concatenate([np.full((1, 7), np.nan, np.float32), target[1:]])
+    on = HumePolicy(dataclasses.replace(policy.config, rtc=True, rtc_system1_overlap=4), STATS)
+    on.load_state_dict(policy.state_dict())
+    guided = on.refine(obs, chunk, 4, continues=continues)
+
+    def error(actions, row):
+        return np.abs(actions[row, :6] - target[row, :6]).mean()
+
+    assert error(guided, 1) < 0.8 * error(free, 1), "the first free row is pulled towards the plan"
+    np.testing.assert_allclose(on.refine(obs, chunk, 4), free, atol=1e-6)  # nothing to continue
+    np.testing.assert_array_equal(policy.refine(obs, chunk, 4, continues=continues), free)  # rtc off

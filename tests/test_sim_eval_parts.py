@@ -107,7 +107,7 @@ class RecordingPolicy:
     def robot_actions(self, chunk):
         return chunk.actions
 
-    def refine(self, obs, chunk, offset, history):
+    def refine(self, obs, chunk, offset, history, continues=None):
         assert 0 <= offset <= self.config.chunk_size - self.config.s1_horizon
         assert history.shape == (2, 1) and history[-1, 0] == obs["t"], "the schedule's history, up to now"
         step = chunk.actions[0, 0]

@@ -100,9 +100,9 @@ class _CpuTimed:
     def __getattr__(self, name):
         return getattr(self._policy, name)
 
-    def refine(self, obs, chunk, offset, history=None):
+    def refine(self, obs, chunk, offset, history=None, continues=None):
         t0 = time.thread_time()
-        actions = self._policy.refine(obs, chunk, offset, history)
+        actions = self._policy.refine(obs, chunk, offset, history, continues)
         self.refine_cpu_ms.append((time.thread_time() - t0) * 1e3)
         return actions
 

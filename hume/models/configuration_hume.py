@@ -80,6 +80,15 @@ class HumeConfig:
     # default: it smooths switches, but its effect on success is not settled (docs/results.md).
     rtc: bool = False
     rtc_max_guidance: float = 5.0
+    # With rtc, System 1's cascade is guided the same way to continue the plan it replaces over
+    # this many steps (weights decaying from the first; arm dims only, so the gripper still
+    # switches when the new plan says so): a new plan starts where the robot is going. 0: unguided.
+    rtc_system1_overlap: int = 4
+    # System 1's gain cap. Its cascade spans only t in (0, theta1], where the guidance gain
+    # (flow.guided_velocity) is 9-19 for theta1 = 0.1 in 2 steps; capped at rtc_max_guidance (5)
+    # it moves the first action only ~30% of the way to the plan it continues, at 20 ~65%
+    # (tests/test_policy.py's refine case).
+    rtc_system1_max_guidance: float = 20.0
 
     # Ablation switches: value head off -> take candidate 0; System 1 off -> execute System 2's chunk.
     use_value_head: bool = True
@@ -133,8 +142,13 @@ class HumeConfig:
                 f"last refinement starts {last_offset} steps into a chunk of {self.chunk_size}: "
                 "not enough actions"
             )
-        if self.rtc_max_guidance <= 0:
-            raise ValueError(f"rtc_max_guidance must be > 0, got {self.rtc_max_guidance}")
+        if self.rtc_system1_overlap < 0:
+            raise ValueError(f"rtc_system1_overlap must be >= 0, got {self.rtc_system1_overlap}")
+        if min(self.rtc_max_guidance, self.rtc_system1_max_guidance) <= 0:
+            raise ValueError(
+                "rtc_max_guidance and rtc_system1_max_guidance must be > 0, got "
+                f"{self.rtc_max_guidance} and {self.rtc_system1_max_guidance}"
+            )
         if self.candidate_schedule not in ("spread", "hume"):
             raise ValueError(
                 f"candidate_schedule must be 'spread' or 'hume', got {self.candidate_schedule!r}"

@@ -184,16 +184,22 @@ class System1(nn.Module):
         start: Tensor,
         theta1: float | None = None,
         num_steps: int | None = None,
+        guide: flow.Guide | None = None,
     ) -> Tensor:
         """Cascaded denoising: `start` [B, h, A] (the slice of System 2's chunk that covers the next
-        h steps) is taken as a sample at time theta1 and integrated to 0 on this observation."""
+        h steps) is taken as a sample at time theta1 and integrated to 0 on this observation;
+        with `guide` ([B, h, A] target and weights) steered to agree with its target."""
         self._check_slice("start", start)
         theta1 = self.config.theta1 if theta1 is None else theta1
         num_steps = self.config.num_steps if num_steps is None else num_steps
         observation = self.encode_observation(images, state_history, offset)
-        return cascaded_denoise(
-            lambda x, t: self.velocity(observation, x, t), start.to(self._dtype()), theta1, num_steps
-        )
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            return self.velocity(observation, x, t)
+
+        if guide is not None:
+            velocity = flow.guided_velocity(velocity, guide.target, guide.weights, guide.max_guidance)
+        return cascaded_denoise(velocity, start.to(self._dtype()), theta1, num_steps)
 
     def loss(
         self,

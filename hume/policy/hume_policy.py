@@ -338,12 +338,22 @@ class HumePolicy(nn.Module):
         ]
 
     @torch.no_grad()
-    def refine(self, obs: dict, chunk: Chunk, offset: int, history: np.ndarray | None = None) -> np.ndarray:
+    def refine(
+        self,
+        obs: dict,
+        chunk: Chunk,
+        offset: int,
+        history: np.ndarray | None = None,
+        continues: np.ndarray | None = None,
+    ) -> np.ndarray:
         """System 1's cascade on the h steps of `chunk` from `offset`: robot actions [h, action_dim].
 
         history: the robot states [K, state_dim] of the last K ticks, oldest first (the schedule
-        keeps them); None: this observation's state alone, repeated. With System 1 off the slice
-        itself is returned, unnormalised. Past the chunk's end the last action is repeated.
+        keeps them); None: this observation's state alone, repeated. continues: robot actions
+        aligned with the slice (NaN rows: free) that, with config.rtc, the refined actions are
+        guided to continue over the first rtc_system1_overlap of them (the schedule's
+        `RefineRequest.continues`). With System 1 off the slice itself is returned, unnormalised.
+        Past the chunk's end the last action is repeated.
         """
         cfg = self.config
         h = cfg.s1_horizon
@@ -366,8 +376,34 @@ class HumePolicy(nn.Module):
         start_t = pad_to(torch.from_numpy(start[:, : cfg.s1_action_dim])[None], cfg.s1_action_dim)
         start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
-        refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps)
+        guide = self._refine_guide(continues, h, cfg.s1_action_dim)
+        refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps, guide)
         return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
+
+    def _refine_guide(self, continues: np.ndarray | None, h: int, width: int) -> flow.Guide | None:
+        """System 1's target and weights [1, h, width]: the first rtc_system1_overlap actions to
+        continue, from the slice's first free row, decaying; None when there is nothing to continue."""
+        cfg = self.config
+        if not cfg.rtc or not cfg.rtc_system1_overlap or continues is None:
+            return None
+        continues = np.asarray(continues, np.float32)[:h]
+        free = np.isnan(continues).any(axis=1)
+        first = int(np.argmin(free)) if not free.all() else len(continues)
+        k = min(len(continues) - first, cfg.rtc_system1_overlap)
+        if k <= 0:
+            return None
+        target = torch.zeros(1, h, width)
+        weights = torch.zeros_like(target)
+        target[0, first : first + k, : cfg.action_dim] = torch.from_numpy(
+            self.model_actions(continues[first : first + k])
+        )
+        arm = cfg.action_dim - 1  # the gripper (last dim) is left free
+        weights[0, first:, :arm] = flow.prefix_weights(h - first, 0, k)[:, None]
+        return flow.Guide(
+            target.to(self.device, self.dtype),
+            weights.to(self.device, self.dtype),
+            cfg.rtc_system1_max_guidance,
+        )
 
     def _guide(self, committed: list[np.ndarray | None], delays: list[int]) -> flow.Guide | None:
         """Real-time chunking's target and weights [B, H, max_action_dim] for a think, or None when
@@ -423,7 +459,9 @@ class HumePolicy(nn.Module):
         request = schedule.begin(self._raw_state(obs))
         refined = None
         if request is not None:
-            refined = self.refine(obs, request.chunk, request.start, schedule.history())
+            refined = self.refine(
+                obs, request.chunk, request.start, schedule.history(), continues=request.continues
+            )
         action, _ = schedule.end(refined)
         return action
 

@@ -6,7 +6,8 @@ for the same ticks and arrivals.
 
 Each control tick:
     request = schedule.begin(state)        # record the tick's state; a RefineRequest or None
-    actions = policy.refine(obs, request.chunk, request.start, schedule.history())   # if a request
+    actions = policy.refine(obs, request.chunk, request.start, schedule.history(),
+                            continues=request.continues)   # if a request
     action, kind = schedule.end(actions)   # the action to execute: "refined", "plan" or "hold"
 and, whenever a chunk computed from the observation of tick c becomes available,
     schedule.land(chunk, c)
@@ -66,6 +67,10 @@ class RefineRequest:
     chunk: Chunk
     start: int  # the slice System 1 refines begins here (chunk index)
     skip: int  # refined actions already past (offset - start)
+    # What the new plan should continue, aligned with the refined slice [skip + k, action_dim]:
+    # the robot actions the plan being replaced would execute from this tick on (its last action
+    # when it has run out; k = 0 without one), after `skip` rows of NaN for the ticks already past.
+    continues: np.ndarray
 
 
 class ControlSchedule:
@@ -113,8 +118,18 @@ class ControlSchedule:
         since = self.tick - self.plan_tick
         if self.plan is None or since >= len(self.plan) or since >= self.cfg.refine_every:
             start = max(0, min(age, length - self.cfg.horizon))
-            self._request = RefineRequest(self.chunk, start, age - start)
+            past = np.full((age - start, len(hold_action())), np.nan, np.float32)
+            self._request = RefineRequest(
+                self.chunk, start, age - start, np.concatenate([past, self._continues(since)])
+            )
         return self._request
+
+    def _continues(self, since: int) -> np.ndarray:
+        if self.plan is not None and since < len(self.plan):
+            return self.plan[since:]
+        if self.executed and self.executed[-1][1] != "hold":
+            return self.executed[-1][0][None]
+        return np.zeros((0, len(hold_action())), np.float32)
 
     def committed(self, to_robot: Callable[[Chunk], np.ndarray], tick: int) -> np.ndarray:
         """Robot actions [k, action_dim] this schedule will execute from `tick` on (the current

@@ -257,7 +257,9 @@ class System1Node:
     def _refine(self, obs: dict, request: RefineRequest) -> np.ndarray | None:
         """System 1 on what the schedule asks for; None (counted, logged) when it fails."""
         try:
-            actions = self.policy.refine(obs, request.chunk, request.start, self.schedule.history())
+            actions = self.policy.refine(
+                obs, request.chunk, request.start, self.schedule.history(), continues=request.continues
+            )
             actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.envelope.limits.action_dim)
             if not np.isfinite(actions).all():
                 raise ValueError("non-finite actions")
