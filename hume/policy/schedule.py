@@ -118,10 +118,9 @@ class ControlSchedule:
         since = self.tick - self.plan_tick
         if self.plan is None or since >= len(self.plan) or since >= self.cfg.refine_every:
             start = max(0, min(age, length - self.cfg.horizon))
-            past = np.full((age - start, len(hold_action())), np.nan, np.float32)
-            self._request = RefineRequest(
-                self.chunk, start, age - start, np.concatenate([past, self._continues(since)])
-            )
+            continues = self._continues(since)
+            past = np.full((age - start, continues.shape[1]), np.nan, np.float32)
+            self._request = RefineRequest(self.chunk, start, age - start, np.concatenate([past, continues]))
         return self._request
 
     def _continues(self, since: int) -> np.ndarray:
@@ -129,7 +128,9 @@ class ControlSchedule:
             return self.plan[since:]
         if self.executed and self.executed[-1][1] != "hold":
             return self.executed[-1][0][None]
-        return np.zeros((0, len(hold_action())), np.float32)
+        # Nothing to continue; as wide as the chunk's actions (a robot's action_dim may differ
+        # from the hold action's 7).
+        return np.zeros((0, self.chunk.actions.shape[1]), np.float32)
 
     def committed(self, to_robot: Callable[[Chunk], np.ndarray], tick: int) -> np.ndarray:
         """Robot actions [k, action_dim] this schedule will execute from `tick` on (the current
