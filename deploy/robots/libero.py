@@ -9,23 +9,32 @@ from sim.libero_env import LiberoEnv
 
 
 class LiberoRobot:
-    """One LIBERO task; episode i starts from official initial state `init_state + i`."""
+    """LIBERO tasks; episode i runs task `tasks[i % n]` (or `task` alone) from official initial
+    state `init_state + i // n`. One simulator per task, made when its first episode starts."""
 
     def __init__(self, cfg: RobotConfig, seed: int = 0):
-        self.env = LiberoEnv(
-            cfg.suite,
-            cfg.task,
-            image_size=cfg.image_size,
-            fast_render=cfg.fast_render,
-            max_steps=cfg.max_steps or None,
-            seed=seed,
-        )
+        self.cfg, self.seed = cfg, seed
+        self.tasks = list(cfg.tasks) or [cfg.task]
+        self.envs: dict[int, LiberoEnv] = {}
+        self.env = self._env(self.tasks[0])
         self.first_init_state = cfg.init_state
         self.task_id = self.env.task.task_id
         self.init_state = cfg.init_state
         self.done = False
         self.success = False
         self._obs: dict = {}
+
+    def _env(self, task: int) -> LiberoEnv:
+        if task not in self.envs:
+            self.envs[task] = LiberoEnv(
+                self.cfg.suite,
+                task,
+                image_size=self.cfg.image_size,
+                fast_render=self.cfg.fast_render,
+                max_steps=self.cfg.max_steps or None,
+                seed=self.seed,
+            )
+        return self.envs[task]
 
     def action_envelope(self) -> dict:
         """The limits of LIBERO's controller (robosuite's action_spec: OSC_POSE takes [-1, 1] per
@@ -40,7 +49,9 @@ class LiberoRobot:
         }
 
     def reset(self, episode: int) -> None:
-        self.init_state = self.first_init_state + episode
+        self.env = self._env(self.tasks[episode % len(self.tasks)])
+        self.task_id = self.env.task.task_id
+        self.init_state = self.first_init_state + episode // len(self.tasks)
         self._obs = self.env.reset(self.init_state)
         self.done = self.success = False
 
@@ -52,4 +63,5 @@ class LiberoRobot:
         self.done = self.success or self.env.truncated
 
     def close(self) -> None:
-        self.env.close()
+        for env in self.envs.values():
+            env.close()
