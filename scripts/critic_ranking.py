@@ -1,0 +1,82 @@
+"""How a policy's value head ranks its own rollouts: does a higher Q go with success?
+
+    python scripts/critic_ranking.py outputs/collect/rollouts_libero_object [more rollout datasets]
+
+Reads rollouts that `hume collect` recorded with `source: policy` (each frame's `policy.value`: the
+Q the value head gave the chunk that frame's action came from) and the simulator's success check,
+and prints, per dataset, a markdown row: episodes, successes, and the AUC of Q for success (the
+chance that a successful episode's Q is above a failed one's; 0.5 = the critic cannot tell them
+apart) with Mann-Whitney's two-sided p-value, for the episode's first chunk (the state the episode
+started from) and for the mean over its frames. The last line is the rows as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+
+import numpy as np
+from scipy.stats import mannwhitneyu
+
+from hume.constants import EPISODE_INDEX_KEY, SUCCESS_KEY
+from hume.data import LeRobotDataset
+from hume.data.returns import episode_bounds
+from sim.collect import POLICY_VALUE
+
+log = logging.getLogger("critic_ranking")
+
+
+def auc(scores: np.ndarray, success: np.ndarray) -> tuple[float, float]:
+    """(AUC of `scores` for `success`, two-sided Mann-Whitney p); NaN when one class is empty."""
+    good, bad = scores[success], scores[~success]
+    if len(good) == 0 or len(bad) == 0:
+        return math.nan, math.nan
+    result = mannwhitneyu(good, bad, alternative="two-sided")
+    return float(result.statistic) / (len(good) * len(bad)), float(result.pvalue)
+
+
+def ranking(folder: str) -> dict:
+    ds = LeRobotDataset(folder)
+    if POLICY_VALUE not in ds.columns:
+        raise SystemExit(f"{folder}: no {POLICY_VALUE!r} column; record rollouts with `source: policy`")
+    values = ds.columns[POLICY_VALUE]
+    bounds = episode_bounds(ds.columns[EPISODE_INDEX_KEY])
+    first = np.array([values[start] for start, _ in bounds])
+    mean = np.array([np.nanmean(values[start:stop]) for start, stop in bounds])
+    success = np.array([bool(ds.columns[SUCCESS_KEY][stop - 1]) for _, stop in bounds])
+    row = {"dataset": folder, "episodes": len(bounds), "successes": int(success.sum())}
+    for name, scores in (("first", first), ("mean", mean)):
+        keep = np.isfinite(scores)
+        if not keep.all():
+            log.warning("%s: %d episodes without a Q (value head off?) left out", folder, (~keep).sum())
+        row[f"auc_{name}"], row[f"p_{name}"] = auc(scores[keep], success[keep])
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("datasets", nargs="+", help="rollout datasets (LeRobot folders)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    rows = [ranking(folder) for folder in args.datasets]
+    lines = [
+        "| rollouts | episodes | successes | AUC of first Q | p | AUC of mean Q | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['episodes']} | {r['successes']} | {r['auc_first']:.2f} | "
+            f"{r['p_first']:.3f} | {r['auc_mean']:.2f} | {r['p_mean']:.3f} |"
+        )
+    log.info("\n".join(lines))
+    sys.stdout.write(json.dumps(rows) + "\n")  # the program's output: the rows, machine-readable
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""scripts/critic_ranking.py: the AUC of a rollout dataset's Q for success, per episode."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from hume.data import LeRobotWriter
+from hume.data.format import libero_features
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "critic_ranking.py"
+spec = importlib.util.spec_from_file_location("critic_ranking", SCRIPT)
+critic_ranking = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(critic_ranking)
+auc = critic_ranking.auc
+
+
+def test_auc_counts_the_pairs_a_higher_score_orders_right():
+    success = np.array([True, True, False, False, False])
+    assert auc(np.array([0.9, 0.8, 0.1, 0.2, 0.3]), success)[0] == 1.0
+    assert auc(np.array([0.1, 0.2, 0.9, 0.8, 0.7]), success)[0] == 0.0
+    # 0.5 beats 0.1 and 0.3, loses to 0.6; 0.2 beats 0.1 only; out of 2 x 3 pairs.
+    assert auc(np.array([0.5, 0.2, 0.1, 0.3, 0.6]), success)[0] == pytest.approx(3 / 6)
+    assert np.isnan(auc(np.array([0.5, 0.2]), np.array([True, True]))[0])
+
+
+def test_script_reads_each_episode_first_and_mean_q(tmp_path):
+    features = libero_features(16, 20, ())
+    features["policy.value"] = {"dtype": "float32", "shape": [1], "names": None}
+    writer = LeRobotWriter(tmp_path / "rollouts", fps=20, features=features)
+    # Episode k's first chunk has Q = k; the successful episodes are the three highest.
+    for k, success in enumerate([False, False, True, True, True]):
+        n = 6
+        values = np.full(n, float(k), np.float32)
+        values[3:] = -float(k)  # a later chunk: the mean over frames is 0 for every episode
+        frames = {
+            "observation.state": np.zeros((n, 8), np.float32),
+            "action": np.zeros((n, 7), np.float32),
+            "next.reward": np.eye(n, dtype=np.float32)[-1] * success,
+            "next.done": np.arange(n) == n - 1,
+            "next.success": (np.arange(n) == n - 1) & success,
+            "policy.value": values,
+        }
+        writer.add_episode(k, "put the bowl on the plate", frames, success=success)
+    writer.finalize()
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "rollouts")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout.strip().splitlines()[-1])
+    assert row["episodes"] == 5 and row["successes"] == 3
+    assert row["auc_first"] == 1.0 and row["auc_mean"] == 0.5
+    assert "| AUC of first Q |" in r.stderr
