@@ -147,6 +147,33 @@ def test_writer_reopens_to_resume_and_refuses_other_settings(v21, tmp_path):
         LeRobotDataset(tmp_path / "nothing")
 
 
+def test_a_crash_between_an_episodes_two_records_redoes_that_episode(tmp_path, monkeypatch):
+    """The process dies after the first of an episode's two metadata lines: the resumed writer
+    records that episode again and the dataset finalizes (never an episode without its stats)."""
+    from hume.data import format as fmt
+
+    features = libero_features(SIZE, FPS, ("agentview", "wrist"))
+    writer = LeRobotWriter(tmp_path / "ds", FPS, features)
+    writer.add_episode(0, "open the drawer", _episode(5, True, 0), success=True)
+    append, calls = fmt.append_jsonl, []
+
+    def dies_on_the_second_line(path, row):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        append(path, row)
+
+    monkeypatch.setattr(fmt, "append_jsonl", dies_on_the_second_line)
+    with pytest.raises(KeyboardInterrupt):
+        writer.add_episode(1, "open the drawer", _episode(4, False, 1), success=False)
+    monkeypatch.setattr(fmt, "append_jsonl", append)
+    resumed = LeRobotWriter(tmp_path / "ds", FPS, features)
+    assert resumed.has_episode(0) and not resumed.has_episode(1)
+    resumed.add_episode(1, "open the drawer", _episode(4, False, 2), success=False)
+    resumed.finalize()
+    assert len(LeRobotDataset(tmp_path / "ds")) == 9
+
+
 def _encode_av1(path, frames):
     """AV1, as LeRobot v3.0 datasets publish their videos."""
     import imageio_ffmpeg

@@ -164,12 +164,15 @@ class LeRobotWriter:
         if episode_index in self.episodes:
             raise ValueError(f"episode {episode_index} is already in {self.root}")
         row = {EPISODE_INDEX_KEY: episode_index, "tasks": [task], "length": int(length), **meta}
-        self.episodes[episode_index] = row
-        fmt.append_jsonl(self.root / fmt.EPISODES_JSONL, row)
+        # Stats first: episodes.jsonl says which episodes a resumed collection has, so a crash
+        # between the two lines leaves a stats row that the episode's new recording replaces,
+        # never an episode without stats.
         fmt.append_jsonl(
             self.root / fmt.EPISODES_STATS_JSONL,
             {EPISODE_INDEX_KEY: episode_index, "stats": to_jsonable(stats)},
         )
+        self.episodes[episode_index] = row
+        fmt.append_jsonl(self.root / fmt.EPISODES_JSONL, row)
         self._write_info()
 
     def _write_info(self) -> None:
