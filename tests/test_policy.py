@@ -354,6 +354,22 @@ def test_think_continues_committed_actions_with_rtc_and_ignores_them_without(pol
         on.think(obs, noise=noise, committed=committed[:, :3], delay=4)
 
 
+def test_rtc_soft_steps_bound_how_far_past_the_delay_a_think_is_guided(policy):
+    obs = observation(3)
+    noise = np.random.default_rng(1).normal(size=(5, 16, 32)).astype(np.float32)
+    committed = policy.robot_actions(policy.think(obs, noise=noise[::-1].copy()))[:12]
+
+    def think(soft, delay):
+        on = HumePolicy(dataclasses.replace(policy.config, rtc=True, rtc_soft_steps=soft), STATS)
+        on.load_state_dict(policy.state_dict())
+        return on.think(obs, noise=noise, committed=committed, delay=delay).candidates
+
+    np.testing.assert_array_equal(think(8, 4), think(-1, 4))  # 4 + 8 covers all 12 committed
+    assert np.abs(think(0, 4) - think(-1, 4)).max() > 1e-3
+    # No delay and no soft steps: nothing to continue, the think is the unguided one.
+    np.testing.assert_allclose(think(0, 0), policy.think(obs, noise=noise).candidates, atol=1e-5)
+
+
 def test_refine_continues_the_plan_it_replaces_with_rtc_on_the_arm_dims_only(policy):
     obs = observation(3)
     chunk = policy.think(obs, noise=np.random.default_rng(2).normal(size=(5, 16, 32)).astype(np.float32))

@@ -41,7 +41,7 @@ def test_guidance_reaches_only_the_client_that_committed(policy):
     obs = observation(7, "pick up the black bowl")
     noise = np.random.default_rng(2).normal(size=(cfg.num_candidates, cfg.chunk_size, cfg.max_action_dim))
     committed = np.full((8, cfg.action_dim), 0.5, np.float32)
-    guided, free = policy.think_batch([obs, obs], [noise, noise], [committed, None], [0, 0])
+    guided, free = policy.think_batch([obs, obs], [noise, noise], [committed, None], [3, 0])
     np.testing.assert_allclose(free.candidates, policy.think(obs, noise).candidates, atol=1e-5)
     assert not np.allclose(guided.candidates, free.candidates, atol=1e-3)
 

@@ -423,7 +423,8 @@ class HumePolicy(nn.Module):
                 )
             k = min(len(actions), cfg.chunk_size)
             target[i, :k, : cfg.action_dim] = torch.from_numpy(self.model_actions(actions[:k]))
-            weights[i, :, : cfg.action_dim] = flow.prefix_weights(cfg.chunk_size, delay, k)[:, None]
+            overlap = k if cfg.rtc_soft_steps < 0 else min(k, delay + cfg.rtc_soft_steps)
+            weights[i, :, : cfg.action_dim] = flow.prefix_weights(cfg.chunk_size, delay, overlap)[:, None]
         return flow.Guide(
             target.to(self.device, self.dtype), weights.to(self.device, self.dtype), cfg.rtc_max_guidance
         )
