@@ -98,7 +98,7 @@ class RobotConfig:
     task: int = 0
     # Episode i starts from official initial state init_state + i.
     init_state: int = 0
-    # Several tasks in turn instead of `task`: episode i runs tasks[i % n] from official initial
+    # Several tasks in turn instead of `task`: episode i runs tasks[i mod n] from official initial
     # state init_state + i // n (n = len(tasks)).
     tasks: list[int] = field(default_factory=list)
     image_size: int = 128
