@@ -30,10 +30,10 @@ class PolicyConfig:
     # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions,
     # and each refinement the plan it replaces over rtc_system1_overlap steps (-1: the
     # checkpoint's; 0: System 2 guided alone), System 2 over rtc_soft_steps committed actions
-    # after the delay (-2: the checkpoint's; -1: all).
+    # after the delay (unset: the checkpoint's; -1: all).
     rtc: bool | None = None
     rtc_system1_overlap: int = -1
-    rtc_soft_steps: int = -2
+    rtc_soft_steps: int | None = None
     # Where the policy runs: "cpu" or "cuda" (a full-size model wants a GPU), and its dtype
     # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
     device: str = "cpu"
@@ -52,7 +52,7 @@ class PolicyConfig:
             out["rtc"] = self.rtc
         if self.rtc_system1_overlap >= 0:
             out["rtc_system1_overlap"] = self.rtc_system1_overlap
-        if self.rtc_soft_steps >= -1:
+        if self.rtc_soft_steps is not None:
             out["rtc_soft_steps"] = self.rtc_soft_steps
         return out
 

@@ -5,36 +5,29 @@ from __future__ import annotations
 import numpy as np
 
 from hume.runtime.config import RobotConfig
-from sim.libero_env import LiberoEnv
+from sim.jobs import TaskEnv
 
 
 class LiberoRobot:
     """LIBERO tasks; episode i runs task `tasks[i % n]` (or `task` alone) from official initial
-    state `init_state + i // n`. One simulator per task, made when its first episode starts."""
+    state `init_state + i // n`, on the evaluator's one-simulator-per-current-task holder."""
 
     def __init__(self, cfg: RobotConfig, seed: int = 0):
-        self.cfg, self.seed = cfg, seed
+        self.cfg = cfg
         self.tasks = list(cfg.tasks) or [cfg.task]
-        self.envs: dict[int, LiberoEnv] = {}
-        self.env = self._env(self.tasks[0])
-        self.first_init_state = cfg.init_state
+        self.sim = TaskEnv(
+            cfg.suite,
+            image_size=cfg.image_size,
+            fast_render=cfg.fast_render,
+            max_steps=cfg.max_steps or None,
+            seed=seed,
+        )
+        self.env = self.sim.get(self.tasks[0])
         self.task_id = self.env.task.task_id
         self.init_state = cfg.init_state
         self.done = False
         self.success = False
         self._obs: dict = {}
-
-    def _env(self, task: int) -> LiberoEnv:
-        if task not in self.envs:
-            self.envs[task] = LiberoEnv(
-                self.cfg.suite,
-                task,
-                image_size=self.cfg.image_size,
-                fast_render=self.cfg.fast_render,
-                max_steps=self.cfg.max_steps or None,
-                seed=self.seed,
-            )
-        return self.envs[task]
 
     def action_envelope(self) -> dict:
         """The limits of LIBERO's controller (robosuite's action_spec: OSC_POSE takes [-1, 1] per
@@ -49,9 +42,9 @@ class LiberoRobot:
         }
 
     def reset(self, episode: int) -> None:
-        self.env = self._env(self.tasks[episode % len(self.tasks)])
+        self.env = self.sim.get(self.tasks[episode % len(self.tasks)])
         self.task_id = self.env.task.task_id
-        self.init_state = self.first_init_state + episode // len(self.tasks)
+        self.init_state = self.cfg.init_state + episode // len(self.tasks)
         self._obs = self.env.reset(self.init_state)
         self.done = self.success = False
 
@@ -63,5 +56,4 @@ class LiberoRobot:
         self.done = self.success or self.env.truncated
 
     def close(self) -> None:
-        for env in self.envs.values():
-            env.close()
+        self.sim.close()

@@ -407,7 +407,7 @@ class HumePolicy(nn.Module):
 
     def _guide(self, committed: list[np.ndarray | None], delays: list[int]) -> flow.Guide | None:
         """Real-time chunking's target and weights [B, H, max_action_dim] for a think, or None when
-        nothing is committed; an observation without committed actions gets weight 0 (unguided)."""
+        nothing is committed or held; an observation without committed actions gets weight 0 (unguided)."""
         cfg = self.config
         if not cfg.rtc or all(c is None or len(c) == 0 for c in committed):
             return None
@@ -425,6 +425,10 @@ class HumePolicy(nn.Module):
             target[i, :k, : cfg.action_dim] = torch.from_numpy(self.model_actions(actions[:k]))
             overlap = k if cfg.rtc_soft_steps < 0 else min(k, delay + cfg.rtc_soft_steps)
             weights[i, :, : cfg.action_dim] = flow.prefix_weights(cfg.chunk_size, delay, overlap)[:, None]
+        if not weights.any():
+            # Nothing to hold (no delay and no soft steps, as on an episode's first think): a
+            # guided step would pay a backward pass to pull with weight 0.
+            return None
         return flow.Guide(
             target.to(self.device, self.dtype), weights.to(self.device, self.dtype), cfg.rtc_max_guidance
         )
