@@ -5,19 +5,22 @@
 Each argument is LABEL=EVAL_OUTPUT_DIR. The first run is the reference: for every other run the
 table counts the initial states only one of the two solved and gives McNemar's exact two-sided
 p-value on those discordant pairs (the runs share initial states, so pairs say more than two
-independent intervals). The last column is the smoothness of plan switches (results.json
-`switches.switch_ratio_p90`: |Δa| p90 at switches over within plans), where the run recorded it.
+independent intervals). Runs on other initial states are refused unless --common_states, which
+compares every run on the states all of them finished. The last column is the smoothness of plan
+switches (|Δa| p90 at switches over within plans, pooled over the episodes' records), where the run
+recorded it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
+from hume.policy.switches import pooled_summary
 from sim.evaluator import EPISODE_LOG, read_log
+from sim.stats import wilson_interval
 
 
 def episodes(folder: Path) -> dict[tuple[int, int], dict]:
@@ -34,37 +37,46 @@ def mcnemar_p(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def table(runs: list[tuple[str, Path]]) -> str:
+def table(runs: list[tuple[str, Path]], common_states: bool = False) -> str:
+    """The markdown table. common_states: compare on the initial states every run finished (a
+    reference over the whole suite against ablations on a part of it) instead of refusing runs that
+    differ."""
     ref_label, ref_dir = runs[0]
-    ref = episodes(ref_dir)
+    all_eps = [episodes(folder) for _, folder in runs]
+    keys = set(all_eps[0])
+    for (_, folder), eps in zip(runs[1:], all_eps[1:], strict=True):
+        if set(eps) != keys and not common_states:
+            raise SystemExit(f"{folder} ran other initial states than {ref_dir}: compare like with like")
+        keys &= set(eps)
+    if not keys:
+        raise SystemExit("the runs share no initial state")
+    ref = all_eps[0]
     lines = [
         f"| variant | successes | rate | 95% Wilson interval | mean steps of successes | "
         f"only {ref_label} / only this | McNemar p | switch / within p90 |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for label, folder in runs:
-        result = json.loads((folder / "results.json").read_text())
-        eps = episodes(folder)
-        if set(eps) != set(ref):
-            raise SystemExit(f"{folder} ran other initial states than {ref_dir}: compare like with like")
-        wins = [r["steps"] for r in eps.values() if r["success"]]
-        lo, hi = result["ci95"]
+    for (label, folder), eps in zip(runs, all_eps, strict=True):
+        rows = [eps[k] for k in sorted(keys)]
+        k = sum(r["success"] for r in rows)
+        lo, hi = wilson_interval(k, len(rows))
+        wins = [r["steps"] for r in rows if r["success"]]
         steps = f"{sum(wins) / len(wins):.0f}" if wins else "-"
         if folder == ref_dir:
             paired = "-", "-"
         else:
-            b = sum(ref[k]["success"] and not eps[k]["success"] for k in ref)
-            c = sum(eps[k]["success"] and not ref[k]["success"] for k in ref)
+            b = sum(ref[key]["success"] and not eps[key]["success"] for key in keys)
+            c = sum(eps[key]["success"] and not ref[key]["success"] for key in keys)
             paired = f"{b} / {c}", f"{mcnemar_p(b, c):.2f}"
         lines.append(
-            f"| {label} | {result['successes']}/{result['episodes']} | {result['success_rate']:.0%} | "
-            f"[{lo:.0%}, {hi:.0%}] | {steps} | {paired[0]} | {paired[1]} | {_switch_ratio(result)} |"
+            f"| {label} | {k}/{len(rows)} | {k / len(rows):.0%} | [{lo:.0%}, {hi:.0%}] | {steps} | "
+            f"{paired[0]} | {paired[1]} | {_switch_ratio(rows)} |"
         )
     return "\n".join(lines)
 
 
-def _switch_ratio(result: dict) -> str:
-    ratio = (result.get("switches") or {}).get("switch_ratio_p90")
+def _switch_ratio(rows: list[dict]) -> str:
+    ratio = (pooled_summary(rows) or {}).get("switch_ratio_p90")
     return "-" if ratio is None else f"{ratio:.2f}"
 
 
@@ -73,6 +85,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("runs", nargs="+", metavar="LABEL=DIR")
+    parser.add_argument(
+        "--common_states",
+        action="store_true",
+        help="compare on the initial states all runs finished instead of refusing runs that differ",
+    )
     args = parser.parse_args()
     runs = []
     for arg in args.runs:
@@ -80,7 +97,8 @@ def main() -> None:
         if not sep or not (Path(folder) / "results.json").is_file():
             parser.error(f"{arg!r}: expected LABEL=DIR where DIR holds a finished `hume eval` (results.json)")
         runs.append((label, Path(folder)))
-    sys.stdout.write(table(runs) + "\n")  # the table is the program's output, not a log line
+    # The table is the program's output, not a log line.
+    sys.stdout.write(table(runs, args.common_states) + "\n")
 
 
 if __name__ == "__main__":

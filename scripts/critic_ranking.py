@@ -1,13 +1,17 @@
 """How a policy's value head ranks its own rollouts: does a higher Q go with success?
 
-    python scripts/critic_ranking.py outputs/collect/rollouts_libero_object [more rollout datasets]
+    python scripts/critic_ranking.py outputs/collect/rollouts_libero_object outputs/eval/full [...]
 
-Reads rollouts that `hume collect` recorded with `source: policy` (each frame's `policy.value`: the
-Q the value head gave the chunk that frame's action came from) and the simulator's success check,
-and prints, per dataset, a markdown row: episodes, successes, and the AUC of Q for success (the
-chance that a successful episode's Q is above a failed one's; 0.5 = the critic cannot tell them
-apart) with Mann-Whitney's two-sided p-value, for the episode's first chunk (the state the episode
-started from) and for the mean over its frames. The last line is the rows as JSON.
+Reads either rollouts that `hume collect` recorded with `source: policy` (each frame's
+`policy.value`: the Q the value head gave the chunk that frame's action came from) or a `hume eval`
+run of a Hume checkpoint (each episode's `think_values`: every think's candidate Qs, and
+`think_chosen`), with the simulator's success check, and prints, per folder, a markdown row:
+episodes, successes, and the AUC of Q for success (the chance that a successful episode's Q is
+above a failed one's; 0.5 = the critic cannot tell them apart) with Mann-Whitney's two-sided
+p-value, for the episode's first chunk (the state the episode started from) and for the mean over
+its frames (over its thinks for an eval run). For an eval run it also gives the median spread of a
+think's candidate Qs (max - min): a critic that scores every candidate alike cannot choose among
+them. The last line is the rows as JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import logging
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import mannwhitneyu
@@ -25,6 +30,7 @@ from hume.constants import EPISODE_INDEX_KEY, SUCCESS_KEY
 from hume.data import LeRobotDataset
 from hume.data.returns import episode_bounds
 from sim.collect import POLICY_VALUE
+from sim.evaluator import EPISODE_LOG, read_log
 
 log = logging.getLogger("critic_ranking")
 
@@ -39,6 +45,9 @@ def auc(scores: np.ndarray, success: np.ndarray) -> tuple[float, float]:
 
 
 def ranking(folder: str) -> dict:
+    """The row of a rollout dataset or an eval run."""
+    if (Path(folder) / EPISODE_LOG).exists():
+        return eval_ranking(folder)
     ds = LeRobotDataset(folder)
     if POLICY_VALUE not in ds.columns:
         raise SystemExit(f"{folder}: no {POLICY_VALUE!r} column; record rollouts with `source: policy`")
@@ -47,7 +56,34 @@ def ranking(folder: str) -> dict:
     first = np.array([values[start] for start, _ in bounds])
     mean = np.array([np.nanmean(values[start:stop]) for start, stop in bounds])
     success = np.array([bool(ds.columns[SUCCESS_KEY][stop - 1]) for _, stop in bounds])
-    row = {"dataset": folder, "episodes": len(bounds), "successes": int(success.sum())}
+    return scored_row(folder, first, mean, success)
+
+
+def eval_ranking(folder: str) -> dict:
+    """Per episode of an eval run: the chosen candidate's Q at the first think and over all thinks."""
+    rows = [r for r in read_log(Path(folder) / EPISODE_LOG).values() if r.get("think_values")]
+    if not rows:
+        raise SystemExit(f"{folder}: no episode records think_values; evaluate a Hume checkpoint")
+    chosen = [
+        np.array(
+            [
+                np.nan if v[k] is None else v[k]
+                for v, k in zip(r["think_values"], r["think_chosen"], strict=True)
+            ]
+        )
+        for r in rows
+    ]
+    spread = [max(v) - min(v) for r in rows for v in r["think_values"] if None not in v and len(v) > 1]
+    first = np.array([q[0] for q in chosen])
+    mean = np.array([np.nanmean(q) if np.isfinite(q).any() else np.nan for q in chosen])
+    success = np.array([bool(r["success"]) for r in rows])
+    row = scored_row(folder, first, mean, success)
+    row["median_spread"] = float(np.median(spread)) if spread else math.nan
+    return row
+
+
+def scored_row(folder: str, first: np.ndarray, mean: np.ndarray, success: np.ndarray) -> dict:
+    row = {"dataset": folder, "episodes": len(success), "successes": int(success.sum())}
     for name, scores in (("first", first), ("mean", mean)):
         keep = np.isfinite(scores)
         if not keep.all():
@@ -60,18 +96,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("datasets", nargs="+", help="rollout datasets (LeRobot folders)")
+    parser.add_argument("datasets", nargs="+", help="rollout datasets (LeRobot folders) or hume eval runs")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = [ranking(folder) for folder in args.datasets]
     lines = [
-        "| rollouts | episodes | successes | AUC of first Q | p | AUC of mean Q | p |",
-        "|---|---|---|---|---|---|---|",
+        "| rollouts | episodes | successes | AUC of first Q | p | AUC of mean Q | p | median Q spread |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['episodes']} | {r['successes']} | {r['auc_first']:.2f} | "
-            f"{r['p_first']:.3f} | {r['auc_mean']:.2f} | {r['p_mean']:.3f} |"
+            f"{r['p_first']:.3f} | {r['auc_mean']:.2f} | {r['p_mean']:.3f} | "
+            f"{r.get('median_spread', math.nan):.3f} |"
         )
     log.info("\n".join(lines))
     sys.stdout.write(json.dumps(rows) + "\n")  # the program's output: the rows, machine-readable

@@ -14,10 +14,10 @@ ablation_table = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ablation_table)
 
 
-def write_run(folder: Path, successes: list[bool]) -> Path:
+def write_run(folder: Path, successes: list[bool], **record) -> Path:
     folder.mkdir()
     rows = [
-        {"task_id": 0, "episode": i, "init_state": i, "success": s, "steps": 100 + i if s else 220}
+        {"task_id": 0, "episode": i, "init_state": i, "success": s, "steps": 100 + i if s else 220, **record}
         for i, s in enumerate(successes)
     ]
     (folder / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -37,15 +37,14 @@ def test_mcnemar_exact_values():
 
 def test_table_counts_discordant_pairs(tmp_path):
     ref = write_run(tmp_path / "ref", [True, True, False, False])
-    other = write_run(tmp_path / "other", [True, False, True, True])
-    result = json.loads((other / "results.json").read_text())
-    (other / "results.json").write_text(json.dumps({**result, "switches": {"switch_ratio_p90": 1.234}}))
+    # Every episode's action changes: 0.5 at switches, 0.4 within plans -> a pooled p90 ratio of 1.25.
+    other = write_run(tmp_path / "other", [True, False, True, True], switch_deltas=[0.5], within_deltas=[0.4])
     text = ablation_table.table([("full", ref), ("off", other)])
     lines = text.splitlines()
     assert lines[2].startswith("| full | 2/4 | 50% |") and lines[2].endswith("| - | - | - |")
     assert "| off | 3/4 | 75% |" in lines[3] and "| 1 / 2 |" in lines[3]
     assert "| 102 |" in lines[3]  # mean steps of its successes: 100, 102, 103
-    assert lines[3].endswith("| 1.23 |")
+    assert lines[3].endswith("| 1.25 |")
 
 
 def test_refuses_runs_on_other_states(tmp_path):
@@ -59,3 +58,21 @@ def test_refuses_runs_on_other_states(tmp_path):
         [sys.executable, str(SCRIPT), f"a={tmp_path}"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 2 and "LABEL=DIR" in r.stderr
+
+
+def test_common_states_compares_on_the_states_all_runs_share(tmp_path):
+    # The reference ran four states, the ablation the first two: compared on those two only.
+    ref = write_run(tmp_path / "ref", [True, False, True, True])
+    other = write_run(tmp_path / "other", [False, True])
+    with pytest.raises(SystemExit, match="other initial states"):
+        ablation_table.table([("full", ref), ("off", other)])
+    lines = ablation_table.table([("full", ref), ("off", other)], common_states=True).splitlines()
+    assert lines[2].startswith("| full | 1/2 | 50% |")
+    assert lines[3].startswith("| off | 1/2 | 50% |") and "| 1 / 1 | 1.00 |" in lines[3]
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--common_states", f"a={ref}", f"b={other}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "| b | 1/2 |" in r.stdout

@@ -57,3 +57,26 @@ def test_script_reads_each_episode_first_and_mean_q(tmp_path):
     assert row["episodes"] == 5 and row["successes"] == 3
     assert row["auc_first"] == 1.0 and row["auc_mean"] == 0.5
     assert "| AUC of first Q |" in r.stderr
+
+
+def test_script_reads_an_eval_runs_think_values(tmp_path):
+    # Four episodes of a `hume eval` run: the successes chose higher Qs at their first think, and
+    # their later thinks' Qs tie with the failures'. Episode 3's value head was off at one think.
+    rows = [
+        {"task_id": 0, "episode": 0, "success": True, "think_values": [[0.9, 0.1], [0.2, 0.5]]},
+        {"task_id": 0, "episode": 1, "success": True, "think_values": [[0.1, 0.8], [0.1, 0.1]]},
+        {"task_id": 0, "episode": 2, "success": False, "think_values": [[0.3, 0.2], [0.5, 0.4]]},
+        {"task_id": 0, "episode": 3, "success": False, "think_values": [[0.1, 0.4], [None, None]]},
+    ]
+    for r in rows:
+        r["think_chosen"] = [0 if None in v else int(np.argmax(v)) for v in r["think_values"]]
+    run = tmp_path / "eval"
+    run.mkdir()
+    (run / "episodes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = critic_ranking.ranking(str(run))
+    assert row["episodes"] == 4 and row["successes"] == 2
+    assert row["auc_first"] == 1.0  # first Qs 0.9, 0.8 against 0.3, 0.4
+    # Mean chosen Q: 0.7, 0.45 against 0.4, 0.4 (the think without values left out).
+    assert row["auc_mean"] == 1.0
+    # Spreads of the thinks with values: 0.8, 0.3, 0.7, 0, 0.1, 0.1, 0.3 -> median 0.3.
+    assert row["median_spread"] == pytest.approx(0.3)

@@ -136,6 +136,8 @@ def test_value_head_off_and_single_candidate(checkpoint):
     off = HumePolicy.from_pretrained(checkpoint, use_value_head=False)
     chunk = off.think(observation())
     assert chunk.index == 0 and np.isnan(chunk.values).all() and chunk.values.shape == (5,)
+    off.select_action(observation())
+    assert off.episode_stats()["think_values"] == [[None] * 5] and off.episode_stats()["think_chosen"] == [0]
     single = HumePolicy.from_pretrained(checkpoint, num_candidates=1)
     chunk = single.think(observation())
     assert chunk.values.shape == (1,) and chunk.index == 0 and np.isfinite(chunk.values).all()
@@ -167,6 +169,10 @@ def test_synchronous_schedule(checkpoint):
     # System 1 reads the schedule's history: the last K states, one per tick.
     history = [c[3] for c in policy.calls if c[0] == "refine"][-1]
     assert history.shape == (policy.config.system1.state_history, 8)
+    # The episode's record: every think's candidate values and the one the value head chose.
+    stats = policy.episode_stats()
+    assert len(stats["think_values"]) == 3 and all(len(v) == 5 for v in stats["think_values"])
+    assert stats["think_chosen"] == [int(np.argmax(v)) for v in stats["think_values"]]
     policy.reset()
     assert policy.schedule.tick == -1 and policy.schedule.chunk is None
     policy.select_action(obs)

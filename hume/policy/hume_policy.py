@@ -228,6 +228,7 @@ class HumePolicy(nn.Module):
         if seed is not None:
             self.generator.manual_seed(seed)
         self.schedule = ControlSchedule(ScheduleConfig.of(self.config))
+        self.thinks: list[Chunk] = []  # select_action's chunks this episode, for episode_stats
 
     @property
     def device(self) -> torch.device:
@@ -460,7 +461,9 @@ class HumePolicy(nn.Module):
         now = schedule.tick + 1
         if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
             # The chunk lands at once (delay 0): the committed actions are only continued.
-            schedule.land(self.think(obs, committed=schedule.committed(self.robot_actions, now)), now)
+            chunk = self.think(obs, committed=schedule.committed(self.robot_actions, now))
+            self.thinks.append(chunk)
+            schedule.land(chunk, now)
         request = schedule.begin(self._raw_state(obs))
         refined = None
         if request is not None:
@@ -471,8 +474,14 @@ class HumePolicy(nn.Module):
         return action
 
     def episode_stats(self) -> dict:
-        """The synchronous loop's record of the episode so far: action changes at plan switches."""
-        return episode_record(*self.schedule.switch_changes())
+        """The synchronous loop's record of the episode so far: action changes at plan switches, and
+        every think's candidate values with the chosen index (how the critic ranks, per episode)."""
+        values = [[round(float(v), 4) if np.isfinite(v) else None for v in c.values] for c in self.thinks]
+        return {
+            **episode_record(*self.schedule.switch_changes()),
+            "think_values": values,
+            "think_chosen": [int(c.index) for c in self.thinks],
+        }
 
     def predict_action_chunk(self, obs: dict) -> np.ndarray:
         """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine
