@@ -337,6 +337,9 @@ def test_async_with_zero_latency_replays_the_synchronous_loop(checkpoint):
         assert STATE_KEY in obs
         np.testing.assert_array_equal(sync.select_action(obs), virtual.select_action(obs), err_msg=str(t))
     assert virtual.episode_stats()["thinks"] == 3 and virtual.episode_stats()["holds"] == 0
+    # Both loops record the same thinks: the candidates' values and the value head's choices.
+    for key in ("think_values", "think_chosen"):
+        assert virtual.episode_stats()[key] == sync.episode_stats()[key]
 
 
 def test_think_continues_committed_actions_with_rtc_and_ignores_them_without(policy):

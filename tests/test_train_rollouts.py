@@ -84,8 +84,8 @@ def test_datasets_that_disagree_are_refused(two, tmp_path):
 
 @pytest.mark.slow
 def test_value_head_fine_tunes_on_demos_and_its_own_rollouts(tmp_path):
-    """The documented workflow, shrunk: one short scripted demonstration, two short rollouts of the
-    default checkpoint (too short to succeed), two training steps."""
+    """The documented workflow, shrunk: one short held-out scripted demonstration of libero_object
+    task 0, two short rollouts of the default checkpoint (too short to succeed), two training steps."""
     from hume.train.trainer import train
     from sim.collect import collect
     from sim.collect_config import CollectConfig
@@ -96,9 +96,12 @@ def test_value_head_fine_tunes_on_demos_and_its_own_rollouts(tmp_path):
             CollectConfig,
             [
                 "--config",
-                str(ROOT / "configs/collect/smoke.yaml"),
+                str(ROOT / "configs/collect/libero_object_heldout.yaml"),
+                '--tasks=["0"]',
                 "--episodes_per_task=1",
                 "--max_steps=40",
+                "--image_size=64",
+                "--noise.mistake_prob=0",
                 "--output",
                 str(demos),
             ],
@@ -122,7 +125,7 @@ def test_value_head_fine_tunes_on_demos_and_its_own_rollouts(tmp_path):
         TrainConfig,
         [
             "--config",
-            str(ROOT / "configs/train/system1_value_rollouts.yaml"),
+            str(ROOT / "configs/train/system1_value_rollouts_libero_object.yaml"),
             "--dataset",
             str(demos),
             f"--extra_datasets=[{rollouts}]",

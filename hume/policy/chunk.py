@@ -44,3 +44,12 @@ class Chunk:
         if self.padding is None:
             return self.actions
         return np.concatenate([self.actions, self.padding], axis=-1)
+
+
+def think_record(chunks: list[Chunk]) -> dict:
+    """An episode's thinks for its evaluation record: every think's candidate values (None where the
+    value head was off) and the chosen index, so that how the critic ranks can be read per episode."""
+    return {
+        "think_values": [[round(float(v), 4) if np.isfinite(v) else None for v in c.values] for c in chunks],
+        "think_chosen": [int(c.index) for c in chunks],
+    }

@@ -34,7 +34,7 @@ from hume.models.paligemma_weights import CheckpointError, load_paligemma
 from hume.models.system1 import System1
 from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
-from hume.policy.chunk import Chunk
+from hume.policy.chunk import Chunk, think_record
 from hume.policy.hub import push_folder, resolve_checkpoint
 from hume.policy.normalize import STATS_FILE, Normalizer
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
@@ -228,7 +228,7 @@ class HumePolicy(nn.Module):
         if seed is not None:
             self.generator.manual_seed(seed)
         self.schedule = ControlSchedule(ScheduleConfig.of(self.config))
-        self.thinks: list[Chunk] = []  # select_action's chunks this episode, for episode_stats
+        self.chunks: list[Chunk] = []  # select_action's thinks this episode, for episode_stats
 
     @property
     def device(self) -> torch.device:
@@ -462,7 +462,7 @@ class HumePolicy(nn.Module):
         if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
             # The chunk lands at once (delay 0): the committed actions are only continued.
             chunk = self.think(obs, committed=schedule.committed(self.robot_actions, now))
-            self.thinks.append(chunk)
+            self.chunks.append(chunk)
             schedule.land(chunk, now)
         request = schedule.begin(self._raw_state(obs))
         refined = None
@@ -476,12 +476,7 @@ class HumePolicy(nn.Module):
     def episode_stats(self) -> dict:
         """The synchronous loop's record of the episode so far: action changes at plan switches, and
         every think's candidate values with the chosen index (how the critic ranks, per episode)."""
-        values = [[round(float(v), 4) if np.isfinite(v) else None for v in c.values] for c in self.thinks]
-        return {
-            **episode_record(*self.schedule.switch_changes()),
-            "think_values": values,
-            "think_chosen": [int(c.index) for c in self.thinks],
-        }
+        return {**episode_record(*self.schedule.switch_changes()), **think_record(self.chunks)}
 
     def predict_action_chunk(self, obs: dict) -> np.ndarray:
         """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine
