@@ -55,6 +55,7 @@ def deploy_config(
         kind="libero",
         suite=cfg.suite,
         task=task_id,
+        tasks=[],  # one task per group: a deploy config's task rotation (the demo's) does not apply
         init_state=first_init_state,
         image_size=cfg.image_size,
         fast_render=cfg.fast_render,

@@ -61,9 +61,19 @@ def ranking(folder: str) -> dict:
 
 def eval_ranking(folder: str) -> dict:
     """Per episode of an eval run: the chosen candidate's Q at the first think and over all thinks."""
-    rows = [r for r in read_log(Path(folder) / EPISODE_LOG).values() if r.get("think_values")]
+    logged = list(read_log(Path(folder) / EPISODE_LOG).values())
+    rows = [r for r in logged if r.get("think_values")]
     if not rows:
-        raise SystemExit(f"{folder}: no episode records think_values; evaluate a Hume checkpoint")
+        raise SystemExit(
+            f"{folder}: no episode records think_values (a sync or async run of a Hume checkpoint does)"
+        )
+    if len(rows) < len(logged):
+        log.warning(
+            "%s: %d of %d episodes record no think_values, left out",
+            folder,
+            len(logged) - len(rows),
+            len(logged),
+        )
     chosen = [
         np.array(
             [

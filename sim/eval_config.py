@@ -99,7 +99,7 @@ class RayConfig:
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     # A LIBERO suite (libero_spatial/object/goal/10/90) or a LIBERO-PRO variant the package provides.
-    suite: str = "libero_spatial"
+    suite: str = "libero_object"  # the default checkpoint's suite
     # Task ids or names to evaluate; empty = every task of the suite.
     tasks: list[str] = dataclasses.field(default_factory=list)
     # Episodes per task; episode i starts from official initial state (first_init_state + i) mod 50.

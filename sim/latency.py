@@ -61,7 +61,7 @@ class VirtualClockPolicy:
         self.delay.reset()
         self.pending = None  # (ready_step, observation_step, chunk, latency)
         self.next_think = 0
-        self.chunks: list = []  # every think's chunk, for episode_stats
+        self.thinks: list[tuple[np.ndarray, int]] = []  # every think's (values, index), for episode_stats
         self.holds = 0
         self.ages: list[int] = []
 
@@ -78,7 +78,7 @@ class VirtualClockPolicy:
         latency = None
         if self.pending is None and now >= self.next_think:
             latency = self.latency.sample()
-            if latency == 0 or not self.chunks:
+            if latency == 0 or not self.thinks:
                 # Lands at once, this tick (the episode's first chunk is waited for before its
                 # clock starts, as the System-1 node waits).
                 self._think(obs, now, latency, ready=now)
@@ -106,14 +106,14 @@ class VirtualClockPolicy:
         chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
         self.pending = (ready, now, chunk, latency)
         self.next_think = max(now + self.think_every, ready)
-        self.chunks.append(chunk)
+        self.thinks.append((chunk.values, chunk.index))
 
     def episode_stats(self) -> dict:
         return {
             **episode_record(*self.schedule.switch_changes()),
-            "thinks": len(self.chunks),
+            "thinks": len(self.thinks),
             "holds": self.holds,
             "chunk_age_mean": float(np.mean(self.ages)) if self.ages else None,
             "chunk_age_max": int(max(self.ages)) if self.ages else None,
-            **think_record(self.chunks),
+            **think_record(self.thinks),
         }

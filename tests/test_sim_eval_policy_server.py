@@ -31,6 +31,19 @@ def test_groups_split_a_task_so_that_every_worker_gets_one():
     assert len(groups_of(units, len(units))) == 2  # without a server: one deployment per task
 
 
+def test_a_group_runs_its_own_task_whatever_the_deploy_config_rotates():
+    from deploy.libero_eval import base_config, deploy_config
+
+    cfg = parse_config(
+        EvalConfig,
+        ["--suite=libero_object", "--mode=deploy", f"--deploy_config={ROOT / 'configs/deploy/demo.yaml'}"],
+    )
+    base = base_config(cfg)
+    assert base.robot.tasks, "the demo rotates over several tasks"
+    robot = deploy_config(cfg, base, 5, 7, 3, Path("run"), video=False).robot
+    assert (robot.suite, robot.task, robot.tasks, robot.init_state) == ("libero_object", 5, [], 7)
+
+
 @pytest.mark.slow
 def test_two_system1_workers_share_one_system2(tmp_path):
     from hume.models.configuration_hume import HumeConfig

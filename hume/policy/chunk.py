@@ -46,10 +46,12 @@ class Chunk:
         return np.concatenate([self.actions, self.padding], axis=-1)
 
 
-def think_record(chunks: list[Chunk]) -> dict:
-    """An episode's thinks for its evaluation record: every think's candidate values (None where the
-    value head was off) and the chosen index, so that how the critic ranks can be read per episode."""
+def think_record(thinks: list[tuple[np.ndarray, int]]) -> dict:
+    """An episode's thinks, each (the chunk's candidate values, its chosen index), for its evaluation
+    record: values None where the value head was off; how the critic ranks can be read per episode."""
     return {
-        "think_values": [[round(float(v), 4) if np.isfinite(v) else None for v in c.values] for c in chunks],
-        "think_chosen": [int(c.index) for c in chunks],
+        "think_values": [
+            [round(float(v), 4) if np.isfinite(v) else None for v in values] for values, _ in thinks
+        ],
+        "think_chosen": [int(index) for _, index in thinks],
     }

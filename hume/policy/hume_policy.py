@@ -228,7 +228,7 @@ class HumePolicy(nn.Module):
         if seed is not None:
             self.generator.manual_seed(seed)
         self.schedule = ControlSchedule(ScheduleConfig.of(self.config))
-        self.chunks: list[Chunk] = []  # select_action's thinks this episode, for episode_stats
+        self.thinks: list[tuple[np.ndarray, int]] = []  # this episode's (values, index), for episode_stats
 
     @property
     def device(self) -> torch.device:
@@ -462,7 +462,7 @@ class HumePolicy(nn.Module):
         if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
             # The chunk lands at once (delay 0): the committed actions are only continued.
             chunk = self.think(obs, committed=schedule.committed(self.robot_actions, now))
-            self.chunks.append(chunk)
+            self.thinks.append((chunk.values, chunk.index))
             schedule.land(chunk, now)
         request = schedule.begin(self._raw_state(obs))
         refined = None
@@ -476,7 +476,7 @@ class HumePolicy(nn.Module):
     def episode_stats(self) -> dict:
         """The synchronous loop's record of the episode so far: action changes at plan switches, and
         every think's candidate values with the chosen index (how the critic ranks, per episode)."""
-        return {**episode_record(*self.schedule.switch_changes()), **think_record(self.chunks)}
+        return {**episode_record(*self.schedule.switch_changes()), **think_record(self.thinks)}
 
     def predict_action_chunk(self, obs: dict) -> np.ndarray:
         """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine

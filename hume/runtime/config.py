@@ -94,7 +94,7 @@ class EnvelopeConfig:
 class RobotConfig:
     # "libero", "kinematic" (no simulator), or "package.module:Class" for your own robot adapter.
     kind: str = "libero"
-    suite: str = "libero_spatial"
+    suite: str = "libero_object"  # the default checkpoint's suite
     task: int = 0
     # Episode i starts from official initial state init_state + i.
     init_state: int = 0

@@ -73,7 +73,7 @@ class TrainConfig:
     critic_lr: float = 1e-5
     # Stage system1_value: the value head scores actions rescaled to [-1, 1] by the data's action
     # min/max (the range of its actor and of Cal-QL's uniform actions). false: as normalised by
-    # mean/std, unbounded (how the embedded default checkpoint was trained).
+    # mean/std, unbounded (how checkpoints/libero_spatial_task0 was trained).
     value_action_box: bool = True
     # Run on the CPU even when an accelerator is present.
     cpu: bool = False
