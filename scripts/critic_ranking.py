@@ -9,9 +9,10 @@ run of a Hume checkpoint (each episode's `think_values`: every think's candidate
 episodes, successes, and the AUC of Q for success (the chance that a successful episode's Q is
 above a failed one's; 0.5 = the critic cannot tell them apart) with Mann-Whitney's two-sided
 p-value, for the episode's first chunk (the state the episode started from) and for the mean over
-its frames (over its thinks for an eval run). For an eval run it also gives the median spread of a
-think's candidate Qs (max - min): a critic that scores every candidate alike cannot choose among
-them. The last line is the rows as JSON.
+its frames (over its thinks for an eval run), and the first chunk's AUC within tasks (only pairs
+of the same task: an easy task's higher Q does not count; p by permuting outcomes within tasks).
+For an eval run it also gives the median spread of a think's candidate Qs (max - min): a critic
+that scores every candidate alike cannot choose among them. The last line is the rows as JSON.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from hume.constants import EPISODE_INDEX_KEY, SUCCESS_KEY
+from hume.constants import EPISODE_INDEX_KEY, SUCCESS_KEY, TASK_INDEX_KEY
 from hume.data import LeRobotDataset
 from hume.data.returns import episode_bounds
 from sim.collect import POLICY_VALUE
@@ -44,6 +45,35 @@ def auc(scores: np.ndarray, success: np.ndarray) -> tuple[float, float]:
     return float(result.statistic) / (len(good) * len(bad)), float(result.pvalue)
 
 
+def within_task_auc(
+    scores: np.ndarray, success: np.ndarray, tasks: np.ndarray, permutations: int = 2000
+) -> tuple[float, float]:
+    """AUC over the (success, failure) pairs of the same task only, so that a critic that merely
+    knows which tasks are easy scores 0.5; p from permuting success within each task (two-sided)."""
+
+    def pooled(labels: np.ndarray) -> float:
+        wins = pairs = 0.0
+        for t in np.unique(tasks):
+            good, bad = scores[(tasks == t) & labels], scores[(tasks == t) & ~labels]
+            diff = good[:, None] - bad[None, :]
+            wins += (diff > 0).sum() + 0.5 * (diff == 0).sum()
+            pairs += diff.size
+        return wins / pairs if pairs else math.nan
+
+    observed = pooled(success)
+    if math.isnan(observed):
+        return math.nan, math.nan
+    rng = np.random.default_rng(0)
+    shuffled = success.copy()
+    extreme = 0
+    for _ in range(permutations):
+        for t in np.unique(tasks):
+            idx = np.flatnonzero(tasks == t)
+            shuffled[idx] = rng.permutation(success[idx])
+        extreme += abs(pooled(shuffled) - 0.5) >= abs(observed - 0.5) - 1e-12
+    return observed, (extreme + 1) / (permutations + 1)
+
+
 def ranking(folder: str) -> dict:
     """The row of a rollout dataset or an eval run."""
     if (Path(folder) / EPISODE_LOG).exists():
@@ -56,7 +86,8 @@ def ranking(folder: str) -> dict:
     first = np.array([values[start] for start, _ in bounds])
     mean = np.array([np.nanmean(values[start:stop]) for start, stop in bounds])
     success = np.array([bool(ds.columns[SUCCESS_KEY][stop - 1]) for _, stop in bounds])
-    return scored_row(folder, first, mean, success)
+    tasks = np.array([int(ds.columns[TASK_INDEX_KEY][start]) for start, _ in bounds])
+    return scored_row(folder, first, mean, success, tasks)
 
 
 def eval_ranking(folder: str) -> dict:
@@ -87,18 +118,25 @@ def eval_ranking(folder: str) -> dict:
     first = np.array([q[0] for q in chosen])
     mean = np.array([np.nanmean(q) if np.isfinite(q).any() else np.nan for q in chosen])
     success = np.array([bool(r["success"]) for r in rows])
-    row = scored_row(folder, first, mean, success)
+    tasks = np.array([r["task_id"] for r in rows])
+    row = scored_row(folder, first, mean, success, tasks)
     row["median_spread"] = float(np.median(spread)) if spread else math.nan
     return row
 
 
-def scored_row(folder: str, first: np.ndarray, mean: np.ndarray, success: np.ndarray) -> dict:
+def scored_row(
+    folder: str, first: np.ndarray, mean: np.ndarray, success: np.ndarray, tasks: np.ndarray
+) -> dict:
     row = {"dataset": folder, "episodes": len(success), "successes": int(success.sum())}
     for name, scores in (("first", first), ("mean", mean)):
         keep = np.isfinite(scores)
         if not keep.all():
             log.warning("%s: %d episodes without a Q (value head off?) left out", folder, (~keep).sum())
         row[f"auc_{name}"], row[f"p_{name}"] = auc(scores[keep], success[keep])
+    keep = np.isfinite(first)
+    row["auc_first_within_task"], row["p_first_within_task"] = within_task_auc(
+        first[keep], success[keep], tasks[keep]
+    )
     return row
 
 
@@ -111,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     rows = [ranking(folder) for folder in args.datasets]
     lines = [
-        "| rollouts | episodes | successes | AUC of first Q | p | AUC of mean Q | p | median Q spread |",
-        "|---|---|---|---|---|---|---|---|",
+        "| rollouts | episodes | successes | AUC of first Q | p | within-task AUC of first Q | p | "
+        "AUC of mean Q | p | median Q spread |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['episodes']} | {r['successes']} | {r['auc_first']:.2f} | "
-            f"{r['p_first']:.3f} | {r['auc_mean']:.2f} | {r['p_mean']:.3f} | "
+            f"{r['p_first']:.3f} | {r['auc_first_within_task']:.2f} | {r['p_first_within_task']:.3f} | "
+            f"{r['auc_mean']:.2f} | {r['p_mean']:.3f} | "
             f"{r.get('median_spread', math.nan):.3f} |"
         )
     log.info("\n".join(lines))

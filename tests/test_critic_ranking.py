@@ -80,3 +80,20 @@ def test_script_reads_an_eval_runs_think_values(tmp_path):
     assert row["auc_mean"] == 1.0
     # Spreads of the thinks with values: 0.8, 0.3, 0.7, 0, 0.1, 0.1, 0.3 -> median 0.3.
     assert row["median_spread"] == pytest.approx(0.3)
+    assert row["auc_first_within_task"] == 1.0  # one task: the same pairs
+
+
+def test_within_task_auc_ignores_which_task_is_easy():
+    within = critic_ranking.within_task_auc
+    # Task 1 is easy and scored high, task 0 hard and scored low; within each task Q is useless
+    # (the success and the failure tie): pooled AUC looks good, within tasks it is 0.5.
+    scores = np.array([0.1, 0.1, 0.1, 0.9, 0.9, 0.9])
+    success = np.array([False, False, True, True, True, False])
+    tasks = np.array([0, 0, 0, 1, 1, 1])
+    assert auc(scores, success)[0] == pytest.approx(6 / 9)  # 6 of the 9 pairs ordered right (ties half)
+    value, p = within(scores, success, tasks, permutations=200)
+    assert value == 0.5 and p == 1.0
+    # Within each task the success has the higher Q: 1.0 over the 2 + 2 pairs.
+    scores = np.array([0.1, 0.2, 0.3, 0.7, 0.9, 0.8])
+    success = np.array([False, False, True, False, True, False])
+    assert within(scores, success, tasks, permutations=200)[0] == 1.0
