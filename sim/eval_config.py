@@ -27,6 +27,10 @@ class PolicyConfig:
     use_system1: bool | None = None
     use_value_head: bool | None = None
     num_candidates: int = 0
+    # Where the N candidates start (HumeConfig.candidate_t0_spread; unset: the checkpoint's): 0
+    # makes every candidate a plain sample from t = 1, so that only the value head's choice differs
+    # from N = 1.
+    candidate_t0_spread: float | None = None
     # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions,
     # and each refinement the plan it replaces over rtc_system1_overlap steps (-1: the
     # checkpoint's; 0: System 2 guided alone), System 2 over rtc_soft_steps committed actions
@@ -48,6 +52,8 @@ class PolicyConfig:
             out["use_value_head"] = self.use_value_head
         if self.num_candidates:
             out["num_candidates"] = self.num_candidates
+        if self.candidate_t0_spread is not None:
+            out["candidate_t0_spread"] = self.candidate_t0_spread
         if self.rtc is not None:
             out["rtc"] = self.rtc
         if self.rtc_system1_overlap >= 0:

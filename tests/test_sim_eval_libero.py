@@ -47,10 +47,11 @@ def test_policy_ablation_switches_reach_the_loaded_policy(checkpoint):
     base = [f"--policy.checkpoint={checkpoint}"]
     policy = make_policy(parse_config(EvalConfig, base))
     assert policy.config.use_system1 and policy.config.use_value_head and policy.config.num_candidates == 5
+    assert policy.config.candidate_t0_spread > 0
     argv = [*base, "--policy.use_system1=false", "--policy.use_value_head=false", "--policy.num_candidates=2"]
-    policy = make_policy(parse_config(EvalConfig, argv))
+    policy = make_policy(parse_config(EvalConfig, [*argv, "--policy.candidate_t0_spread=0"]))
     assert not policy.config.use_system1 and not policy.config.use_value_head
-    assert policy.config.num_candidates == 2
+    assert policy.config.num_candidates == 2 and policy.config.candidate_t0_spread == 0
 
 
 def rows(out: Path) -> list[dict]:
