@@ -51,10 +51,12 @@ def within_task_auc(
     """AUC over the (success, failure) pairs of the same task only, so that a critic that merely
     knows which tasks are easy scores 0.5; p from permuting success within each task (two-sided)."""
 
+    groups = [np.flatnonzero(tasks == t) for t in np.unique(tasks)]  # once, not per permutation
+
     def pooled(labels: np.ndarray) -> float:
         wins = pairs = 0.0
-        for t in np.unique(tasks):
-            good, bad = scores[(tasks == t) & labels], scores[(tasks == t) & ~labels]
+        for idx in groups:
+            good, bad = scores[idx][labels[idx]], scores[idx][~labels[idx]]
             diff = good[:, None] - bad[None, :]
             wins += (diff > 0).sum() + 0.5 * (diff == 0).sum()
             pairs += diff.size
@@ -67,8 +69,7 @@ def within_task_auc(
     shuffled = success.copy()
     extreme = 0
     for _ in range(permutations):
-        for t in np.unique(tasks):
-            idx = np.flatnonzero(tasks == t)
+        for idx in groups:
             shuffled[idx] = rng.permutation(success[idx])
         extreme += abs(pooled(shuffled) - 0.5) >= abs(observed - 0.5) - 1e-12
     return observed, (extreme + 1) / (permutations + 1)
