@@ -1,6 +1,7 @@
 """Both training stages on a tiny generated dataset: a few steps lower the loss, checkpoints load
 as policies, and a resumed run repeats the uninterrupted one exactly."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 from train_support import tiny_model_config, write_tiny_dataset
 
+from hume.config import ConfigError
 from hume.data import LeRobotDataset
 from hume.policy import HumePolicy
 from hume.train.config import OptimConfig, TrainConfig
@@ -130,6 +132,42 @@ def test_system1_value_steps_lower_the_losses_with_system2_frozen(workspace, sys
     assert {"critic", "actor", "temperature_loss", "q_data_mean", "lr/system1", "lr/value_head"} <= set(
         rows[-1]
     )
+
+
+def test_value_head_alone_leaves_every_other_network_bit_for_bit(workspace, system2_run, tmp_path):
+    s2 = system2_run[1].checkpoint
+    cfg = config(
+        workspace,
+        "system1_value",
+        tmp_path / "vh",
+        init_from=str(s2),
+        steps=3,
+        save_every=3,
+        train_system1=False,
+    )
+    result = train(cfg)
+    start, end = load_file(s2 / "model.safetensors"), load_file(result.checkpoint / "model.safetensors")
+    changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
+    assert changed == {"value_head"}
+    rows = read_metrics(tmp_path / "vh")
+    assert "lr/value_head" in rows[-1] and "lr/system1" not in rows[-1]
+    assert all(row["system1"] == 0.0 for row in rows)
+
+
+def test_value_head_alone_needs_a_trained_system1(workspace, tmp_path):
+    policy = HumePolicy.from_pretrained(workspace / "init")
+    policy.config = dataclasses.replace(policy.config, use_system1=False)
+    policy.save_pretrained(tmp_path / "no_s1")
+    with pytest.raises(ConfigError, match="no trained System 1"):
+        train(
+            config(
+                workspace,
+                "system1_value",
+                tmp_path / "out",
+                init_from=str(tmp_path / "no_s1"),
+                train_system1=False,
+            )
+        )
 
 
 def test_value_action_box_follows_the_config(workspace, tmp_path):

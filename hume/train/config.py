@@ -75,6 +75,9 @@ class TrainConfig:
     # min/max (the range of its actor and of Cal-QL's uniform actions). false: as normalised by
     # mean/std, unbounded (how checkpoints/libero_spatial_task0 was trained).
     value_action_box: bool = True
+    # Stage system1_value: false keeps init_from's System 1 as it is and trains the value head
+    # alone (a critic fine-tune: nothing the robot executes changes unless the head chooses).
+    train_system1: bool = True
     # Run on the CPU even when an accelerator is present.
     cpu: bool = False
     # LoRA on System 2's VLM (stage system2, starting from init_from): see hume/train/lora.py.

@@ -7,7 +7,9 @@ does), and its target is the dataset's h actions from frame i+o, seen from frame
 head reads System 2's prefix embeddings of frames i and i+1 (detached) and scores the dataset
 chunk of frame i; its target critics follow by Polyak averaging after every step. Given
 demonstrations and rollouts together, the value head learns from all frames (the rollouts' failures
-are what it needs), System 1 from the demonstrations only.
+are what it needs), System 1 from the demonstrations only. With train_system1 false System 1
+stays as loaded and only the value head trains (System 2's sampling, needed only for System 1's
+start, is skipped).
 """
 
 from __future__ import annotations
@@ -24,14 +26,15 @@ from hume.train.data import TrainingData
 
 class System1ValueStage(nn.Module):
     name = "system1_value"
-    scheduled = ("system1",)
 
-    def __init__(self, policy: HumePolicy):
+    def __init__(self, policy: HumePolicy, train_system1: bool = True):
         super().__init__()
         self.config = policy.config
+        self.train_system1 = train_system1
+        self.scheduled = ("system1",) if train_system1 else ()
         policy.requires_grad_(False).eval()
         self.system2 = policy.system2
-        self.system1 = policy.system1.train().requires_grad_(True)
+        self.system1 = policy.system1.train(train_system1).requires_grad_(train_system1)
         self.value_head = policy.value_head.train().requires_grad_(True)
         self.value_head.target_critics.requires_grad_(False)
 
@@ -69,19 +72,11 @@ class System1ValueStage(nn.Module):
         start = chunk[:, 0][torch.arange(b, device=prefix.device)[:, None], rows, :width]
         return prefix, prefix_mask, pad_to(start, cfg.s1_action_dim)
 
-    def forward(
-        self, batch: dict[str, Tensor], generator: torch.Generator | None = None
-    ) -> dict[str, Tensor]:
-        prefix, prefix_mask, start = self.system2_start(batch)
-        with torch.no_grad():
-            next_prefix, next_mask = self.system2.embed_prefix(
-                batch["vh.next.images"],
-                batch["vh.next.image_masks"],
-                batch["vh.next.tokens"],
-                batch["vh.next.token_masks"],
-            )
+    def system1_loss(
+        self, batch: dict[str, Tensor], start: Tensor, generator: torch.Generator | None
+    ) -> Tensor:
         images = {cam: batch[f"s1.images.{cam}"] for cam in self.system1.cameras}
-        s1_loss = self.system1.loss(
+        return self.system1.loss(
             images,
             batch["s1.state_history"],
             batch["s1.offset"],
@@ -90,6 +85,27 @@ class System1ValueStage(nn.Module):
             mask=~batch["s1.is_pad"] & batch["s1.imitate"][:, None],
             generator=generator,
         )
+
+    def forward(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
+        with torch.no_grad():
+            if self.train_system1:
+                prefix, prefix_mask, start = self.system2_start(batch)
+            else:
+                prefix, prefix_mask = self.system2.embed_prefix(
+                    batch["s2.images"], batch["s2.image_masks"], batch["s2.tokens"], batch["s2.token_masks"]
+                )
+            next_prefix, next_mask = self.system2.embed_prefix(
+                batch["vh.next.images"],
+                batch["vh.next.image_masks"],
+                batch["vh.next.tokens"],
+                batch["vh.next.token_masks"],
+            )
+        if self.train_system1:
+            s1_loss = self.system1_loss(batch, start, generator)
+        else:
+            s1_loss = prefix.new_zeros(())
         vh = self.value_head.losses(
             prefix,
             prefix_mask,
@@ -120,14 +136,14 @@ class System1ValueStage(nn.Module):
     def optimizers(self, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         o = cfg.optim
         value_params = [p for p in self.value_head.parameters() if p.requires_grad]
-        return {
-            "system1": torch.optim.AdamW(
+        # Critics, actor and temperature: Adam at a constant rate. The losses route each part's
+        # gradient to its own parameters only, so one optimiser serves all three.
+        optimizers = {"value_head": torch.optim.Adam(value_params, lr=cfg.critic_lr)}
+        if self.train_system1:
+            optimizers["system1"] = torch.optim.AdamW(
                 self.system1.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
-            ),
-            # Critics, actor and temperature: Adam at a constant rate. The losses route each part's
-            # gradient to its own parameters only, so one optimiser serves all three.
-            "value_head": torch.optim.Adam(value_params, lr=cfg.critic_lr),
-        }
+            )
+        return optimizers
 
     def after_step(self) -> None:
         self.value_head.update_targets()

@@ -99,6 +99,11 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
     if cfg.stage == "system1_value":
         # A checkpoint that ran as System 2 alone (a converted pi0) becomes a full Hume here: this
         # stage trains System 1 and the value head, and the saved policy uses them.
+        if not policy.config.use_system1 and not cfg.train_system1:
+            raise ConfigError(
+                f"{cfg.init_from} has no trained System 1 (use_system1 false): train it here "
+                "(train_system1=true) before fine-tuning the value head alone"
+            )
         if not (policy.config.use_system1 and policy.config.use_value_head):
             log.info("switching System 1 and the value head on: this stage trains them")
             policy.config = dataclasses.replace(policy.config, use_system1=True, use_value_head=True)
@@ -114,7 +119,7 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
 def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1ValueStage:
     if cfg.stage == "system2":
         return System2Stage(policy, cfg.freeze_vision, lora_only=cfg.lora.rank > 0)
-    return System1ValueStage(policy)
+    return System1ValueStage(policy, train_system1=cfg.train_system1)
 
 
 def mixed_precision(cfg: TrainConfig) -> str:
