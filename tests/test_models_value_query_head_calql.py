@@ -66,3 +66,19 @@ def test_learns_to_prefer_the_rewarded_candidate():
     index, values = head.select(embs[:1], mask[:1], torch.stack([bad, good])[None])
     assert index.item() == 1
     assert values[0, 1] - values[0, 0] > 0.2
+
+
+def test_monte_carlo_target_regresses_on_the_return_without_the_targets_or_the_actor():
+    torch.manual_seed(0)
+    head = ValueQueryHead(CFG, PREFIX_DIM, ACTION_DIM)
+    embs, mask, actions, reward, done, _, next_embs, next_mask = batch()
+    mc_return = torch.tensor([0.3, 1.0, 0.0, 0.9])
+    with torch.no_grad():  # any use of the target critics would now show as NaN
+        for p in head.target_critics.parameters():
+            p.fill_(float("nan"))
+    args = (embs, mask, actions, reward, done, mc_return, next_embs, next_mask)
+    losses = head.losses(*args, generator=torch.Generator().manual_seed(1), bootstrap=False)
+    expected = (losses.critic.q_data - mc_return[None]).pow(2).mean(dim=1).sum()
+    assert torch.isfinite(losses.critic.td) and torch.allclose(losses.critic.td, expected)
+    bootstrapped = head.losses(*args, generator=torch.Generator().manual_seed(1))
+    assert torch.isnan(bootstrapped.critic.td)

@@ -170,6 +170,14 @@ def test_value_head_alone_needs_a_trained_system1(workspace, tmp_path):
         )
 
 
+def test_critic_target_must_be_known_and_reaches_the_stage(workspace, tmp_path):
+    with pytest.raises(ConfigError, match="critic_target"):
+        config(workspace, "system1_value", tmp_path, critic_target="sarsa").validate()
+    for target, bootstrap in (("td", True), ("monte_carlo", False)):
+        cfg = config(workspace, "system1_value", tmp_path, critic_target=target)
+        assert make_stage(cfg, HumePolicy.from_pretrained(workspace / "init")).bootstrap is bootstrap
+
+
 def test_value_action_box_follows_the_config(workspace, tmp_path):
     dataset = LeRobotDataset(workspace / "data")
     boxed = build_policy(config(workspace, "system1_value", tmp_path), dataset, None)

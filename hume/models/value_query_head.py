@@ -229,10 +229,15 @@ class ValueQueryHead(nn.Module):
         next_prefix_embs: Tensor,
         next_prefix_mask: Tensor,
         generator: torch.Generator | None = None,
+        bootstrap: bool = True,
     ) -> ValueHeadLosses:
         """Cal-QL on one batch of transitions (s, a, r, done, s'), with a = the dataset chunk
         [B, H, A] (its first k actions are scored), s and s' given by System 2's prefixes, and
         mc_return [B] the Monte-Carlo return-to-go of s.
+
+        bootstrap: the critics regress on the TD target r + gamma Q_target(s', actor) (Cal-QL);
+        False: on mc_return itself, the value of the policies that collected the data (no
+        bootstrap through the actor, so nothing it extrapolates to feeds back into the targets).
 
         Gradient routing: the critic loss trains the critics and the query encoder; the actor loss
         sees the state feature and the critics as constants; the temperature loss trains log alpha.
@@ -242,9 +247,12 @@ class ValueQueryHead(nn.Module):
         feature = self.state_feature(prefix_embs, prefix_mask)
         with torch.no_grad():
             next_feature = self.state_feature(next_prefix_embs, next_prefix_mask)
-            next_actions, _ = self.act(next_feature, generator=generator)
-            next_q = self.q_values(next_feature, next_actions, target=True)[..., 0]
-            target = td_target(reward, done, next_q, gamma=cfg.gamma)
+            if bootstrap:
+                next_actions, _ = self.act(next_feature, generator=generator)
+                next_q = self.q_values(next_feature, next_actions, target=True)[..., 0]
+                target = td_target(reward, done, next_q, gamma=cfg.gamma)
+            else:
+                target = mc_return
             # CQL's out-of-distribution actions: uniform ones, and the policy's at s and at s'.
             uniform = torch.rand(
                 (b, n, cfg.action_steps, self.action_dim),

@@ -7,6 +7,7 @@ import dataclasses
 from hume.config import ConfigError
 
 STAGES = ("system2", "system1_value")
+CRITIC_TARGETS = ("td", "monte_carlo")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,10 @@ class TrainConfig:
     # min/max (the range of its actor and of Cal-QL's uniform actions). false: as normalised by
     # mean/std, unbounded (how checkpoints/libero_spatial_task0 was trained).
     value_action_box: bool = True
+    # Stage system1_value: what the critics regress on. "td": Cal-QL's bootstrapped target
+    # r + gamma Q_target(s', actor's action); "monte_carlo": the frame's Monte-Carlo return-to-go,
+    # the value of the policies that recorded the data (demonstrations and rollouts).
+    critic_target: str = "td"
     # Stage system1_value: false keeps init_from's System 1 as it is and trains the value head
     # alone (a critic fine-tune: nothing the robot executes changes unless the head chooses).
     train_system1: bool = True
@@ -103,6 +108,8 @@ class TrainConfig:
             raise ConfigError(f"extra_datasets must name other dataset folders, got {self.extra_datasets}")
         if self.stage == "system1_value" and not self.init_from:
             raise ConfigError("stage system1_value needs init_from: a checkpoint with a trained System 2")
+        if self.critic_target not in CRITIC_TARGETS:
+            raise ConfigError(f"critic_target must be one of {CRITIC_TARGETS}, got {self.critic_target!r}")
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         for name in ("steps", "batch_size", "save_every", "log_every"):

@@ -27,10 +27,11 @@ from hume.train.data import TrainingData
 class System1ValueStage(nn.Module):
     name = "system1_value"
 
-    def __init__(self, policy: HumePolicy, train_system1: bool = True):
+    def __init__(self, policy: HumePolicy, train_system1: bool = True, bootstrap: bool = True):
         super().__init__()
         self.config = policy.config
         self.train_system1 = train_system1
+        self.bootstrap = bootstrap
         self.scheduled = ("system1",) if train_system1 else ()
         policy.requires_grad_(False).eval()
         self.system2 = policy.system2
@@ -116,6 +117,7 @@ class System1ValueStage(nn.Module):
             next_prefix,
             next_mask,
             generator=generator,
+            bootstrap=self.bootstrap,
         )
         q = vh.critic.q_data.min(dim=0).values  # what the critic loss computed: no second pass
         return {

@@ -119,7 +119,7 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
 def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1ValueStage:
     if cfg.stage == "system2":
         return System2Stage(policy, cfg.freeze_vision, lora_only=cfg.lora.rank > 0)
-    return System1ValueStage(policy, train_system1=cfg.train_system1)
+    return System1ValueStage(policy, train_system1=cfg.train_system1, bootstrap=cfg.critic_target == "td")
 
 
 def mixed_precision(cfg: TrainConfig) -> str:
