@@ -170,6 +170,22 @@ def test_value_head_alone_needs_a_trained_system1(workspace, tmp_path):
         )
 
 
+def test_cql_alpha_of_a_run_replaces_the_models_and_is_saved(workspace, tmp_path):
+    cfg = config(workspace, "system1_value", tmp_path / "a", steps=1, save_every=1, cql_alpha=0.5)
+    dataset = LeRobotDataset(cfg.dataset)
+    policy = build_policy(cfg, dataset, None)
+    assert policy.value_head.config.cql_alpha == 0.5 == policy.config.value_head.cql_alpha
+    kept = build_policy(config(workspace, "system1_value", tmp_path / "b"), dataset, None)
+    assert (
+        kept.value_head.config.cql_alpha
+        == HumePolicy.from_pretrained(workspace / "init").config.value_head.cql_alpha
+    )
+    saved = HumePolicy.from_pretrained(train(cfg).checkpoint)
+    assert saved.config.value_head.cql_alpha == 0.5
+    with pytest.raises(ConfigError, match="cql_alpha"):
+        config(workspace, "system1_value", tmp_path, cql_alpha=-1.0).validate()
+
+
 def test_critic_target_must_be_known_and_reaches_the_stage(workspace, tmp_path):
     with pytest.raises(ConfigError, match="critic_target"):
         config(workspace, "system1_value", tmp_path, critic_target="sarsa").validate()

@@ -80,6 +80,10 @@ class TrainConfig:
     # r + gamma Q_target(s', actor's action); "monte_carlo": the frame's Monte-Carlo return-to-go,
     # the value of the policies that recorded the data (demonstrations and rollouts).
     critic_target: str = "td"
+    # Stage system1_value: the CQL regulariser's weight for this run, replacing the model's
+    # value_head.cql_alpha (the checkpoint saves it); null keeps the model's. CQL lifts the data's
+    # Q by about cql_alpha / 2 over its regression target, a return of at most 1 here.
+    cql_alpha: float | None = None
     # Stage system1_value: false keeps init_from's System 1 as it is and trains the value head
     # alone (a critic fine-tune: nothing the robot executes changes unless the head chooses).
     train_system1: bool = True
@@ -108,6 +112,8 @@ class TrainConfig:
             raise ConfigError(f"extra_datasets must name other dataset folders, got {self.extra_datasets}")
         if self.stage == "system1_value" and not self.init_from:
             raise ConfigError("stage system1_value needs init_from: a checkpoint with a trained System 2")
+        if self.cql_alpha is not None and self.cql_alpha < 0:
+            raise ConfigError(f"cql_alpha must be >= 0 (null: the model's), got {self.cql_alpha}")
         if self.critic_target not in CRITIC_TARGETS:
             raise ConfigError(f"critic_target must be one of {CRITIC_TARGETS}, got {self.critic_target!r}")
         if self.mixed_precision not in ("no", "bf16"):

@@ -107,6 +107,10 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
         if not (policy.config.use_system1 and policy.config.use_value_head):
             log.info("switching System 1 and the value head on: this stage trains them")
             policy.config = dataclasses.replace(policy.config, use_system1=True, use_value_head=True)
+        if cfg.cql_alpha is not None:
+            head = dataclasses.replace(policy.config.value_head, cql_alpha=cfg.cql_alpha)
+            policy.config = dataclasses.replace(policy.config, value_head=head)
+            policy.value_head.config = head
         # the value head is trained from here on
         action = stats[ACTION_KEY]
         if not cfg.value_action_box:
