@@ -61,6 +61,12 @@ def fixed_batch_losses(checkpoint, cfg) -> dict[str, float]:
     return {k: float(v) for k, v in out.items()}
 
 
+def changed_networks(before: Path, after: Path) -> set[str]:
+    """The top-level networks (system2, value_head, system1) whose weights differ between two checkpoints."""
+    start, end = load_file(before / "model.safetensors"), load_file(after / "model.safetensors")
+    return {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
+
+
 @pytest.fixture(scope="module")
 def system2_run(workspace):
     """30 steps of stage system2 from the random policy: (config, result)."""
@@ -78,12 +84,11 @@ def test_system2_steps_lower_the_loss_and_checkpoint_loads(workspace, system2_ru
     after = fixed_batch_losses(result.checkpoint, cfg)["loss"]
     assert after < 0.85 * before, (before, after)
     # Only System 2 changed; the other networks are as they started.
+    assert changed_networks(workspace / "init", result.checkpoint) == {"system2"}
     start, end = (
         load_file(workspace / "init" / "model.safetensors"),
         load_file(result.checkpoint / "model.safetensors"),
     )
-    changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
-    assert changed == {"system2"}
     vision = [k for k in start if k.startswith("system2.vision_tower.")]
     assert vision and all(torch.equal(start[k], end[k]) for k in vision)  # frozen by default
     # The checkpoint is a policy: it acts on an observation.
@@ -120,9 +125,8 @@ def test_system1_value_steps_lower_the_losses_with_system2_frozen(workspace, sys
     # the total critic loss is not a monotone measure over a few steps.)
     assert after["cql"] < before["cql"], (before, after)
     assert after["q_data_mean"] > before["q_data_mean"]
+    assert changed_networks(s2, result.checkpoint) == {"system1", "value_head"}
     start, end = load_file(s2 / "model.safetensors"), load_file(result.checkpoint / "model.safetensors")
-    changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
-    assert changed == {"system1", "value_head"}
     # The value head was trained on actions in the data's box: the box is saved with it.
     saved = json.loads((result.checkpoint / "stats.json").read_text())["action"]
     assert {"min", "max"} <= set(saved)
@@ -146,9 +150,7 @@ def test_value_head_alone_leaves_every_other_network_bit_for_bit(workspace, syst
         train_system1=False,
     )
     result = train(cfg)
-    start, end = load_file(s2 / "model.safetensors"), load_file(result.checkpoint / "model.safetensors")
-    changed = {k.split(".")[0] for k in start if not torch.equal(start[k], end[k])}
-    assert changed == {"value_head"}
+    assert changed_networks(s2, result.checkpoint) == {"value_head"}
     rows = read_metrics(tmp_path / "vh")
     assert "lr/value_head" in rows[-1] and "lr/system1" not in rows[-1]
     assert all(row["system1"] == 0.0 for row in rows)
