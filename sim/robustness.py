@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hume.config import ConfigError
 from sim.evaluator import evaluate
-from sim.libero_env import base_suite, check_suite, suite_names, task_names
+from sim.libero_env import base_suite, check_suite, suite_names, task_names, unavailable_suites
 from sim.report import write_json
 
 log = logging.getLogger(__name__)
@@ -23,9 +23,13 @@ log = logging.getLogger(__name__)
 ALL = "all"
 
 
+def _is_variant(name: str, suite: str) -> bool:
+    return name != suite and base_suite(name) == suite
+
+
 def variants_of(suite: str, wanted: str) -> list[str]:
-    """The variants `wanted` names (comma-separated); "all": every runnable variant with the suite's
-    task count (its tasks perturbed one for one; LIBERO-PRO's other variants can be named)."""
+    """The variants `wanted` names (comma-separated); "all": every variant the package ships whole
+    with the suite's task count (its tasks perturbed one for one; `left_out` says which are not)."""
     check_suite(suite)
     if base_suite(suite) != suite:
         raise ConfigError(
@@ -33,13 +37,24 @@ def variants_of(suite: str, wanted: str) -> list[str]:
         )
     if wanted.strip() == ALL:
         n = len(task_names(suite))
-        return [v for v in suite_names() if v != suite and base_suite(v) == suite and len(task_names(v)) == n]
+        return [v for v in suite_names() if _is_variant(v, suite) and len(task_names(v)) == n]
     names = [v.strip() for v in wanted.split(",") if v.strip()]
     for v in names:
         check_suite(v)
-        if v == suite or base_suite(v) != suite:
+        if not _is_variant(v, suite):
             raise ConfigError(f"{v} is not a LIBERO-PRO variant of {suite} (variants=all runs every one)")
     return names
+
+
+def left_out(suite: str) -> dict[str, str]:
+    """The suite's registered variants that "all" does not run, each with why: not shipped whole
+    (a BDDL file, initial states or an asset missing) or a different number of tasks."""
+    n = len(task_names(suite))
+    why = {v: reason for v, reason in unavailable_suites().items() if _is_variant(v, suite)}
+    for v in suite_names():
+        if _is_variant(v, suite) and len(task_names(v)) != n:
+            why[v] = f"{len(task_names(v))} tasks, not the suite's {n}"
+    return dict(sorted(why.items()))
 
 
 def session(cfg, out: Path):
@@ -64,7 +79,7 @@ def table(suite: str, results: dict[str, dict]) -> list[dict]:
     ]
 
 
-def markdown(rows: list[dict]) -> str:
+def markdown(rows: list[dict], left: dict[str, str] | None = None) -> str:
     base = rows[0]["suite"]
     lines = [f"| suite | episodes | success | 95% CI | drop vs {base} |", "|---|---:|---:|---|---:|"]
     for r in rows:
@@ -74,6 +89,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['suite']} | {r['episodes']} | {r['successes']} ({r['success_rate']:.1%}) "
             f"| [{lo:.1%}, {hi:.1%}] | {drop} |"
         )
+    if left:
+        lines += ["", f"Variants of {base} left out:"] + [f"- {name}: {why}" for name, why in left.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -106,16 +123,19 @@ def write_chart(path: Path, rows: list[dict]) -> None:
 def evaluate_variants(cfg, policy_factory=None, run_units=None) -> dict:
     """Evaluate `cfg.suite` and its `cfg.variants`; returns what DIR/robustness.json holds."""
     names = variants_of(cfg.suite, cfg.variants)
+    left = left_out(cfg.suite) if cfg.variants.strip() == ALL else {}
     out = Path(cfg.output)
     runs = {cfg.suite: dataclasses.replace(cfg, variants="")}
     for name in names:
         runs[name] = dataclasses.replace(cfg, suite=name, variants="", output=str(out / "variants" / name))
     log.info("evaluating %s and %d variants: %s", cfg.suite, len(names), ", ".join(names))
+    for name, why in left.items():
+        log.warning("left out %s: %s", name, why)
     with session(cfg, out):
         results = {name: evaluate(run, policy_factory, run_units) for name, run in runs.items()}
     rows = table(cfg.suite, results)
-    report = {"suite": cfg.suite, "mode": cfg.mode, "variants": rows}
+    report = {"suite": cfg.suite, "mode": cfg.mode, "variants": rows, "left_out": left}
     write_json(out / "robustness.json", report)
-    (out / "robustness.md").write_text(markdown(rows))
+    (out / "robustness.md").write_text(markdown(rows, left))
     write_chart(out / "robustness.png", rows)
     return report

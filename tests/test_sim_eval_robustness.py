@@ -25,6 +25,22 @@ def test_all_variants_are_the_suites_tasks_perturbed():
         robustness.variants_of("libero_goal_swap", "all")
 
 
+def test_all_keeps_what_the_package_ships_whole_and_says_what_it_left_out():
+    names = robustness.variants_of("libero_object", "all")
+    left = robustness.left_out("libero_object")
+    assert {"libero_object_with_mug", "libero_object_swap", "libero_object_lan"} <= set(names)
+    assert not set(names) & set(left)
+    # LIBERO-PRO registers these, but their sticker and box meshes are not in the package.
+    assert "red_sticker/red_sticker.xml" in left["libero_object_with_trigger_new"]
+    assert "red_box/red_box.xml" in left["libero_object_with_red_box"]
+    assert "its BDDL file" in left["libero_object_env"]
+    assert left["libero_object_two_normal_episodes"] == "2 tasks, not the suite's 10"
+    base = {**fake_results("libero_object", 9), "drop_pp": None}
+    md = robustness.markdown([base], left)
+    assert "Variants of libero_object left out:" in md
+    assert f"- libero_object_with_red_box: {left['libero_object_with_red_box']}" in md
+
+
 def fake_results(suite: str, successes: int, episodes: int = 20) -> dict:
     lo, hi = wilson_interval(successes, episodes)
     return {"suite": suite, "episodes": episodes, "successes": successes,

@@ -11,10 +11,12 @@ import pytest
 from sim.libero_env import (
     LiberoEnv,
     LiberoError,
+    _from_renderer,
     get_task,
     max_steps_for,
     quat_to_axis_angle,
     suite_names,
+    unavailable_suites,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +54,13 @@ def test_unknown_suite_and_task_list_valid_ones():
 def test_runnable_suites_and_perturbed_instructions():
     names = suite_names()
     assert "libero_goal_lan" in names and "libero_goal_temp" not in names
-    with pytest.raises(LiberoError, match="lacks the BDDL file or initial states"):
+    with pytest.raises(LiberoError, match="does not ship it whole: 10 of 10 tasks lack its BDDL file"):
         get_task("libero_goal_temp", 0)
+    # Registered with its BDDL files and states, but the sticker's mesh is not in the package.
+    assert "libero_object_with_trigger_new" not in names and "libero_object_with_mug" in names
+    with pytest.raises(LiberoError, match="lack the asset custom_objects/red_sticker/red_sticker.xml"):
+        get_task("libero_object_with_trigger_new", 0)
+    assert unavailable_suites()["libero_object_with_red_box"].startswith("10 of 10 tasks lack the asset")
     # LIBERO-PRO's language and task perturbations rewrite the instruction; other variants keep it.
     assert get_task("libero_goal_lan", 0).instruction == "open the cabinet’s middle drawer"
     assert get_task("libero_goal_task", 1).instruction == "put the plate on the stove"
@@ -114,6 +121,22 @@ def test_camera_images_are_rotated_uint8():
             assert img.shape == (64, 64, 3) and img.dtype == np.uint8
             np.testing.assert_array_equal(img, env.raw_obs[raw_key][::-1, ::-1])
             assert img.std() > 5, "a real rendered image, not a blank one"
+
+
+def test_a_missing_asset_is_not_blamed_on_the_renderer(monkeypatch):
+    """A scene whose object mesh is missing fails as the FileNotFoundError it is."""
+    import dataclasses
+
+    from libero.libero import benchmark
+
+    import sim.libero_env as libero_env
+
+    stickered = benchmark.get_benchmark_dict()["libero_object_with_trigger_new"]().get_task_bddl_file_path(0)
+    task = dataclasses.replace(get_task("libero_object", 0), bddl_file=stickered)
+    monkeypatch.setattr(libero_env, "get_task", lambda suite, t: task)
+    with pytest.raises(FileNotFoundError) as err:
+        LiberoEnv("libero_object", 0, cameras=False)
+    assert not _from_renderer(err.value)
 
 
 def test_broken_renderer_names_debian_packages():

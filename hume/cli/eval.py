@@ -44,7 +44,7 @@ def main(argv: Sequence[str]) -> int:
             from sim.robustness import evaluate_variants, markdown
 
             report = evaluate_variants(cfg, run_units=run_units)
-            print(markdown(report["variants"]), end="")
+            print(markdown(report["variants"], report["left_out"]), end="")
             print(f"-> {cfg.output}/robustness.json, robustness.md, robustness.png")
             print(json.dumps(report))
         else:
