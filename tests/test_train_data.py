@@ -79,6 +79,12 @@ def test_transitions_have_correct_done_masks_and_returns(setup):
     torch.testing.assert_close(
         batch["vh.next.images"][1], data.system2_inputs(torch.tensor([19]), g, False)["images"][0]
     )
+    # With System 1 frozen its inputs are not built; the value head's transition is the same.
+    alone = data.system1_value_batch(idx, torch.Generator().manual_seed(1), augment=False, system1=False)
+    assert not any(k.startswith("s1.") for k in alone) and "s2.noise" not in alone
+    assert alone.keys() == {k for k in batch if not k.startswith("s1.") and k != "s2.noise"}
+    for k in alone:
+        torch.testing.assert_close(alone[k], batch[k])
 
 
 def test_images_go_through_the_policy_transform(setup):

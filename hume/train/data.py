@@ -224,32 +224,21 @@ class TrainingData:
         return batch
 
     def system1_value_batch(
-        self, idx: Tensor, generator: torch.Generator, augment: bool
+        self, idx: Tensor, generator: torch.Generator, augment: bool, system1: bool = True
     ) -> dict[str, Tensor]:
         """Everything stage system1_value needs, keyed by consumer:
         s2.*    System 2's observation at frame i and the noise [B, H, A] it samples from
         s1.*    System 1 at frame i+o: images {camera}, state_history [B, K, Sd1], offset [B],
-                actions [B, h, A1] with is_pad [B, h], imitate [B] (frames of the first dataset)
+                actions [B, h, A1] with is_pad [B, h], imitate [B] (frames of the first dataset);
+                with System 1 frozen (system1 false) neither these nor the noise are built
         vh.*    the transition: actions [B, H, A_vh] (frame i's chunk), reward, done, mc_return
                 [B], and next.* System 2's observation at frame i+1 (i itself at an episode's end,
                 where done = 1 masks it)
         """
         cfg = self.config
         batch = {f"s2.{k}": v for k, v in self.system2_inputs(idx, generator, augment).items()}
-        batch["s2.noise"] = torch.randn((len(idx), cfg.chunk_size, cfg.max_action_dim), generator=generator)
-
-        offset = self.s1_offsets(idx, generator)
-        now = idx + offset
-        for cam in cfg.cameras:
-            batch[f"s1.images.{cam}"] = self.camera_images(now, cam, cfg.image_size, generator, augment)
-        batch["s1.state_history"] = pad_to(
-            self.state_history(now, cfg.system1.state_history), cfg.s1_state_dim
-        )
-        batch["s1.offset"] = offset
-        actions, is_pad = self.chunk(now, cfg.s1_horizon)
-        batch["s1.actions"] = pad_to(actions, cfg.s1_action_dim)
-        batch["s1.is_pad"] = is_pad
-        batch["s1.imitate"] = self.imitate[idx]
+        if system1:
+            batch.update(self.system1_inputs(idx, generator, augment))
 
         vh_actions, _ = self.chunk(idx, cfg.chunk_size, self.value_action)
         batch["vh.actions"] = vh_actions
@@ -262,4 +251,22 @@ class TrainingData:
         batch["vh.next.image_masks"] = nxt["image_masks"]
         batch["vh.next.tokens"] = nxt["tokens"]
         batch["vh.next.token_masks"] = nxt["token_masks"]
+        return batch
+
+    def system1_inputs(self, idx: Tensor, generator: torch.Generator, augment: bool) -> dict[str, Tensor]:
+        """The s1.* part of system1_value_batch, and the noise System 2 samples System 1's start from."""
+        cfg = self.config
+        batch = {"s2.noise": torch.randn((len(idx), cfg.chunk_size, cfg.max_action_dim), generator=generator)}
+        offset = self.s1_offsets(idx, generator)
+        now = idx + offset
+        for cam in cfg.cameras:
+            batch[f"s1.images.{cam}"] = self.camera_images(now, cam, cfg.image_size, generator, augment)
+        batch["s1.state_history"] = pad_to(
+            self.state_history(now, cfg.system1.state_history), cfg.s1_state_dim
+        )
+        batch["s1.offset"] = offset
+        actions, is_pad = self.chunk(now, cfg.s1_horizon)
+        batch["s1.actions"] = pad_to(actions, cfg.s1_action_dim)
+        batch["s1.is_pad"] = is_pad
+        batch["s1.imitate"] = self.imitate[idx]
         return batch

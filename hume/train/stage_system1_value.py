@@ -40,7 +40,7 @@ class System1ValueStage(nn.Module):
         self.value_head.target_critics.requires_grad_(False)
 
     def batch(self, data: TrainingData, idx: Tensor, generator: torch.Generator, augment: bool) -> dict:
-        return data.system1_value_batch(idx, generator, augment)
+        return data.system1_value_batch(idx, generator, augment, system1=self.train_system1)
 
     @torch.no_grad()
     def system2_start(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
