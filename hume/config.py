@@ -109,3 +109,13 @@ def parse_config(
 def to_dict(cfg) -> dict:
     """A config as plain data (for config.json / results.json)."""
     return draccus.encode(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+
+
+def with_defaults(saved: dict, defaults: dict) -> dict:
+    """A config saved as plain data with the keys it lacks (at any depth) taken from `defaults`:
+    settings added since it was saved read as their defaults."""
+    out = dict(defaults)
+    for key, value in saved.items():
+        both_dicts = isinstance(value, dict) and isinstance(defaults.get(key), dict)
+        out[key] = with_defaults(value, defaults[key]) if both_dicts else value
+    return out

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hume.config import ConfigError, to_dict
+from hume.config import ConfigError, to_dict, with_defaults
 from hume.constants import ACTION_KEY, DONE_KEY, IMAGE_KEY, REWARD_KEY, STATE_KEY, SUCCESS_KEY
 from hume.data import format as fmt
 from sim import jobs
@@ -224,8 +224,7 @@ def check_resume(cfg: CollectConfig, out: Path) -> None:
         free.add("policy")  # no policy acts
     mine = {k: v for k, v in to_dict(cfg).items() if k not in free}
     if path.is_file():
-        # Settings added since that collection began have their defaults there.
-        saved = _with_defaults(fmt.read_json(path), to_dict(CollectConfig()))
+        saved = with_defaults(fmt.read_json(path), to_dict(CollectConfig()))
         theirs = {k: v for k, v in saved.items() if k not in free}
         if theirs != mine:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
@@ -234,15 +233,6 @@ def check_resume(cfg: CollectConfig, out: Path) -> None:
                 "use another --output, or the same config to continue it"
             )
     fmt.write_json(path, to_dict(cfg))
-
-
-def _with_defaults(saved: dict, defaults: dict) -> dict:
-    """`saved` with the keys it lacks (at any depth) taken from `defaults`."""
-    out = dict(defaults)
-    for key, value in saved.items():
-        both_dicts = isinstance(value, dict) and isinstance(defaults.get(key), dict)
-        out[key] = _with_defaults(value, defaults[key]) if both_dicts else value
-    return out
 
 
 def collect(cfg: CollectConfig) -> dict:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from hume.config import ConfigError, check_checkpoint, to_dict
+from hume.config import ConfigError, check_checkpoint, to_dict, with_defaults
 from hume.data import format as fmt
 from sim import jobs
 from sim.eval_config import EvalConfig, render_size
@@ -78,7 +78,7 @@ def check_resume(cfg: EvalConfig, out: Path) -> None:
     now = {k: v for k, v in to_dict(cfg).items() if k in OUTCOME_FIELDS}
     path = out / RUN_CONFIG
     if path.is_file():
-        before = json.loads(path.read_text())
+        before = with_defaults(json.loads(path.read_text()), to_dict(EvalConfig()))
         diff = sorted(k for k in OUTCOME_FIELDS if before.get(k) != now.get(k))
         if diff:
             raise ConfigError(

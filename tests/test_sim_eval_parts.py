@@ -69,6 +69,15 @@ def test_resume_refuses_a_different_evaluation(tmp_path):
     check_resume(parse_config(EvalConfig, [f"--output={tmp_path}", "--num_workers=1"]), tmp_path)
     with pytest.raises(ConfigError, match="seed"):
         check_resume(parse_config(EvalConfig, [f"--output={tmp_path}", "--seed=8"]), tmp_path)
+    # A run saved before a setting existed resumes: the setting reads as its default there.
+    saved = json.loads((tmp_path / "eval_config.json").read_text())
+    del saved["policy"]["value_scores"]
+    (tmp_path / "eval_config.json").write_text(json.dumps(saved))
+    check_resume(cfg, tmp_path)
+    with pytest.raises(ConfigError, match="policy"):
+        check_resume(
+            parse_config(EvalConfig, [f"--output={tmp_path}", "--policy.value_scores=denoised"]), tmp_path
+        )
 
 
 def test_replay_policy_plays_then_holds_gripper():
