@@ -175,6 +175,10 @@ class EvalConfig:
                 f"policy.device must be cpu or cuda and policy.dtype float32 or bfloat16, got "
                 f"{self.policy.device!r} / {self.policy.dtype!r}"
             )
+        if self.policy.value_scores not in (None, "chunk", "denoised"):
+            raise ConfigError(
+                f"policy.value_scores must be chunk or denoised, got {self.policy.value_scores!r}"
+            )
         if self.policy.type != "hume" and self.policy.overrides():
             raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")
         for name in ("episodes_per_task", "num_workers"):

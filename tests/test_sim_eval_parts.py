@@ -46,6 +46,7 @@ def test_config_errors_name_the_key():
         (["--policy.type=replay"], "policy.dataset"),
         (["--latency.steps=-1"], "latency.steps"),
         (["--policy.num_candidates=-1"], "policy.num_candidates"),
+        (["--policy.value_scores=clean"], "policy.value_scores"),
         (["--policy.type=replay", "--policy.dataset=d", "--policy.use_system1=false"], "policy.type=hume"),
     ):
         with pytest.raises(ConfigError, match=key):
