@@ -114,7 +114,7 @@ def write_chart(path: Path, rows: list[dict]) -> None:
     ax.set_yticks(ys, [r["suite"] for r in rows])
     ax.set_xlim(0, 105)
     ax.set_xlabel("success (%), Wilson 95% interval")
-    ax.set_title(f"{rows[0]['suite']} and its LIBERO-PRO variants ({rows[0]['episodes']} episodes each)")
+    ax.set_title(f"{rows[0]['suite']} and its LIBERO-PRO variants\n{rows[0]['episodes']} episodes each")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
