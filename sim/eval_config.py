@@ -31,9 +31,6 @@ class PolicyConfig:
     # makes every candidate a plain sample from t = 1, so that only the value head's choice differs
     # from N = 1.
     candidate_t0_spread: float | None = None
-    # What the value head scores (HumeConfig.value_scores; unset: the checkpoint's): "chunk" or
-    # "denoised".
-    value_scores: str | None = None
     # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions,
     # and each refinement the plan it replaces over rtc_system1_overlap steps (-1: the
     # checkpoint's; 0: System 2 guided alone), System 2 over rtc_soft_steps committed actions
@@ -57,8 +54,6 @@ class PolicyConfig:
             out["num_candidates"] = self.num_candidates
         if self.candidate_t0_spread is not None:
             out["candidate_t0_spread"] = self.candidate_t0_spread
-        if self.value_scores is not None:
-            out["value_scores"] = self.value_scores
         if self.rtc is not None:
             out["rtc"] = self.rtc
         if self.rtc_system1_overlap >= 0:
@@ -174,10 +169,6 @@ class EvalConfig:
             raise ConfigError(
                 f"policy.device must be cpu or cuda and policy.dtype float32 or bfloat16, got "
                 f"{self.policy.device!r} / {self.policy.dtype!r}"
-            )
-        if self.policy.value_scores not in (None, "chunk", "denoised"):
-            raise ConfigError(
-                f"policy.value_scores must be chunk or denoised, got {self.policy.value_scores!r}"
             )
         if self.policy.type != "hume" and self.policy.overrides():
             raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")

@@ -97,26 +97,6 @@ def test_think_takes_explicit_candidate_noise(policy):
         policy.think(observation(), noise=noise[:, :, :7])
 
 
-def test_value_head_scores_the_denoised_estimate_on_request(checkpoint):
-    # Plain candidates (all from t = 1) stop at theta2 = 0.1 after 9 of System 2's 10 Euler steps;
-    # the estimate x - 0.1 v(x, 0.1) is the 10th step, so scoring it gives the values that fully
-    # denoised candidates (System 1 off) get, while the chunks stay partly denoised.
-    kw = {"candidate_t0_spread": 0.0}
-    denoised = HumePolicy.from_pretrained(checkpoint, value_scores="denoised", **kw)
-    chunk = HumePolicy.from_pretrained(checkpoint, **kw)
-    full = HumePolicy.from_pretrained(checkpoint, use_system1=False, **kw)
-    cfg = denoised.config
-    noise = np.random.default_rng(3).standard_normal((cfg.num_candidates, cfg.chunk_size, cfg.max_action_dim))
-    a, b, c = (p.think(observation(), noise=noise) for p in (denoised, chunk, full))
-    np.testing.assert_array_equal(a.candidates, b.candidates)
-    assert not np.allclose(a.candidates, c.candidates, atol=1e-3)
-    np.testing.assert_allclose(a.values, c.values, atol=1e-4)
-    assert not np.allclose(a.values, b.values, atol=1e-3)
-    assert a.index == int(np.argmax(a.values))
-    with pytest.raises(ValueError, match="value_scores"):
-        HumeConfig(value_scores="clean").validate()
-
-
 def test_think_depends_on_the_instruction(policy):
     policy.reset(seed=3)
     a = policy.think(observation(task="open the top drawer")).actions

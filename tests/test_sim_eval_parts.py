@@ -46,7 +46,6 @@ def test_config_errors_name_the_key():
         (["--policy.type=replay"], "policy.dataset"),
         (["--latency.steps=-1"], "latency.steps"),
         (["--policy.num_candidates=-1"], "policy.num_candidates"),
-        (["--policy.value_scores=clean"], "policy.value_scores"),
         (["--policy.type=replay", "--policy.dataset=d", "--policy.use_system1=false"], "policy.type=hume"),
     ):
         with pytest.raises(ConfigError, match=key):
@@ -72,12 +71,12 @@ def test_resume_refuses_a_different_evaluation(tmp_path):
         check_resume(parse_config(EvalConfig, [f"--output={tmp_path}", "--seed=8"]), tmp_path)
     # A run saved before a setting existed resumes: the setting reads as its default there.
     saved = json.loads((tmp_path / "eval_config.json").read_text())
-    del saved["policy"]["value_scores"]
+    del saved["policy"]["candidate_t0_spread"]
     (tmp_path / "eval_config.json").write_text(json.dumps(saved))
     check_resume(cfg, tmp_path)
-    with pytest.raises(ConfigError, match="policy"):
+    with pytest.raises(ConfigError, match="differs in: policy"):
         check_resume(
-            parse_config(EvalConfig, [f"--output={tmp_path}", "--policy.value_scores=denoised"]), tmp_path
+            parse_config(EvalConfig, [f"--output={tmp_path}", "--policy.candidate_t0_spread=0"]), tmp_path
         )
 
 

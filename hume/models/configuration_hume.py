@@ -71,10 +71,6 @@ class HumeConfig:
     # checkpoints: theta2 = 0, System 2 denoises fully, and system1.theta1 = 1). With System 1 off,
     # System 2 always denoises to 0.
     theta2: float = 0.1
-    # What the value head scores of each candidate: "chunk", the chunk as System 2 leaves it (theta2
-    # of noise left); "denoised", its one-step clean estimate x - t * v(x, t) (one more expert pass),
-    # actions like the data's clean ones the critic trained on.
-    value_scores: str = "chunk"
 
     # Real-time chunking (docs/models.md): a think that is given the robot actions already committed
     # from its observation's tick on, and the delay d (control steps before its chunk can be
@@ -164,8 +160,6 @@ class HumeConfig:
             raise ValueError(
                 f"candidate_schedule must be 'spread' or 'hume', got {self.candidate_schedule!r}"
             )
-        if self.value_scores not in ("chunk", "denoised"):
-            raise ValueError(f"value_scores must be 'chunk' or 'denoised', got {self.value_scores!r}")
         for name in ("candidate_t0_range", "candidate_temperature_range"):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:

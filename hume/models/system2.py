@@ -217,20 +217,6 @@ class System2(nn.Module):
         )
         return x.view(b, n, *x.shape[1:])
 
-    @torch.no_grad()
-    def denoised_estimate(
-        self, cache: PrefixCache, state: Tensor, noise: Tensor, x: Tensor, t: Tensor
-    ) -> Tensor:
-        """The clean chunk each candidate is heading to, x - t * v(x, t): candidates x and their
-        starting noise [B, N, H, A] at flow times t [B, N] (a candidate at t <= 0 is its own
-        estimate)."""
-        n = x.shape[1]
-        flat, t = x.flatten(0, 1), t.flatten().clamp_min(0.0)
-        v = self._pin(
-            self.velocity(cache.repeat(n), state.repeat_interleave(n, 0), flat, t), noise.flatten(0, 1)
-        )
-        return (flat - t.view(-1, 1, 1) * v).view_as(x)
-
     # ----- full joint forward (training, and the naive baseline) -------------------------------
     def velocity_joint(
         self, prefix_embs: Tensor, prefix_mask: Tensor, state: Tensor, x_t: Tensor, t: Tensor

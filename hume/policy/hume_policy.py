@@ -320,17 +320,7 @@ class HumePolicy(nn.Module):
         ).float()
 
         if cfg.use_value_head:
-            scored = candidates
-            if cfg.value_scores == "denoised" and stop > 0:
-                end = plan["t0"] + plan["dt"] * plan["steps"]
-                scored = s2.denoised_estimate(
-                    cache,
-                    state,
-                    noise_t.to(self.device, self.dtype),
-                    candidates.to(self.dtype),
-                    end.to(self.dtype),
-                ).float()
-            scored = self.normalizer.value_actions(scored[..., : cfg.action_dim])
+            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
             index, values = self.value_head.select(prefix_embs, prefix_mask, scored.to(self.dtype))
             indices, values = index.tolist(), values.float().cpu().numpy()
         else:
