@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import sys
 import time
@@ -78,7 +77,7 @@ def check_resume(cfg: EvalConfig, out: Path) -> None:
     now = {k: v for k, v in to_dict(cfg).items() if k in OUTCOME_FIELDS}
     path = out / RUN_CONFIG
     if path.is_file():
-        before = with_defaults(json.loads(path.read_text()), to_dict(EvalConfig()))
+        before = with_defaults(fmt.read_json(path), to_dict(EvalConfig()))
         diff = sorted(k for k in OUTCOME_FIELDS if before.get(k) != now.get(k))
         if diff:
             raise ConfigError(
@@ -86,7 +85,7 @@ def check_resume(cfg: EvalConfig, out: Path) -> None:
                 "pass another --output DIR, or delete that folder to start over"
             )
     else:
-        path.write_text(json.dumps(now, indent=2) + "\n")
+        fmt.write_json(path, now)
 
 
 def make_policy(cfg: EvalConfig):
