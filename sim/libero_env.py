@@ -10,6 +10,7 @@ wrappers.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import os
@@ -21,6 +22,7 @@ import numpy as np
 
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.policy.hold import hold_action
+from sim import sim_state
 
 # robosuite picks its GL backend when first imported; default to headless EGL.
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -172,6 +174,15 @@ def _instruction(suite: str, task_id: int) -> str:
     mine = _bddl_language(bench.get_task_bddl_file_path(task_id))
     theirs = _bddl_language(base_bench.get_task_bddl_file_path(base_bench.get_task_names().index(task.name)))
     return mine if mine and mine != theirs else task.language
+
+
+@dataclass(frozen=True)
+class SavedEpisode:
+    """An instant of an episode, from `LiberoEnv.get_state`."""
+
+    sim: sim_state.SimState
+    raw_obs: dict
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -423,6 +434,17 @@ class LiberoEnv:
         self.raw_obs, _, done, _ = self.env.step(action)
         self.steps += 1
         return self.observation(), bool(done)
+
+    def get_state(self) -> SavedEpisode:
+        """Everything the rest of this episode depends on (simulator, controller, gripper,
+        observation, step count), to branch the rollout: `set_state` returns here exactly."""
+        return SavedEpisode(sim_state.save(self.env.env), copy.deepcopy(self.raw_obs), self.steps)
+
+    def set_state(self, saved: SavedEpisode) -> dict:
+        """Back to a `get_state()` of this same task's episode; returns its observation."""
+        sim_state.restore(self.env.env, saved.sim)
+        self.raw_obs, self.steps = copy.deepcopy(saved.raw_obs), saved.steps
+        return self.observation()
 
     @property
     def truncated(self) -> bool:
