@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from hume.config import ConfigError
+from hume.models.configuration_hume import SELECTORS
 
 MODES = ("sync", "async", "deploy")
 POLICY_TYPES = ("hume", "replay")
@@ -38,6 +39,13 @@ class PolicyConfig:
     rtc: bool | None = None
     rtc_system1_overlap: int = -1
     rtc_soft_steps: int | None = None
+    # Which candidate a think follows (HumeConfig.selector: value, first, random, coherence, lcb,
+    # softmax, gated, oracle) and the selectors' parameters; unset: the checkpoint's. "oracle"
+    # tries the candidates in the simulator (settings under `oracle`, sync mode only).
+    selector: str | None = None
+    lcb_k: float | None = None
+    softmax_temperature: float | None = None
+    gated_margin: float | None = None
     # Where the policy runs: "cpu" or "cuda" (a full-size model wants a GPU), and its dtype
     # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
     device: str = "cpu"
@@ -58,9 +66,28 @@ class PolicyConfig:
             out["rtc"] = self.rtc
         if self.rtc_system1_overlap >= 0:
             out["rtc_system1_overlap"] = self.rtc_system1_overlap
-        if self.rtc_soft_steps is not None:
-            out["rtc_soft_steps"] = self.rtc_soft_steps
+        for name in ("rtc_soft_steps", "selector", "lcb_k", "softmax_temperature", "gated_margin"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleConfig:
+    """`policy.selector=oracle`: at the first `thinks` thinks of an episode, every candidate is
+    executed from the saved simulator state (through System 1, as the schedule would) and the
+    policy continues with one plain sample per think, `seeds` times with continuation noise shared
+    across candidates, to the episode's end or `horizon` steps; the candidate that succeeds most
+    often is followed (ties: the lowest index, so candidate 0 when it is among the best)."""
+
+    thinks: int = 1
+    seeds: int = 1
+    # Steps a branch runs after the think (0: to the episode's step limit); a branch that has not
+    # succeeded by then counts as a failure.
+    horizon: int = 0
+    # false: stop trying candidates once one succeeded on every seed (none after it can beat it);
+    # true: try all, so that every candidate's outcome is recorded.
+    try_all: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +140,7 @@ class EvalConfig:
     first_init_state: int = 0
     mode: str = "sync"
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    oracle: OracleConfig = dataclasses.field(default_factory=OracleConfig)
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
     # `deploy` mode: a deploy YAML (configs/deploy/) whose transport and System-1 settings to use;
     # the robot, checkpoint and episodes come from this config. Empty = the runtime's defaults.
@@ -170,6 +198,7 @@ class EvalConfig:
                 f"policy.device must be cpu or cuda and policy.dtype float32 or bfloat16, got "
                 f"{self.policy.device!r} / {self.policy.dtype!r}"
             )
+        self._validate_selector()
         if self.policy.type != "hume" and self.policy.overrides():
             raise ConfigError("policy.use_system1/use_value_head/num_candidates need policy.type=hume")
         for name in ("episodes_per_task", "num_workers"):
@@ -188,6 +217,19 @@ class EvalConfig:
             raise ConfigError("latency.steps and latency.think_every must be >= 0")
         if lat.control_hz <= 0 or any(ms < 0 for ms in lat.ms_samples):
             raise ConfigError("latency.control_hz must be > 0 and latency.ms_samples must be >= 0")
+
+    def _validate_selector(self) -> None:
+        if self.policy.selector is not None and self.policy.selector not in SELECTORS:
+            raise ConfigError(
+                f"policy.selector must be one of {', '.join(SELECTORS)}, got {self.policy.selector!r}"
+            )
+        if self.policy.selector == "oracle" and self.mode != "sync":
+            raise ConfigError(
+                "policy.selector=oracle branches the simulator between steps: it needs mode=sync"
+            )
+        o = self.oracle
+        if min(o.thinks, o.seeds) < 1 or o.horizon < 0:
+            raise ConfigError("oracle.thinks and oracle.seeds must be >= 1 and oracle.horizon >= 0")
 
     def _validate_backend(self) -> None:
         if self.backend not in BACKENDS:

@@ -33,6 +33,7 @@ OUTCOME_FIELDS = (
     "suite",
     "mode",
     "policy",
+    "oracle",
     "latency",
     "seed",
     "render",
@@ -128,6 +129,7 @@ class Worker:
 
     def run(self, unit: Unit) -> dict:
         from sim.episode import run_episode
+        from sim.oracle import run_oracle_episode
 
         env = self.envs.get(unit.task_id)
         seed_everything(unit.seed)
@@ -137,7 +139,13 @@ class Worker:
         record = self.cfg.render and unit.episode < self.cfg.videos_per_task
         # Filmed as it runs under a plain name, renamed for its outcome once that is known.
         film = self.out / "videos" / f"task{unit.task_id:02d}_ep{unit.episode:03d}.mp4" if record else None
-        result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, video=film)
+        branches = None
+        if getattr(getattr(self.policy, "config", None), "selector", None) == "oracle":
+            result, branches = run_oracle_episode(
+                env, self.policy, unit.init_state, self.cfg.oracle, unit.seed, video=film
+            )
+        else:
+            result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, video=film)
         row = {
             **dataclasses.asdict(unit),
             "task": env.task.name,
@@ -149,6 +157,8 @@ class Worker:
         stats = getattr(self.policy, "episode_stats", None)
         if callable(stats):
             row.update(stats())
+        if branches is not None:
+            row["oracle"] = branches
         if record:
             outcome = "success" if result.success else "failure"
             row["video"] = str(Path("videos") / f"{film.stem}_{outcome}.mp4")

@@ -21,6 +21,8 @@ SYSTEM1_COPIES = {
 }
 # Its widths then: now the policy's s1_state_dim / s1_action_dim, which system1.padded_widths picks.
 SYSTEM1_WIDTHS = ("state_dim", "action_dim")
+# HumeConfig.selector's choices (hume/policy/selectors.py).
+SELECTORS = ("value", "first", "random", "coherence", "lcb", "softmax", "gated", "oracle")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,20 @@ class HumeConfig:
     # (tests/test_policy.py's refine case).
     rtc_system1_max_guidance: float = 20.0
 
-    # Ablation switches: value head off -> take candidate 0; System 1 off -> execute System 2's chunk.
+    # Which candidate a think follows (hume/policy/selectors.py): "value" (the highest pessimistic
+    # Q, the paper's), "first" (candidate 0: the plain sample), "random", "coherence" (closest to
+    # the actions the robot is committed to or just executed; no critic), "lcb" (the highest
+    # mean - lcb_k * std over the critic ensemble), "softmax" (drawn with probability
+    # proportional to exp(Q / softmax_temperature)), "gated" (candidate 0 unless the best Q beats
+    # its Q by more than gated_margin), "oracle" (simulation only: `hume eval` tries every
+    # candidate in a copy of the simulator and takes one that succeeds; docs/evaluation.md).
+    selector: str = "value"
+    lcb_k: float = 2.0
+    softmax_temperature: float = 0.1
+    gated_margin: float = 0.1
+
+    # Ablation switches: value head off -> not run, and the selectors that rank by it take candidate
+    # 0; System 1 off -> execute System 2's chunk.
     use_value_head: bool = True
     use_system1: bool = True
 
@@ -156,6 +171,7 @@ class HumeConfig:
                 "rtc_max_guidance and rtc_system1_max_guidance must be > 0, got "
                 f"{self.rtc_max_guidance} and {self.rtc_system1_max_guidance}"
             )
+        self._validate_selector()
         if self.candidate_schedule not in ("spread", "hume"):
             raise ValueError(
                 f"candidate_schedule must be 'spread' or 'hume', got {self.candidate_schedule!r}"
@@ -181,6 +197,15 @@ class HumeConfig:
             raise ValueError(
                 f"value_head.action_steps ({self.value_head.action_steps}) cannot exceed chunk_size "
                 f"({self.chunk_size})"
+            )
+
+    def _validate_selector(self) -> None:
+        if self.selector not in SELECTORS:
+            raise ValueError(f"selector must be one of {', '.join(SELECTORS)}, got {self.selector!r}")
+        if self.lcb_k < 0 or self.softmax_temperature <= 0 or self.gated_margin < 0:
+            raise ValueError(
+                "lcb_k and gated_margin must be >= 0 and softmax_temperature > 0, got "
+                f"{self.lcb_k}, {self.gated_margin} and {self.softmax_temperature}"
             )
 
     @property

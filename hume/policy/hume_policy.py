@@ -16,6 +16,7 @@ thinks that land later.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from pathlib import Path
@@ -34,6 +35,7 @@ from hume.models.paligemma_weights import CheckpointError, load_paligemma
 from hume.models.system1 import System1
 from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
+from hume.policy import selectors
 from hume.policy.chunk import Chunk, think_record
 from hume.policy.hub import push_folder, resolve_checkpoint
 from hume.policy.normalize import STATS_FILE, Normalizer
@@ -227,6 +229,9 @@ class HumePolicy(nn.Module):
         """Start an episode: clears select_action's schedule; `seed` fixes the noise."""
         if seed is not None:
             self.generator.manual_seed(seed)
+            # The random and softmax selectors' own stream: choosing never shifts the noise.
+            self.rng = np.random.default_rng([seed, 1])
+        self.forced: tuple[int, int | None] | None = None
         self.schedule = ControlSchedule(ScheduleConfig.of(self.config))
         self.thinks: list[tuple[np.ndarray, int]] = []  # this episode's (values, index), for episode_stats
 
@@ -246,6 +251,7 @@ class HumePolicy(nn.Module):
         noise: np.ndarray | torch.Tensor | None = None,
         committed: np.ndarray | None = None,
         delay: int = 0,
+        recent: np.ndarray | None = None,
     ) -> Chunk:
         """System 2 + value-query head: N candidates in one batch, the best one as a Chunk.
 
@@ -255,8 +261,9 @@ class HumePolicy(nn.Module):
         committed: robot actions [k, action_dim] the robot executes from this observation's tick on
         whatever System 2 says (the control schedule's `committed()`), and `delay` the steps before
         the new chunk can be followed: with config.rtc every candidate is guided to continue them
-        (real-time chunking)."""
-        return self.think_batch([obs], None if noise is None else [noise], [committed], [delay])[0]
+        (real-time chunking). recent: the robot's last executed actions [k, action_dim], which the
+        coherence selector compares candidates with when nothing is committed."""
+        return self.think_batch([obs], None if noise is None else [noise], [committed], [delay], [recent])[0]
 
     @torch.no_grad()
     def think_batch(
@@ -265,6 +272,7 @@ class HumePolicy(nn.Module):
         noise: list[np.ndarray | torch.Tensor] | None = None,
         committed: list[np.ndarray | None] | None = None,
         delays: list[int] | None = None,
+        recent: list[np.ndarray | None] | None = None,
     ) -> list[Chunk]:
         """`think` for B observations (one per client of a System-2 server) in one forward.
 
@@ -272,14 +280,19 @@ class HumePolicy(nn.Module):
         the value head picks per observation. Entry b equals `think(observations[b], noise[b],
         committed[b], delays[b])` up to float rounding. noise: per observation [N, H,
         max_action_dim], or None to draw each from the generator in order (as B thinks would);
-        committed / delays: per observation, None for one without committed actions."""
+        committed / delays / recent: per observation, None for one without committed actions."""
         cfg = self.config
         s2 = self.system2
         b = len(observations)
         committed = [None] * b if committed is None else committed
         delays = [0] * b if delays is None else delays
-        if not (b >= 1 and len(committed) == b and len(delays) == b and (noise is None or len(noise) == b)):
-            raise ValueError(f"think_batch needs one noise/committed/delay entry per observation ({b})")
+        recent = [None] * b if recent is None else recent
+        lengths = {len(committed), len(delays), len(recent), b if noise is None else len(noise)}
+        if not (b >= 1 and lengths == {b}):
+            raise ValueError(
+                f"think_batch needs one noise/committed/delay/recent entry per observation ({b})"
+            )
+        n, forced = self._candidates_to_draw(b)
         images = [
             observation_images(obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding)
             for obs in observations
@@ -301,11 +314,12 @@ class HumePolicy(nn.Module):
             image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device)
         )
         cache = s2.encode_prefix(prefix_embs, prefix_mask)
-        n = cfg.num_candidates
         stop = cfg.theta2 if cfg.use_system1 else 0.0
         plan = {k: v[None].expand(b, n).to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
         if noise is None:
             noise_t = torch.cat([self._candidate_noise(n) for _ in range(b)])
+            if forced is not None and forced[1] is not None:
+                self.generator.manual_seed(forced[1])  # a continuation of its own (sim/oracle.py)
         else:
             noise_t = torch.cat([self._check_noise(x, n) for x in noise])
         candidates = s2.sample(
@@ -321,11 +335,24 @@ class HumePolicy(nn.Module):
 
         if cfg.use_value_head:
             scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
-            index, values = self.value_head.select(prefix_embs, prefix_mask, scored.to(self.dtype))
-            indices, values = index.tolist(), values.float().cpu().numpy()
+            q = self.value_head(prefix_embs, prefix_mask, scored.to(self.dtype), target=True)
+            q = q.float().cpu().numpy().transpose(1, 0, 2)  # [B, E, N]
+            values = q.min(axis=1)  # the pessimistic value the record keeps
         else:
-            indices, values = [0] * b, np.full((b, n), np.nan, np.float32)
+            q, values = [None] * b, np.full((b, n), np.nan, np.float32)
         candidates = candidates.cpu().numpy()
+        indices = [
+            forced[0]
+            if forced is not None
+            else selectors.choose(
+                cfg,
+                q[i],
+                candidates[i, ..., : cfg.action_dim],
+                self._reference(committed[i], recent[i]),
+                self.rng,
+            )
+            for i in range(b)
+        ]
         return [
             Chunk(
                 actions=candidates[i, k, :, : cfg.action_dim],
@@ -459,9 +486,11 @@ class HumePolicy(nn.Module):
         the control schedule does the rest (refine every s1_replan_steps, System 1's history)."""
         schedule = self.schedule
         now = schedule.tick + 1
-        if schedule.chunk is None or now - schedule.chunk_tick >= self.config.s2_replan_steps:
+        if self.thinks_next():
             # The chunk lands at once (delay 0): the committed actions are only continued.
-            chunk = self.think(obs, committed=schedule.committed(self.robot_actions, now))
+            chunk = self.think(
+                obs, committed=schedule.committed(self.robot_actions, now), recent=schedule.recent()
+            )
             self.thinks.append((chunk.values, chunk.index))
             schedule.land(chunk, now)
         request = schedule.begin(self._raw_state(obs))
@@ -472,6 +501,36 @@ class HumePolicy(nn.Module):
             )
         action, _ = schedule.end(refined)
         return action
+
+    def thinks_next(self) -> bool:
+        """Whether the next select_action thinks (every s2_replan_steps, and first of all)."""
+        schedule = self.schedule
+        return (
+            schedule.chunk is None or schedule.tick + 1 - schedule.chunk_tick >= self.config.s2_replan_steps
+        )
+
+    def save_episode(self) -> dict:
+        """select_action's episode so far (schedule, noise streams, thinks), by value: with the
+        simulator's saved state, a branch point (sim/oracle.py)."""
+        return copy.deepcopy(
+            {
+                "schedule": self.schedule,
+                "generator": self.generator.get_state(),
+                "rng": self.rng,
+                "thinks": self.thinks,
+                "forced": self.forced,
+            }
+        )
+
+    def restore_episode(self, saved: dict) -> None:
+        saved = copy.deepcopy(saved)
+        self.schedule, self.rng, self.thinks, self.forced = (
+            saved["schedule"],
+            saved["rng"],
+            saved["thinks"],
+            saved["forced"],
+        )
+        self.generator.set_state(saved["generator"])
 
     def episode_stats(self) -> dict:
         """The synchronous loop's record of the episode so far: action changes at plan switches, and
@@ -487,6 +546,35 @@ class HumePolicy(nn.Module):
         return np.concatenate(parts)[: self.config.chunk_size]
 
     # ----- helpers ----------------------------------------------------------------------------------
+    def force_next_choice(self, index: int, continuation_seed: int | None = None) -> None:
+        """selector "oracle": the next think draws config.num_candidates candidates and follows
+        candidate `index` (others think one plain sample); `continuation_seed` reseeds the noise
+        of the thinks after it (None: they draw on as they would have)."""
+        if self.config.selector != "oracle":
+            raise ValueError(f"a forced choice needs selector 'oracle', not {self.config.selector!r}")
+        if not 0 <= index < self.config.num_candidates:
+            raise ValueError(f"candidate {index} of {self.config.num_candidates}")
+        self.forced = (index, continuation_seed)
+
+    def _candidates_to_draw(self, batch: int) -> tuple[int, tuple[int, int | None] | None]:
+        """How many candidates this think draws, and the oracle's forced choice (taken up)."""
+        if self.config.selector != "oracle":
+            return self.config.num_candidates, None
+        forced, self.forced = self.forced, None
+        if forced is not None and batch != 1:
+            raise ValueError("the oracle's forced choice is for one observation's think")
+        return (self.config.num_candidates, forced) if forced is not None else (1, None)
+
+    def _reference(self, committed: np.ndarray | None, recent: np.ndarray | None) -> np.ndarray | None:
+        """What the coherence selector compares candidates with, in the model's action space: the
+        committed actions, else the last executed ones."""
+        if self.config.selector != "coherence":
+            return None
+        for actions in (committed, recent):
+            if actions is not None and len(actions):
+                return self.model_actions(np.asarray(actions, np.float32))
+        return None
+
     def _candidate_noise(self, n: int) -> torch.Tensor:
         """[1, n, H, A] noise; candidate i is drawn from its own seed (base + i), so candidate 0 is the
         same whatever N is: ablations over N and over the value head compare paired samples."""

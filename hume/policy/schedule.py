@@ -151,6 +151,14 @@ class ControlSchedule:
                 parts.append(to_robot(self.chunk)[tick - self.chunk_tick : end - self.chunk_tick])
         return np.concatenate(parts).astype(np.float32)
 
+    def recent(self) -> np.ndarray | None:
+        """[1, action_dim]: the last action executed from a plan (what the coherence selector keeps
+        close to), None when the robot has held since the episode began."""
+        for action, kind, _ in reversed(self.executed):
+            if kind != "hold":
+                return np.asarray(action, np.float32)[None]
+        return None
+
     def history(self) -> np.ndarray:
         """[K, state_dim]: the last K states, oldest first (the first repeated at an episode's start)."""
         states = list(self._history)

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# How much could selection give with the default checkpoint's candidates? The headroom table of
+# docs/results.md: the same held-out official states (0..9 of every libero_object task, seed 7,
+# 128² fast rendering, sync) for one plain sample, the value head's choice, a random choice and
+# the simulator oracle. Every run resumes per episode; run this again to continue.
+# Usage: scripts/selection_headroom.sh [OUT_ROOT] (default outputs/eval/headroom)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="${1:-outputs/eval/headroom}"
+common=(--config configs/eval/libero_object.yaml --episodes_per_task=10 --image_size=128
+        --fast_render=true --videos_per_task=0 --num_workers="${NUM_WORKERS:-2}")
+run() {
+  local name=$1; shift
+  .venv/bin/hume eval "${common[@]}" "$@" --output "$root/$name"
+}
+run oracle5 --policy.selector=oracle --policy.num_candidates=5
+run n1 --policy.num_candidates=1
+run value --policy.selector=value
+run random --policy.selector=random
+run oracle2 --policy.selector=oracle --policy.num_candidates=2
+run oracle10 --policy.selector=oracle --policy.num_candidates=10
+run oracle5x2 --policy.selector=oracle --policy.num_candidates=5 --oracle.thinks=2

@@ -1,0 +1,130 @@
+"""The selectors: which of a think's candidates to follow (pure math), and HumePolicy using them."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from test_policy import STATS, observation
+
+from hume.models.configuration_hume import HumeConfig
+from hume.policy import HumePolicy
+from hume.policy.selectors import choose
+
+CANDIDATES = np.zeros((4, 16, 7), np.float32)
+
+
+def pick(selector, q=None, reference=None, rng=None, candidates=CANDIDATES, **params):
+    config = dataclasses.replace(HumeConfig(), selector=selector, **params)
+    return choose(config, q, candidates, reference, rng or np.random.default_rng(0))
+
+
+def test_value_takes_the_highest_pessimistic_q():
+    q = np.array([[1.0, 3.0, 2.0, 0.0], [1.0, 0.5, 1.9, 0.0]])  # candidate 1: one critic loves it
+    assert pick("value", q) == 2
+
+
+def test_lcb_prefers_agreement_over_one_critics_optimism():
+    q = np.array([[0.6, 2.0, 0.0, 0.0], [0.6, 0.4, 0.0, 0.0]])
+    # mean - k std: candidate 1 has mean 1.2 and std 0.8, candidate 0 mean 0.6 and std 0.
+    assert pick("lcb", q, lcb_k=0.5) == 1 and pick("lcb", q, lcb_k=1.0) == 0
+
+
+def test_softmax_samples_in_proportion_to_exp_q():
+    q = np.array([[0.0, 1.0, 0.0, 0.0]] * 2)
+    rng = np.random.default_rng(1)
+    assert {pick("softmax", q, rng=rng, softmax_temperature=0.01) for _ in range(20)} == {1}
+    draws = [pick("softmax", q, rng=rng, softmax_temperature=1.0) for _ in range(4000)]
+    share = np.bincount(draws, minlength=4) / len(draws)
+    expected = np.exp([0.0, 1.0, 0.0, 0.0]) / np.exp([0.0, 1.0, 0.0, 0.0]).sum()
+    np.testing.assert_allclose(share, expected, atol=0.03)
+
+
+def test_gated_keeps_the_first_unless_the_best_clearly_beats_it():
+    q = np.array([[1.0, 1.05, 0.0, 0.0]] * 2)
+    assert pick("gated", q, gated_margin=0.1) == 0
+    assert pick("gated", q + np.array([0.0, 0.2, 0.0, 0.0]), gated_margin=0.1) == 1
+
+
+def test_first_random_and_the_value_head_off():
+    q = np.array([[0.0, 0.0, 5.0, 0.0]] * 2)
+    assert pick("first", q) == 0 and pick("oracle", q) == 0
+    assert pick("value", None) == 0, "the value head off: candidate 0"
+    rng = np.random.default_rng(3)
+    assert set(pick("random", q, rng=rng) for _ in range(100)) == {0, 1, 2, 3}
+
+
+def test_coherence_takes_the_candidate_closest_to_the_reference():
+    candidates = np.stack([np.full((16, 7), v, np.float32) for v in (0.0, 1.0, -0.5, 2.0)])
+    reference = np.full((3, 7), 0.9, np.float32)
+    assert pick("coherence", reference=reference, candidates=candidates) == 1
+    assert pick("coherence", reference=np.zeros((0, 7), np.float32), candidates=candidates) == 0
+    assert pick("coherence", reference=None, candidates=candidates) == 0
+
+
+def test_unknown_selector_is_refused():
+    with pytest.raises(ValueError, match="selector must be one of"):
+        dataclasses.replace(HumeConfig(), selector="best").validate()
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt")
+    HumePolicy.from_config(HumeConfig(), stats=STATS).save_pretrained(path)
+    return path
+
+
+def test_policy_follows_its_selector(checkpoint):
+    obs = observation()
+    value = HumePolicy.from_pretrained(checkpoint)
+    value.reset(seed=1)
+    chunk = value.think(obs)
+    assert chunk.index == int(np.argmax(chunk.values))
+
+    first = HumePolicy.from_pretrained(checkpoint, selector="first")
+    first.reset(seed=1)
+    same = first.think(obs)
+    np.testing.assert_array_equal(same.candidates, chunk.candidates)
+    assert same.index == 0 and np.isfinite(same.values).all(), "values are still recorded"
+
+    # Coherence: the candidate whose actions the robot is committed to is the one taken.
+    coherent = HumePolicy.from_pretrained(checkpoint, selector="coherence")
+    coherent.reset(seed=1)
+    target = 3 if chunk.index != 3 else 2
+    committed = coherent.robot_actions(dataclasses.replace(chunk, actions=chunk.candidates[target]))[:4]
+    assert coherent.think(obs, committed=committed).index == target
+    coherent.reset(seed=1)
+    assert coherent.think(obs, recent=committed[:1]).index == target, "else the last executed action"
+
+
+def test_random_choices_do_not_shift_the_candidates(checkpoint):
+    """The random selector draws from a stream of its own: candidates stay those of `first`."""
+    obs = observation()
+    rand = HumePolicy.from_pretrained(checkpoint, selector="random")
+    first = HumePolicy.from_pretrained(checkpoint, selector="first")
+    rand.reset(seed=2)
+    first.reset(seed=2)
+    picks = set()
+    for _ in range(6):
+        a, b = rand.think(obs), first.think(obs)
+        np.testing.assert_array_equal(a.candidates, b.candidates)
+        picks.add(a.index)
+    assert len(picks) > 1
+
+
+def test_oracle_policy_thinks_one_plain_sample_unless_told_a_choice(checkpoint):
+    obs = observation()
+    oracle = HumePolicy.from_pretrained(checkpoint, selector="oracle")
+    plain = HumePolicy.from_pretrained(checkpoint, num_candidates=1)
+    oracle.reset(seed=4)
+    plain.reset(seed=4)
+    a = oracle.think(obs)
+    np.testing.assert_array_equal(a.candidates, plain.think(obs).candidates)
+    oracle.force_next_choice(2)
+    forced = oracle.think(obs)
+    assert forced.index == 2 and len(forced.candidates) == 5
+    np.testing.assert_array_equal(forced.actions, forced.candidates[2])
+    assert len(oracle.think(obs).candidates) == 1, "the forced choice is used once"
+    with pytest.raises(ValueError, match="oracle"):
+        plain.force_next_choice(0)
