@@ -73,3 +73,19 @@ def test_model_id_ignores_folder_name_and_training_state(tmp_path):
     assert model_id(a).startswith("a@") and same_model(model_id(a), model_id(b))
     (b / "model.safetensors").write_bytes(b"other weights")
     assert not same_model(model_id(a), model_id(b))
+
+
+def test_a_deployment_picks_its_selector_but_not_the_oracle(tmp_path):
+    cfg = parse_config(DeployConfig, ["--policy.selector=coherence", "--policy.num_candidates=3"])
+    assert cfg.policy.overrides() == {"selector": "coherence", "num_candidates": 3}
+    from hume.models.configuration_hume import HumeConfig
+    from hume.policy import HumePolicy
+
+    HumePolicy.from_config(HumeConfig()).save_pretrained(tmp_path)
+    loaded = load_policy(cfg.policy, tmp_path)
+    assert (loaded.config.selector, loaded.config.num_candidates) == ("coherence", 3)
+    assert parse_config(DeployConfig, []).policy.overrides() == {}
+    with pytest.raises(ConfigError, match="hume eval --policy.selector=oracle"):
+        parse_config(DeployConfig, ["--policy.selector=oracle"])
+    with pytest.raises(ConfigError, match="policy.selector must be one of"):
+        parse_config(DeployConfig, ["--policy.selector=best"])

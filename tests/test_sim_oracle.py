@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from hume.config import parse_config
+from hume.config import ConfigError, parse_config
 from hume.constants import STATE_KEY
 from hume.policy import HumePolicy
 from sim.episode import run_episode
@@ -148,3 +148,14 @@ def test_hume_eval_records_the_oracles_branches(tmp_path):
     assert record["tick"] == 0 and len(record["outcomes"]) == 3 and 0 <= record["chosen"] < 3
     assert row["think_chosen"][0] == record["chosen"] and len(row["think_values"][0]) == 3
     assert len(row["think_values"][1]) == 1, "after the oracle's think: one plain sample"
+
+
+def test_eval_config_checks_the_selector():
+    cfg = parse_config(EvalConfig, ["--policy.selector=gated", "--policy.gated_margin=0.3"])
+    assert cfg.policy.overrides() == {"selector": "gated", "gated_margin": 0.3}
+    with pytest.raises(ConfigError, match="policy.selector must be one of"):
+        parse_config(EvalConfig, ["--policy.selector=best"])
+    with pytest.raises(ConfigError, match="needs mode=sync"):
+        parse_config(EvalConfig, ["--policy.selector=oracle", "--mode=async"])
+    with pytest.raises(ConfigError, match="oracle.thinks"):
+        parse_config(EvalConfig, ["--policy.selector=oracle", "--oracle.seeds=0"])

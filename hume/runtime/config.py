@@ -12,6 +12,7 @@ from typing import Any
 import draccus
 
 from hume.config import ConfigError
+from hume.models.configuration_hume import SELECTORS
 from hume.runtime.protocol import DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 
 # Endpoints `hume serve` uses when none is configured; `hume deploy` picks private ipc:// ones.
@@ -126,6 +127,10 @@ class PolicyConfig(draccus.ChoiceRegistry):
         """ "package.module:Class"; imported only when a node loads it, so configs stay torch-free."""
         raise NotImplementedError
 
+    def overrides(self) -> dict:
+        """Config fields replaced at load (from_pretrained keywords); none by default."""
+        return {}
+
     @classmethod
     def default_choice_name(cls) -> str:
         return "hume"
@@ -134,8 +139,20 @@ class PolicyConfig(draccus.ChoiceRegistry):
 @PolicyConfig.register_subclass("hume")
 @dataclass(frozen=True)
 class HumePolicyConfig(PolicyConfig):
+    # Which candidate a think follows and how many it draws (HumeConfig.selector and
+    # num_candidates); unset: the checkpoint's. "oracle" needs a simulator: it is `hume eval`'s.
+    selector: str | None = None
+    num_candidates: int | None = None
+
     def class_path(self) -> str:
         return "hume.policy:HumePolicy"
+
+    def overrides(self) -> dict:
+        return {
+            k: v
+            for k, v in (("selector", self.selector), ("num_candidates", self.num_candidates))
+            if v is not None
+        }
 
 
 @PolicyConfig.register_subclass("import")
@@ -199,5 +216,21 @@ class DeployConfig:
             raise ConfigError(
                 f"robot.envelope.on_violation must be clamp or hold, got {self.robot.envelope.on_violation!r}"
             )
+        self._validate_policy()
         if ":" not in self.policy.class_path():
             raise ConfigError(f"policy.path must be 'package.module:Class', got {self.policy.class_path()!r}")
+
+    def _validate_policy(self) -> None:
+        if not isinstance(self.policy, HumePolicyConfig):
+            return
+        if self.policy.selector is not None and self.policy.selector not in SELECTORS:
+            raise ConfigError(
+                f"policy.selector must be one of {', '.join(SELECTORS)}, got {self.policy.selector!r}"
+            )
+        if self.policy.selector == "oracle":
+            raise ConfigError(
+                "policy.selector=oracle tries candidates in a simulator's copy: it is for "
+                "`hume eval --policy.selector=oracle`, not a deployment"
+            )
+        if self.policy.num_candidates is not None and self.policy.num_candidates < 1:
+            raise ConfigError(f"policy.num_candidates must be >= 1, got {self.policy.num_candidates}")

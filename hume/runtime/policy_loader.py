@@ -53,5 +53,5 @@ def load_policy(policy: PolicyConfig, checkpoint: str | Path, device: str = "cpu
         torch.set_num_threads(torch_threads)
     cls = import_object(policy.class_path(), "policy.path")
     log.info("loading %s from %s", policy.class_path(), checkpoint)
-    policy = cls.from_pretrained(str(checkpoint))
+    policy = cls.from_pretrained(str(checkpoint), **policy.overrides())
     return policy.to(device) if device != "cpu" and hasattr(policy, "to") else policy
