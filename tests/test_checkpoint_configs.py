@@ -65,7 +65,8 @@ def test_a_legacy_copy_of_the_default_checkpoint_thinks_and_refines_identically(
     loaded = HumePolicy.from_pretrained(old)
     assert loaded.config == default_policy.config
     obs = observation()
-    noise = np.random.default_rng(1).normal(size=(5, 16, 32)).astype(np.float32)
+    n = default_policy.config.num_candidates
+    noise = np.random.default_rng(1).normal(size=(n, 16, 32)).astype(np.float32)
     ours, theirs = default_policy.think(obs, noise=noise), loaded.think(obs, noise=noise)
     np.testing.assert_array_equal(ours.candidates, theirs.candidates)
     np.testing.assert_array_equal(ours.values, theirs.values)
