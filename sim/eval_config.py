@@ -88,6 +88,10 @@ class OracleConfig:
     # false: stop trying candidates once one succeeded on every seed (none after it can beat it);
     # true: try all, so that every candidate's outcome is recorded.
     try_all: bool = False
+    # Each think is a branch point with this probability (drawn from the episode's seed) until
+    # `thinks` of them: 1 branches the first `thinks` thinks; less spreads them over the episode
+    # (labelled thinks for training a critic, `hume collect`).
+    think_prob: float = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +232,11 @@ class EvalConfig:
                 "policy.selector=oracle branches the simulator between steps: it needs mode=sync"
             )
         o = self.oracle
-        if min(o.thinks, o.seeds) < 1 or o.horizon < 0:
-            raise ConfigError("oracle.thinks and oracle.seeds must be >= 1 and oracle.horizon >= 0")
+        if min(o.thinks, o.seeds) < 1 or o.horizon < 0 or not 0 < o.think_prob <= 1:
+            raise ConfigError(
+                "oracle.thinks and oracle.seeds must be >= 1, oracle.horizon >= 0 and "
+                "oracle.think_prob in (0, 1]"
+            )
 
     def _validate_backend(self) -> None:
         if self.backend not in BACKENDS:

@@ -129,7 +129,7 @@ class Worker:
 
     def run(self, unit: Unit) -> dict:
         from sim.episode import run_episode
-        from sim.oracle import run_oracle_episode
+        from sim.oracle import OracleActor
 
         env = self.envs.get(unit.task_id)
         seed_everything(unit.seed)
@@ -139,13 +139,10 @@ class Worker:
         record = self.cfg.render and unit.episode < self.cfg.videos_per_task
         # Filmed as it runs under a plain name, renamed for its outcome once that is known.
         film = self.out / "videos" / f"task{unit.task_id:02d}_ep{unit.episode:03d}.mp4" if record else None
-        branches = None
+        actor = self.policy
         if getattr(getattr(self.policy, "config", None), "selector", None) == "oracle":
-            result, branches = run_oracle_episode(
-                env, self.policy, unit.init_state, self.cfg.oracle, unit.seed, video=film
-            )
-        else:
-            result = run_episode(env, self.policy, unit.init_state, seed=unit.seed, video=film)
+            actor = OracleActor(self.policy, env, self.cfg.oracle)
+        result = run_episode(env, actor, unit.init_state, seed=unit.seed, video=film)
         row = {
             **dataclasses.asdict(unit),
             "task": env.task.name,
@@ -157,8 +154,9 @@ class Worker:
         stats = getattr(self.policy, "episode_stats", None)
         if callable(stats):
             row.update(stats())
-        if branches is not None:
-            row["oracle"] = branches
+        if isinstance(actor, OracleActor):
+            # The candidates themselves stay out of the log: a collection keeps them (sim/collect.py).
+            row["oracle"] = [{k: v for k, v in r.items() if k != "candidates"} for r in actor.records]
         if record:
             outcome = "success" if result.success else "failure"
             row["video"] = str(Path("videos") / f"{film.stem}_{outcome}.mp4")

@@ -1,6 +1,7 @@
 """The oracle selector: the simulator tries every candidate and the policy follows one that works.
 
-At each of an episode's first `oracle.thinks` thinks, the episode is branched: from the saved
+At each of an episode's first `oracle.thinks` thinks (or, with `oracle.think_prob` < 1, that
+many thinks drawn at random), the episode is branched: from the saved
 simulator and policy state, candidate i is followed (through System 1, as the schedule would) and
 the policy runs on with one plain sample per think, to the episode's end or a horizon, once per
 continuation seed; then everything is restored and the candidate that succeeded most often is
@@ -15,16 +16,9 @@ The policy side of the protocol (HumePolicy implements it with selector "oracle"
 
 from __future__ import annotations
 
-import time
-from contextlib import nullcontext
-from pathlib import Path
-
 import numpy as np
 
-from hume.constants import STATE_KEY
-from hume.data.episode_frame import episode_frame
-from hume.data.video import VideoWriter
-from sim.episode import CONTROL_HZ, EpisodeResult, reset_policy, step_marks
+from sim.episode import reset_policy
 from sim.eval_config import OracleConfig
 
 
@@ -68,36 +62,41 @@ def branch(env, policy, obs: dict, oracle: OracleConfig, seed: int, think: int) 
     return {"tick": tick, "outcomes": outcomes, "chosen": int(np.argmax(rates))}
 
 
-def run_oracle_episode(
-    env,
-    policy,
-    init_state: int,
-    oracle: OracleConfig,
-    seed: int,
-    video: Path | None = None,
-) -> tuple[EpisodeResult, list[dict]]:
-    """sim/episode.py's `run_episode` with the oracle's branching at the first thinks; also returns
-    each branch point's record."""
-    t0 = time.monotonic()
-    obs = env.reset(init_state)
-    reset_policy(policy, seed)
-    success, records = False, []
-    with VideoWriter(video, CONTROL_HZ) if video is not None else nullcontext() as film:
-        while not success and not env.truncated:
-            if len(records) < oracle.thinks and policy.thinks_next():
-                record = branch(env, policy, obs, oracle, seed, len(records))
-                records.append(record)
-                policy.force_next_choice(record["chosen"], continuation_seed(seed, len(records) - 1, 0))
-            action = policy.select_action(obs)
-            if film is not None:
-                film.append(episode_frame(obs, env.steps, **step_marks(policy)))
-            obs, success = env.step(action)
-        if film is not None:
-            film.append(episode_frame(obs, env.steps))
-    result = EpisodeResult(
-        success=success,
-        steps=env.steps,
-        seconds=time.monotonic() - t0,
-        final_state=[round(float(x), 5) for x in obs[STATE_KEY]],
-    )
-    return result, records
+class OracleActor:
+    """A policy with selector "oracle" acting in `env`: `select_action` branches the episode at its
+    branch points, then follows the chosen candidate. Drives like any policy (sim/episode.py's
+    run_episode, sim/collect.py's record_episode); `records` holds this episode's branch points,
+    each with the think's candidates (normalised, [N, H, action_dim])."""
+
+    def __init__(self, policy, env, oracle: OracleConfig):
+        self.policy, self.env, self.oracle = policy, env, oracle
+        self.reset()
+
+    def reset(self, seed: int | None = None) -> None:
+        reset_policy(self.policy, seed)
+        self.seed = 0 if seed is None else seed
+        # Which thinks branch: each with probability think_prob, drawn from the episode's seed.
+        self.draws = np.random.default_rng([self.seed, 2])
+        self.records: list[dict] = []
+
+    @property
+    def schedule(self):
+        return self.policy.schedule
+
+    def episode_stats(self) -> dict:
+        return self.policy.episode_stats()
+
+    def select_action(self, obs: dict) -> np.ndarray:
+        if not self._branches_here():
+            return self.policy.select_action(obs)
+        record = branch(self.env, self.policy, obs, self.oracle, self.seed, len(self.records))
+        self.policy.force_next_choice(record["chosen"])
+        action = self.policy.select_action(obs)
+        record["candidates"] = self.policy.schedule.chunk.candidates
+        self.records.append(record)
+        return action
+
+    def _branches_here(self) -> bool:
+        if len(self.records) >= self.oracle.thinks or not self.policy.thinks_next():
+            return False
+        return self.oracle.think_prob >= 1.0 or self.draws.random() < self.oracle.think_prob

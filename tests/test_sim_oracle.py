@@ -3,6 +3,7 @@
 
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from sim.episode import run_episode
 from sim.eval_config import EvalConfig, OracleConfig
 from sim.evaluator import evaluate
 from sim.libero_env import LiberoEnv
-from sim.oracle import run_oracle_episode
+from sim.oracle import OracleActor
 
 DEFAULT = "checkpoints/default"
 
@@ -58,6 +59,7 @@ class Chooser:
     def __init__(self, moves):
         self.moves = moves
         self.config = LineConfig(len(moves))
+        self.schedule = SimpleNamespace(chunk=SimpleNamespace(candidates=np.array(moves)))
 
     def reset(self):
         self.tick, self.move, self.forced = 0, 0.0, None
@@ -80,6 +82,13 @@ class Chooser:
 
     def restore_episode(self, saved):
         self.tick, self.move, self.forced = saved
+
+
+def run_oracle_episode(env, policy, init_state, oracle, seed):
+    """An episode with the oracle; its branch points without the candidates."""
+    actor = OracleActor(policy, env, oracle)
+    result = run_episode(env, actor, init_state, seed=seed)
+    return result, [{k: v for k, v in r.items() if k != "candidates"} for r in actor.records]
 
 
 def test_the_oracle_takes_the_candidate_that_succeeds():
@@ -119,7 +128,9 @@ def test_oracle_with_one_candidate_is_the_plain_run_exactly():
         plain = HumePolicy.from_pretrained(DEFAULT, num_candidates=1)
         expected = run_episode(env, plain, 2, seed=11)
         oracle = HumePolicy.from_pretrained(DEFAULT, num_candidates=1, selector="oracle")
-        result, records = run_oracle_episode(env, oracle, 2, OracleConfig(thinks=2), seed=11)
+        actor = OracleActor(oracle, env, OracleConfig(thinks=2))
+        result = run_episode(env, actor, 2, seed=11)
+        records = actor.records
     assert [r["tick"] for r in records] == [0, 16] and all(r["chosen"] == 0 for r in records)
     assert (result.success, result.steps, result.final_state) == (
         expected.success,
@@ -159,3 +170,16 @@ def test_eval_config_checks_the_selector():
         parse_config(EvalConfig, ["--policy.selector=oracle", "--mode=async"])
     with pytest.raises(ConfigError, match="oracle.thinks"):
         parse_config(EvalConfig, ["--policy.selector=oracle", "--oracle.seeds=0"])
+
+
+def test_branch_points_can_be_drawn_over_the_episode():
+    """think_prob < 1: branch points spread over the thinks, the same ones for the same seed."""
+    env = Line()
+    ticks = []
+    for seed in (0, 0, 1, 2, 3):
+        actor = OracleActor(Chooser([0.25, 0.25]), env, OracleConfig(thinks=2, think_prob=0.5))
+        run_episode(env, actor, 0, seed=seed)
+        ticks.append([r["tick"] for r in actor.records])
+        assert all(len(r["candidates"]) == 2 for r in actor.records)
+    assert ticks[0] == ticks[1] and len({tuple(t) for t in ticks}) > 1
+    assert all(len(t) <= 2 and set(t) <= {0, 4, 8} for t in ticks)
