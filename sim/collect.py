@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "meta/collect_config.json"
 SUMMARY_FILE = "meta/collect_summary.json"
+# The side table of counterfactual labels (policy.selector=oracle): one line per labelled think.
+LABELS_FILE = "meta/labelled_thinks.jsonl"
 # A rollout's frames also record the value head's Q of the chunk being executed (the chosen
 # candidate's; NaN with the value head off): how the critic ranks, against the episode's outcome.
 POLICY_VALUE = "policy.value"
@@ -151,6 +153,33 @@ class RolloutActor:
         return action
 
 
+def labelled_thinks(actor, episode_index: int, task_index: int) -> list[dict]:
+    """The side table's rows of an episode whose actor branched (none otherwise): the frame the
+    think saw, its candidates (the policy's normalised actions [N][H][action_dim]), each tried
+    candidate's outcomes ([success, steps] per continuation seed) and the one followed."""
+    records = getattr(getattr(actor, "policy", None), "records", None) or []
+    return [
+        {
+            "episode_index": episode_index,
+            "frame_index": r["tick"],
+            "task_index": task_index,
+            "candidates": np.round(np.asarray(r["candidates"], np.float64), 5).tolist(),
+            "outcomes": r["outcomes"],
+            "chosen": r["chosen"],
+        }
+        for r in records
+    ]
+
+
+def read_labelled_thinks(dataset: str | Path) -> list[dict]:
+    """The dataset's labelled thinks, one per (episode, frame): a think written twice (a crash
+    between the label and the episode, then the episode again) counts once."""
+    rows: dict[tuple[int, int], dict] = {}
+    for row in fmt.read_log(Path(dataset) / LABELS_FILE):
+        rows.setdefault((row["episode_index"], row["frame_index"]), row)
+    return [rows[k] for k in sorted(rows)]
+
+
 class Recorder:
     """Records units (in a worker) and writes their episodes' files; keeps one simulator (the
     current task's) and, for rollouts, one policy for its lifetime."""
@@ -186,8 +215,13 @@ class Recorder:
         from sim.episode import reset_policy
 
         jobs.seed_everything(unit.seed)
-        reset_policy(self.policy, unit.seed)
-        return RolloutActor(self.policy)
+        acting = self.policy
+        if self.policy.config.selector == "oracle":
+            from sim.oracle import OracleActor
+
+            acting = OracleActor(self.policy, env, self.cfg.oracle)
+        reset_policy(acting, unit.seed)
+        return RolloutActor(acting)
 
     def run(self, unit: Unit) -> dict:
         """Record one episode and write its files; returns what the main process records of it."""
@@ -209,6 +243,7 @@ class Recorder:
             "success": success,
             "stats": stats,
             "start": start,
+            "labels": labelled_thinks(actor, unit.episode_index, self.task_index[unit.task_id]),
         }
 
     def close(self) -> None:
@@ -221,7 +256,7 @@ def check_resume(cfg: CollectConfig, out: Path) -> None:
     path = out / CONFIG_FILE
     free = {"workers", "output"} | ({"episodes_per_task"} if cfg.interleave_tasks else set())
     if cfg.source == "expert":
-        free.add("policy")  # no policy acts
+        free |= {"policy", "oracle"}  # no policy acts
     mine = {k: v for k, v in to_dict(cfg).items() if k not in free}
     if path.is_file():
         saved = with_defaults(fmt.read_json(path), to_dict(CollectConfig()))
@@ -266,6 +301,8 @@ def collect(cfg: CollectConfig) -> dict:
     try:
         for r in jobs.run_units(make_worker, todo, cfg.workers, uses_torch=cfg.source == "policy"):
             u = r["unit"]
+            for row in r["labels"]:  # before the episode: a crash in between re-runs both
+                fmt.append_jsonl(out / LABELS_FILE, row)
             writer.record_episode(
                 u.episode_index,
                 r["task"],
@@ -316,4 +353,7 @@ def summarize(cfg: CollectConfig, writer) -> dict:
     }
     if distances:
         summary["held_out"] = held_out_check(distances)
+    labels = read_labelled_thinks(cfg.output)
+    if labels:
+        summary["labelled_thinks"] = len(labels)
     return summary

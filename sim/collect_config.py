@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from hume.config import ConfigError
-from sim.eval_config import PolicyConfig
+from sim.eval_config import OracleConfig, PolicyConfig
 from sim.experts.base import ExpertNoise
 
 INIT_STATES = ("official", "sampled")
@@ -23,6 +23,11 @@ class CollectConfig:
     # simulator's success check, failures included.
     source: str = "expert"
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    # With source=policy and policy.selector=oracle: counterfactual labels. At branch points
+    # (oracle.thinks of them, each think with probability oracle.think_prob) every candidate is
+    # tried from the saved simulator state and its outcome recorded beside the dataset
+    # (meta/labelled_thinks.jsonl: the think's frame, its candidates and their outcomes).
+    oracle: OracleConfig = dataclasses.field(default_factory=OracleConfig)
     # Where episodes start. "official": episode k from the task's official initial state
     # (first_init_state + k) mod 50, the states evaluation uses. "sampled": from a new state drawn
     # by the task's own placement sampler, seeded by (seed, task, k): held out from evaluation.
@@ -63,6 +68,8 @@ class CollectConfig:
             raise ConfigError(
                 "source=policy records a Hume checkpoint: policy.type=hume, policy.checkpoint=DIR"
             )
+        if self.policy.selector == "oracle" and self.source != "policy":
+            raise ConfigError("policy.selector=oracle labels a policy's candidates: it needs source=policy")
         if self.source == "policy" and not self.cameras:
             raise ConfigError("source=policy needs cameras=true: the policy acts on the camera images")
         for name in ("first_init_state", "max_steps"):

@@ -183,3 +183,27 @@ def test_branch_points_can_be_drawn_over_the_episode():
         assert all(len(r["candidates"]) == 2 for r in actor.records)
     assert ticks[0] == ticks[1] and len({tuple(t) for t in ticks}) > 1
     assert all(len(t) <= 2 and set(t) <= {0, 4, 8} for t in ticks)
+
+
+@pytest.mark.slow
+def test_hume_collect_labels_every_candidate_of_a_branched_think(tmp_path):
+    """Counterfactual labels: a rollout of the default checkpoint from a sampled start whose first
+    think's three candidates are all tried; the side table holds the think's frame, candidates and
+    outcomes, once, and the dataset the episode."""
+    from sim.collect import LABELS_FILE, collect, read_labelled_thinks
+    from sim.collect_config import CollectConfig
+
+    argv = ["--config", "configs/collect/rollouts_smoke.yaml", "--episodes_per_task=1", "--max_steps=18"]
+    argv += ["--policy.selector=oracle", "--policy.num_candidates=3", "--oracle.try_all=true"]
+    summary = collect(parse_config(CollectConfig, [*argv, "--output", str(tmp_path)]))
+    assert summary["episodes"] == 1 and summary["labelled_thinks"] == 1
+    (row,) = read_labelled_thinks(tmp_path)
+    assert (row["episode_index"], row["frame_index"]) == (0, 0)
+    assert np.asarray(row["candidates"]).shape == (3, 16, 7) and len(row["outcomes"]) == 3
+    assert all(steps == 18 for runs in row["outcomes"] for _, steps in runs), "too short to succeed"
+    # A label written twice (a crash before its episode was recorded) is read once.
+    with open(tmp_path / LABELS_FILE, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    assert len(read_labelled_thinks(tmp_path)) == 1
+    with pytest.raises(ConfigError, match="source=policy"):
+        parse_config(CollectConfig, ["--policy.selector=oracle", "--source=expert"])
