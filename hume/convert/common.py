@@ -1,10 +1,11 @@
-"""What every checkpoint conversion shares: reading the source's tensors with a record of what was
-used, and writing our checkpoint folder only when the conversion is total.
+"""What every checkpoint conversion shares: the source's files read with errors that name them,
+its tokenizer found and checked, and our checkpoint folder written only when the conversion is total.
 
-A converter maps each source tensor to one of ours (`SourceTensors.take`) or says why it is not used
-(`SourceTensors.drop`); `write_checkpoint` refuses to write while a source tensor is neither, while
-one of our tensors has no source (unless its whole network is initialised afresh), or while a shape
-differs, naming the file and the key each time.
+A converter maps each source tensor to one of ours (`SourceTensors.take`, in
+hume/models/checkpoint_tensors.py) or says why it is not used (`SourceTensors.drop`);
+`write_checkpoint` refuses to write while a source tensor is neither, while one of our tensors has
+no source (unless its whole network is initialised afresh), or while a shape differs, naming the
+file and the key each time.
 """
 
 from __future__ import annotations
