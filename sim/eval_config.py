@@ -251,8 +251,8 @@ class EvalConfig:
 
 
 def render_size(cfg: EvalConfig) -> int:
-    """The camera resolution to render: `cfg.image_size`, or when 0 the policy's largest image
-    input (System 2's and System 1's sizes in the checkpoint's config.json), since the policy
+    """The camera resolution to render: `cfg.image_size`, or when 0 the policy's image input (the
+    checkpoint config's `image_size`, which System 2 and System 1 both read), since the policy
     resizes to that anyway and rendering costs time in proportion to pixels."""
     if cfg.image_size:
         return cfg.image_size
@@ -261,6 +261,4 @@ def render_size(cfg: EvalConfig) -> int:
     path = Path(cfg.policy.checkpoint) / "config.json"
     if not path.is_file():
         return STANDARD_IMAGE_SIZE
-    model = json.loads(path.read_text())
-    sizes = [model.get("image_size"), (model.get("system1") or {}).get("image_size")]
-    return max((s for s in sizes if s), default=STANDARD_IMAGE_SIZE)
+    return json.loads(path.read_text()).get("image_size") or STANDARD_IMAGE_SIZE

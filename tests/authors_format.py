@@ -492,34 +492,13 @@ def write_tokenizer(directory: Path) -> None:
 
 
 def write_authors_checkpoint(
-    directory: str | Path,
-    *,
-    seed: int = 0,
-    vqh_chunk_size: int = 2,
-    s1_his_state_size: int = 1,
-    s2_chunk_size: int = 8,
-    s1_chunk_size: int = 4,
-    action_dim: int = 7,
-    state_dim: int = 8,
-    theta1: float = 1.0,
-    theta2: float = 1.0,
-    image_size: int = 56,
-    critic_hidden: tuple[int, ...] = CRITIC_HIDDEN,
+    directory: str | Path, *, seed: int = 0, critic_hidden: tuple[int, ...] = CRITIC_HIDDEN, **config
 ) -> Path:
-    """Write config.json, model.safetensors and the tokenizer files of a tiny authors' checkpoint."""
+    """Write config.json, model.safetensors and the tokenizer files of a tiny authors' checkpoint
+    (`config`: the keyword arguments of `authors_config`)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    cfg = authors_config(
-        vqh_chunk_size=vqh_chunk_size,
-        s1_his_state_size=s1_his_state_size,
-        s2_chunk_size=s2_chunk_size,
-        s1_chunk_size=s1_chunk_size,
-        action_dim=action_dim,
-        state_dim=state_dim,
-        theta1=theta1,
-        theta2=theta2,
-        image_size=image_size,
-    )
+    cfg = authors_config(**config)
     (directory / "config.json").write_text(json.dumps(cfg, indent=4) + "\n")
     tensors, metadata = drop_shared(authors_state_dict(cfg, seed=seed, critic_hidden=tuple(critic_hidden)))
     save_file(tensors, str(directory / "model.safetensors"), metadata=metadata)

@@ -85,3 +85,11 @@ def test_every_command_has_help_naming_its_own_options():
         assert r.returncode == 0, (argv, r.stderr)
         missing = [w for w in words if not re.search(rf"(?<![\w.-]){re.escape(w)}\b", r.stdout)]
         assert not missing, f"`hume {' '.join(argv)} --help` does not name {missing}"
+
+
+def test_top_level_help_names_every_benchmark():
+    from hume.cli.main import _parser
+
+    text = re.sub(r"-\s+", "-", _parser().format_help())  # argparse may wrap a name at its hyphen
+    missing = [name for name in BENCHMARKS if name not in text]
+    assert not missing, f"`hume --help` does not name the benchmarks {missing}"

@@ -7,9 +7,6 @@ log, its peak memory, its exit code.
 """
 
 import itertools
-import os
-import secrets
-import struct
 import time
 
 import msgpack
@@ -122,26 +119,6 @@ def test_a_flood_of_rejected_chunks_writes_a_few_log_lines(attacked_system1):
 
 # --- System 2 ----------------------------------------------------------------------------------
 
-RING_MAGIC = b"HUMESHM1"
-
-
-def _ring(path, arrays: dict[str, np.ndarray], stamp: int) -> None:
-    """A file in the layout of the shared-memory observation ring protocol version 1 once
-    documented (2 slots, arrays at 64-byte offsets), holding `arrays` in slot 0 with `stamp`."""
-    offsets, size = [], 0
-    for a in arrays.values():
-        offsets.append(size)
-        size = -(-(size + a.nbytes) // 64) * 64
-    data = -(-(24 + 16) // 64) * 64
-    buf = bytearray(data + 2 * size)
-    struct.pack_into("<8sIIQ", buf, 0, RING_MAGIC, 2, 0, size)
-    struct.pack_into("<QQ", buf, 24, stamp, 0)
-    for a, off in zip(arrays.values(), offsets, strict=True):
-        buf[data + off : data + off + a.nbytes] = a.tobytes()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.write(fd, bytes(buf))
-    os.close(fd)
-
 
 def _vm_hwm_mb(pid: int) -> float:
     line = next(x for x in open(f"/proc/{pid}/status") if x.startswith("VmHWM"))
@@ -150,11 +127,9 @@ def _vm_hwm_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def attacked_system2(ckpt, tmp_path_factory):
-    """System 2 sent a 240 MB message of 40 MB frames, observations with `v: true` and `v: 1.0`,
-    and observations naming a shared-memory segment (the ring protocol version 1 once had):
-    first one whose slot stamp is odd (mid-write), then, the file truncated under the mapping,
-    another (SIGBUS before). A step the node fails is recorded, not raised, so that each test
-    reports its own finding."""
+    """System 2 sent a 240 MB message of 40 MB frames, and observations with `v: true` and
+    `v: 1.0`. A step the node fails is recorded, not raised, so that each test reports its own
+    finding."""
     run = tmp_path_factory.mktemp("system2")
     s2 = Proc(["serve", "system2", *node_args(ckpt, run)], run / "s2.log")
     peer = Peer(f"ipc://{run}/obs", f"ipc://{run}/chunks", bind=False)
@@ -186,7 +161,6 @@ def attacked_system2(ckpt, tmp_path_factory):
         except AssertionError:
             return {}
 
-    ring = f"/dev/shm/hume-{os.getpid()}-{secrets.token_hex(4)}-1"
     try:
         peer.heartbeat("system2", timeout=120)
         assert chunk(1, timeout=120)
@@ -199,25 +173,9 @@ def attacked_system2(ckpt, tmp_path_factory):
         send(frames, tick=4, v=1.0)
         chunk(5)
         out["version_stats"] = stats()
-        head = msgpack.unpackb(frames[0], raw=False)
-        arrays = {
-            name: np.frombuffer(f, np.dtype(dtype)).reshape(shape)
-            for (name, dtype, shape), f in zip(head["arrays"], frames[1:], strict=True)
-        }
-        _ring(ring, arrays, stamp=3)  # odd: the writer is mid-way through the slot
-        send(frames[:1], tick=6, shm=[os.path.basename(ring), 0, 3])
-        time.sleep(3.0)  # read and thought on before (and the segment mapped)
-        with open(ring, "r+b") as f:
-            f.truncate(0)
-        send(frames[:1], tick=7, shm=[os.path.basename(ring), 0, 3])
-        time.sleep(2.0)  # taken alone (not superseded by the next observation)
-        out["answers_after_ring"] = chunk(8)
-        out["ring_stats"] = stats()
     finally:
         peer.close()
         out["rc"] = s2.stop()
-        if os.path.exists(ring):
-            os.unlink(ring)
     out["answered"] = answered
     out["log"] = s2.text()
     return out
@@ -233,11 +191,5 @@ def test_the_version_must_be_the_integer_one(attacked_system2):
     assert attacked_system2["version_stats"]["dropped_wrong_version"] == 2
 
 
-def test_an_observation_naming_a_half_written_segment_is_not_used(attacked_system2):
-    assert 6 not in attacked_system2["answered"]  # an odd stamp was accepted before
-
-
-def test_a_truncated_shared_memory_segment_cannot_kill_system2(attacked_system2):
-    out = attacked_system2
-    assert out["answers_after_ring"] and out["rc"] == 0, out["log"][-2000:]  # SIGBUS (135) before
-    assert 7 not in out["answered"] and out["ring_stats"]["dropped_malformed"] >= 2
+def test_system2_outlives_the_attack_and_stops_cleanly(attacked_system2):
+    assert attacked_system2["rc"] == 0, attacked_system2["log"][-2000:]

@@ -4,7 +4,8 @@ import functools
 import hashlib
 import json
 
-from hume.config import parse_config
+from hume.config import parse_config, to_dict
+from hume.models.configuration_hume import HumeConfig
 from sim.eval_config import STANDARD_IMAGE_SIZE, EvalConfig, render_size
 from sim.provenance import checkpoint_sha256, code_version, provenance
 
@@ -50,8 +51,7 @@ def test_provenance_names_what_ran(tmp_path):
 
 
 def test_render_size_defaults_to_the_policys_input(tmp_path):
-    model = {"image_size": 224, "system1": {"image_size": 112}}
-    (tmp_path / "config.json").write_text(json.dumps(model))
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(HumeConfig(image_size=224))))
     cfg = parse_config(EvalConfig, [f"--policy.checkpoint={tmp_path}"])
     assert cfg.image_size == 0 and render_size(cfg) == 224
     assert (

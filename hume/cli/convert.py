@@ -64,7 +64,7 @@ def main(argv: Sequence[str]) -> int:
     from pathlib import Path
 
     from hume.convert.common import write_checkpoint
-    from hume.models.paligemma_weights import CheckpointError
+    from hume.models.checkpoint_tensors import CheckpointError
 
     source = Path(cfg.source)
     if not source.is_dir():

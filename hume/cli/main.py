@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from hume.bench import BENCHMARKS
 from hume.cli.dispatch import subcommands
 from hume.config import ConfigError
 from hume.logging_utils import LEVELS, setup_logging
@@ -23,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "collect": "record scripted-expert LIBERO episodes as a LeRobot dataset",
     "deploy": "launch a two-process deployment (System-2 node + System-1 node) -> metrics.json",
     "serve": "run one node: `serve system2`, `serve system1` or `serve openpi`",
-    "bench": "benchmarks: best-of-n, s1-tick, transport, eval-throughput, train-throughput",
+    "bench": "benchmarks: " + ", ".join(BENCHMARKS),
     "stats": "compute normalisation statistics of a LeRobot dataset",
     "keys": "generate CURVE key pairs for non-loopback deployments",
     "convert": "convert a released checkpoint (the authors' Hume, pi0) into ours: --from hume|pi0 SRC",

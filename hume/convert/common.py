@@ -1,28 +1,29 @@
-"""What every checkpoint conversion shares: reading the source's tensors with a record of what was
-used, and writing our checkpoint folder only when the conversion is total.
+"""What every checkpoint conversion shares: the source's files read with errors that name them,
+its tokenizer found and checked, and our checkpoint folder written only when the conversion is total.
 
-A converter maps each source tensor to one of ours (`SourceTensors.take`) or says why it is not used
-(`SourceTensors.drop`); `write_checkpoint` refuses to write while a source tensor is neither, while
-one of our tensors has no source (unless its whole network is initialised afresh), or while a shape
-differs, naming the file and the key each time.
+A converter maps each source tensor to one of ours (`SourceTensors.take`, in
+hume/models/checkpoint_tensors.py) or says why it is not used (`SourceTensors.drop`);
+`write_checkpoint` refuses to write while a source tensor is neither, while one of our tensors has
+no source (unless its whole network is initialised afresh), or while a shape differs, naming the
+file and the key each time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hume.config import to_dict
+from hume.models.checkpoint_tensors import CheckpointError, SourceTensors
 from hume.models.configuration_hume import HumeConfig
-from hume.models.paligemma_weights import CheckpointError
+from hume.tokenizer import has_tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -48,79 +49,6 @@ class Conversion:
     origins: dict[str, str] = field(default_factory=dict)  # our key -> the source key it came from
 
 
-class SourceTensors:
-    """The tensors of a safetensors checkpoint (one file or a sharded index), read on demand."""
-
-    def __init__(self, directory: Path):
-        self.directory = Path(directory)
-        index = self.directory / "model.safetensors.index.json"
-        single = self.directory / "model.safetensors"
-        if index.is_file():
-            try:
-                weight_map = json.loads(index.read_text())["weight_map"]
-            except (json.JSONDecodeError, KeyError) as e:
-                raise CheckpointError(f"{index}: not a safetensors index (no weight_map): {e}") from None
-            self.files = {key: self.directory / name for key, name in weight_map.items()}
-        elif single.is_file():
-            with safe_open(str(single), "pt") as f:
-                self.files = dict.fromkeys(f.keys(), single)
-        else:
-            raise CheckpointError(f"{self.directory}: no model.safetensors or model.safetensors.index.json")
-        self._handles: dict[Path, object] = {}
-        self.taken: set[str] = set()
-        self.dropped: dict[str, str] = {}
-
-    def keys(self) -> list[str]:
-        return sorted(self.files)
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.files
-
-    def _handle(self, file: Path):
-        if file not in self._handles:
-            self._handles[file] = safe_open(str(file), "pt")
-        return self._handles[file]
-
-    def where(self, key: str) -> Path:
-        return self.files[key]
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        self._require(key)
-        return tuple(self._handle(self.files[key]).get_slice(key).get_shape())
-
-    def peek(self, key: str) -> torch.Tensor:
-        """The tensor, without marking it used (for reading sizes and comparing twins)."""
-        self._require(key)
-        return self._handle(self.files[key]).get_tensor(key)
-
-    def take(self, key: str) -> torch.Tensor:
-        tensor = self.peek(key)
-        self.taken.add(key)
-        return tensor
-
-    def drop(self, key: str, why: str) -> None:
-        self._require(key)
-        self.dropped[key] = why
-
-    def remaining(self) -> list[str]:
-        return sorted(k for k in self.files if k not in self.taken and k not in self.dropped)
-
-    def _require(self, key: str) -> None:
-        if key not in self.files:
-            raise CheckpointError(f"{self.directory}: the checkpoint has no tensor {key!r}")
-
-    def file_hashes(self) -> dict[str, str]:
-        """sha256 of every weights file (what the conversion read), for provenance."""
-        out = {}
-        for file in sorted(set(self.files.values())):
-            digest = hashlib.sha256()
-            with file.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-            out[file.name] = digest.hexdigest()
-        return out
-
-
 class Mapped(dict):
     """Our key -> tensor, remembering which source tensor each came from (for error messages)."""
 
@@ -137,6 +65,39 @@ class Mapped(dict):
         """A tensor computed from source tensors (theirs names one of them)."""
         self[ours] = tensor
         self.origins[ours] = theirs
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a source's file; anything else fails naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return data
+
+
+def need(mapping: dict, key: str, where: Path):
+    """`mapping[key]` of a source's config, or an error naming the file and the key."""
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise CheckpointError(f"{where}: key {key!r} missing")
+    return mapping[key]
+
+
+def find_tokenizer(candidates: Sequence[Path], vocab: int, missing: str) -> Path:
+    """The first of `candidates` holding tokenizer files (`missing` is the error when none does),
+    checked to fit the checkpoint's token embedding of `vocab` rows."""
+    found = [Path(d) for d in candidates if has_tokenizer(Path(d))]
+    if not found:
+        raise CheckpointError(missing)
+    size = load_tokenizer(found[0]).vocab_size
+    if size > vocab:
+        raise CheckpointError(
+            f"{found[0]}: the tokenizer has {size} tokens, the checkpoint's embedding {vocab}: "
+            "not its tokenizer"
+        )
+    return found[0]
 
 
 def check_total(source: SourceTensors) -> None:

@@ -19,7 +19,6 @@ softplus multiplier becomes our log alpha = log(softplus(m)).
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
@@ -29,27 +28,25 @@ import torch
 import torch.nn.functional as F
 
 from hume.constants import ACTION_KEY, IMAGE_PREFIX, STATE_KEY
-from hume.convert.common import Conversion, Mapped, SourceTensors, check_shapes, check_total
+from hume.convert.cameras import check_cameras, our_camera
+from hume.convert.common import Conversion, Mapped, check_shapes, check_total, find_tokenizer, need, read_json
+from hume.convert.normalization import lerobot_stats
+from hume.convert.sizes import gemma_sizes, layer_count
+from hume.convert.system2 import map_system2, system2_config
+from hume.models.checkpoint_tensors import CheckpointError, SourceTensors
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
-from hume.models.configuration_system2 import System2Config
 from hume.models.configuration_value_query_head import ValueQueryHeadConfig
-from hume.models.paligemma_weights import CheckpointError
+from hume.models.paligemma_weights import Layout
 
 log = logging.getLogger(__name__)
 
-# LeRobot's LIBERO camera names -> ours (sim/libero_env.py); others keep their names.
-CAMERA_NAMES = {"image": "agentview", "wrist_image": "wrist", "image_0": "agentview"}
-
-S2 = "s2_model."
-PALIGEMMA = "s2_model.paligemma_with_expert.paligemma."
-EXPERT = "s2_model.paligemma_with_expert.gemma_expert."
+S2 = "s2_model."  # their System 2: π0's modules (hume/convert/system2.py)
 S1 = "s1_model."
 S1_EXPERT = "s1_model.fast_visuo_expert."
 VQH = "value_query_head."
 VQH_GEMMA = "value_query_head.vqh_backbone.gemma_expert."
 CALQL = "value_query_head.calql."
-PROJECTIONS = ("state_proj", "action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out")
 S1_PROJECTIONS = {
     "state_proj": "state_proj",
     "action_in_proj": "action_in",
@@ -70,10 +67,7 @@ def _read_config(source: Path) -> dict:
     path = source / "config.json"
     if not path.is_file():
         raise CheckpointError(f"{source}: no config.json (expected the authors' Hume checkpoint folder)")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: not valid JSON ({e})") from None
+    raw = read_json(path)
     if raw.get("type") == "system2":  # their System-2-only release: the caller converts it as a π0
         return raw
     if raw.get("type", "hume") != "hume":
@@ -82,35 +76,6 @@ def _read_config(source: Path) -> dict:
         if key not in raw:
             raise CheckpointError(f"{path}: key {key!r} missing (not a Hume config.json)")
     return raw
-
-
-def _field(raw: dict, key: str, path: Path):
-    if key not in raw:
-        raise CheckpointError(f"{path}: key {key!r} missing")
-    return raw[key]
-
-
-def _layers(source: SourceTensors, prefix: str) -> int:
-    found = {int(m.group(1)) for k in source.keys() if (m := re.match(re.escape(prefix) + r"(\d+)\.", k))}
-    if not found or found != set(range(max(found) + 1)):
-        raise CheckpointError(f"{source.directory}: no contiguous layers under {prefix!r}")
-    return max(found) + 1
-
-
-def _gemma_sizes(source: SourceTensors, layers_prefix: str) -> dict:
-    """Width, depth, heads, head_dim and MLP width of a Gemma stack from its tensors (one KV head,
-    as every Gemma the authors use)."""
-    q = source.shape(f"{layers_prefix}0.self_attn.q_proj.weight")
-    k = source.shape(f"{layers_prefix}0.self_attn.k_proj.weight")
-    gate = source.shape(f"{layers_prefix}0.mlp.gate_proj.weight")
-    return {
-        "width": q[1],
-        "num_layers": _layers(source, layers_prefix),
-        "head_dim": k[0],
-        "num_heads": q[0] // k[0],
-        "num_kv_heads": 1,
-        "intermediate_size": gate[0],
-    }
 
 
 def _mlp_hidden(source: SourceTensors, prefix: str) -> tuple[int, ...]:
@@ -124,16 +89,18 @@ def _mlp_hidden(source: SourceTensors, prefix: str) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripper: bool) -> HumeConfig:
+def build_config(
+    raw: dict, source: SourceTensors, layout: Layout, path: Path, postprocess_gripper: bool
+) -> HumeConfig:
     """Their config.json + tensor shapes -> a HumeConfig whose switches reproduce their networks."""
-    features = _field(raw, "input_features", path)
+    features = need(raw, "input_features", path)
     cameras = [k[len(IMAGE_PREFIX) :] for k in features if k.startswith(IMAGE_PREFIX)]
     if not cameras:
         raise CheckpointError(f"{path}: input_features name no camera ({IMAGE_PREFIX}*)")
-    cameras = tuple(CAMERA_NAMES.get(c, c) for c in cameras)
-    state_dim = _field(features, STATE_KEY, path)["shape"][0]
-    action_dim = _field(_field(raw, "output_features", path), ACTION_KEY, path)["shape"][0]
-    size = _field(raw, "resize_imgs_with_padding", path)
+    cameras = tuple(ours for _, ours in check_cameras([(c, our_camera(c)) for c in cameras], path))
+    state_dim = need(features, STATE_KEY, path)["shape"][0]
+    action_dim = need(need(raw, "output_features", path), ACTION_KEY, path)["shape"][0]
+    size = need(raw, "resize_imgs_with_padding", path)
     if size is None or size[0] != size[1]:
         raise CheckpointError(f"{path}: resize_imgs_with_padding {size} is not square; ours needs one size")
     chunk, horizon = raw["s2_chunk_size"], raw["s1_chunk_size"]
@@ -143,44 +110,23 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
             "System 2 samples n_action_steps actions while System 1 slices s2_chunk_size"
         )
 
-    pali, expert = raw["paligemma_config"], raw["gemma_expert_config"]
-    text, vision = pali.get("text_config", {}), pali.get("vision_config", {})
-    embed_key = _embedding_key(source)
-    vlm = _gemma_sizes(source, f"{PALIGEMMA}language_model.model.layers.")
-    exp = _gemma_sizes(source, f"{EXPERT}model.layers.")
-    if (vlm["num_heads"], vlm["head_dim"]) != (exp["num_heads"], exp["head_dim"]):
-        raise CheckpointError(f"{path}: the VLM and the action expert must share heads and head_dim")
-    if exp["num_layers"] != vlm["num_layers"]:
-        raise CheckpointError(f"{path}: the action expert needs one layer per VLM layer")
-    patch = source.shape(f"{PALIGEMMA}vision_tower.vision_model.embeddings.patch_embedding.weight")
-    system2 = System2Config(
-        vision_width=patch[0],
-        vision_depth=_layers(source, f"{PALIGEMMA}vision_tower.vision_model.encoder.layers."),
-        vision_heads=vision.get("num_attention_heads", 16),
-        vision_mlp_dim=source.shape(f"{PALIGEMMA}vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight")[
-            0
-        ],
-        patch_size=patch[-1],
-        vlm_width=vlm["width"],
-        vlm_depth=vlm["num_layers"],
-        vlm_mlp_dim=vlm["intermediate_size"],
-        vocab_size=source.shape(embed_key)[0],
-        num_heads=vlm["num_heads"],
-        num_kv_heads=text.get("num_key_value_heads", 1),
-        head_dim=vlm["head_dim"],
-        expert_width=exp["width"],
-        expert_mlp_dim=exp["intermediate_size"],
-        rope_theta=float(expert.get("rope_theta", 10000.0)),
+    pali = raw["paligemma_config"]
+    if pali.get("text_config", {}).get("num_key_value_heads", 1) != 1:
+        raise CheckpointError(f"{path}: paligemma_config.text_config.num_key_value_heads must be 1 (Gemma's)")
+    system2, _ = system2_config(
+        source,
+        S2,
+        layout,
+        vision_heads=pali.get("vision_config", {}).get("num_attention_heads", 16),
         max_token_len=raw.get("tokenizer_max_length", 48),
         num_steps=raw.get("num_steps", 10),
-        pin_padded_actions=False,
-        lowercase_instruction=False,
-        instruction_suffix="\n",
+        rope_theta=float(raw["gemma_expert_config"].get("rope_theta", 10000.0)),
+        image_size=size[0],
     )
-    if raw.get("proj_width", exp["width"]) != exp["width"]:
+    if raw.get("proj_width", system2.expert_width) != system2.expert_width:
         raise CheckpointError(f"{path}: proj_width ({raw['proj_width']}) must equal the expert width")
 
-    vqh = _gemma_sizes(source, f"{VQH_GEMMA}model.layers.")
+    vqh = gemma_sizes(source, f"{VQH_GEMMA}model.")
     critics = sorted(
         {
             int(m.group(1))
@@ -190,26 +136,26 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
     )
     critic_hidden = _mlp_hidden(source, f"{CALQL}critics.networks.0.")
     critic_in = source.shape(f"{CALQL}critics.networks.0.layers.0.weight")[1]
-    steps = (critic_in - vqh["width"]) // action_dim
-    if vqh["width"] + steps * action_dim != critic_in or steps != raw.get("vqh_chunk_size", steps):
+    steps = (critic_in - vqh.width) // action_dim
+    if vqh.width + steps * action_dim != critic_in or steps != raw.get("vqh_chunk_size", steps):
         first = f"{CALQL}critics.networks.0.layers.0.weight"
         raise CheckpointError(
             f"{source.where(first)}: the critic reads {critic_in} inputs, "
-            f"not the query feature ({vqh['width']}) + vqh_chunk_size ({raw.get('vqh_chunk_size')}) x "
+            f"not the query feature ({vqh.width}) + vqh_chunk_size ({raw.get('vqh_chunk_size')}) x "
             f"{action_dim} actions"
         )
-    if vqh["width"] != vlm["width"]:
+    if vqh.width != system2.vlm_width:
         raise CheckpointError(
-            f"{path}: the value-query head's Gemma is {vqh['width']} wide; theirs reads System 2's prefix "
-            f"embeddings directly, so it must be the VLM's width ({vlm['width']})"
+            f"{path}: the value-query head's Gemma is {vqh.width} wide; theirs reads System 2's prefix "
+            f"embeddings directly, so it must be the VLM's width ({system2.vlm_width})"
         )
     value_head = ValueQueryHeadConfig(
         width=None,  # no input projection: the VLM's width
-        num_layers=vqh["num_layers"],
-        num_heads=vqh["num_heads"],
-        num_kv_heads=vqh["num_kv_heads"],
-        head_dim=vqh["head_dim"],
-        intermediate_size=vqh["intermediate_size"],
+        num_layers=vqh.depth,
+        num_heads=vqh.num_heads,
+        num_kv_heads=1,
+        head_dim=vqh.head_dim,
+        intermediate_size=vqh.mlp_dim,
         action_steps=steps,
         num_critics=len(critics),
         critic_hidden=critic_hidden,
@@ -227,20 +173,20 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
     for key, ours in (("use_swiglu_ffn", False), ("qkv_bias", True), ("hidden_act", "gelu")):
         if dino.get(key, ours) != ours:
             raise CheckpointError(f"{path}: s1_dino_config.{key} is {dino[key]!r}; ours supports {ours!r}")
-    trunk = _gemma_sizes(source, f"{S1_EXPERT}gemma_expert.model.layers.")
+    trunk = gemma_sizes(source, f"{S1_EXPERT}gemma_expert.model.")
     system1 = System1Config(
         vision_hidden_size=dino.get("hidden_size", 384),
-        vision_num_layers=_layers(source, f"{S1_EXPERT}vision_tower.encoder.layer."),
+        vision_num_layers=layer_count(source, f"{S1_EXPERT}vision_tower.encoder.layer."),
         vision_num_heads=dino.get("num_attention_heads", 6),
         vision_mlp_ratio=dino.get("mlp_ratio", 4),
         patch_size=dino.get("patch_size", 14),
         vision_pos_grid=dino.get("image_size", 518),
-        width=trunk["width"],
-        num_layers=trunk["num_layers"],
-        num_heads=trunk["num_heads"],
-        num_kv_heads=trunk["num_kv_heads"],
-        head_dim=trunk["head_dim"],
-        intermediate_size=trunk["intermediate_size"],
+        width=trunk.width,
+        num_layers=trunk.depth,
+        num_heads=trunk.num_heads,
+        num_kv_heads=1,
+        head_dim=trunk.head_dim,
+        intermediate_size=trunk.mlp_dim,
         padded_widths=True,  # max_state_dim / max_action_dim
         state_history=raw.get("s1_his_state_size", 1),
         theta1=float(raw.get("theta1", 1.0)),
@@ -274,53 +220,6 @@ def build_config(raw: dict, source: SourceTensors, path: Path, postprocess_gripp
         # Their theta2 is the fraction System 2 denoises; ours is the flow time it stops at.
         theta2=1.0 - float(raw.get("theta2", 1.0)),
     )
-
-
-def _embedding_key(source: SourceTensors) -> str:
-    for key in (
-        f"{PALIGEMMA}language_model.model.embed_tokens.weight",
-        f"{PALIGEMMA}language_model.lm_head.weight",
-    ):
-        if key in source:
-            return key
-    raise CheckpointError(
-        f"{source.directory}: no token embedding of the VLM (embed_tokens or its tied lm_head)"
-    )
-
-
-def _map_system2(source: SourceTensors, out: Mapped) -> None:
-    vision = f"{PALIGEMMA}vision_tower.vision_model."
-    for key in source.keys():
-        if key.startswith(vision):
-            out.take("system2.vision_tower." + key[len(vision) :], key)
-        elif key.startswith(f"{PALIGEMMA}multi_modal_projector.linear."):
-            out.take("system2.multi_modal_projector." + key.rsplit(".", 1)[1], key)
-        elif key.startswith(f"{PALIGEMMA}language_model.model.layers.") or key == (
-            f"{PALIGEMMA}language_model.model.norm.weight"
-        ):
-            out.take("system2.vlm." + key[len(f"{PALIGEMMA}language_model.model.") :], key)
-        elif key.startswith(f"{EXPERT}model.layers.") or key == f"{EXPERT}model.norm.weight":
-            out.take("system2.expert." + key[len(f"{EXPERT}model.") :], key)
-    # The token embedding is tied to the language-model head: whichever copy was saved is it.
-    embed, head = (
-        f"{PALIGEMMA}language_model.model.embed_tokens.weight",
-        f"{PALIGEMMA}language_model.lm_head.weight",
-    )
-    out.take("system2.vlm.embed_tokens.weight", _embedding_key(source))
-    if embed in source and head in source:
-        if not torch.equal(source.peek(embed), source.peek(head)):
-            raise CheckpointError(f"{source.where(head)}: {head!r} is not tied to {embed!r}; ours ties them")
-        source.drop(
-            head, "the language-model head is tied to the token embedding (System 2 never decodes text)"
-        )
-    for name in PROJECTIONS:
-        for part in ("weight", "bias"):
-            out.take(f"system2.{name}.{part}", f"{S2}{name}.{part}")
-    for key in source.keys():
-        if key.startswith(EXPERT) and ("embed_tokens" in key or "lm_head" in key):
-            source.drop(
-                key, "the action expert is fed embeddings; it has no use for a token embedding or head"
-            )
 
 
 def _map_system1(source: SourceTensors, out: Mapped) -> None:
@@ -388,37 +287,12 @@ def _map_value_head(source: SourceTensors, config: ValueQueryHeadConfig, out: Ma
     out.put("value_head.log_alpha", torch.log(F.softplus(source.take(temperature).float())), temperature)
 
 
-def _map_stats(source: SourceTensors, raw: dict) -> dict:
-    """LeRobot's normalisation buffers -> stats.json (MEAN_STD for state and action)."""
-    mapping = raw.get("normalization_mapping", {})
-    for kind in ("STATE", "ACTION"):
-        if mapping.get(kind, "MEAN_STD") != "MEAN_STD":
-            raise CheckpointError(
-                f"normalization_mapping.{kind} is {mapping[kind]!r}; only MEAN_STD is supported"
-            )
-    stats = {}
-    for ours, buffer in (
-        (STATE_KEY, "normalize_inputs.buffer_observation_state"),
-        (ACTION_KEY, "unnormalize_outputs.buffer_action"),
-    ):
-        stats[ours] = {part: source.take(f"{buffer}.{part}").float().tolist() for part in ("mean", "std")}
-    for part in ("mean", "std"):
-        key = f"normalize_targets.buffer_action.{part}"
-        if key in source:
-            if not torch.equal(source.peek(key).float(), torch.tensor(stats[ACTION_KEY][part])):
-                raise CheckpointError(f"{source.where(key)}: {key!r} differs from unnormalize_outputs' copy")
-            source.drop(key, "training-time copy of the action statistics (equal to unnormalize_outputs')")
-    for key in source.keys():
-        if key.startswith("normalize_inputs.buffer_observation_images"):
-            if mapping.get("VISUAL", "IDENTITY") != "IDENTITY":
-                raise CheckpointError(f"{source.where(key)}: normalised images ({key!r}) are not supported")
-            source.drop(key, "images are not normalised (VISUAL: IDENTITY)")
-    return stats
-
-
-def convert_hume(source_dir: Path, postprocess_gripper: bool = True, **pi0_options) -> Conversion:
+def convert_hume(
+    source_dir: Path, postprocess_gripper: bool = True, tokenizer_dir: Path | None = None, **pi0_options
+) -> Conversion:
     """Read the authors' checkpoint folder into a Conversion (see `write_checkpoint`). Their
-    System-2-only checkpoints (type "system2") go through the π0 converter with `pi0_options`."""
+    System-2-only checkpoints (type "system2") go through the π0 converter with `pi0_options`.
+    tokenizer_dir: a tokenizer folder preferred over the one the checkpoint ships."""
     source_dir = Path(source_dir)
     raw = _read_config(source_dir)
     if raw.get("type") == "system2":
@@ -426,20 +300,20 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True, **pi0_optio
         from hume.convert.pi0 import convert_pi0
 
         log.info("%s is a System-2-only checkpoint: converting it as a π0", source_dir)
-        return convert_pi0(source_dir, **pi0_options)
+        return convert_pi0(source_dir, tokenizer_dir, **pi0_options)
     source = SourceTensors(source_dir)
-    config = build_config(raw, source, source_dir / "config.json", postprocess_gripper)
     tensors = Mapped(source)
-    _map_system2(source, tensors)
+    layout = map_system2(source, S2, tensors)
+    config = build_config(raw, source, layout, source_dir / "config.json", postprocess_gripper)
     _map_system1(source, tensors)
     _map_value_head(source, config.value_head, tensors)
-    stats = _map_stats(source, raw)
+    stats, normalization = lerobot_stats(source_dir, source, raw, config.state_dim, config.action_dim)
     check_total(source)
-    tokenizer = (
-        source_dir if any((source_dir / n).is_file() for n in ("tokenizer.json", "tokenizer.model")) else None
+    tokenizer = find_tokenizer(
+        [Path(tokenizer_dir) if tokenizer_dir is not None else source_dir],
+        config.system2.vocab_size,
+        f"{tokenizer_dir or source_dir}: no tokenizer files (tokenizer.json or tokenizer.model)",
     )
-    if tokenizer is None:
-        raise CheckpointError(f"{source_dir}: no tokenizer files (tokenizer.json or tokenizer.model)")
     conversion = Conversion(
         config=config,
         tensors=dict(tensors),
@@ -450,12 +324,15 @@ def convert_hume(source_dir: Path, postprocess_gripper: bool = True, **pi0_optio
         source={
             "format": "hume",
             "path": str(source_dir.resolve()),
+            "layout": layout.name,
             "files": source.file_hashes(),
             "camera_names": {
-                k[len(IMAGE_PREFIX) :]: CAMERA_NAMES.get(k[len(IMAGE_PREFIX) :], k[len(IMAGE_PREFIX) :])
-                for k in raw["input_features"]
-                if k.startswith(IMAGE_PREFIX)
+                name: our_camera(name)
+                for name in (
+                    k[len(IMAGE_PREFIX) :] for k in raw["input_features"] if k.startswith(IMAGE_PREFIX)
+                )
             },
+            "normalization": normalization,
             "dtypes": sorted({str(t.dtype) for t in tensors.values()}),
         },
     )

@@ -44,7 +44,7 @@ class System2Config:
     lowercase_instruction: bool = True
     instruction_suffix: str = ""
     # Optional pretrained parts: a Hugging Face PaliGemma checkpoint directory for the backbone and
-    # a tokenizer directory (GemmaTokenizer); None uses the tokenizer shipped in hume/tokenizer/.
+    # a tokenizer directory (loaded as the class it was saved with); None uses hume/tokenizer/'s.
     paligemma_path: str | None = None
     tokenizer_path: str | None = None
 

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hume.constants import IMAGE_KEY, IMAGE_PREFIX
+from hume.tokenizer import warn_if_unknown
 
 
 def image_to_tensor(image: np.ndarray | Tensor, size: int, pad: bool = False) -> Tensor:
@@ -54,6 +55,8 @@ def tokenize(
     tokenizer, texts: Sequence[str], max_len: int, lowercase: bool = True, suffix: str = ""
 ) -> tuple[Tensor, Tensor]:
     """Instructions -> ids [B, max_len] (long) and validity [B, max_len] (bool), padded on the right."""
+    for text in dict.fromkeys(texts):
+        warn_if_unknown(tokenizer, prompt(text, lowercase))
     enc = tokenizer(
         [prompt(t, lowercase, suffix) for t in texts],
         padding="max_length",
