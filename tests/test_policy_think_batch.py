@@ -57,5 +57,5 @@ def test_drawn_noise_follows_the_generator_as_single_thinks_would(policy):
 
 
 def test_one_entry_per_observation_is_required(policy):
-    with pytest.raises(ValueError, match="one noise/committed/delay entry per observation"):
+    with pytest.raises(ValueError, match="one noise/committed/delay/recent entry per observation"):
         policy.think_batch([observation(0, "x")] * 2, committed=[None])
