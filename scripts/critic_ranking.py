@@ -13,6 +13,15 @@ its frames (over its thinks for an eval run), and the first chunk's AUC within t
 of the same task: an easy task's higher Q does not count; p by permuting outcomes within tasks).
 For an eval run it also gives the median spread of a think's candidate Qs (max - min): a critic
 that scores every candidate alike cannot choose among them. The last line is the rows as JSON.
+
+Ranking at one state, the metric that decides whether a critic can choose:
+
+    python scripts/critic_ranking.py --checkpoint CKPT outputs/collect/labels_heldout [...]
+
+scores the labelled thinks of each dataset (`hume collect` with policy.selector=oracle; hold them
+out from the head's training) with CKPT's value head: the share of candidate pairs with different
+outcomes that its selection value orders right (0.5: chance), and the success rate of the
+candidate it would choose beside candidate 0, a uniform choice and the best candidate.
 """
 
 from __future__ import annotations
@@ -141,13 +150,38 @@ def scored_row(
     return row
 
 
+def labelled(checkpoint: str, datasets: list[str]) -> int:
+    from hume.policy import HumePolicy
+    from hume.train.labelled_ranking import rank_labelled_thinks
+
+    policy = HumePolicy.from_pretrained(checkpoint)
+    rows = [{"dataset": d, **rank_labelled_thinks(policy, [d])} for d in datasets]
+    lines = [
+        "| labelled thinks | thinks | pairs | pairwise accuracy | success of the chosen | of candidate 0 | "
+        "of a uniform choice | of the best |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['dataset']} | {r['thinks']} | {r['pairs']} | {r['pairwise_accuracy']:.2f} | "
+            f"{r['success_of_chosen']:.2f} | {r['success_of_first']:.2f} | {r['success_of_uniform']:.2f} | "
+            f"{r['success_of_best']:.2f} |"
+        )
+    log.info("\n".join(lines))
+    sys.stdout.write(json.dumps(rows) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("datasets", nargs="+", help="rollout datasets (LeRobot folders) or hume eval runs")
+    parser.add_argument("--checkpoint", help="rank the datasets' labelled thinks with this value head")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.checkpoint:
+        return labelled(args.checkpoint, args.datasets)
     rows = [ranking(folder) for folder in args.datasets]
     lines = [
         "| rollouts | episodes | successes | AUC of first Q | p | within-task AUC of first Q | p | "

@@ -23,6 +23,7 @@ import numpy as np
 from hume.config import ConfigError, to_dict, with_defaults
 from hume.constants import ACTION_KEY, DONE_KEY, IMAGE_KEY, REWARD_KEY, STATE_KEY, SUCCESS_KEY
 from hume.data import format as fmt
+from hume.data.labels import LABELS_FILE, read_labelled_thinks
 from sim import jobs
 from sim.collect_config import CollectConfig
 from sim.libero_env import CAMERAS
@@ -32,8 +33,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "meta/collect_config.json"
 SUMMARY_FILE = "meta/collect_summary.json"
-# The side table of counterfactual labels (policy.selector=oracle): one line per labelled think.
-LABELS_FILE = "meta/labelled_thinks.jsonl"
+
 # A rollout's frames also record the value head's Q of the chunk being executed (the chosen
 # candidate's; NaN with the value head off): how the critic ranks, against the episode's outcome.
 POLICY_VALUE = "policy.value"
@@ -154,9 +154,8 @@ class RolloutActor:
 
 
 def labelled_thinks(actor, episode_index: int, task_index: int) -> list[dict]:
-    """The side table's rows of an episode whose actor branched (none otherwise): the frame the
-    think saw, its candidates (the policy's normalised actions [N][H][action_dim]), each tried
-    candidate's outcomes ([success, steps] per continuation seed) and the one followed."""
+    """The rows of hume/data/labels.py's side table for an episode whose actor branched (none
+    otherwise)."""
     records = getattr(getattr(actor, "policy", None), "records", None) or []
     return [
         {
@@ -169,15 +168,6 @@ def labelled_thinks(actor, episode_index: int, task_index: int) -> list[dict]:
         }
         for r in records
     ]
-
-
-def read_labelled_thinks(dataset: str | Path) -> list[dict]:
-    """The dataset's labelled thinks, one per (episode, frame): a think written twice (a crash
-    between the label and the episode, then the episode again) counts once."""
-    rows: dict[tuple[int, int], dict] = {}
-    for row in fmt.read_log(Path(dataset) / LABELS_FILE):
-        rows.setdefault((row["episode_index"], row["frame_index"]), row)
-    return [rows[k] for k in sorted(rows)]
 
 
 class Recorder:

@@ -190,7 +190,8 @@ def test_hume_collect_labels_every_candidate_of_a_branched_think(tmp_path):
     """Counterfactual labels: a rollout of the default checkpoint from a sampled start whose first
     think's three candidates are all tried; the side table holds the think's frame, candidates and
     outcomes, once, and the dataset the episode."""
-    from sim.collect import LABELS_FILE, collect, read_labelled_thinks
+    from hume.data.labels import LABELS_FILE, read_labelled_thinks
+    from sim.collect import collect
     from sim.collect_config import CollectConfig
 
     argv = ["--config", "configs/collect/rollouts_smoke.yaml", "--episodes_per_task=1", "--max_steps=18"]

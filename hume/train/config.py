@@ -7,7 +7,7 @@ import dataclasses
 from hume.config import ConfigError
 
 STAGES = ("system2", "system1_value")
-CRITIC_TARGETS = ("td", "monte_carlo")
+CRITIC_TARGETS = ("td", "monte_carlo", "ranking")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,8 +78,17 @@ class TrainConfig:
     value_action_box: bool = True
     # Stage system1_value: what the critics regress on. "td": Cal-QL's bootstrapped target
     # r + gamma Q_target(s', actor's action); "monte_carlo": the frame's Monte-Carlo return-to-go,
-    # the value of the policies that recorded the data (demonstrations and rollouts).
+    # the value of the policies that recorded the data (demonstrations and rollouts); "ranking":
+    # no regression at all, the critics learn only to order candidates at the same state (the
+    # Bradley-Terry loss on the datasets' labelled thinks, below; actor and temperature untrained).
     critic_target: str = "td"
+    # Stage system1_value: the weight of the Bradley-Terry loss over labelled thinks (pairs of
+    # candidates of one state whose outcomes differ; hume/models/ranking.py), added to the critic
+    # loss; the datasets must carry labels (`hume collect` with policy.selector=oracle,
+    # meta/labelled_thinks.jsonl). 0: off, unless critic_target is "ranking" (then 1).
+    ranking_weight: float = 0.0
+    # Labelled thinks per step for that loss (drawn uniformly over all of them).
+    ranking_batch: int = 16
     # Stage system1_value: the CQL regulariser's weight for this run, replacing the model's
     # value_head.cql_alpha (the checkpoint saves it); null keeps the model's. CQL lifts the data's
     # Q by about cql_alpha / 2 over its regression target, a return of at most 1 here.
@@ -116,6 +125,11 @@ class TrainConfig:
             raise ConfigError(f"cql_alpha must be >= 0 (null: the model's), got {self.cql_alpha}")
         if self.critic_target not in CRITIC_TARGETS:
             raise ConfigError(f"critic_target must be one of {CRITIC_TARGETS}, got {self.critic_target!r}")
+        if self.ranking_weight < 0 or self.ranking_batch < 1:
+            raise ConfigError(
+                f"ranking_weight must be >= 0 and ranking_batch >= 1, got {self.ranking_weight} and "
+                f"{self.ranking_batch}"
+            )
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
         for name in ("steps", "batch_size", "save_every", "log_every"):
@@ -138,3 +152,8 @@ class TrainConfig:
             raise ConfigError(f"val_frames must be >= 1, got {self.val_frames}")
         if self.optim.warmup_steps < 0:
             raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.optim.warmup_steps}")
+
+    @property
+    def ranking(self) -> float:
+        """The Bradley-Terry loss's weight this run trains with (0: none)."""
+        return self.ranking_weight or (1.0 if self.critic_target == "ranking" else 0.0)

@@ -38,6 +38,7 @@ from hume.constants import (
     TASK_INDEX_KEY,
 )
 from hume.data.concat import ConcatDataset, open_datasets
+from hume.data.labels import LabelledThinks
 from hume.data.reader import LeRobotDataset
 from hume.data.returns import episode_returns
 from hume.data.stats import columns_stats
@@ -128,6 +129,11 @@ class TrainingData:
         )
         self.image_size = config.image_size
         self.images = self._load_images(dataset)
+        # Counterfactual labels beside the datasets (hume/data/labels.py), for the ranking loss.
+        self.labels = LabelledThinks.of(dataset)
+        if self.labels is not None:
+            self.label_actions = normalizer.value_actions(torch.from_numpy(self.labels.candidates))
+            self.label_rates = torch.from_numpy(self.labels.rates)
         log.info(
             "training data: %d frames, %d episodes, %d tasks, cameras %s at %d px",
             n,
@@ -251,6 +257,24 @@ class TrainingData:
         batch["vh.next.image_masks"] = nxt["image_masks"]
         batch["vh.next.tokens"] = nxt["tokens"]
         batch["vh.next.token_masks"] = nxt["token_masks"]
+        return batch
+
+    def ranking_batch(self, size: int, generator: torch.Generator, augment: bool) -> dict[str, Tensor]:
+        """rank.*: `size` labelled thinks drawn uniformly: System 2's observation at each think's
+        frame (images, image_masks, tokens, token_masks), its candidates as the value head scores
+        them [B, N, H, A_vh] and their success rates [B, N] (NaN: not tried)."""
+        if self.labels is None:
+            raise ValueError(
+                f"{self.root}: no labelled thinks (meta/labelled_thinks.jsonl) for the ranking loss; "
+                "record some with `hume collect --source=policy --policy.selector=oracle`"
+            )
+        pick = torch.randint(len(self.labels), (size,), generator=generator)
+        frames = torch.from_numpy(self.labels.frame)[pick]
+        batch = {
+            f"rank.{k}": v for k, v in self.system2_inputs(frames, generator, augment).items() if k != "state"
+        }
+        batch["rank.candidates"] = self.label_actions[pick]
+        batch["rank.rates"] = self.label_rates[pick]
         return batch
 
     def system1_inputs(self, idx: Tensor, generator: torch.Generator, augment: bool) -> dict[str, Tensor]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from hume.models.ranking import bradley_terry_loss, pairwise_accuracy
 from hume.policy import HumePolicy
 from hume.policy.hume_policy import plain_sample_schedule
 from hume.policy.transforms import pad_to
@@ -27,11 +28,22 @@ from hume.train.data import TrainingData
 class System1ValueStage(nn.Module):
     name = "system1_value"
 
-    def __init__(self, policy: HumePolicy, train_system1: bool = True, bootstrap: bool = True):
+    def __init__(
+        self,
+        policy: HumePolicy,
+        train_system1: bool = True,
+        bootstrap: bool = True,
+        ranking: float = 0.0,
+        regression: bool = True,
+        ranking_batch: int = 16,
+    ):
+        """ranking: the Bradley-Terry loss's weight on labelled thinks (0: none); regression
+        false: the critics learn from that loss alone (no TD/Monte-Carlo target, CQL, actor)."""
         super().__init__()
         self.config = policy.config
         self.train_system1 = train_system1
         self.bootstrap = bootstrap
+        self.ranking, self.regression, self.ranking_batch = ranking, regression, ranking_batch
         self.scheduled = ("system1",) if train_system1 else ()
         policy.requires_grad_(False).eval()
         self.system2 = policy.system2
@@ -40,7 +52,15 @@ class System1ValueStage(nn.Module):
         self.value_head.target_critics.requires_grad_(False)
 
     def batch(self, data: TrainingData, idx: Tensor, generator: torch.Generator, augment: bool) -> dict:
-        return data.system1_value_batch(idx, generator, augment, system1=self.train_system1)
+        """The frames' transitions (unless only the ranking loss trains), and labelled thinks
+        when the ranking loss is on and `data` has them (a validation set may not)."""
+        ranks = self.ranking > 0 and data.labels is not None
+        batch = {}
+        if self.regression or self.train_system1 or not ranks:
+            batch = data.system1_value_batch(idx, generator, augment, system1=self.train_system1)
+        if ranks:
+            batch.update(data.ranking_batch(self.ranking_batch, generator, augment))
+        return batch
 
     @torch.no_grad()
     def system2_start(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
@@ -90,6 +110,35 @@ class System1ValueStage(nn.Module):
     def forward(
         self, batch: dict[str, Tensor], generator: torch.Generator | None = None
     ) -> dict[str, Tensor]:
+        out = self.transition_losses(batch, generator) if "s2.images" in batch else {}
+        if "rank.candidates" in batch:
+            ranked = self.ranking_losses(batch)
+            total = ranked["ranking"] * self.ranking
+            out = {**out, **ranked, "loss": out["loss"] + total if out else total}
+        return out
+
+    def ranking_losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Bradley-Terry over the labelled thinks' candidate pairs, for every online critic, and the
+        share of pairs the pessimistic value (the selection's) orders right."""
+        with torch.no_grad():
+            prefix, prefix_mask = self.system2.embed_prefix(
+                batch["rank.images"],
+                batch["rank.image_masks"],
+                batch["rank.tokens"],
+                batch["rank.token_masks"],
+            )
+        q = self.value_head(prefix, prefix_mask, batch["rank.candidates"])
+        right, pairs = pairwise_accuracy(q.detach().min(dim=0).values, batch["rank.rates"])
+        return {
+            "ranking": bradley_terry_loss(q, batch["rank.rates"]),
+            "ranking_accuracy": q.new_tensor(right / pairs if pairs else float("nan")),
+        }
+
+    def transition_losses(
+        self, batch: dict[str, Tensor], generator: torch.Generator | None
+    ) -> dict[str, Tensor]:
+        """System 1's cascade loss and, unless the critics learn from rankings alone, the value
+        head's Cal-QL losses on the frames' transitions."""
         with torch.no_grad():
             if self.train_system1:
                 prefix, prefix_mask, start = self.system2_start(batch)
@@ -107,6 +156,8 @@ class System1ValueStage(nn.Module):
             s1_loss = self.system1_loss(batch, start, generator)
         else:
             s1_loss = prefix.new_zeros(())
+        if not self.regression:
+            return {"loss": s1_loss, "system1": s1_loss}
         vh = self.value_head.losses(
             prefix,
             prefix_mask,
@@ -148,4 +199,6 @@ class System1ValueStage(nn.Module):
         return optimizers
 
     def after_step(self) -> None:
-        self.value_head.update_targets()
+        # Selection reads the target critics: with rankings alone (no bootstrapped target to keep
+        # steady) they are the online ones.
+        self.value_head.update_targets(None if self.regression else 1.0)

@@ -123,7 +123,14 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
 def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1ValueStage:
     if cfg.stage == "system2":
         return System2Stage(policy, cfg.freeze_vision, lora_only=cfg.lora.rank > 0)
-    return System1ValueStage(policy, train_system1=cfg.train_system1, bootstrap=cfg.critic_target == "td")
+    return System1ValueStage(
+        policy,
+        train_system1=cfg.train_system1,
+        bootstrap=cfg.critic_target == "td",
+        ranking=cfg.ranking,
+        regression=cfg.critic_target != "ranking",
+        ranking_batch=cfg.ranking_batch,
+    )
 
 
 def mixed_precision(cfg: TrainConfig) -> str:
@@ -158,6 +165,11 @@ def train(cfg: TrainConfig) -> TrainResult:
     dataset = open_training_dataset(cfg)
     policy = build_policy(cfg, dataset, resume_from)
     data = TrainingData(dataset, policy.config, policy.normalizer, policy.tokenizer)
+    if cfg.ranking and data.labels is None:
+        raise ConfigError(
+            f"the ranking loss needs labelled thinks, and {data.root} has none "
+            "(meta/labelled_thinks.jsonl: `hume collect --source=policy --policy.selector=oracle`)"
+        )
     stage = make_stage(cfg, policy)
     optimizers = stage.optimizers(cfg)
     start = load_training_state(resume_from, optimizers) if resume_from is not None else 0

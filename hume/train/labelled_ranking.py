@@ -1,0 +1,56 @@
+"""How well a policy's value head ranks candidates at one state, on labelled thinks.
+
+The metric that decides whether a critic can choose: over the labelled thinks of a dataset
+(hume/data/labels.py; ideally held out from its training), the share of candidate pairs with
+different outcomes that the selection's value (the minimum over the target critics) orders right,
+and how often the candidate the value head would choose succeeds, beside candidate 0 (the plain
+sample), a uniform choice (the mean) and the best (the oracle).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from hume.data.concat import open_datasets
+from hume.models.ranking import pairwise_accuracy
+from hume.policy import HumePolicy
+from hume.train.data import TrainingData
+
+
+@torch.no_grad()
+def candidate_values(policy: HumePolicy, data: TrainingData, batch: int = 32) -> np.ndarray:
+    """[T, N]: the value head's selection value of every labelled think's candidates."""
+    out = []
+    for rows in torch.arange(len(data.labels)).split(batch):
+        frames = torch.from_numpy(data.labels.frame)[rows]
+        obs = data.system2_inputs(frames, torch.Generator(), augment=False)
+        prefix, mask = policy.system2.embed_prefix(
+            obs["images"], obs["image_masks"], obs["tokens"], obs["token_masks"]
+        )
+        q = policy.value_head(prefix, mask, data.label_actions[rows], target=True)
+        out.append(q.min(dim=0).values.float().numpy())
+    return np.concatenate(out)
+
+
+def rank_labelled_thinks(policy: HumePolicy, datasets: list[str]) -> dict:
+    """The ranking of `policy`'s value head on the labelled thinks of `datasets` (read as one)."""
+    data = TrainingData(open_datasets(datasets), policy.config, policy.normalizer, policy.tokenizer)
+    if data.labels is None:
+        raise ValueError(f"{data.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
+    values = candidate_values(policy, data)
+    rates = data.labels.rates
+    right, pairs = pairwise_accuracy(torch.from_numpy(values), torch.from_numpy(rates))
+    tried = ~np.isnan(rates)
+    # A candidate never tried cannot be chosen: it scores as the lowest.
+    chosen = np.argmax(np.where(tried, values, -np.inf), axis=1)
+    rows = np.arange(len(rates))
+    return {
+        "thinks": len(rates),
+        "pairs": pairs,
+        "pairwise_accuracy": right / pairs if pairs else float("nan"),
+        "success_of_chosen": float(np.mean(rates[rows, chosen])),
+        "success_of_first": float(np.nanmean(rates[:, 0])),
+        "success_of_uniform": float(np.mean(np.nanmean(rates, axis=1))),
+        "success_of_best": float(np.mean(np.nanmax(rates, axis=1))),
+    }
