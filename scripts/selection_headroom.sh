@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # How much could selection give with the default checkpoint's candidates? The headroom table of
 # docs/results.md: the same held-out official states (0..9 of every libero_object task, seed 7,
-# 128² fast rendering, sync) for one plain sample, the value head's choice, a random choice and
-# the simulator oracle. Every run resumes per episode; run this again to continue.
+# 128² fast rendering, sync) for one plain sample, the value head's choice, a random choice, the
+# coherence selector and the simulator oracle; then one plain sample with seven more noise seeds
+# (per-state success distribution, pass@k). Every run resumes per episode: run this again to
+# continue. Tables: scripts/ablation_table.py and scripts/headroom_table.py (docs/results.md).
 # Usage: scripts/selection_headroom.sh [OUT_ROOT] (default outputs/eval/headroom)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,10 +15,15 @@ run() {
   local name=$1; shift
   .venv/bin/hume eval "${common[@]}" "$@" --output "$root/$name"
 }
-run oracle5 --policy.selector=oracle --policy.num_candidates=5
+five=(--policy.num_candidates=5)
+run oracle5 --policy.selector=oracle "${five[@]}"
 run n1 --policy.num_candidates=1
-run value --policy.selector=value
-run random --policy.selector=random
+run coherence5 --policy.selector=coherence "${five[@]}"
+run value5 --policy.selector=value "${five[@]}"
+run random5 --policy.selector=random "${five[@]}"
 run oracle2 --policy.selector=oracle --policy.num_candidates=2
 run oracle10 --policy.selector=oracle --policy.num_candidates=10
-run oracle5x2 --policy.selector=oracle --policy.num_candidates=5 --oracle.thinks=2
+run oracle5x2 --policy.selector=oracle "${five[@]}" --oracle.thinks=2
+for seed in 1 2 3 4 5 6 8; do
+  run "n1_seed$seed" --policy.num_candidates=1 --seed="$seed"
+done
