@@ -72,21 +72,19 @@ def test_prefix_is_detached_and_padding_is_ignored(head):
         torch.testing.assert_close(head.state_feature(garbage, mask), head.state_feature(embs.detach(), mask))
 
 
-def test_select_is_argmax_of_min_over_target_critics(head):
+def test_target_critics_score_apart_from_the_online_ones(head):
     embs, mask = prefix()
     acts = candidates()
     with torch.no_grad():
-        # Make online and target critics disagree: selection must follow the targets.
+        before = head(embs, mask, acts, target=True)
+        # Make online and target critics disagree: the targets (what selection reads) stay put.
         for p in head.critics.parameters():
             p.add_(torch.randn_like(p))
         target_q = head(embs, mask, acts, target=True)
-    index, values = head.select(embs, mask, acts)
-    assert index.shape == (2,) and values.shape == (2, 5)
-    expected = torch.minimum(target_q[0], target_q[1])
-    torch.testing.assert_close(values, expected)
-    assert index.tolist() == [int(expected[b].argmax()) for b in range(2)]
-    online = head(embs, mask, acts).min(dim=0).values
-    assert not torch.allclose(online, values)
+        online = head(embs, mask, acts)
+    assert target_q.shape == (2, 2, 5)
+    torch.testing.assert_close(target_q, before)
+    assert not torch.allclose(online, target_q)
 
 
 def test_polyak_update(head):
@@ -149,5 +147,6 @@ def test_full_config_builds_on_meta_device():
 
 def test_runs_in_bfloat16(head):
     embs, mask = prefix()
-    index, values = head.to(torch.bfloat16).select(embs, mask, candidates())
-    assert values.dtype == torch.bfloat16 and torch.isfinite(values).all() and index.shape == (2,)
+    with torch.no_grad():
+        q = head.to(torch.bfloat16)(embs, mask, candidates(), target=True)
+    assert q.dtype == torch.bfloat16 and torch.isfinite(q).all() and q.shape == (2, 2, 5)

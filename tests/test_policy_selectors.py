@@ -128,3 +128,22 @@ def test_oracle_policy_thinks_one_plain_sample_unless_told_a_choice(checkpoint):
     assert len(oracle.think(obs).candidates) == 1, "the forced choice is used once"
     with pytest.raises(ValueError, match="oracle"):
         plain.force_next_choice(0)
+
+
+def test_the_value_selector_reads_the_target_critics(checkpoint):
+    policy = HumePolicy.from_pretrained(checkpoint)
+    obs = observation()
+    policy.reset(seed=5)
+    before = policy.think(obs)
+    with torch.no_grad():
+        for p in policy.value_head.critics.parameters():  # the online critics only
+            p.add_(torch.randn_like(p))
+    policy.reset(seed=5)
+    after = policy.think(obs)
+    np.testing.assert_array_equal(after.values, before.values)
+    assert after.index == before.index
+    with torch.no_grad():
+        for p in policy.value_head.target_critics.parameters():
+            p.add_(torch.randn_like(p))
+    policy.reset(seed=5)
+    assert not np.allclose(policy.think(obs).values, before.values)

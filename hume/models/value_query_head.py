@@ -197,13 +197,6 @@ class ValueQueryHead(nn.Module):
         """prefix_embs [B, L, D], prefix_mask [B, L], candidates [B, N, H, A] -> q [E, B, N]."""
         return self.q_values(self.state_feature(prefix_embs, prefix_mask), actions, target=target)
 
-    @torch.no_grad()
-    def select(self, prefix_embs: Tensor, prefix_mask: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
-        """The candidate with the highest pessimistic value: argmax over N of the minimum over the
-        target ensemble. Returns index [B] and the values [B, N]."""
-        values = self(prefix_embs, prefix_mask, actions, target=True).min(dim=0).values
-        return values.argmax(dim=-1), values
-
     def act(
         self, feature: Tensor, num_samples: int = 1, deterministic: bool = False, generator=None
     ) -> tuple[Tensor, Tensor]:
