@@ -262,3 +262,20 @@ def render_size(cfg: EvalConfig) -> int:
     if not path.is_file():
         return STANDARD_IMAGE_SIZE
     return json.loads(path.read_text()).get("image_size") or STANDARD_IMAGE_SIZE
+
+
+def check_policy_overrides(cfg: EvalConfig) -> None:
+    """The checkpoint's config with the `policy.*` overrides applied must be a valid HumeConfig:
+    checked before anything is written, so that a bad override fails here, naming itself, and not
+    in a worker after the output folder holds this evaluation's settings."""
+    overrides = cfg.policy.overrides()
+    path = Path(cfg.policy.checkpoint) / "config.json"
+    if cfg.policy.type != "hume" or not overrides or not path.is_file():
+        return
+    from hume.models.configuration_hume import HumeConfig
+
+    try:
+        HumeConfig.from_dict({**json.loads(path.read_text()), **overrides}).validate()
+    except (ValueError, ConfigError) as e:
+        given = ", ".join(f"policy.{k}={v}" for k, v in overrides.items())
+        raise ConfigError(f"{given} do not fit the checkpoint {cfg.policy.checkpoint}: {e}") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 from hume.config import ConfigError, check_checkpoint, to_dict, with_defaults
 from hume.data import format as fmt
 from sim import jobs
-from sim.eval_config import EvalConfig, render_size
+from sim.eval_config import EvalConfig, check_policy_overrides, render_size
 from sim.jobs import Unit, episode_seed, seed_everything
 from sim.libero_env import LiberoTask, check_suite, get_task, max_steps_for
 from sim.provenance import provenance
@@ -216,6 +216,7 @@ def evaluate(
         if cfg.policy.type == "hume":
             check_checkpoint(cfg.policy.checkpoint, "policy.checkpoint")
         policy_factory = make_policy
+    check_policy_overrides(cfg)
     cfg = dataclasses.replace(cfg, image_size=render_size(cfg))
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)

@@ -161,17 +161,6 @@ def test_hume_eval_records_the_oracles_branches(tmp_path):
     assert len(row["think_values"][1]) == 1, "after the oracle's think: one plain sample"
 
 
-def test_eval_config_checks_the_selector():
-    cfg = parse_config(EvalConfig, ["--policy.selector=gated", "--policy.gated_margin=0.3"])
-    assert cfg.policy.overrides() == {"selector": "gated", "gated_margin": 0.3}
-    with pytest.raises(ConfigError, match="policy.selector must be one of"):
-        parse_config(EvalConfig, ["--policy.selector=best"])
-    with pytest.raises(ConfigError, match="needs mode=sync"):
-        parse_config(EvalConfig, ["--policy.selector=oracle", "--mode=async"])
-    with pytest.raises(ConfigError, match="oracle.thinks"):
-        parse_config(EvalConfig, ["--policy.selector=oracle", "--oracle.seeds=0"])
-
-
 def test_branch_points_can_be_drawn_over_the_episode():
     """think_prob < 1: branch points spread over the thinks, the same ones for the same seed."""
     env = Line()
