@@ -26,6 +26,7 @@ from hume.data import format as fmt
 from hume.data.labels import LABELS_FILE, read_labelled_thinks
 from sim import jobs
 from sim.collect_config import CollectConfig
+from sim.eval_config import read_saved_policy
 from sim.libero_env import CAMERAS
 from sim.start_states import held_out_check, nearest_official, object_qpos_indices
 
@@ -250,6 +251,7 @@ def check_resume(cfg: CollectConfig, out: Path) -> None:
     mine = {k: v for k, v in to_dict(cfg).items() if k not in free}
     if path.is_file():
         saved = with_defaults(fmt.read_json(path), to_dict(CollectConfig()))
+        saved["policy"] = read_saved_policy(saved["policy"])
         theirs = {k: v for k, v in saved.items() if k not in free}
         if theirs != mine:
             changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))

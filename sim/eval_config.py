@@ -16,6 +16,30 @@ BACKENDS = ("local", "ray")
 STANDARD_IMAGE_SIZE = 256
 
 
+# PolicyConfig's fields that replace the HumeConfig field of the same name; unset (None): the
+# checkpoint's value.
+HUME_OVERRIDES = (
+    "use_system1",
+    "use_value_head",
+    "num_candidates",
+    "candidate_t0_spread",
+    "rtc",
+    "rtc_system1_overlap",
+    "rtc_soft_steps",
+    "selector",
+    "lcb_k",
+    "softmax_temperature",
+    "gated_margin",
+)
+# How evaluations saved before that convention said "the checkpoint's": {field: old value}.
+LEGACY_UNSET = {"num_candidates": 0, "rtc_system1_overlap": -1}
+
+
+def read_saved_policy(saved: dict) -> dict:
+    """A saved evaluation's `policy` section in today's convention (None for the checkpoint's)."""
+    return {k: None if k in LEGACY_UNSET and v == LEGACY_UNSET[k] else v for k, v in saved.items()}
+
+
 @dataclasses.dataclass(frozen=True)
 class PolicyConfig:
     # "hume": a HumePolicy checkpoint folder; "replay": recorded actions from a LeRobot dataset
@@ -27,17 +51,16 @@ class PolicyConfig:
     # on System 2's chunk directly; use_value_head=false takes the first of the N candidates.
     use_system1: bool | None = None
     use_value_head: bool | None = None
-    num_candidates: int = 0
+    num_candidates: int | None = None
     # Where the N candidates start (HumeConfig.candidate_t0_spread; unset: the checkpoint's): 0
     # makes every candidate a plain sample from t = 1, so that only the value head's choice differs
     # from N = 1.
     candidate_t0_spread: float | None = None
     # Real-time chunking (HumeConfig.rtc): guide each think to continue the committed actions,
-    # and each refinement the plan it replaces over rtc_system1_overlap steps (-1: the
-    # checkpoint's; 0: System 2 guided alone), System 2 over rtc_soft_steps committed actions
-    # after the delay (unset: the checkpoint's; -1: all).
+    # and each refinement the plan it replaces over rtc_system1_overlap steps (0: System 2 guided
+    # alone), System 2 over rtc_soft_steps committed actions after the delay (-1: all).
     rtc: bool | None = None
-    rtc_system1_overlap: int = -1
+    rtc_system1_overlap: int | None = None
     rtc_soft_steps: int | None = None
     # Which candidate a think follows (HumeConfig.selector: value, first, random, coherence, lcb,
     # softmax, gated, oracle) and the selectors' parameters; unset: the checkpoint's. "oracle"
@@ -53,23 +76,7 @@ class PolicyConfig:
 
     def overrides(self) -> dict:
         """The HumeConfig fields these switches replace (HumePolicy.from_pretrained keywords)."""
-        out = {}
-        if self.use_system1 is not None:
-            out["use_system1"] = self.use_system1
-        if self.use_value_head is not None:
-            out["use_value_head"] = self.use_value_head
-        if self.num_candidates:
-            out["num_candidates"] = self.num_candidates
-        if self.candidate_t0_spread is not None:
-            out["candidate_t0_spread"] = self.candidate_t0_spread
-        if self.rtc is not None:
-            out["rtc"] = self.rtc
-        if self.rtc_system1_overlap >= 0:
-            out["rtc_system1_overlap"] = self.rtc_system1_overlap
-        for name in ("rtc_soft_steps", "selector", "lcb_k", "softmax_temperature", "gated_margin"):
-            if getattr(self, name) is not None:
-                out[name] = getattr(self, name)
-        return out
+        return {name: getattr(self, name) for name in HUME_OVERRIDES if getattr(self, name) is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,10 +199,10 @@ class EvalConfig:
             raise ConfigError("policy.type=replay needs policy.dataset: a LeRobot dataset folder")
         if self.policy.type != "hume" and self.mode != "sync":
             raise ConfigError(f"mode {self.mode} needs a Hume policy (think/refine); use mode=sync")
-        if self.policy.num_candidates < 0:
+        if self.policy.num_candidates is not None and self.policy.num_candidates < 1:
             raise ConfigError(
-                "policy.num_candidates must be >= 1 (or 0: the checkpoint's), "
-                f"got {self.policy.num_candidates}"
+                "policy.num_candidates must be >= 1 (unset: the checkpoint's), got "
+                f"{self.policy.num_candidates}"
             )
         if self.policy.device not in ("cpu", "cuda") or self.policy.dtype not in ("float32", "bfloat16"):
             raise ConfigError(

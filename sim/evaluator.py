@@ -18,7 +18,7 @@ from pathlib import Path
 from hume.config import ConfigError, check_checkpoint, to_dict, with_defaults
 from hume.data import format as fmt
 from sim import jobs
-from sim.eval_config import EvalConfig, check_policy_overrides, render_size
+from sim.eval_config import EvalConfig, check_policy_overrides, read_saved_policy, render_size
 from sim.jobs import Unit, episode_seed, seed_everything
 from sim.libero_env import LiberoTask, check_suite, get_task, max_steps_for
 from sim.provenance import provenance
@@ -79,6 +79,7 @@ def check_resume(cfg: EvalConfig, out: Path) -> None:
     path = out / RUN_CONFIG
     if path.is_file():
         before = with_defaults(fmt.read_json(path), to_dict(EvalConfig()))
+        before["policy"] = read_saved_policy(before["policy"])
         diff = sorted(k for k in OUTCOME_FIELDS if before.get(k) != now.get(k))
         if diff:
             raise ConfigError(

@@ -78,6 +78,14 @@ def test_resume_refuses_a_different_evaluation(tmp_path):
         check_resume(
             parse_config(EvalConfig, [f"--output={tmp_path}", "--policy.candidate_t0_spread=0"]), tmp_path
         )
+    # Saved when 0 and -1 said "the checkpoint's" where None says it now: the same evaluation.
+    saved["policy"] |= {"num_candidates": 0, "rtc_system1_overlap": -1}
+    (tmp_path / "eval_config.json").write_text(json.dumps(saved))
+    check_resume(cfg, tmp_path)
+    with pytest.raises(ConfigError, match="differs in: policy"):
+        check_resume(
+            parse_config(EvalConfig, [f"--output={tmp_path}", "--policy.num_candidates=1"]), tmp_path
+        )
 
 
 def test_replay_policy_plays_then_holds_gripper():
