@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, apply_rotary_pos_emb
 
 
@@ -93,3 +94,12 @@ def joint_layer(
         new_hiddens.append(h)
         start += n
     return new_hiddens, new_kv
+
+
+def run_joint_layer(checkpointed: bool, *args, **kwargs) -> tuple[list[Tensor | None], tuple[Tensor, Tensor]]:
+    """`joint_layer`, with activation checkpointing when `checkpointed` and gradients are on: the
+    layer keeps only its inputs for the backward pass and recomputes the rest there (less memory
+    for one more forward of the layer)."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(joint_layer, *args, use_reentrant=False, **kwargs)
+    return joint_layer(*args, **kwargs)
