@@ -12,13 +12,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import GemmaConfig
 from transformers.models.gemma.modeling_gemma import (
-    GemmaDecoderLayer,
     GemmaRMSNorm,
     GemmaRotaryEmbedding,
     GemmaTextScaledWordEmbedding,
 )
 
-from hume.models.joint_attention import run_joint_layer
+from hume.models.joint_attention import JointDecoderLayer, run_joint_layer
 
 KVCache = list[tuple[Tensor, Tensor]]  # per layer: keys, values [B, kv_heads, T, head_dim]
 
@@ -56,7 +55,7 @@ class GemmaStack(nn.Module):
                 config.pad_token_id,
                 embed_scale=config.hidden_size**0.5,
             )
-        self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(JointDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary = GemmaRotaryEmbedding(config)
         # Training switch (hume train's activation_checkpointing): recompute each layer in backward.

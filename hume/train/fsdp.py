@@ -5,10 +5,11 @@ that block computes.
 Units: each transformer block is one unit (SigLIP's and DINOv2's encoder layers; each Gemma layer
 of the VLM, the action expert, System 1's trunk and the value head's backbone), the rest of the
 stage (embeddings, projections, critics, actor) is the root unit. Our Gemma layers never run their
-own `forward`: joint attention (hume/models/joint_attention.py) calls their norms, projections and
-MLP one by one, so such a unit is the group of those submodules, gathered when the first of them
-runs and freed when the last has run. Frozen networks (System 2 during stage system1_value) are
-sharded too but have no gradients and no optimizer state.
+own `forward`: joint attention (hume/models/joint_attention.py) calls each layer's `project` (norm,
+Q/K/V) and, after attention over all stacks, its `finish` (output projection, MLP); both are
+registered as forward methods, so a layer is gathered for each half (twice per pass: the price
+of joint attention's split). Frozen networks (System 2 during stage system1_value) are sharded
+too but have no gradients and no optimizer state.
 
 fully_shard cannot shard a 0-d parameter (the value head's log-temperature): those stay whole on
 every process and `average_replicated_grads` averages their gradients, as the reduce-scatter does
@@ -35,16 +36,6 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 SHARDED_DIR = "sharded"  # the torch.distributed.checkpoint folder inside step_XXXXXX/
-# The submodules of a Gemma decoder layer that joint attention calls: one unit per layer.
-GEMMA_LAYER_PARTS = (
-    "input_layernorm",
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "post_attention_layernorm",
-    "mlp",
-)
 
 
 def init_process_group(device: torch.device) -> None:
@@ -60,11 +51,11 @@ def shard(stage: nn.Module, device: torch.device, precision: str) -> list[nn.Par
     """Shard `stage` in place, one unit per transformer block and the rest as the root unit.
     Returns the parameters left whole on every process (see `average_replicated_grads`)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
     from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer
     from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
 
-    from hume.models.gemma_stack import GemmaStack
+    from hume.models.joint_attention import JointDecoderLayer
 
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     if precision == "bf16":
@@ -73,15 +64,13 @@ def shard(stage: nn.Module, device: torch.device, precision: str) -> list[nn.Par
         policy = MixedPrecisionPolicy()
     units = 0
     for module in list(stage.modules()):
-        if isinstance(module, GemmaStack):
-            last = len(module.layers) - 1
-            for i, layer in enumerate(module.layers):
-                # The unit's re-gather for backward hangs on its MLP's output; the VLM's last layer
-                # gives the expert only its keys/values, so no gradient reaches that output: the
-                # last layer of a stack stays gathered from its forward to its backward.
-                parts = [layer.get_submodule(name) for name in GEMMA_LAYER_PARTS]
-                fully_shard(parts, mesh=mesh, mp_policy=policy, reshard_after_forward=i < last)
-                units += 1
+        if isinstance(module, JointDecoderLayer):
+            fully_shard(module, mesh=mesh, mp_policy=policy)
+            # Joint attention calls a layer's two halves, not its forward: each half gathers the
+            # layer's weights, and its outputs start the re-gather in backward.
+            register_fsdp_forward_method(module, "project")
+            register_fsdp_forward_method(module, "finish")
+            units += 1
         elif isinstance(module, (SiglipEncoderLayer, Dinov2Layer)):
             fully_shard(module, mesh=mesh, mp_policy=policy)
             units += 1
@@ -163,6 +152,7 @@ def load_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
     """Restore the weights and optimizer states of a `save_sharded` checkpoint, resharded to this
     run's processes."""
     import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import DefaultLoadPlanner
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,
         get_optimizer_state_dict,
@@ -173,12 +163,15 @@ def load_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
     folder = path / SHARDED_DIR
     if not folder.is_dir():
         raise ValueError(f"{path} has no {SHARDED_DIR}/ (it was not saved by a sharded run): resume it without --distributed=fsdp")
-    state = {"model": get_model_state_dict(stage)}
-    state.update({f"optimizer.{name}": get_optimizer_state_dict(stage, opt) for name, opt in optimizers.items()})
-    dcp.load(state, checkpoint_id=str(folder))
-    set_model_state_dict(stage, state["model"])
+    model = {"model": get_model_state_dict(stage)}
+    dcp.load(model, checkpoint_id=str(folder))
+    set_model_state_dict(stage, model["model"])
+    # The template holds state for every trainable parameter; parameters that never had a gradient
+    # (the VLM's last MLP) have none saved, and keep the template's, which no step reads.
+    optim = {f"optimizer.{name}": get_optimizer_state_dict(stage, opt) for name, opt in optimizers.items()}
+    dcp.load(optim, checkpoint_id=str(folder), planner=DefaultLoadPlanner(allow_partial_load=True))
     for name, opt in optimizers.items():
-        set_optimizer_state_dict(stage, opt, state[f"optimizer.{name}"])
+        set_optimizer_state_dict(stage, opt, optim[f"optimizer.{name}"])
     log.info("sharded state restored from %s over %d process(es)", folder, dist.get_world_size())
 
 

@@ -139,15 +139,12 @@ def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1Va
 
 def set_activation_checkpointing(stage: nn.Module, on: bool) -> None:
     """The activation_checkpointing switch on every transformer stack of the stage: our Gemma
-    stacks and System 2's joint pass, and transformers' vision towers."""
+    stacks and System 2's joint pass, and transformers' vision towers (off is their default)."""
     for module in stage.modules():
         if hasattr(module, "activation_checkpointing"):
             module.activation_checkpointing = on
-        elif isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
-            if on:
-                module.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                module.gradient_checkpointing_disable()
+        elif on and isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
 def mixed_precision(cfg: TrainConfig) -> str:
