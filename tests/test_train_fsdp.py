@@ -109,11 +109,23 @@ def runs(workspace):
     frames: micro-batch k of a step is process k's batch)."""
     s2 = config(workspace, "system2", workspace / "s2", workspace / "init", steps=4, save_every=2)
     s2_summaries = sharded(2, s2)
-    s2_one = train(config(workspace, "system2", workspace / "s2_one", workspace / "init", steps=4, save_every=2, grad_accum=2))
+    s2_one = train(
+        config(
+            workspace,
+            "system2",
+            workspace / "s2_one",
+            workspace / "init",
+            steps=4,
+            save_every=2,
+            grad_accum=2,
+        )
+    )
     start = workspace / "s2" / "step_000004"
     s1 = config(workspace, "system1_value", workspace / "s1", start, steps=2, save_every=2)
     s1_summaries = sharded(2, s1)
-    s1_one = train(config(workspace, "system1_value", workspace / "s1_one", start, steps=2, save_every=2, grad_accum=2))
+    s1_one = train(
+        config(workspace, "system1_value", workspace / "s1_one", start, steps=2, save_every=2, grad_accum=2)
+    )
     return {"s2": s2_summaries, "s2_one": s2_one, "s1": s1_summaries, "s1_one": s1_one}
 
 
@@ -132,7 +144,8 @@ def test_fsdp_system2_on_two_processes_matches_one_process(workspace, runs):
 @pytest.mark.slow
 def test_fsdp_system1_value_on_two_processes_matches_one_process(workspace, runs):
     for key in ("loss", "system1", "critic", "actor", "temperature_loss", "q_data_mean"):
-        assert losses(workspace / "s1", key) == pytest.approx(losses(workspace / "s1_one", key), rel=1e-4, abs=1e-6), key
+        one = losses(workspace / "s1_one", key)
+        assert losses(workspace / "s1", key) == pytest.approx(one, rel=1e-4, abs=1e-6), key
     assert_same_weights(workspace / "s1" / "step_000002", workspace / "s1_one" / "step_000002", atol=1e-6)
     # System 2 is frozen in this stage: untouched, and no optimizer state for it.
     before = load_file(workspace / "s2" / "step_000004" / "model.safetensors")
@@ -159,7 +172,9 @@ def test_fsdp_sharded_checkpoint_resumes_exactly_on_two_or_one_processes(workspa
         out = workspace / f"resumed_{processes}"
         out.mkdir()
         shutil.copytree(workspace / "s2" / "step_000002", out / "step_000002")
-        cfg = config(workspace, "system2", out, workspace / "init", steps=4, save_every=2, grad_accum=grad_accum)
+        cfg = config(
+            workspace, "system2", out, workspace / "init", steps=4, save_every=2, grad_accum=grad_accum
+        )
         sharded(processes, cfg)
         assert read_metrics(out)[0]["step"] == 3
         if processes == 2:
@@ -196,7 +211,12 @@ def test_activation_checkpointing_gives_the_same_gradients_and_keeps_less(worksp
         set_activation_checkpointing(stage, on)
         batch = stage.batch(data, torch.arange(4), torch.Generator().manual_seed(0), False)
         saved = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel()) or t, lambda t: t):
+
+        def keep(t, saved=saved):
+            saved.append(t.numel())
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
             loss = stage(batch)["loss"]
         loss.backward()
         grads.append({n: p.grad.clone() for n, p in stage.named_parameters() if p.grad is not None})
@@ -211,6 +231,7 @@ def test_fsdp_config_checks(workspace, tmp_path):
     with pytest.raises(ConfigError, match="distributed"):
         config(workspace, "system2", tmp_path, workspace / "init", distributed="zero3").validate()
     with pytest.raises(ConfigError, match="ema_decay"):
-        config(workspace, "system2", tmp_path, workspace / "init", distributed="fsdp", ema_decay=0.99).validate()
+        cfg = config(workspace, "system2", tmp_path, workspace / "init", distributed="fsdp", ema_decay=0.99)
+        cfg.validate()
     with pytest.raises(ConfigError, match="grad_accum"):
         config(workspace, "system2", tmp_path, workspace / "init", grad_accum=0).validate()

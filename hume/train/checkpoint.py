@@ -76,7 +76,9 @@ def load_training_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]
     step = checkpoint_step(path)
     opt_file = path / OPTIMIZER_FILE
     if not opt_file.is_file():
-        raise ValueError(f"{path} has no {OPTIMIZER_FILE}: a sharded run saved it; resume with --distributed=fsdp")
+        raise ValueError(
+            f"{path} has no {OPTIMIZER_FILE}: a sharded run saved it; resume with --distributed=fsdp"
+        )
     saved = torch.load(opt_file, map_location="cpu", weights_only=True)
     for name, opt in optimizers.items():
         if name not in saved:

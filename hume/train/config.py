@@ -132,7 +132,9 @@ class TrainConfig:
         if self.distributed not in DISTRIBUTED:
             raise ConfigError(f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}")
         if self.distributed == "fsdp" and self.ema_decay:
-            raise ConfigError("ema_decay > 0 is not supported with distributed=fsdp (the average is not sharded)")
+            raise ConfigError(
+                "ema_decay > 0 is not supported with distributed=fsdp (the average is not sharded)"
+            )
         for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -128,9 +128,8 @@ def local_bytes(params: list[nn.Parameter], optimizers: dict[str, torch.optim.Op
         t = _local(t)
         return t.numel() * t.element_size()
 
-    state = sum(
-        size(v) for opt in optimizers.values() for s in opt.state.values() for v in s.values() if torch.is_tensor(v)
-    )
+    states = [s for opt in optimizers.values() for s in opt.state.values()]
+    state = sum(size(v) for s in states for v in s.values() if torch.is_tensor(v))
     return {
         "parameters": sum(size(p) for p in params),
         "gradients": sum(size(p.grad) for p in params if p.grad is not None),
@@ -144,7 +143,8 @@ def save_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
     state = {"model": get_model_state_dict(stage)}
-    state.update({f"optimizer.{name}": get_optimizer_state_dict(stage, opt) for name, opt in optimizers.items()})
+    for name, opt in optimizers.items():
+        state[f"optimizer.{name}"] = get_optimizer_state_dict(stage, opt)
     dcp.save(state, checkpoint_id=str(path / SHARDED_DIR))
 
 
@@ -162,7 +162,9 @@ def load_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
 
     folder = path / SHARDED_DIR
     if not folder.is_dir():
-        raise ValueError(f"{path} has no {SHARDED_DIR}/ (it was not saved by a sharded run): resume it without --distributed=fsdp")
+        raise ValueError(
+            f"{path} has no {SHARDED_DIR}/ (not saved by a sharded run): resume it without --distributed=fsdp"
+        )
     model = {"model": get_model_state_dict(stage)}
     dcp.load(model, checkpoint_id=str(folder))
     set_model_state_dict(stage, model["model"])

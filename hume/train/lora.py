@@ -52,7 +52,9 @@ def _lora_layers(policy: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in policy.named_modules() if isinstance(m, LoraLayer)}
 
 
-def merged_state_dict(policy: nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def merged_state_dict(
+    policy: nn.Module, state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     """The policy's weights (or `state`, the same keys gathered whole from a sharded run) with every
     adapter folded into its base layer, W + scaling * B @ A, under the plain names."""
     layers = _lora_layers(policy)
@@ -73,7 +75,9 @@ def merged_state_dict(policy: nn.Module, state: dict[str, torch.Tensor] | None =
     return merged
 
 
-def adapter_state_dict(policy: nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+def adapter_state_dict(
+    policy: nn.Module, state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
     state = policy.state_dict() if state is None else state
     return {k: v.detach().contiguous() for k, v in state.items() if "lora_" in k}
 

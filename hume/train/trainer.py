@@ -1,6 +1,6 @@
 """The training loop of both stages, on Hugging Face `accelerate`.
 
-One code path for a CPU, one GPU, many GPUs (DDP/FSDP) and many nodes: `accelerate launch -m
+One code path for a CPU, one GPU, many GPUs (DDP) and many nodes: `accelerate launch -m
 hume.cli.main train ...` starts one process per device and `Accelerator` wraps the stage module and
 its optimisers; each process draws its own batch (batch_size is per process).
 
@@ -10,9 +10,10 @@ outside accelerate's wrapping: accelerate still starts the processes and picks t
 Exact resume: every random draw of step s (batch indices, augmentation, flow noise and time,
 Cal-QL's sampled actions) comes from generators seeded with (seed, s, micro-batch), the
 micro-batches of a step numbered over all processes (process x grad_accum + k), and the learning
-rate is a function of s. So 2 processes with grad_accum 1 and 1 process with grad_accum 2 see
-the same frames and the same gradient. A checkpoint therefore needs only the weights, the optimiser state and s:
-training resumed from step s repeats, step for step, the losses of a run that never stopped.
+rate is a function of s (so 2 processes with grad_accum 1 and 1 process with grad_accum 2 see
+the same frames and the same gradient). A checkpoint therefore needs only the weights, the
+optimiser state and s: training resumed from step s repeats, step for step, the losses of a run
+that never stopped.
 With `ema_decay` > 0 it also holds the raw weights and the moving average's counters (ema.py).
 """
 
@@ -173,7 +174,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
     # Sharded, bf16 is FSDP's mixed-precision policy (bf16 compute, float32 master weights), not autocast.
     precision = mixed_precision(cfg)
-    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision="no" if sharded else precision, kwargs_handlers=[ddp])
+    accelerator = Accelerator(
+        cpu=cfg.cpu, mixed_precision="no" if sharded else precision, kwargs_handlers=[ddp]
+    )
     output = Path(cfg.output)
     resume_from = latest_checkpoint(output) if cfg.resume else None
     if resume_from is not None:
@@ -389,7 +392,13 @@ def _save(
 
 
 def _save_sharded(
-    accelerator, policy: HumePolicy, stage: nn.Module, optimizers: dict, output: Path, step: int, cfg: TrainConfig
+    accelerator,
+    policy: HumePolicy,
+    stage: nn.Module,
+    optimizers: dict,
+    output: Path,
+    step: int,
+    cfg: TrainConfig,
 ) -> Path:
     """A sharded run's checkpoint: the consolidated policy (whole float32 tensors gathered on the
     main process, the files `HumePolicy.from_pretrained` reads), every process's shards of the
