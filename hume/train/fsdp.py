@@ -3,8 +3,9 @@ each parameter, its gradient and its optimizer state, and gathers a block's weig
 that block computes.
 
 Units: each transformer block is one unit (SigLIP's and DINOv2's encoder layers; each Gemma layer
-of the VLM, the action expert, System 1's trunk and the value head's backbone), the rest of the
-stage (embeddings, projections, critics, actor) is the root unit. Our Gemma layers never run their
+of the VLM, the action expert, System 1's trunk and the value head's backbone), so is a token
+embedding; the rest of the stage (patch embeddings, projections, norms, critics, actor) is the
+root unit, gathered for the whole step. Our Gemma layers never run their
 own `forward`: joint attention (hume/models/joint_attention.py) calls each layer's `project` (norm,
 Q/K/V) and, after attention over all stacks, its `finish` (output projection, MLP); both are
 registered as forward methods, so a layer is gathered for each half (twice per pass: the price
@@ -47,13 +48,24 @@ def init_process_group(device: torch.device) -> None:
     dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
 
 
+def block_units(stage: nn.Module) -> list[nn.Module]:
+    """The modules that become units of their own: every transformer block, and the token
+    embedding (Gemma's 257k x 2048 table would otherwise stay gathered in the root all step)."""
+    from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer
+    from transformers.models.gemma.modeling_gemma import GemmaTextScaledWordEmbedding
+    from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
+
+    from hume.models.joint_attention import JointDecoderLayer
+
+    kinds = (JointDecoderLayer, SiglipEncoderLayer, Dinov2Layer, GemmaTextScaledWordEmbedding)
+    return [m for m in stage.modules() if isinstance(m, kinds)]
+
+
 def shard(stage: nn.Module, device: torch.device, precision: str) -> list[nn.Parameter]:
     """Shard `stage` in place, one unit per transformer block and the rest as the root unit.
     Returns the parameters left whole on every process (see `average_replicated_grads`)."""
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
-    from transformers.models.dinov2.modeling_dinov2 import Dinov2Layer
-    from transformers.models.siglip.modeling_siglip import SiglipEncoderLayer
 
     from hume.models.joint_attention import JointDecoderLayer
 
@@ -62,25 +74,21 @@ def shard(stage: nn.Module, device: torch.device, precision: str) -> list[nn.Par
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
     else:
         policy = MixedPrecisionPolicy()
-    units = 0
-    for module in list(stage.modules()):
+    units = block_units(stage)
+    for module in units:
+        fully_shard(module, mesh=mesh, mp_policy=policy)
         if isinstance(module, JointDecoderLayer):
-            fully_shard(module, mesh=mesh, mp_policy=policy)
             # Joint attention calls a layer's two halves, not its forward: each half gathers the
             # layer's weights, and its outputs start the re-gather in backward.
             register_fsdp_forward_method(module, "project")
             register_fsdp_forward_method(module, "finish")
-            units += 1
-        elif isinstance(module, (SiglipEncoderLayer, Dinov2Layer)):
-            fully_shard(module, mesh=mesh, mp_policy=policy)
-            units += 1
     replicated = [p for p in stage.parameters() if p.ndim == 0]
     fully_shard(stage, mesh=mesh, mp_policy=policy, ignored_params=set(replicated))
     log.info(
         "sharded over %d process(es): %d block units + the root; %d scalar parameter(s) kept whole; "
         "compute in %s",
         dist.get_world_size(),
-        units,
+        len(units),
         len(replicated),
         "bf16 (float32 master weights and reductions)" if precision == "bf16" else "float32",
     )
