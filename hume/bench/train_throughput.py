@@ -62,6 +62,9 @@ class Config:
     # "ddp" (plain, or data parallel with several processes) or "fsdp" (sharded, hume train's
     # distributed=fsdp); each stage runs once per entry of `processes`.
     distributed: str = "ddp"
+    # "cpu", or "cuda" (one process per GPU; peak_device_mb is the GPU's peak allocation): e.g.
+    # one sharded step on a GPU: --device=cuda --distributed=fsdp --smoke --paper_model=''
+    device: str = "cpu"
     processes: list[int] = dataclasses.field(default_factory=lambda: [1])
     mixed_precision: str = "no"
     activation_checkpointing: bool = False
@@ -78,6 +81,8 @@ class Config:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.processes or min(self.processes) < 1:
             raise ConfigError(f"processes must list counts >= 1, got {self.processes}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
         if self.distributed not in ("ddp", "fsdp"):
             raise ConfigError(f"distributed must be 'ddp' or 'fsdp', got {self.distributed!r}")
         if self.paper_model and not Path(self.paper_model).is_file():
@@ -169,7 +174,7 @@ def _measure_stage(
         save_every=n,
         log_every=n,
         resume=False,
-        cpu=True,
+        cpu=cfg.device == "cpu",
         distributed=cfg.distributed,
         mixed_precision=cfg.mixed_precision,
         activation_checkpointing=cfg.activation_checkpointing,
@@ -185,6 +190,7 @@ def _measure_stage(
         peak_rss_mb=_rss_mb(),
         baseline_rss_mb=baseline,
         state_mb={k: v / 2**20 for k, v in trained.memory.items()},
+        peak_device_mb=torch.cuda.max_memory_allocated() / 2**20 if cfg.device == "cuda" else None,
         checkpoint=checkpoint,
     )
 
@@ -229,6 +235,9 @@ def _in_fresh_processes(cfg: Config, stage: str, dataset: str, init_from: str, o
         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ranks), 1),
         "baseline_rss_mb": round(max(r["baseline_rss_mb"] for r in ranks), 1),
         "state_mb": {k: round(max(r["state_mb"][k] for r in ranks), 2) for k in first["state_mb"]},
+        "peak_device_mb": None
+        if first["peak_device_mb"] is None
+        else round(max(r["peak_device_mb"] for r in ranks), 1),
         "checkpoint": first["checkpoint"],
     }
 
@@ -260,7 +269,7 @@ def run(cfg: Config) -> dict:
         table = paper_table(cfg.paper_model)
     return {
         "benchmark": "train-throughput",
-        "device": "cpu",
+        "device": cfg.device,
         "model": cfg.model,
         "batch_size": cfg.batch_size,
         "timed_steps": cfg.timed_steps,
