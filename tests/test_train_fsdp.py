@@ -187,10 +187,21 @@ def test_fsdp_sharded_checkpoint_resumes_exactly_on_two_or_one_processes(workspa
 
 @pytest.mark.slow
 def test_fsdp_bf16_lora_and_activation_checkpointing(workspace, runs):
-    """bf16 compute with float32 master weights, LoRA adapters and activation checkpointing, sharded."""
+    """bf16 compute with float32 master weights, LoRA adapters, activation checkpointing and
+    held-out validation, sharded."""
     out = workspace / "lora"
     cfg = config(workspace, "system2", out, workspace / "init", steps=2, save_every=2)
-    sharded(2, cfg, "--mixed_precision=bf16", "--activation_checkpointing=true", "--lora.rank=4")
+    val = f"--val_dataset={cfg.dataset}"
+    sharded(
+        2,
+        cfg,
+        "--mixed_precision=bf16",
+        "--activation_checkpointing=true",
+        "--lora.rank=4",
+        val,
+        "--val_frames=4",
+    )
+    assert "val/loss" in read_metrics(out)[-1], "every process scores the held-out frames together"
     first = losses(out)[0]
     assert first == pytest.approx(losses(workspace / "s2")[0], rel=0.05), "bf16 is close to float32"
     adapters = load_file(out / "step_000002" / "lora_adapter.safetensors")
