@@ -12,6 +12,16 @@ shared with other work it is the steadier figure.
 
 Peak memory on the CPU is the process's peak resident set (ru_maxrss): interpreter, torch,
 dataset in memory and training together; `baseline_rss_mb` is the same process before training.
+`state_mb` is what the trainer counts after the first optimizer step: parameters, gradients and
+optimizer state this process holds (its shards when sharded), the part that sharding divides.
+
+Sharded mode (`--distributed=fsdp --processes='[1, 2]'`): each stage runs once per process count,
+the processes forked together and joined over gloo as torchrun would; samples/s counts all of
+them (batch_size x processes per step), memory is per process (the largest of them). Each process
+gets threads / processes torch threads, so that the counts share the same cores.
+
+`paper_model` adds the computed per-GPU memory table of that model at 1/2/4/8 GPUs
+(hume/bench/train_memory.py), checked by sharding it on the meta device.
 """
 
 from __future__ import annotations
@@ -19,6 +29,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import multiprocessing
+import os
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +59,17 @@ class Config:
     episode_length: int = 40
     image_size: int = 128
     threads: int = 2
+    # "ddp" (plain, or data parallel with several processes) or "fsdp" (sharded, hume train's
+    # distributed=fsdp); each stage runs once per entry of `processes`.
+    distributed: str = "ddp"
+    # "cpu", or "cuda" (one process per GPU; peak_device_mb is the GPU's peak allocation): e.g.
+    # one sharded step on a GPU: --device=cuda --distributed=fsdp --smoke --paper_model=''
+    device: str = "cpu"
+    processes: list[int] = dataclasses.field(default_factory=lambda: [1])
+    mixed_precision: str = "no"
+    activation_checkpointing: bool = False
+    # The model of the computed memory table (a configs/model/*.yaml); empty: no table.
+    paper_model: str = "configs/model/full.yaml"
     # A few-second run (batch 2, 1 + 1 steps, a small dataset) to check the harness.
     smoke: bool = False
     json: bool = False
@@ -56,6 +79,16 @@ class Config:
         for name in ("batch_size", "timed_steps", "episodes", "episode_length", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.processes or min(self.processes) < 1:
+            raise ConfigError(f"processes must list counts >= 1, got {self.processes}")
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
+        if self.distributed not in ("ddp", "fsdp"):
+            raise ConfigError(f"distributed must be 'ddp' or 'fsdp', got {self.distributed!r}")
+        if self.paper_model and not Path(self.paper_model).is_file():
+            raise ConfigError(
+                f"paper_model {self.paper_model} not found (a configs/model/*.yaml file, or '')"
+            )
         if self.steps < 1:
             raise ConfigError(f"steps must be >= 1 (the warm-up steps), got {self.steps}")
         if not Path(self.model).is_file():
@@ -107,14 +140,27 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _measure_stage(cfg: Config, stage: str, dataset: str, init_from: str, out: str, result) -> None:
-    """In a fresh process: train `stage` for steps + timed_steps steps; put the figures in `result`."""
+def _measure_stage(
+    cfg: Config, stage: str, dataset: str, init_from: str, out: str, result, rank: int, world: int, port: int
+) -> None:
+    """In a fresh process (rank `rank` of `world`): train `stage` for steps + timed_steps steps;
+    put the figures in `result`."""
+    if world > 1:
+        # What torchrun sets: accelerate reads it and joins the processes over gloo.
+        os.environ.update(
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            LOCAL_WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
     import torch
 
     from hume.train.config import TrainConfig
     from hume.train.trainer import train
 
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(max(1, cfg.threads // world))
     baseline = _rss_mb()
     n = cfg.steps + cfg.timed_steps
     train_cfg = TrainConfig(
@@ -128,7 +174,10 @@ def _measure_stage(cfg: Config, stage: str, dataset: str, init_from: str, out: s
         save_every=n,
         log_every=n,
         resume=False,
-        cpu=True,
+        cpu=cfg.device == "cpu",
+        distributed=cfg.distributed,
+        mixed_precision=cfg.mixed_precision,
+        activation_checkpointing=cfg.activation_checkpointing,
     )
     train_cfg.validate()
     trained = train(train_cfg)
@@ -136,29 +185,61 @@ def _measure_stage(cfg: Config, stage: str, dataset: str, init_from: str, out: s
     step_s = float(np.mean(trained.step_seconds[cfg.steps :]))
     cpu_step_s = float(np.mean(trained.step_cpu_seconds[cfg.steps :]))
     result.update(
-        stage=stage,
-        step_s=round(step_s, 4),
-        samples_per_s=round(cfg.batch_size / step_s, 2),
-        cpu_s_per_step=round(cpu_step_s, 4),
-        samples_per_cpu_s=round(cfg.batch_size / cpu_step_s, 2),
-        peak_rss_mb=round(_rss_mb(), 1),
-        baseline_rss_mb=round(baseline, 1),
+        step_s=step_s,
+        cpu_s_per_step=cpu_step_s,
+        peak_rss_mb=_rss_mb(),
+        baseline_rss_mb=baseline,
+        state_mb={k: v / 2**20 for k, v in trained.memory.items()},
+        peak_device_mb=torch.cuda.max_memory_allocated() / 2**20 if cfg.device == "cuda" else None,
         checkpoint=checkpoint,
     )
 
 
-def _in_fresh_process(cfg: Config, stage: str, dataset: str, init_from: str, out: str) -> dict:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _in_fresh_processes(cfg: Config, stage: str, dataset: str, init_from: str, out: str, world: int) -> dict:
+    """One row: `stage` trained by `world` fresh processes together."""
     # fork: the child starts with the parent's imports (torch, the trainer) and nothing else; no
     # torch op has run in the parent, so no thread pool is inherited half-made.
     ctx = multiprocessing.get_context("fork")
+    port = _free_port()
     with ctx.Manager() as manager:
-        result = manager.dict()
-        proc = ctx.Process(target=_measure_stage, args=(cfg, stage, dataset, init_from, out, result))
-        proc.start()
-        proc.join()
-        if proc.exitcode != 0:
-            raise RuntimeError(f"stage {stage}: the training process failed (exit code {proc.exitcode})")
-        return dict(result)
+        results = [manager.dict() for _ in range(world)]
+        procs = [
+            ctx.Process(
+                target=_measure_stage,
+                args=(cfg, stage, dataset, init_from, out, results[rank], rank, world, port),
+            )
+            for rank in range(world)
+        ]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join()
+        failed = [proc.exitcode for proc in procs if proc.exitcode != 0]
+        if failed:
+            raise RuntimeError(f"stage {stage}: a training process failed (exit codes {failed})")
+        ranks = [dict(r) for r in results]
+    first = ranks[0]
+    return {
+        "stage": stage,
+        "processes": world,
+        "step_s": round(first["step_s"], 4),
+        "samples_per_s": round(cfg.batch_size * world / first["step_s"], 2),
+        "cpu_s_per_step": round(first["cpu_s_per_step"], 4),
+        "samples_per_cpu_s": round(cfg.batch_size / first["cpu_s_per_step"], 2),
+        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in ranks), 1),
+        "baseline_rss_mb": round(max(r["baseline_rss_mb"] for r in ranks), 1),
+        "state_mb": {k: round(max(r["state_mb"][k] for r in ranks), 2) for k in first["state_mb"]},
+        "peak_device_mb": None
+        if first["peak_device_mb"] is None
+        else round(max(r["peak_device_mb"] for r in ranks), 1),
+        "checkpoint": first["checkpoint"],
+    }
 
 
 def run(cfg: Config) -> dict:
@@ -174,32 +255,62 @@ def run(cfg: Config) -> dict:
     rows = []
     with tempfile.TemporaryDirectory(prefix="hume-train-throughput-") as tmp:
         dataset = str(write_dataset(Path(tmp) / "data", cfg.episodes, cfg.episode_length, cfg.image_size))
-        init_from = ""
-        for stage in ("system2", "system1_value"):
-            row = _in_fresh_process(cfg, stage, dataset, init_from, tmp)
-            init_from = row.pop("checkpoint")
-            log.info("%s", row)
-            rows.append(row)
+        for world in cfg.processes:
+            init_from = ""
+            for stage in ("system2", "system1_value"):
+                row = _in_fresh_processes(cfg, stage, dataset, init_from, f"{tmp}/{world}", world)
+                init_from = row.pop("checkpoint")
+                log.info("%s", row)
+                rows.append(row)
+    table = None
+    if cfg.paper_model:
+        from hume.bench.train_memory import paper_table
+
+        table = paper_table(cfg.paper_model)
     return {
         "benchmark": "train-throughput",
-        "device": "cpu",
+        "device": cfg.device,
         "model": cfg.model,
         "batch_size": cfg.batch_size,
         "timed_steps": cfg.timed_steps,
         "threads": cfg.threads,
         "image_size": cfg.image_size,
+        "distributed": cfg.distributed,
+        "mixed_precision": cfg.mixed_precision,
+        "activation_checkpointing": cfg.activation_checkpointing,
         "stages": rows,
+        "paper_memory": table,
     }
 
 
 def table(result: dict) -> str:
     rows = [
-        f"{'stage':<14} {'s/step':>8} {'samples/s':>10} {'CPU s/step':>11} "
-        f"{'peak RSS MB':>12} {'baseline MB':>12}"
+        f"{'stage':<14} {'procs':>5} {'s/step':>8} {'samples/s':>10} {'CPU s/step':>11} "
+        f"{'peak RSS MB':>12} {'baseline MB':>12} {'params/grads/optim MB per process':>34}"
     ]
-    rows += [
-        f"{r['stage']:<14} {r['step_s']:>8.3f} {r['samples_per_s']:>10.2f} {r['cpu_s_per_step']:>11.3f} "
-        f"{r['peak_rss_mb']:>12.0f} {r['baseline_rss_mb']:>12.0f}"
-        for r in result["stages"]
-    ]
+    for r in result["stages"]:
+        state = "/".join(f"{r['state_mb'][k]:.1f}" for k in ("parameters", "gradients", "optimizer"))
+        rows.append(
+            f"{r['stage']:<14} {r['processes']:>5} {r['step_s']:>8.3f} {r['samples_per_s']:>10.2f} "
+            f"{r['cpu_s_per_step']:>11.3f} {r['peak_rss_mb']:>12.0f} {r['baseline_rss_mb']:>12.0f} "
+            f"{state:>34}"
+        )
+    paper = result.get("paper_memory")
+    if paper:
+        rows.append(f"\n{paper['model']}, per GPU, GB (batch {paper['batch_size_per_gpu']} per GPU):")
+        rows.append(
+            f"{'stage':<14} {'GPUs':>4} {'params':>7} {'gathered':>8} {'grads':>6} {'Adam':>6} "
+            f"{'activ.':>7} {'act.+ckpt':>9} {'total':>7} {'total+ckpt':>10}"
+        )
+        for name, stage in paper["stages"].items():
+            for r in stage["rows"]:
+                act = r.get("activations_without_checkpointing_gb", float("nan"))
+                act_ckpt = r.get("activations_with_checkpointing_gb", float("nan"))
+                total = r.get("total_without_checkpointing_gb", r.get("total_before_activations_gb"))
+                total_ckpt = r.get("total_with_checkpointing_gb", float("nan"))
+                rows.append(
+                    f"{name:<14} {r['gpus']:>4} {r['parameters_gb']:>7.2f} {r['gathered_gb']:>8.2f} "
+                    f"{r['gradients_gb']:>6.2f} {r['optimizer_gb']:>6.2f} {act:>7.2f} {act_ckpt:>9.2f} "
+                    f"{total:>7.2f} {total_ckpt:>10.2f}"
+                )
     return "\n".join(rows)

@@ -3,7 +3,8 @@
 Stage `system2` trains System 2 by flow matching; stage `system1_value` (System 2 frozen, from
 `init_from`) trains System 1's cascade and the value-query head (Cal-QL). Checkpoints go to
 DIR/step_XXXXXX/ and load with `HumePolicy.from_pretrained`; running the same command again
-resumes from the newest one. Multi-GPU: `accelerate launch -m hume.cli.main train ...`.
+resumes from the newest one. Multi-GPU: `accelerate launch -m hume.cli.main train ...` (data
+parallel) or `torchrun --nproc_per_node=N -m hume.cli.main train ... --distributed=fsdp` (sharded).
 See docs/training.md.
 """
 
@@ -41,6 +42,8 @@ def main(argv: Sequence[str]) -> int:
                 "checkpoint": str(result.checkpoint),
                 "seconds": round(result.seconds, 1),
                 "losses": losses,
+                # this process's parameters, gradients and optimizer state (its shards when sharded)
+                "memory": result.memory,
             }
         )
     )

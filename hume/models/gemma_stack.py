@@ -12,13 +12,12 @@ from __future__ import annotations
 from torch import Tensor, nn
 from transformers import GemmaConfig
 from transformers.models.gemma.modeling_gemma import (
-    GemmaDecoderLayer,
     GemmaRMSNorm,
     GemmaRotaryEmbedding,
     GemmaTextScaledWordEmbedding,
 )
 
-from hume.models.joint_attention import joint_layer
+from hume.models.joint_attention import JointDecoderLayer, run_joint_layer
 
 KVCache = list[tuple[Tensor, Tensor]]  # per layer: keys, values [B, kv_heads, T, head_dim]
 
@@ -56,9 +55,11 @@ class GemmaStack(nn.Module):
                 config.pad_token_id,
                 embed_scale=config.hidden_size**0.5,
             )
-        self.layers = nn.ModuleList(GemmaDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(JointDecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = GemmaRMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.rotary = GemmaRotaryEmbedding(config)
+        # Training switch (hume train's activation_checkpointing): recompute each layer in backward.
+        self.activation_checkpointing = False
 
     def forward(
         self, x: Tensor, positions: Tensor, mask: Tensor, prefix: KVCache | None = None
@@ -72,7 +73,8 @@ class GemmaStack(nn.Module):
         kv: KVCache = []
         for i, layer in enumerate(self.layers):
             # A single stack is joint attention with one participant.
-            (x,), layer_kv = joint_layer(
+            (x,), layer_kv = run_joint_layer(
+                self.activation_checkpointing and self.training,
                 [layer],
                 [x],
                 cos,

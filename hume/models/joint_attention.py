@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, apply_rotary_pos_emb
 
 
@@ -37,6 +38,39 @@ def block_attention_mask(pad_mask: Tensor, block_start: Tensor) -> Tensor:
     mask = mask & pad_mask[:, None, :] & pad_mask[:, :, None]
     eye = torch.eye(pad_mask.shape[1], dtype=torch.bool, device=pad_mask.device)
     return mask | (eye & ~pad_mask[:, :, None])
+
+
+def project(layer: GemmaDecoderLayer, h: Tensor) -> tuple[Tensor, ...]:
+    """A stack's half of a joint layer before attention: queries, keys, values [B, T, heads *
+    head_dim] (no rotary yet) and the normalised tokens [B, T, D]."""
+    attn = layer.self_attn
+    x = layer.input_layernorm(h)
+    return attn.q_proj(x), attn.k_proj(x), attn.v_proj(x), x
+
+
+def finish(layer: GemmaDecoderLayer, residual: Tensor, attended: Tensor) -> Tensor:
+    """A stack's half after attention: output projection of its slice of the attention output
+    [B, T, heads * head_dim], residual, norm and MLP."""
+    h = residual + layer.self_attn.o_proj(attended)
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
+class JointDecoderLayer(GemmaDecoderLayer):
+    """transformers' Gemma layer (same weights and names) with the two halves of `joint_layer` as
+    methods, so that a sharded run (hume/train/fsdp.py) gathers the layer's weights around each."""
+
+    def project(self, h: Tensor) -> tuple[Tensor, ...]:
+        return project(self, h)
+
+    def finish(self, residual: Tensor, attended: Tensor) -> Tensor:
+        return finish(self, residual, attended)
+
+
+def _method(layer: GemmaDecoderLayer, name: str, function):
+    """The layer's own method (possibly wrapped by FSDP), or the plain function for a plain layer."""
+    if isinstance(layer, JointDecoderLayer):
+        return getattr(layer, name)
+    return lambda *args: function(layer, *args)
 
 
 def joint_layer(
@@ -62,12 +96,11 @@ def joint_layer(
     for layer, h in zip(layers, hiddens, strict=True):
         if h is None:
             continue
-        attn = layer.self_attn
-        x = layer.input_layernorm(h)
-        shape = (*x.shape[:-1], -1, attn.head_dim)
-        queries.append(attn.q_proj(x).view(shape).transpose(1, 2))
-        keys.append(attn.k_proj(x).view(shape).transpose(1, 2))
-        values.append(attn.v_proj(x).view(shape).transpose(1, 2))
+        q, k, v, x = _method(layer, "project", project)(h)
+        shape = (*h.shape[:-1], -1, layer.self_attn.head_dim)
+        queries.append(q.view(shape).transpose(1, 2))
+        keys.append(k.view(shape).transpose(1, 2))
+        values.append(v.view(shape).transpose(1, 2))
         residuals.append(x if residual_from_norm else h)
     q, k = apply_rotary_pos_emb(torch.cat(queries, 2), torch.cat(keys, 2), cos, sin)
     v = torch.cat(values, 2)
@@ -88,8 +121,15 @@ def joint_layer(
             new_hiddens.append(None)
             continue
         n = h.shape[1]
-        h = next(residual) + layer.self_attn.o_proj(out[:, start : start + n])
-        h = h + layer.mlp(layer.post_attention_layernorm(h))
-        new_hiddens.append(h)
+        new_hiddens.append(_method(layer, "finish", finish)(next(residual), out[:, start : start + n]))
         start += n
     return new_hiddens, new_kv
+
+
+def run_joint_layer(checkpointed: bool, *args, **kwargs) -> tuple[list[Tensor | None], tuple[Tensor, Tensor]]:
+    """`joint_layer`, with activation checkpointing when `checkpointed` and gradients are on: the
+    layer keeps only its inputs for the backward pass and recomputes the rest there (less memory
+    for one more forward of the layer)."""
+    if checkpointed and torch.is_grad_enabled():
+        return checkpoint(joint_layer, *args, use_reentrant=False, **kwargs)
+    return joint_layer(*args, **kwargs)

@@ -24,7 +24,7 @@ from transformers import GemmaConfig, SiglipVisionConfig, SiglipVisionModel
 from hume.models import flow
 from hume.models.configuration_system2 import System2Config
 from hume.models.gemma_stack import GemmaStack, KVCache
-from hume.models.joint_attention import block_attention_mask, joint_layer
+from hume.models.joint_attention import block_attention_mask, run_joint_layer
 
 
 @dataclass
@@ -107,6 +107,9 @@ class System2(nn.Module):
         self.action_time_mlp_in = nn.Linear(2 * width, width)
         self.action_time_mlp_out = nn.Linear(width, width)
         self.action_out_proj = nn.Linear(width, action_dim)
+        # Training switch (hume train's activation_checkpointing): the joint training pass
+        # recomputes each layer in backward instead of keeping its activations.
+        self.activation_checkpointing = False
 
     @property
     def tokens_per_image(self) -> int:
@@ -232,8 +235,9 @@ class System2(nn.Module):
         mask = block_attention_mask(pad, block_start)
         cos, sin = self.vlm.rotary(suffix, torch.cumsum(pad.long(), 1) - 1)
         hp, hs = prefix_embs, suffix
+        checkpointed = self.activation_checkpointing and self.training
         for vlm_layer, expert_layer in zip(self.vlm.layers, self.expert.layers, strict=True):
-            (hp, hs), _ = joint_layer([vlm_layer, expert_layer], [hp, hs], cos, sin, mask)
+            (hp, hs), _ = run_joint_layer(checkpointed, [vlm_layer, expert_layer], [hp, hs], cos, sin, mask)
         return self._velocity_out(self.expert.norm(hs))
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:

@@ -6,6 +6,9 @@ normalisation stats) plus `optimizer.pt` (optimizer state dicts, tensors only, l
 seeded per step, so the step number is all the RNG state that a resume needs. With a moving
 average of the weights (`ema_decay` > 0), model.safetensors is the average and hume/train/ema.py
 adds the raw weights and the average's counters; all of them are written before trainer_state.json.
+A sharded run (`distributed: fsdp`) writes `sharded/` (weights and optimizer state, per process,
+torch.distributed.checkpoint; hume/train/fsdp.py) instead of optimizer.pt, beside the same
+consolidated policy files.
 """
 
 from __future__ import annotations
@@ -42,14 +45,16 @@ def latest_checkpoint(output: str | Path) -> Path | None:
 
 
 def save_training_state(
-    path: Path, optimizers: dict[str, torch.optim.Optimizer], step: int, stage: str, config: dict
+    path: Path, optimizers: dict[str, torch.optim.Optimizer] | None, step: int, stage: str, config: dict
 ) -> None:
-    """Write optimizer state and trainer_state.json into `path` (the policy is saved by the caller).
+    """Write optimizer state and trainer_state.json into `path` (the policy is saved by the caller;
+    a sharded run saves its optimizer state itself and passes None).
 
     trainer_state.json is written last: its presence marks the checkpoint complete.
     """
     path.mkdir(parents=True, exist_ok=True)
-    torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, path / OPTIMIZER_FILE)
+    if optimizers is not None:
+        torch.save({name: opt.state_dict() for name, opt in optimizers.items()}, path / OPTIMIZER_FILE)
     state = {"step": step, "stage": stage, "config": config}
     tmp = path / (STATE_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))
@@ -57,15 +62,23 @@ def save_training_state(
     log.info("saved checkpoint %s", path)
 
 
-def load_training_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> int:
-    """Restore optimizer state from `path`; returns the step to continue from."""
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint was saved at."""
     state_file = path / STATE_FILE
     try:
-        state = json.loads(state_file.read_text())
-        step = int(state["step"])
+        return int(json.loads(state_file.read_text())["step"])
     except (OSError, ValueError, KeyError) as e:
         raise ValueError(f"bad training checkpoint {state_file}: {e}") from None
+
+
+def load_training_state(path: Path, optimizers: dict[str, torch.optim.Optimizer]) -> int:
+    """Restore optimizer state from `path`; returns the step to continue from."""
+    step = checkpoint_step(path)
     opt_file = path / OPTIMIZER_FILE
+    if not opt_file.is_file():
+        raise ValueError(
+            f"{path} has no {OPTIMIZER_FILE}: a sharded run saved it; resume with --distributed=fsdp"
+        )
     saved = torch.load(opt_file, map_location="cpu", weights_only=True)
     for name, opt in optimizers.items():
         if name not in saved:

@@ -7,6 +7,7 @@ import dataclasses
 from hume.config import ConfigError
 
 STAGES = ("system2", "system1_value")
+DISTRIBUTED = ("ddp", "fsdp")
 CRITIC_TARGETS = ("td", "monte_carlo", "ranking")
 
 
@@ -51,8 +52,17 @@ class TrainConfig:
     output: str = "outputs/train"
     # Total optimiser steps (the learning-rate schedule spans them).
     steps: int = 2000
-    # Frames per step (per process under `accelerate launch`).
+    # Frames per micro-batch (per process under `accelerate launch` / torchrun).
     batch_size: int = 32
+    # Micro-batches per optimizer step (gradient accumulation): a step sees
+    # batch_size x grad_accum x processes frames.
+    grad_accum: int = 1
+    # Several processes: "ddp" replicates the stage on each (accelerate's data parallel; also a
+    # plain single-process run); "fsdp" shards parameters, gradients and optimizer state per
+    # transformer block (FSDP2, hume/train/fsdp.py), on one process as on many.
+    distributed: str = "ddp"
+    # Recompute each transformer layer in the backward pass instead of keeping its activations.
+    activation_checkpointing: bool = False
     # Step s draws all its randomness from (seed, s, process): runs and resumes are reproducible.
     seed: int = 0
     # Write a checkpoint every save_every steps (and at the last step).
@@ -61,7 +71,8 @@ class TrainConfig:
     log_every: int = 10
     # Continue from the newest complete step_XXXXXX/ in `output` when there is one.
     resume: bool = True
-    # "no" or "bf16" (bf16 where the device supports it).
+    # "no" or "bf16" (bf16 where the device supports it; with distributed=fsdp the weights are
+    # gathered and computed in bf16, master weights, optimizer and gradient reductions stay float32).
     mixed_precision: str = "no"
     # Keep System 2's SigLIP tower fixed in stage system2 (Hume freezes pretrained SigLIP).
     freeze_vision: bool = True
@@ -132,7 +143,13 @@ class TrainConfig:
             )
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")
-        for name in ("steps", "batch_size", "save_every", "log_every"):
+        if self.distributed not in DISTRIBUTED:
+            raise ConfigError(f"distributed must be one of {DISTRIBUTED}, got {self.distributed!r}")
+        if self.distributed == "fsdp" and self.ema_decay:
+            raise ConfigError(
+                "ema_decay > 0 is not supported with distributed=fsdp (the average is not sharded)"
+            )
+        for name in ("steps", "batch_size", "grad_accum", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.optim.lr <= 0 or self.critic_lr <= 0:

@@ -52,30 +52,40 @@ def _lora_layers(policy: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in policy.named_modules() if isinstance(m, LoraLayer)}
 
 
-def merged_state_dict(policy: nn.Module) -> dict[str, torch.Tensor]:
-    """The policy's weights with every adapter folded into its base layer, under the plain names."""
+def merged_state_dict(
+    policy: nn.Module, state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    """The policy's weights (or `state`, the same keys gathered whole from a sharded run) with every
+    adapter folded into its base layer, W + scaling * B @ A, under the plain names."""
     layers = _lora_layers(policy)
-    state = {}
-    for key, tensor in policy.state_dict().items():
+    state = policy.state_dict() if state is None else state
+    merged = {}
+    for key, tensor in state.items():
         if "lora_" in key:
             continue
         module_name, _, leaf = key.rpartition(".base_layer.")
         if module_name in layers:
             if leaf == "weight":
-                tensor = tensor + layers[module_name].get_delta_weight(ADAPTER).to(tensor.dtype)
+                a = state[f"{module_name}.lora_A.{ADAPTER}.weight"]
+                b = state[f"{module_name}.lora_B.{ADAPTER}.weight"]
+                delta = (b @ a) * layers[module_name].scaling[ADAPTER]
+                tensor = tensor + delta.to(tensor.dtype)
             key = f"{module_name}.{leaf}"
-        state[key] = tensor.detach()
-    return state
+        merged[key] = tensor.detach()
+    return merged
 
 
-def adapter_state_dict(policy: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().contiguous() for k, v in policy.state_dict().items() if "lora_" in k}
+def adapter_state_dict(
+    policy: nn.Module, state: dict[str, torch.Tensor] | None = None
+) -> dict[str, torch.Tensor]:
+    state = policy.state_dict() if state is None else state
+    return {k: v.detach().contiguous() for k, v in state.items() if "lora_" in k}
 
 
-def save(policy: nn.Module, path: Path) -> None:
+def save(policy: nn.Module, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
     """model.safetensors with merged weights (through save_pretrained) + the adapters alone."""
-    policy.save_pretrained(path, state_dict=merged_state_dict(policy))
-    save_file(adapter_state_dict(policy), str(path / ADAPTER_FILE), metadata={"format": "pt"})
+    policy.save_pretrained(path, state_dict=merged_state_dict(policy, state))
+    save_file(adapter_state_dict(policy, state), str(path / ADAPTER_FILE), metadata={"format": "pt"})
 
 
 def restore(policy: nn.Module, checkpoint: Path, base: Path) -> None:

@@ -1,13 +1,19 @@
 """The training loop of both stages, on Hugging Face `accelerate`.
 
-One code path for a CPU, one GPU, many GPUs (DDP/FSDP) and many nodes: `accelerate launch -m
+One code path for a CPU, one GPU, many GPUs (DDP) and many nodes: `accelerate launch -m
 hume.cli.main train ...` starts one process per device and `Accelerator` wraps the stage module and
 its optimisers; each process draws its own batch (batch_size is per process).
 
+`distributed: fsdp` shards the stage instead (FSDP2, hume/train/fsdp.py), on one process or many,
+outside accelerate's wrapping: accelerate still starts the processes and picks the device.
+
 Exact resume: every random draw of step s (batch indices, augmentation, flow noise and time,
-Cal-QL's sampled actions) comes from generators seeded with (seed, s, process), and the learning
-rate is a function of s. A checkpoint therefore needs only the weights, the optimiser state and s:
-training resumed from step s repeats, step for step, the losses of a run that never stopped.
+Cal-QL's sampled actions) comes from generators seeded with (seed, s, micro-batch), the
+micro-batches of a step numbered over all processes (process x grad_accum + k), and the learning
+rate is a function of s (so 2 processes with grad_accum 1 and 1 process with grad_accum 2 see
+the same frames and the same gradient). A checkpoint therefore needs only the weights, the
+optimiser state and s: training resumed from step s repeats, step for step, the losses of a run
+that never stopped.
 With `ema_decay` > 0 it also holds the raw weights and the moving average's counters (ema.py).
 """
 
@@ -23,15 +29,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from transformers import PreTrainedModel
 
 from hume.config import ConfigError, parse_config, to_dict
 from hume.constants import ACTION_KEY
 from hume.data.reader import LeRobotDataset
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
-from hume.train import lora
+from hume.train import fsdp, lora
 from hume.train.checkpoint import (
     STATE_FILE,
+    checkpoint_step,
     latest_checkpoint,
     load_training_state,
     save_training_state,
@@ -61,6 +70,9 @@ class TrainResult:
     step_cpu_seconds: list[float] = field(default_factory=list)
     # The newest checkpoint's val/* (and val_raw/*) scalars; empty without val_dataset.
     validation: dict[str, float] = field(default_factory=dict)
+    # Bytes this process held after the run's first optimizer step: parameters, gradients and
+    # optimizer state (local shards under distributed=fsdp).
+    memory: dict[str, int] = field(default_factory=dict)
 
 
 def step_seed(seed: int, step: int, process: int = 0) -> int:
@@ -133,6 +145,16 @@ def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1Va
     )
 
 
+def set_activation_checkpointing(stage: nn.Module, on: bool) -> None:
+    """The activation_checkpointing switch on every transformer stack of the stage: our Gemma
+    stacks and System 2's joint pass, and transformers' vision towers (off is their default)."""
+    for module in stage.modules():
+        if hasattr(module, "activation_checkpointing"):
+            module.activation_checkpointing = on
+        elif on and isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
+            module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def mixed_precision(cfg: TrainConfig) -> str:
     """bf16 only where the device can; otherwise full precision, with a warning."""
     if cfg.mixed_precision == "bf16" and not cfg.cpu and torch.cuda.is_available():
@@ -153,10 +175,15 @@ def train(cfg: TrainConfig) -> TrainResult:
     from tqdm.auto import tqdm
 
     started = time.monotonic()
+    sharded = cfg.distributed == "fsdp"
     # Some trainable weights never reach a loss: the VLM's last-layer MLP and final norm (only its
     # keys/values feed the action expert) and DINOv2's mask token. DDP must be told.
     ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-    accelerator = Accelerator(cpu=cfg.cpu, mixed_precision=mixed_precision(cfg), kwargs_handlers=[ddp])
+    # Sharded, bf16 is FSDP's mixed-precision policy (bf16 compute, float32 master weights), not autocast.
+    precision = mixed_precision(cfg)
+    accelerator = Accelerator(
+        cpu=cfg.cpu, mixed_precision="no" if sharded else precision, kwargs_handlers=[ddp]
+    )
     output = Path(cfg.output)
     resume_from = latest_checkpoint(output) if cfg.resume else None
     if resume_from is not None:
@@ -171,8 +198,19 @@ def train(cfg: TrainConfig) -> TrainResult:
             "(meta/labelled_thinks.jsonl: `hume collect --source=policy --policy.selector=oracle`)"
         )
     stage = make_stage(cfg, policy)
+    set_activation_checkpointing(stage, cfg.activation_checkpointing)
+    replicated = []
+    if sharded:
+        fsdp.init_process_group(accelerator.device)
+        replicated = fsdp.shard(stage, accelerator.device, precision)
     optimizers = stage.optimizers(cfg)
-    start = load_training_state(resume_from, optimizers) if resume_from is not None else 0
+    if resume_from is None:
+        start = 0
+    elif sharded:
+        start = checkpoint_step(resume_from)
+        fsdp.load_sharded(resume_from, stage, optimizers)
+    else:
+        start = load_training_state(resume_from, optimizers)
     trainable = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
     average = _weight_average(cfg, policy, trainable, resume_from)
     if resume_from is not None:
@@ -188,17 +226,20 @@ def train(cfg: TrainConfig) -> TrainResult:
         {name: sum(p.numel() for p in params) for name, params in trainable.items()},
         len(data),
         accelerator.device,
-        accelerator.mixed_precision,
+        precision,
         accelerator.num_processes,
-        accelerator.distributed_type.value,
+        "FSDP" if sharded else accelerator.distributed_type.value,
     )
 
-    module, *prepared = accelerator.prepare(stage, *optimizers.values())
-    optimizers = dict(zip(optimizers, prepared, strict=True))
+    if sharded:
+        module = stage
+    else:
+        module, *prepared = accelerator.prepare(stage, *optimizers.values())
+        optimizers = dict(zip(optimizers, prepared, strict=True))
     if average is not None:
         average.to(accelerator.device)
     metrics = MetricsLog(output, start) if accelerator.is_main_process else None
-    checkpoint, scalars, validation = resume_from, {}, {}
+    checkpoint, scalars, validation, memory = resume_from, {}, {}, {}
     bar = tqdm(
         range(start, cfg.steps),
         initial=start,
@@ -209,21 +250,35 @@ def train(cfg: TrainConfig) -> TrainResult:
     step_seconds, step_cpu_seconds = [], []
     for step in bar:
         t0, c0 = time.perf_counter(), time.process_time()
-        seed = step_seed(cfg.seed, step, accelerator.process_index)
-        torch.manual_seed(seed)
-        data_gen = torch.Generator().manual_seed(seed)
-        model_gen = torch.Generator(device=accelerator.device).manual_seed(seed)
         lrs = _set_learning_rates(cfg, stage, optimizers, step)
-
-        idx = data.sample(cfg.batch_size, data_gen)
-        batch = _to_device(stage.batch(data, idx, data_gen, cfg.augment), accelerator.device)
-        with accelerator.autocast():
-            out = module(batch, model_gen)
-        accelerator.backward(out["loss"])
+        outs = []
+        for micro in range(cfg.grad_accum):
+            seed = step_seed(cfg.seed, step, accelerator.process_index * cfg.grad_accum + micro)
+            torch.manual_seed(seed)
+            data_gen = torch.Generator().manual_seed(seed)
+            model_gen = torch.Generator(device=accelerator.device).manual_seed(seed)
+            idx = data.sample(cfg.batch_size, data_gen)
+            batch = _to_device(stage.batch(data, idx, data_gen, cfg.augment), accelerator.device)
+            # DDP reduces gradients on the last micro-batch only; FSDP reduce-scatters each one
+            # into the sharded gradients (no whole-size gradient is kept between micro-batches).
+            last = micro == cfg.grad_accum - 1
+            with contextlib.nullcontext() if sharded or last else accelerator.no_sync(module):
+                with accelerator.autocast():
+                    out = module(batch, model_gen)
+                accelerator.backward(out["loss"] / cfg.grad_accum)
+            outs.append({k: v.detach() for k, v in out.items()})
+        if sharded:
+            fsdp.average_replicated_grads(replicated)
         for name, opt in optimizers.items():
             if cfg.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(trainable[name], cfg.optim.grad_clip)
+                if sharded:
+                    fsdp.clip_grad_norm(trainable[name], cfg.optim.grad_clip)
+                else:
+                    accelerator.clip_grad_norm_(trainable[name], cfg.optim.grad_clip)
             opt.step()
+        if not memory:
+            memory = fsdp.local_bytes(list(stage.parameters()), optimizers)
+        for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         stage.after_step()
         if average is not None:
@@ -235,17 +290,23 @@ def train(cfg: TrainConfig) -> TrainResult:
         save = done % cfg.save_every == 0 or done == cfg.steps
         row = {}
         if done % cfg.log_every == 0 or done == cfg.steps:
-            scalars = {k: float(v.detach().float().mean()) for k, v in out.items()}
+            # The step's scalars: the mean over its micro-batches and over the processes.
+            scalars = {k: float(np.mean([float(o[k].float().mean()) for o in outs])) for k in outs[0]}
+            scalars = fsdp.mean_over_processes(scalars, accelerator.device)
             scalars.update({f"lr/{name}": lr for name, lr in lrs.items()})
             row.update(scalars)
             bar.set_postfix(loss=f"{scalars['loss']:.4f}")
-        if save and val_data is not None and accelerator.is_main_process:
+        # Sharded, every process takes part in the forward passes; only the main one logs.
+        if save and val_data is not None and (sharded or accelerator.is_main_process):
             validation = _validate(stage, val_data, cfg, accelerator, average)
             row.update(validation)
         if row and metrics is not None:
             metrics.write(done, row)
         if save:
-            checkpoint = _save(accelerator, policy, optimizers, output, done, cfg, average)
+            if sharded:
+                checkpoint = _save_sharded(accelerator, policy, stage, optimizers, output, done, cfg)
+            else:
+                checkpoint = _save(accelerator, policy, optimizers, output, done, cfg, average)
     bar.close()
     plot = None
     if metrics is not None:
@@ -262,6 +323,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         step_seconds=step_seconds,
         step_cpu_seconds=step_cpu_seconds,
         validation=validation,
+        memory=memory,
     )
 
 
@@ -337,6 +399,37 @@ def _save(
         if average is not None:
             average.save(path)
         save_training_state(path, optimizers, step, cfg.stage, to_dict(cfg))
+    accelerator.wait_for_everyone()
+    return path
+
+
+def _save_sharded(
+    accelerator,
+    policy: HumePolicy,
+    stage: nn.Module,
+    optimizers: dict,
+    output: Path,
+    step: int,
+    cfg: TrainConfig,
+) -> Path:
+    """A sharded run's checkpoint: the consolidated policy (whole float32 tensors gathered on the
+    main process, the files `HumePolicy.from_pretrained` reads), every process's shards of the
+    weights and optimizer states in sharded/, then trainer_state.json."""
+    path = step_dir(output, step)
+    accelerator.wait_for_everyone()
+    full = fsdp.full_state_dict(stage)
+    if accelerator.is_main_process:
+        # The networks outside the stage (e.g. System 1 during stage system2) are whole already.
+        state = {k: v for k, v in policy.state_dict().items() if k not in full}
+        state.update(full)
+        if cfg.lora.rank:
+            lora.save(policy, path, state)
+        else:
+            policy.save_pretrained(path, state_dict=state)
+    fsdp.save_sharded(path, stage, optimizers)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_training_state(path, None, step, cfg.stage, to_dict(cfg))
     accelerator.wait_for_everyone()
     return path
 
