@@ -379,6 +379,13 @@ class LiberoEnv:
         self._reset_scene([seed])
         return self._settle(np.asarray(state, dtype=np.float64), wait_steps)
 
+    def nearest_official(self) -> tuple[int, float]:
+        """The official initial state nearest this episode's start on the object poses, and the max
+        |difference| to it (sim/start_states.py): how held out a sampled start is."""
+        from sim.start_states import nearest_official, object_qpos_indices
+
+        return nearest_official(self.start_state, self._init_states, object_qpos_indices(self.sim))
+
     def _reset_scene(self, rng_seed: list[int], draw_robot_noise: bool = False) -> list[np.ndarray]:
         """`env.reset()` with numpy's global RNG seeded by `rng_seed`, restored afterwards.
 

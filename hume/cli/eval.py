@@ -33,6 +33,7 @@ def main(argv: Sequence[str]) -> int:
     cfg = parse_config(EvalConfig, argv, prog="hume eval")
     from sim.evaluator import evaluate
     from sim.libero_env import LiberoError, RendererError
+    from sim.remote.client import RemoteError
     from sim.ray_backend import EpisodesFailed
 
     # mode=deploy: the episodes go through the deployed nodes (the deployment layer runs them).
@@ -49,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
             print(json.dumps(report))
         else:
             _print_results(evaluate(cfg, run_units=run_units), cfg.output)
-    except (LiberoError, RendererError) as e:
+    except (LiberoError, RendererError, RemoteError) as e:
         print(f"hume eval: {e}", file=sys.stderr)
         return 2
     except EpisodesFailed as e:
