@@ -24,9 +24,8 @@ import numpy as np
 from hume.config import ConfigError, to_dict, with_defaults
 from hume.constants import ACTION_KEY, DONE_KEY, IMAGE_KEY, REWARD_KEY, STATE_KEY, SUCCESS_KEY
 from hume.data import format as fmt
-from sim import jobs
+from sim import jobs, suites
 from sim.collect_config import CollectConfig
-from sim import suites
 from sim.start_states import held_out_check
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from hume.data import format as fmt
 from sim import jobs
 from sim.eval_config import EvalConfig, render_size
 from sim.jobs import Unit, episode_seed, seed_everything
-from sim.suites import check_suite, get_task, max_steps_for, num_starts, task_names
 from sim.provenance import provenance
 from sim.report import write_chart, write_results
+from sim.suites import check_suite, get_task, max_steps_for, num_starts, task_names
 
 log = logging.getLogger(__name__)
 

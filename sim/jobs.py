@@ -58,7 +58,11 @@ class TaskEnv:
     def get(self, task_id: int):
         from sim.suites import make_env
 
-        if self.env is not None and self.env.task.task_id != task_id and getattr(self.env, "serves_all_tasks", False):
+        if (
+            self.env is not None
+            and self.env.task.task_id != task_id
+            and getattr(self.env, "serves_all_tasks", False)
+        ):
             self.env.select_task(task_id)  # an env server holds every task of its suite
         if self.env is None or self.env.task.task_id != task_id:
             self.close()

@@ -54,7 +54,9 @@ def get_task(suite: str, task: int | str):
     else:
         task_id = int(task)
         if not 0 <= task_id < len(specs):
-            raise ConfigError(f"task id {task_id} out of range for {suite}: valid ids are 0..{len(specs) - 1}")
+            raise ConfigError(
+                f"task id {task_id} out of range for {suite}: valid ids are 0..{len(specs) - 1}"
+            )
     return RemoteTask(suite, task_id, specs[task_id].name, specs[task_id].instruction)
 
 

@@ -33,8 +33,8 @@ def main(argv: Sequence[str]) -> int:
     cfg = parse_config(EvalConfig, argv, prog="hume eval")
     from sim.evaluator import evaluate
     from sim.libero_env import LiberoError, RendererError
-    from sim.remote.client import RemoteError
     from sim.ray_backend import EpisodesFailed
+    from sim.remote.client import RemoteError
 
     # mode=deploy: the episodes go through the deployed nodes (the deployment layer runs them).
     run_units = None

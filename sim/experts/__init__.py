@@ -49,4 +49,11 @@ def make_expert(env, noise: ExpertNoise | None = None, seed: int = 0) -> Scripte
     return PickPlaceExpert(env, obj, target, noise, seed)
 
 
-__all__ = ["ExpertNoise", "ScriptedExpert", "ServedExpert", "UnsupportedTask", "check_supported", "make_expert"]
+__all__ = [
+    "ExpertNoise",
+    "ScriptedExpert",
+    "ServedExpert",
+    "UnsupportedTask",
+    "check_supported",
+    "make_expert",
+]

@@ -100,7 +100,9 @@ class RemoteSim:
             if self.proc.poll() is not None:
                 raise RemoteError(f"env server exited (code {self.proc.returncode}):\n{self.log_tail()}")
             if waited >= self.timeout_s:
-                raise RemoteError(f"env server gave no answer to {type_} in {self.timeout_s:.0f} s:\n{self.log_tail()}")
+                raise RemoteError(
+                    f"env server gave no answer to {type_} in {self.timeout_s:.0f} s:\n{self.log_tail()}"
+                )
 
     def log_tail(self) -> str:
         return "\n".join(self._stderr)
@@ -167,7 +169,9 @@ class RemoteEnv:
 
     @property
     def action_limits(self) -> tuple[np.ndarray, np.ndarray]:
-        return np.asarray(self.spec["action_low"], np.float64), np.asarray(self.spec["action_high"], np.float64)
+        return np.asarray(self.spec["action_low"], np.float64), np.asarray(
+            self.spec["action_high"], np.float64
+        )
 
     def _take(self, reply: Message) -> dict:
         f = reply.fields
@@ -180,7 +184,9 @@ class RemoteEnv:
         fields = {"task": self.task.task_id, "start": start, "seed": seed}
         arrays = {p.STATE_ARRAY: np.asarray(state, np.float64)} if state is not None else None
         reply = self.remote.request(p.RESET, fields, arrays)
-        self.start_info = {k: reply.fields[k] for k in ("start_distance", "nearest_start") if k in reply.fields}
+        self.start_info = {
+            k: reply.fields[k] for k in ("start_distance", "nearest_start") if k in reply.fields
+        }
         obs = self._take(reply)
         self.start_state = self.get_state()
         return obs
@@ -234,4 +240,3 @@ class RemoteEnv:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

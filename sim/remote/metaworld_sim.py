@@ -72,8 +72,10 @@ class MetaWorldSim:
             "max_steps": self.max_steps,
             "num_starts": mt.NUM_STARTS,
             "control_hz": mt.CONTROL_HZ,
-            "versions": {"metaworld": metaworld.__version__ if hasattr(metaworld, "__version__") else "",
-                         "mujoco": mujoco.__version__},  # fmt: skip
+            "versions": {
+                "metaworld": metaworld.__version__ if hasattr(metaworld, "__version__") else "",
+                "mujoco": mujoco.__version__,
+            },  # fmt: skip
         }
 
     # -- tasks -------------------------------------------------------------------------------------

@@ -41,7 +41,9 @@ class MetaWorldTaskSpec:
 MT10 = (
     MetaWorldTaskSpec("reach-v3", "reach the goal position", "SawyerReachV3Policy"),
     MetaWorldTaskSpec("push-v3", "push the puck to the goal", "SawyerPushV3Policy"),
-    MetaWorldTaskSpec("pick-place-v3", "pick up the puck and place it at the goal", "SawyerPickPlaceV3Policy"),
+    MetaWorldTaskSpec(
+        "pick-place-v3", "pick up the puck and place it at the goal", "SawyerPickPlaceV3Policy"
+    ),
     MetaWorldTaskSpec("door-open-v3", "open the door", "SawyerDoorOpenV3Policy"),
     MetaWorldTaskSpec("drawer-open-v3", "open the drawer", "SawyerDrawerOpenV3Policy"),
     MetaWorldTaskSpec("drawer-close-v3", "close the drawer", "SawyerDrawerCloseV3Policy"),

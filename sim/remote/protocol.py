@@ -96,7 +96,9 @@ OPTIONAL_ARRAYS = {RESET: {STATE_ARRAY: ("<f8", 1)}}
 _COMMON = {"v", "type", "session", "seq", "arrays"}
 
 
-def encode(type_: str, session: str, seq: int, fields: dict | None = None, arrays: dict | None = None) -> list:
+def encode(
+    type_: str, session: str, seq: int, fields: dict | None = None, arrays: dict | None = None
+) -> list:
     """Frames for `socket.send_multipart`; the message is checked as the receiver will."""
     arrays = {name: np.ascontiguousarray(a) for name, a in (arrays or {}).items()}
     for name, a in arrays.items():

@@ -115,7 +115,9 @@ def serve(sim: Simulator, endpoint: str, idle_timeout_s: float = 600.0) -> None:
                 reply = p.encode(p.ERROR, session, msg.seq, p.error_fields(e.reason, e))
             except Exception as e:  # the simulator's own failure goes back to the client, named
                 log.exception("env server: %s failed", msg.type)
-                reply = p.encode(p.ERROR, session, msg.seq, p.error_fields("sim_error", f"{type(e).__name__}: {e}"))
+                reply = p.encode(
+                    p.ERROR, session, msg.seq, p.error_fields("sim_error", f"{type(e).__name__}: {e}")
+                )
             sock.send_multipart([identity, *reply], copy=False)
     finally:
         sim.close()
@@ -126,13 +128,17 @@ def load_simulator(name: str, options: dict) -> Simulator:
     import importlib
 
     if name not in SIMULATORS and ":" not in name:
-        raise SystemExit(f"unknown simulator {name!r}; known: {', '.join(SIMULATORS)} or package.module:Class")
+        raise SystemExit(
+            f"unknown simulator {name!r}; known: {', '.join(SIMULATORS)} or package.module:Class"
+        )
     module, _, cls = SIMULATORS.get(name, name).partition(":")
     return getattr(importlib.import_module(module), cls)(**options)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sim", required=True, help="metaworld, or package.module:Class")
     parser.add_argument("--endpoint", required=True, help="ipc://PATH or tcp://127.0.0.1:PORT")
     parser.add_argument("--options", default="{}", help="JSON keyword arguments of the simulator")
