@@ -89,7 +89,10 @@ def test_replay_policy_plays_then_holds_gripper():
     p.reset()
     np.testing.assert_array_equal(p.select_action({}), actions[0])
     with pytest.raises(ValueError):
-        ReplayPolicy(np.zeros((3, 6)))
+        ReplayPolicy(np.zeros((3, 1)))  # a gripper and no arm
+    meta_world = ReplayPolicy(np.array([[0.5, 0, 0, 1]], dtype=np.float32))  # any width: Meta-World's 4
+    meta_world.select_action({})
+    np.testing.assert_array_equal(meta_world.select_action({}), [0, 0, 0, 1])
 
 
 class RecordingPolicy:

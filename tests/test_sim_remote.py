@@ -11,14 +11,13 @@ import os
 import subprocess
 import sys
 import tempfile
-from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
-
 from cli_support import ROOT, hume, last_json
+
 from hume.runtime.protocol import MessageError
 from sim.remote import protocol as p
 
@@ -304,8 +303,9 @@ def test_hume_eval_replays_the_demonstrations_to_success(collected, tmp_path):
 
 @pytest.fixture(scope="module")
 def four_dim_checkpoint(tmp_path_factory):
-    from hume.policy import HumePolicy
     from train_support import tiny_model_config
+
+    from hume.policy import HumePolicy
 
     path = tmp_path_factory.mktemp("ckpt4") / "ckpt"
     config = dataclasses.replace(tiny_model_config(), state_dim=4, action_dim=4)
@@ -318,8 +318,9 @@ def four_dim_checkpoint(tmp_path_factory):
 @pytest.mark.parametrize("mode", ["sync", "deploy"])
 def test_a_four_dim_policy_runs_in_metaworld(four_dim_checkpoint, tmp_path, mode):
     out = tmp_path / mode
-    r = hume("eval", "--config", "configs/eval/metaworld_smoke.yaml", "--output", str(out), "--mode", mode,
-             "--policy.checkpoint", str(four_dim_checkpoint), "--max_steps", "10", "--image_size", "32")  # fmt: skip
+    r = hume("eval", "--config", "configs/eval/metaworld_smoke.yaml", "--output", str(out),
+             "--mode", mode, "--policy.checkpoint", str(four_dim_checkpoint), "--max_steps", "10",
+             "--image_size", "32")  # fmt: skip
     assert last_json(r)["episodes"] == 1
     results = json.loads((out / "results.json").read_text())
     assert results["tasks"][0]["name"] == "reach-v3" and results["mode"] == mode
