@@ -77,7 +77,9 @@ class CountingSim:
     spec = {"simulator": "counting", "tasks": [["count", "count up"]], "max_steps": 5, "num_starts": 1,
             "action_dim": 2, "state_dim": 1, "action_low": [-1, -1], "action_high": [1, 1]}  # fmt: skip
 
-    def __init__(self, crash_on_step: int = -1):
+    def __init__(self, crash_on_step: int = -1, broken: bool = False):
+        if broken:
+            raise ImportError("no module named 'vendor_sdk'")
         self.crash_on_step = crash_on_step
         self.value, self.steps = 0.0, 0
 
@@ -151,6 +153,14 @@ def test_a_dead_server_is_an_error_not_a_hang(tests_on_path):
             env.step(np.zeros(2, np.float32))
     finally:
         env.close()
+
+
+def test_a_simulator_that_cannot_start_is_named_and_leaves_no_process(tests_on_path):
+    from sim.remote.client import RemoteError
+
+    with pytest.raises(RemoteError, match="vendor_sdk") as e:
+        _counting(broken=True)
+    assert "exited (code 1)" in str(e.value)
 
 
 def test_a_missing_environment_says_how_to_make_it(monkeypatch):

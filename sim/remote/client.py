@@ -70,7 +70,11 @@ class RemoteSim:
         self.sock = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(self.endpoint)
-        self.spec: dict = self.request(p.HELLO).fields["spec"]
+        try:
+            self.spec: dict = self.request(p.HELLO).fields["spec"]
+        except BaseException:
+            self.close()  # a server that cannot start its simulator leaves nothing behind
+            raise
 
     def _read_stderr(self) -> None:
         for line in self.proc.stderr:
