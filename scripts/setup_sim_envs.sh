@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Create or refresh the simulators' own Python environments (.venv-<name>/ in the repo root), each
 # from its pinned requirements in envs/<name>.txt. A simulator whose packages cannot share .venv
-# (Meta-World pins mujoco 3.3.0; LIBERO needs robosuite 1.4 with mujoco 3.17) runs in its own
-# environment behind the env server (sim/remote/). Fast when nothing changed: a stamp records the
+# (Meta-World pins mujoco 3.3.0, robosuite 1.5 needs mujoco < 3.10; LIBERO needs robosuite 1.4 with
+# mujoco 3.17) runs in its own environment behind the env server (sim/remote/). Fast when nothing changed: a stamp records the
 # hash of the pins. HUME_SIM_ENVS="" skips them all; HUME_SIM_ENVS="metaworld" picks some.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON="${HUME_PYTHON:-python3}"
-ENVS="${HUME_SIM_ENVS-metaworld}"
+ENVS="${HUME_SIM_ENVS-metaworld robosuite}"
 quiet() { "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 
 for name in $ENVS; do

@@ -21,6 +21,7 @@ import numpy as np
 
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.policy.hold import hold_action
+from sim.rotations import quat_to_axis_angle
 
 # robosuite picks its GL backend when first imported; default to headless EGL.
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -225,17 +226,6 @@ def get_task(suite: str, task: int | str) -> LiberoTask:
         instruction=_instruction(suite, task_id),
         bddl_file=bench.get_task_bddl_file_path(task_id),
     )
-
-
-def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w), as robosuite stores it, -> axis * angle (3,)."""
-    x, y, z, w = (float(v) for v in quat)
-    w = min(max(w, -1.0), 1.0)
-    sin_half = np.sqrt(max(1.0 - w * w, 0.0))
-    if sin_half < 1e-8:
-        return np.zeros(3)
-    angle = 2.0 * np.arccos(w)
-    return np.array([x, y, z]) / sin_half * angle
 
 
 def to_observation(raw: dict, instruction: str) -> dict:

@@ -72,14 +72,15 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
 
 def simulator_packages(suite: str) -> dict[str, str] | None:
     """The pinned packages of the simulator's own environment (envs/<name>.txt), for a suite that
-    runs in one (Meta-World); None for one that runs in this environment (LIBERO)."""
-    from sim.suites import is_metaworld
+    runs in one (Meta-World, robosuite 1.5); None for one that runs in this environment (LIBERO)."""
+    from sim.suites import served
 
-    if not is_metaworld(suite):
+    sim = served(suite)
+    if sim is None:
         return None
-    lines = (REPO / "envs/metaworld.txt").read_text().splitlines()
+    lines = (REPO / f"envs/{sim.name}.txt").read_text().splitlines()
     pins = dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
-    return {name: pins[name] for name in ("metaworld", "mujoco", "numpy") if name in pins}
+    return {name: pins[name] for name in (sim.name, "mujoco", "numpy") if name in pins}
 
 
 def callable_name(fn) -> str:

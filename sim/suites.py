@@ -1,4 +1,5 @@
-"""Which simulator runs a suite: LIBERO in this process, Meta-World in its own (an env server).
+"""Which simulator runs a suite: LIBERO in this process; Meta-World and robosuite 1.5 each in its
+own process and Python environment, behind the env server (sim/remote/).
 
 The evaluator, `hume collect` and the simulated robot ask here for a suite's tasks, its step
 limit, its dataset features and a task's simulator, so that they need not know which it is.
@@ -6,46 +7,64 @@ limit, its dataset features and a task's simulator, so that they need not know w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from types import ModuleType
+
 from hume.config import ConfigError
-from sim.remote import metaworld_tasks
-
-METAWORLD_VENV = ".venv-metaworld"
-METAWORLD_PYTHON_VAR = "HUME_METAWORLD_PYTHON"
+from sim.remote import metaworld_tasks, robosuite_tasks
 
 
-def is_metaworld(suite: str) -> bool:
-    return suite.startswith(metaworld_tasks.PREFIX)
+@dataclass(frozen=True)
+class ServedSimulator:
+    """A simulator behind the env server: its task tables, environment and server name."""
+
+    name: str  # the env server's --sim, and the robot kind that runs it
+    tasks: ModuleType  # sim/remote/<name>_tasks.py
+    venv: str  # its Python environment, in the repository root
+    python_var: str  # an environment variable naming another interpreter instead
+
+
+SERVED = (
+    ServedSimulator("metaworld", metaworld_tasks, ".venv-metaworld", "HUME_METAWORLD_PYTHON"),
+    ServedSimulator("robosuite", robosuite_tasks, ".venv-robosuite", "HUME_ROBOSUITE_PYTHON"),
+)
+
+
+def served(suite: str) -> ServedSimulator | None:
+    """The served simulator a suite runs in, or None for LIBERO (in this process)."""
+    return next((s for s in SERVED if suite.startswith(s.tasks.PREFIX)), None)
 
 
 def check_suite(suite: str) -> str:
-    if is_metaworld(suite):
-        if suite not in metaworld_tasks.suites():
-            raise ConfigError(
-                f"unknown Meta-World suite {suite!r}; valid: {', '.join(metaworld_tasks.suites())}"
-            )
-        return suite
-    from sim.libero_env import check_suite as check_libero
+    sim = served(suite)
+    if sim is None:
+        from sim.libero_env import check_suite as check_libero
 
-    return check_libero(suite)
+        return check_libero(suite)
+    if suite not in sim.tasks.suites():
+        raise ConfigError(f"unknown {sim.name} suite {suite!r}; valid: {', '.join(sim.tasks.suites())}")
+    return suite
 
 
 def task_names(suite: str) -> list[str]:
-    if is_metaworld(suite):
-        return [t.name for t in metaworld_tasks.suite_tasks(check_suite(suite))]
-    from sim.libero_env import task_names as libero_names
+    sim = served(suite)
+    if sim is None:
+        from sim.libero_env import task_names as libero_names
 
-    return libero_names(suite)
+        return libero_names(suite)
+    return [t.name for t in sim.tasks.suite_tasks(check_suite(suite))]
 
 
 def get_task(suite: str, task: int | str):
-    """A task by index or name: a LiberoTask, or a RemoteTask for Meta-World."""
-    if not is_metaworld(suite):
+    """A task by index or name: a LiberoTask, or a RemoteTask for a served simulator."""
+    sim = served(suite)
+    if sim is None:
         from sim.libero_env import get_task as libero_task
 
         return libero_task(suite, task)
     from sim.remote.client import RemoteTask
 
-    specs = metaworld_tasks.suite_tasks(check_suite(suite))
+    specs = sim.tasks.suite_tasks(check_suite(suite))
     names = [t.name for t in specs]
     if isinstance(task, str) and not task.isdigit():
         if task not in names:
@@ -60,37 +79,47 @@ def get_task(suite: str, task: int | str):
     return RemoteTask(suite, task_id, specs[task_id].name, specs[task_id].instruction)
 
 
+def has_expert(task) -> bool:
+    """Whether a served simulator's task has a scripted expert (every Meta-World task does)."""
+    spec = served(task.suite).tasks.suite_tasks(task.suite)[task.task_id]
+    return bool(getattr(spec, "expert", True))
+
+
 def num_starts(task) -> int:
-    """How many evaluation starts a task has (LIBERO's official states, Meta-World's 50)."""
-    if not hasattr(task, "init_states"):
-        return metaworld_tasks.NUM_STARTS
-    return len(task.init_states())
+    """How many evaluation starts a task has (LIBERO's official states, 50 for served simulators)."""
+    sim = served(task.suite)
+    return len(task.init_states()) if sim is None else sim.tasks.NUM_STARTS
 
 
 def max_steps_for(suite: str) -> int:
-    if is_metaworld(suite):
-        return metaworld_tasks.MAX_STEPS
-    from sim.libero_env import max_steps_for as libero_steps
+    sim = served(suite)
+    if sim is None:
+        from sim.libero_env import max_steps_for as libero_steps
 
-    return libero_steps(suite)
+        return libero_steps(suite)
+    if hasattr(sim.tasks, "MAX_STEPS"):
+        return sim.tasks.MAX_STEPS
+    return max(t.max_steps for t in sim.tasks.suite_tasks(suite))
 
 
 def cameras(suite: str) -> tuple[str, ...]:
     """Our names of the suite's cameras (images `observation.images.<name>`)."""
-    if is_metaworld(suite):
-        return tuple(metaworld_tasks.CAMERAS)
-    from sim.libero_env import CAMERAS
+    sim = served(suite)
+    if sim is None:
+        from sim.libero_env import CAMERAS
 
-    return tuple(CAMERAS)
+        return tuple(CAMERAS)
+    return tuple(sim.tasks.CAMERAS)
 
 
 def vector_names(suite: str) -> tuple[list[str], list[str]]:
     """(state names, action names) of the suite's robot, as a dataset records them."""
-    if is_metaworld(suite):
-        return metaworld_tasks.STATE_NAMES, metaworld_tasks.ACTION_NAMES
-    from hume.data.format import LIBERO_ACTION_NAMES, LIBERO_STATE_NAMES
+    sim = served(suite)
+    if sim is None:
+        from hume.data.format import LIBERO_ACTION_NAMES, LIBERO_STATE_NAMES
 
-    return LIBERO_STATE_NAMES, LIBERO_ACTION_NAMES
+        return LIBERO_STATE_NAMES, LIBERO_ACTION_NAMES
+    return sim.tasks.STATE_NAMES, sim.tasks.ACTION_NAMES
 
 
 def make_env(
@@ -103,8 +132,9 @@ def make_env(
     max_steps: int | None = None,
     seed: int = 0,
 ):
-    """A task's simulator: a LiberoEnv, or a RemoteEnv on a Meta-World server of its own."""
-    if not is_metaworld(suite):
+    """A task's simulator: a LiberoEnv, or a RemoteEnv on an env server of its own."""
+    sim = served(suite)
+    if sim is None:
         from sim.libero_env import LiberoEnv
 
         return LiberoEnv(
@@ -115,5 +145,5 @@ def make_env(
 
     options = {"suite": check_suite(suite), "cameras": cameras, "image_size": image_size,
                "fast_render": fast_render, "max_steps": max_steps or 0}  # fmt: skip
-    sim = RemoteSim(interpreter(METAWORLD_VENV, METAWORLD_PYTHON_VAR), "metaworld", options)
-    return RemoteEnv(sim, suite, task_id, max_steps)
+    server = RemoteSim(interpreter(sim.venv, sim.python_var), sim.name, options)
+    return RemoteEnv(server, suite, task_id, max_steps)

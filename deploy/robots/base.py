@@ -50,7 +50,7 @@ class Robot(Protocol):
 
 
 def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
-    if cfg.kind in ("libero", "metaworld"):
+    if cfg.kind in ("libero", "metaworld", "robosuite"):
         from deploy.robots.libero import LiberoRobot
 
         return LiberoRobot(cfg, seed=seed)
@@ -62,7 +62,7 @@ def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
         )
     if ":" not in cfg.kind:
         raise ConfigError(
-            "robot.kind must be 'libero', 'metaworld', 'kinematic' or 'package.module:Class', "
+            "robot.kind must be 'libero', 'metaworld', 'robosuite', 'kinematic' or 'package.module:Class', "
             f"got {cfg.kind!r}"
         )
     robot = import_object(cfg.kind, "robot.kind")(**cfg.options)

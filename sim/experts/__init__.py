@@ -16,13 +16,16 @@ class UnsupportedTask(ValueError):
 
 
 def check_supported(task) -> None:
-    """Raise UnsupportedTask unless an expert handles `task`. A served simulator's task (Meta-World)
-    has the simulator's own expert. A LIBERO task (sim.libero_env.LiberoTask) needs a single
-    (On obj target) goal, or (In obj region) of an object (a basket, a bowl); putting something in
-    a fixture's drawer needs the drawer opened first, which no expert does yet."""
-    from sim.suites import is_metaworld
+    """Raise UnsupportedTask unless an expert handles `task`. A served simulator's task may have the
+    simulator's own expert (every Meta-World task; robosuite's Lift and Stack). A LIBERO task
+    (sim.libero_env.LiberoTask) needs a single (On obj target) goal, or (In obj region) of an
+    object (a basket, a bowl); putting something in a fixture's drawer needs the drawer opened
+    first, which no expert does yet."""
+    from sim.suites import has_expert, served
 
-    if is_metaworld(task.suite):
+    if served(task.suite):
+        if not has_expert(task):
+            raise UnsupportedTask(f"no scripted expert for {task.suite} task {task.name!r}")
         return
     from libero.libero.envs.bddl_utils import robosuite_parse_problem
 

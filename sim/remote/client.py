@@ -148,7 +148,7 @@ class RemoteEnv:
         self.remote = sim
         self.suite = suite
         self.spec = sim.spec
-        self.max_steps = min(max_steps or self.spec["max_steps"], self.spec["max_steps"])
+        self._max_steps = max_steps
         self.steps = 0
         self.success = False
         self.start_state: np.ndarray | None = None
@@ -162,6 +162,9 @@ class RemoteEnv:
             raise ValueError(f"task id {task_id} out of range for {self.suite}: 0..{len(tasks) - 1}")
         name, instruction = tasks[task_id]
         self.task = RemoteTask(self.suite, task_id, name, instruction)
+        # A simulator may limit each task's episodes on its own (robosuite: Lift 200 steps, ...).
+        task_limit = self.spec.get("task_max_steps", [self.spec["max_steps"]] * len(tasks))[task_id]
+        self.max_steps = min(self._max_steps or task_limit, task_limit)
 
     @property
     def instruction(self) -> str:

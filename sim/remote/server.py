@@ -30,7 +30,10 @@ from sim.remote import protocol as p
 
 log = logging.getLogger(__name__)
 
-SIMULATORS = {"metaworld": "sim.remote.metaworld_sim:MetaWorldSim"}
+SIMULATORS = {
+    "metaworld": "sim.remote.metaworld_sim:MetaWorldSim",
+    "robosuite": "sim.remote.robosuite_sim:RobosuiteSim",
+}
 
 
 class Simulator(Protocol):
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sim", required=True, help="metaworld, or package.module:Class")
+    parser.add_argument("--sim", required=True, help="metaworld, robosuite, or package.module:Class")
     parser.add_argument("--endpoint", required=True, help="ipc://PATH or tcp://127.0.0.1:PORT")
     parser.add_argument("--options", default="{}", help="JSON keyword arguments of the simulator")
     parser.add_argument("--idle-timeout", type=float, default=600.0)
