@@ -341,3 +341,55 @@ def test_a_four_dim_policy_runs_in_metaworld(four_dim_checkpoint, tmp_path, mode
     else:
         ticks = next(out.rglob("ticks.csv")).read_text().splitlines()
         assert ticks[0].endswith("a0,a1,a2,a3") and len(ticks) == 11
+
+
+# -- robosuite 1.5 in its own environment ----------------------------------------------------------
+needs_robosuite = pytest.mark.skipif(
+    "robosuite" not in os.environ.get("HUME_SIM_ENVS", "robosuite")
+    and not (ROOT / ".venv-robosuite/bin/python").exists(),
+    reason="HUME_SIM_ENVS leaves out robosuite's environment",
+)
+
+
+@pytest.fixture(scope="module")
+def robosuite_standard():
+    from sim.suites import make_env
+
+    env = make_env("robosuite_standard", 0, image_size=32)
+    yield env
+    env.close()
+
+
+@needs_robosuite
+@pytest.mark.slow
+@pytest.mark.parametrize("task", [0, 1])  # Lift, Stack
+def test_robosuite_experts_succeed_and_a_saved_state_replays_exactly(robosuite_standard, task):
+    env = robosuite_standard
+    env.select_task(task)
+    obs = env.reset(3)
+    assert obs["observation.state"].shape == (8,) and obs["observation.images.agentview"].shape == (32, 32, 3)
+    assert env.max_steps == (200, 300)[task]  # each task's own limit
+    success, saved, tail = False, None, []
+    while not success and not env.truncated:
+        obs, success = env.step(env.expert_action())
+        if env.steps == 10:
+            saved = env.get_state()
+        elif saved is not None and len(tail) < 5:
+            tail.append(obs["observation.state"])
+    assert success, f"the {env.task.name} expert failed from start 3 ({env.steps} steps)"
+    env.set_state(saved)
+    again = [env.step(env.expert_action())[0]["observation.state"] for _ in range(5)]
+    np.testing.assert_array_equal(tail, again)
+
+
+@needs_robosuite
+@pytest.mark.slow
+def test_robosuite_tasks_without_an_expert_say_so(robosuite_standard):
+    from sim.remote.client import RemoteError
+
+    env = robosuite_standard
+    env.select_task(4)
+    env.reset(0)
+    assert env.task.name == "Door" and env.instruction == "open the door"
+    with pytest.raises(RemoteError, match="no scripted expert for Door"):
+        env.expert_action()
