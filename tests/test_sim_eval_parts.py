@@ -104,6 +104,7 @@ class RecordingPolicy:
             s1_horizon=horizon,
             s1_replan_steps=refine_every,
             s2_replan_steps=think_every,
+            action_dim=7,
             system1=SimpleNamespace(state_history=2),
         )
         self.thought_at = []
