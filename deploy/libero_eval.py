@@ -25,6 +25,7 @@ from deploy.launcher import PolicyServer, run_deployment
 from hume.config import parse_config
 from hume.runtime.config import DeployConfig
 from sim.eval_config import EvalConfig
+from sim.suites import served
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def deploy_config(
     """The deployment for `episodes` episodes of one task: robot and episodes from the eval config."""
     robot = dataclasses.replace(
         base.robot,
-        kind="libero",
+        kind=served(cfg.suite).name if served(cfg.suite) else "libero",
         suite=cfg.suite,
         task=task_id,
         tasks=[],  # one task per group: a deploy config's task rotation (the demo's) does not apply

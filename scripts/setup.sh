@@ -30,6 +30,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The simulators that need Python environments of their own (Meta-World): .venv-<name>/.
+bash scripts/setup_sim_envs.sh
+
 stamp_inputs() {
   cat pyproject.toml scripts/setup.sh
   echo "$TORCH_SPEC $TORCH_INDEX_URL"

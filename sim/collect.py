@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,10 @@ from hume.config import ConfigError, to_dict, with_defaults
 from hume.constants import ACTION_KEY, DONE_KEY, IMAGE_KEY, REWARD_KEY, STATE_KEY, SUCCESS_KEY
 from hume.data import format as fmt
 from hume.data.labels import LABELS_FILE, read_labelled_thinks
-from sim import jobs
+from sim import jobs, suites
 from sim.collect_config import CollectConfig
 from sim.eval_config import read_saved_policy
-from sim.libero_env import CAMERAS
-from sim.start_states import held_out_check, nearest_official, object_qpos_indices
+from sim.start_states import held_out_check
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def select_tasks(cfg: CollectConfig) -> list[int]:
     """The config's tasks, or every task of the suite; a scripted expert must handle each
     (tasks no expert handles are skipped when none are named)."""
     from sim.experts import UnsupportedTask, check_supported
-    from sim.libero_env import get_task, task_names
+    from sim.suites import get_task, task_names
 
     if cfg.tasks:
         tasks = [get_task(cfg.suite, t) for t in cfg.tasks]
@@ -95,17 +95,19 @@ def plan(cfg: CollectConfig, task_ids: list[int]) -> list[Unit]:
 
 
 def features(cfg: CollectConfig) -> dict:
-    out = fmt.libero_features(cfg.image_size, cfg.fps, tuple(CAMERAS) if cfg.cameras else ())
+    cameras = suites.cameras(cfg.suite) if cfg.cameras else ()
+    out = fmt.robot_features(cfg.image_size, cfg.fps, cameras, *suites.vector_names(cfg.suite))
     if cfg.source == "policy":
         out[POLICY_VALUE] = {"dtype": "float32", "shape": [1], "names": None}
     return out
 
 
-def record_episode(env, actor, obs: dict, cameras: bool) -> tuple[dict[str, np.ndarray], bool]:
+def record_episode(env, actor, obs: dict, cameras: Sequence[str]) -> tuple[dict[str, np.ndarray], bool]:
     """Run `actor` (an expert or a policy: `select_action(obs)`) from `obs`, the episode's first
     observation, until success or the step limit; frame t holds the observation the action was
-    chosen on, the action, and what followed it (reward, done, success)."""
-    observed = [STATE_KEY] + ([IMAGE_KEY.format(cam) for cam in CAMERAS] if cameras else [])
+    chosen on (the state and the images of `cameras`), the action, and what followed it (reward,
+    done, success)."""
+    observed = [STATE_KEY] + [IMAGE_KEY.format(cam) for cam in cameras]
     columns: dict[str, list] = {key: [] for key in [*observed, ACTION_KEY, SUCCESS_KEY]}
     success = False
     while not success and not env.truncated:
@@ -130,9 +132,7 @@ def start_episode(env, unit: Unit) -> tuple[dict, dict]:
     if unit.init_state is not None:
         return env.reset(unit.init_state), {"init_state": unit.init_state}
     obs = env.reset_sampled(unit.seed)
-    nearest, distance = nearest_official(
-        env.start_state, env.task.init_states(), object_qpos_indices(env.sim)
-    )
+    nearest, distance = env.nearest_official()
     return obs, {
         "start_state": env.start_state.tolist(),
         "nearest_official": nearest,
@@ -221,7 +221,8 @@ class Recorder:
         env = self.envs.get(unit.task_id)
         obs, start = start_episode(env, unit)
         actor = self.actor(env, unit)
-        frames, success = record_episode(env, actor, obs, self.cfg.cameras)
+        cameras = suites.cameras(self.cfg.suite) if self.cfg.cameras else ()
+        frames, success = record_episode(env, actor, obs, cameras)
         if isinstance(actor, RolloutActor):
             frames[POLICY_VALUE] = np.asarray(actor.values, dtype=np.float32)
         stats = write_episode_files(
@@ -267,7 +268,7 @@ def collect(cfg: CollectConfig) -> dict:
     from tqdm import tqdm
 
     from hume.data.writer import LeRobotWriter
-    from sim.libero_env import get_task
+    from sim.suites import get_task
 
     out = Path(cfg.output)
     task_ids = select_tasks(cfg)

@@ -20,9 +20,9 @@ from hume.data import format as fmt
 from sim import jobs
 from sim.eval_config import EvalConfig, check_policy_overrides, read_saved_policy, render_size
 from sim.jobs import Unit, episode_seed, seed_everything
-from sim.libero_env import LiberoTask, check_suite, get_task, max_steps_for
 from sim.provenance import provenance
 from sim.report import write_chart, write_results
+from sim.suites import check_suite, get_task, max_steps_for, num_starts, task_names
 
 log = logging.getLogger(__name__)
 
@@ -45,19 +45,18 @@ OUTCOME_FIELDS = (
 )
 
 
-def select_tasks(cfg: EvalConfig) -> list[LiberoTask]:
-    from sim.libero_env import task_names
-
+def select_tasks(cfg: EvalConfig) -> list:
+    """The config's tasks (LiberoTask or RemoteTask: suite, task_id, name, instruction)."""
     check_suite(cfg.suite)
     wanted = cfg.tasks or [str(i) for i in range(len(task_names(cfg.suite)))]
     return [get_task(cfg.suite, t) for t in wanted]
 
 
-def plan(cfg: EvalConfig, tasks: list[LiberoTask]) -> list[Unit]:
+def plan(cfg: EvalConfig, tasks: list) -> list[Unit]:
     """All units in task order; init states wrap around the task's official states (usually 50)."""
     units = []
     for task in tasks:
-        n_states = len(task.init_states())
+        n_states = num_starts(task)
         for e in range(cfg.episodes_per_task):
             init = (cfg.first_init_state + e) % n_states
             units.append(Unit(task.task_id, e, init, episode_seed(cfg.seed, task.task_id, e)))

@@ -46,20 +46,27 @@ def seed_everything(seed: int) -> None:
 
 
 class TaskEnv:
-    """A worker's simulator: the current task's LiberoEnv, kept while that task's units follow one
-    another (building one takes seconds) and rebuilt when the task changes."""
+    """A worker's simulator: the current task's env (sim/suites.py), kept while that task's units
+    follow one another (building one takes seconds) and rebuilt when the task changes; an env
+    server (Meta-World) is kept for the whole run and switches tasks in place."""
 
     def __init__(self, suite: str, **options):
         self.suite = suite
-        self.options = options  # LiberoEnv's keyword arguments
+        self.options = options  # sim.suites.make_env's keyword arguments
         self.env = None
 
     def get(self, task_id: int):
-        from sim.libero_env import LiberoEnv
+        from sim.suites import make_env
 
+        if (
+            self.env is not None
+            and self.env.task.task_id != task_id
+            and getattr(self.env, "serves_all_tasks", False)
+        ):
+            self.env.select_task(task_id)  # an env server holds every task of its suite
         if self.env is None or self.env.task.task_id != task_id:
             self.close()
-            self.env = LiberoEnv(self.suite, task_id, **self.options)
+            self.env = make_env(self.suite, task_id, **self.options)
         return self.env
 
     def close(self) -> None:

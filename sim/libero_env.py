@@ -23,6 +23,7 @@ import numpy as np
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.policy.hold import hold_action
 from sim import sim_state
+from sim.rotations import quat_to_axis_angle
 
 # robosuite picks its GL backend when first imported; default to headless EGL.
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -238,17 +239,6 @@ def get_task(suite: str, task: int | str) -> LiberoTask:
     )
 
 
-def quat_to_axis_angle(quat: np.ndarray) -> np.ndarray:
-    """Unit quaternion (x, y, z, w), as robosuite stores it, -> axis * angle (3,)."""
-    x, y, z, w = (float(v) for v in quat)
-    w = min(max(w, -1.0), 1.0)
-    sin_half = np.sqrt(max(1.0 - w * w, 0.0))
-    if sin_half < 1e-8:
-        return np.zeros(3)
-    angle = 2.0 * np.arccos(w)
-    return np.array([x, y, z]) / sin_half * angle
-
-
 def to_observation(raw: dict, instruction: str) -> dict:
     """robosuite's observation dict -> ours (see docs/architecture.md, "Shared conventions")."""
     state = np.concatenate(
@@ -389,6 +379,13 @@ class LiberoEnv:
         placed outside the sim state), then the state itself, then the no-op wait."""
         self._reset_scene([seed])
         return self._settle(np.asarray(state, dtype=np.float64), wait_steps)
+
+    def nearest_official(self) -> tuple[int, float]:
+        """The official initial state nearest this episode's start on the object poses, and the max
+        |difference| to it (sim/start_states.py): how held out a sampled start is."""
+        from sim.start_states import nearest_official, object_qpos_indices
+
+        return nearest_official(self.start_state, self._init_states, object_qpos_indices(self.sim))
 
     def _reset_scene(self, rng_seed: list[int], draw_robot_noise: bool = False) -> list[np.ndarray]:
         """`env.reset()` with numpy's global RNG seeded by `rng_seed`, restored afterwards.

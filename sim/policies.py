@@ -27,13 +27,14 @@ class ReplayPolicy:
 
     Replaying a demo from the initial state it was recorded in checks that the demo is valid:
     the simulator is deterministic, so a successful recording succeeds again. When the recording
-    runs out the robot holds still with the last gripper command.
+    runs out the robot holds still with the last gripper command. Actions are `[arm dims...,
+    gripper]` of any width (7 in LIBERO, 4 in Meta-World).
     """
 
     def __init__(self, actions: np.ndarray):
         actions = np.asarray(actions, dtype=np.float32)
-        if actions.ndim != 2 or actions.shape[1] != 7 or len(actions) == 0:
-            raise ValueError(f"recorded actions must be [T, 7] with T >= 1, got {actions.shape}")
+        if actions.ndim != 2 or actions.shape[1] < 2 or len(actions) == 0:
+            raise ValueError(f"recorded actions must be [T, action_dim] with T >= 1, got {actions.shape}")
         self.actions = actions
         self.t = 0
 
@@ -44,7 +45,7 @@ class ReplayPolicy:
         if self.t < len(self.actions):
             action = self.actions[self.t]
         else:
-            action = hold_action(self.actions[-1][6])
+            action = hold_action(self.actions[-1][-1], self.actions.shape[1])
         self.t += 1
         return action
 
@@ -65,7 +66,7 @@ class DatasetReplayPolicy(ReplayPolicy):
             task = ds.tasks[int(ds.columns[TASK_INDEX_KEY][frames.start])]
             actions = ds.columns[ACTION_KEY][frames.start : frames.stop]
             self.by_task.setdefault(task, []).append((row.get("init_state"), actions))
-        self.actions = np.zeros((0, 7), dtype=np.float32)
+        self.actions = np.zeros((0, 0), dtype=np.float32)
         self.t = 0
 
     def begin_episode(self, task, init_state: int, seed: int) -> None:

@@ -70,6 +70,19 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
     return {"python": platform.python_version()} | {d: _version(d) for d in (*PACKAGES, *extra)}
 
 
+def simulator_packages(suite: str) -> dict[str, str] | None:
+    """The pinned packages of the simulator's own environment (envs/<name>.txt), for a suite that
+    runs in one (Meta-World, robosuite 1.5); None for one that runs in this environment (LIBERO)."""
+    from sim.suites import served
+
+    sim = served(suite)
+    if sim is None:
+        return None
+    lines = (REPO / f"envs/{sim.name}.txt").read_text().splitlines()
+    pins = dict(line.split("==", 1) for line in lines if "==" in line and not line.startswith("#"))
+    return {name: pins[name] for name in (sim.name, "mujoco", "numpy") if name in pins}
+
+
 def callable_name(fn) -> str:
     """`module.function`, with a functools.partial's bound arguments."""
     if isinstance(fn, functools.partial):
@@ -92,6 +105,7 @@ def provenance(cfg, policy_factory=None) -> dict:
         "dataset": cfg.policy.dataset or None,
         "code_version": code_version(),
         "packages": package_versions(("ray",) if cfg.backend == "ray" else ()),
+        "simulator_packages": simulator_packages(cfg.suite),
         "suite": cfg.suite,
         "seed": cfg.seed,
         "episode_seeds": SEED_RULE,

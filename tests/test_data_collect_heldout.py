@@ -162,7 +162,7 @@ def test_expert_regrasps_an_object_that_fits_the_fingers_at_no_grid_turn():
         env = recorder.envs.get(0)
         obs, _ = c.start_episode(env, unit)
         expert = recorder.actor(env, unit)
-        frames, _ = c.record_episode(env, expert, obs, cameras=False)
+        frames, _ = c.record_episode(env, expert, obs, cameras=())
     finally:
         recorder.close()
     assert expert.retries >= 1 and len(frames["action"]) == env.max_steps

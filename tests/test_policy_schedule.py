@@ -98,3 +98,19 @@ def test_history_repeats_the_first_state_at_an_episode_start():
     assert (schedule.history() == np.arange(8)).all()
     schedule.reset()
     assert schedule.tick == -1 and schedule.chunk is None
+
+
+def test_a_four_dim_robot_holds_and_commits_at_its_own_width():
+    """Meta-World's [dx, dy, dz, gripper]: the hold action and the committed actions take the
+    robot's width, not LIBERO's 7."""
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, action_dim=4))
+    action, kind = schedule.end(schedule.begin(np.zeros(4)))
+    assert kind == "hold" and action.tolist() == [0.0, 0.0, 0.0, -1.0]
+    assert schedule.committed(lambda c: c.actions, 1).shape == (0, 4)
+    schedule.land(
+        Chunk(actions=np.full((16, 4), 0.5, np.float32), noise_level=0.0, values=np.zeros(1), index=0), 1
+    )
+    request = schedule.begin(np.zeros(4))
+    action, kind = schedule.end(np.full((8, 4), 0.25, np.float32))
+    assert kind == "refined" and action.shape == (4,)
+    assert schedule.committed(lambda c: c.actions, 2).shape[1] == 4 and request.continues.shape == (0, 4)

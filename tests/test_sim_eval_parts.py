@@ -97,7 +97,10 @@ def test_replay_policy_plays_then_holds_gripper():
     p.reset()
     np.testing.assert_array_equal(p.select_action({}), actions[0])
     with pytest.raises(ValueError):
-        ReplayPolicy(np.zeros((3, 6)))
+        ReplayPolicy(np.zeros((3, 1)))  # a gripper and no arm
+    meta_world = ReplayPolicy(np.array([[0.5, 0, 0, 1]], dtype=np.float32))  # any width: Meta-World's 4
+    meta_world.select_action({})
+    np.testing.assert_array_equal(meta_world.select_action({}), [0, 0, 0, 1])
 
 
 class RecordingPolicy:
@@ -109,6 +112,7 @@ class RecordingPolicy:
             s1_horizon=horizon,
             s1_replan_steps=refine_every,
             s2_replan_steps=think_every,
+            action_dim=7,
             system1=SimpleNamespace(state_history=2),
         )
         self.thought_at = []

@@ -5,9 +5,11 @@ A robot adapter is any object with these members (a real robot plugs in as
 
     reset(episode: int) -> None      put the robot in its start state for episode `episode`
     observe() -> dict                the current observation: "observation.images.<camera>" uint8
-                                     [H, W, 3], "observation.state" float32 [8], "task" str
-    act(action: np.ndarray) -> None  apply one float32 [7] action (eef delta position 3,
-                                     delta axis-angle 3, gripper -1 open / +1 close)
+                                     [H, W, 3], "observation.state" float32 [state_dim], "task" str
+    act(action: np.ndarray) -> None  apply one float32 [action_dim] action: arm dims, then the
+                                     gripper (-1 open / +1 close). LIBERO: eef delta position 3,
+                                     delta axis-angle 3, gripper; Meta-World: delta position 3,
+                                     gripper
     done: bool                       the episode is over (success, step limit, or operator stop)
     success: bool                    the task was achieved
     close() -> None                  release hardware / simulator
@@ -48,7 +50,7 @@ class Robot(Protocol):
 
 
 def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
-    if cfg.kind == "libero":
+    if cfg.kind in ("libero", "metaworld", "robosuite"):
         from deploy.robots.libero import LiberoRobot
 
         return LiberoRobot(cfg, seed=seed)
@@ -60,7 +62,8 @@ def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
         )
     if ":" not in cfg.kind:
         raise ConfigError(
-            f"robot.kind must be 'libero', 'kinematic' or 'package.module:Class', got {cfg.kind!r}"
+            "robot.kind must be 'libero', 'metaworld', 'robosuite', 'kinematic' or 'package.module:Class', "
+            f"got {cfg.kind!r}"
         )
     robot = import_object(cfg.kind, "robot.kind")(**cfg.options)
     if not isinstance(robot, Robot):

@@ -1,4 +1,5 @@
-"""The LIBERO simulator as a robot adapter (base.py), on top of sim/libero_env.py."""
+"""A simulated suite as a robot adapter (base.py): LIBERO in this process (sim/libero_env.py), or
+Meta-World in its own behind the env server (sim/remote/), through the evaluator's holder."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from sim.jobs import TaskEnv
 
 
 class LiberoRobot:
-    """LIBERO tasks; episode i runs task `tasks[i % n]` (or `task` alone) from official initial
-    state `init_state + i // n`, on the evaluator's one-simulator-per-current-task holder."""
+    """A suite's tasks (robot.kind libero or metaworld, robot.suite); episode i runs task
+    `tasks[i % n]` (or `task` alone) from official initial state `init_state + i // n`, on the
+    evaluator's one-simulator-per-current-task holder."""
 
     def __init__(self, cfg: RobotConfig, seed: int = 0):
         self.cfg = cfg
@@ -30,9 +32,10 @@ class LiberoRobot:
         self._obs: dict = {}
 
     def action_envelope(self) -> dict:
-        """The limits of LIBERO's controller (robosuite's action_spec: OSC_POSE takes [-1, 1] per
-        arm dim, the gripper [-1, 1]). It takes any action within them at every step, so the rate
-        limit is their span: the envelope then changes nothing LIBERO would not clip itself."""
+        """The limits of the simulator's controller (LIBERO: robosuite's action_spec, OSC_POSE takes
+        [-1, 1] per arm dim, the gripper [-1, 1]; Meta-World: [-1, 1] per dim). It takes any action
+        within them at every step, so the rate limit is their span: the envelope then changes
+        nothing the simulator would not clip itself."""
         low, high = self.env.action_limits
         return {
             "low": low[:-1].tolist(),

@@ -20,10 +20,11 @@ def main(argv: Sequence[str]) -> int:
     cfg = parse_config(CollectConfig, argv, prog="hume collect")
     from sim.collect import collect
     from sim.libero_env import LiberoError, RendererError
+    from sim.remote.client import RemoteError
 
     try:
         summary = collect(cfg)
-    except (LiberoError, RendererError) as e:
+    except (LiberoError, RendererError, RemoteError) as e:
         print(f"hume collect: {e}", file=sys.stderr)
         return 2
     for t in summary["tasks"]:

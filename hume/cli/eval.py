@@ -34,6 +34,7 @@ def main(argv: Sequence[str]) -> int:
     from sim.evaluator import evaluate
     from sim.libero_env import LiberoError, RendererError
     from sim.ray_backend import EpisodesFailed
+    from sim.remote.client import RemoteError
 
     # mode=deploy: the episodes go through the deployed nodes (the deployment layer runs them).
     run_units = None
@@ -49,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
             print(json.dumps(report))
         else:
             _print_results(evaluate(cfg, run_units=run_units), cfg.output)
-    except (LiberoError, RendererError) as e:
+    except (LiberoError, RendererError, RemoteError) as e:
         print(f"hume eval: {e}", file=sys.stderr)
         return 2
     except EpisodesFailed as e:

@@ -60,8 +60,20 @@ class DatasetFormatError(ValueError):
     """A folder that is not a LeRobot dataset we can read; the message says what is missing."""
 
 
+LIBERO_STATE_NAMES = ["x", "y", "z", "axis_angle_x", "axis_angle_y", "axis_angle_z", "gripper_l", "gripper_r"]
+LIBERO_ACTION_NAMES = ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"]
+
+
 def libero_features(image_size: int, fps: float, cameras: tuple[str, ...]) -> dict:
     """Features of a dataset recorded in LIBERO with our observation and action conventions."""
+    return robot_features(image_size, fps, cameras, LIBERO_STATE_NAMES, LIBERO_ACTION_NAMES)
+
+
+def robot_features(
+    image_size: int, fps: float, cameras: tuple[str, ...], state_names: list[str], action_names: list[str]
+) -> dict:
+    """Features of a dataset recorded from any robot: square camera videos, a state and an action
+    vector of the given widths (the gripper command last), and what followed each frame."""
     features: dict = {}
     for cam in cameras:
         features[IMAGE_KEY.format(cam)] = {
@@ -81,13 +93,13 @@ def libero_features(image_size: int, fps: float, cameras: tuple[str, ...]) -> di
         }
     features[STATE_KEY] = {
         "dtype": "float32",
-        "shape": [8],
-        "names": ["x", "y", "z", "axis_angle_x", "axis_angle_y", "axis_angle_z", "gripper_l", "gripper_r"],
+        "shape": [len(state_names)],
+        "names": list(state_names),
     }
     features[ACTION_KEY] = {
         "dtype": "float32",
-        "shape": [7],
-        "names": ["dx", "dy", "dz", "droll", "dpitch", "dyaw", "gripper"],
+        "shape": [len(action_names)],
+        "names": list(action_names),
     }
     features[REWARD_KEY] = {"dtype": "float32", "shape": [1], "names": None}
     features[DONE_KEY] = {"dtype": "bool", "shape": [1], "names": None}

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hume.policy.chunk import Chunk
-from hume.policy.hold import hold_action
+from hume.policy.hold import ACTION_DIM, hold_action
 from hume.policy.switches import action_changes
 
 
@@ -46,6 +46,7 @@ class ScheduleConfig:
     refine_every: int  # s1_replan_steps
     history: int  # K: robot states System 1 reads
     ttl: int = 0  # ticks a chunk may be followed after its observation; 0 = the whole chunk
+    action_dim: int = ACTION_DIM  # the robot's action width, gripper last (the hold action's)
 
     @classmethod
     def of(cls, config, ttl: int = 0, refine_every: int = 0) -> ScheduleConfig:
@@ -56,6 +57,7 @@ class ScheduleConfig:
             refine_every=refine_every or config.s1_replan_steps,
             history=config.system1.state_history,
             ttl=ttl,
+            action_dim=config.action_dim,
         )
 
     def valid_steps(self, length: int) -> int:
@@ -90,7 +92,7 @@ class ControlSchedule:
         self.plan_chunk_tick = tick
         self._history: deque[np.ndarray] = deque(maxlen=self.cfg.history)
         self._request: RefineRequest | None = None
-        self.gripper = hold_action()[-1]
+        self.gripper = hold_action(action_dim=self.cfg.action_dim)[-1]
         self.chunk_switch = False  # the last tick's plan came from a chunk its predecessor did not
         # This episode's (action, kind, whether a new chunk was taken up) per tick.
         self.executed: list[tuple[np.ndarray, str, bool]] = []
@@ -128,8 +130,7 @@ class ControlSchedule:
             return self.plan[since:]
         if self.executed and self.executed[-1][1] != "hold":
             return self.executed[-1][0][None]
-        # Nothing to continue; as wide as the chunk's actions (a robot's action_dim may differ
-        # from the hold action's 7).
+        # Nothing to continue; as wide as the chunk's actions.
         return np.zeros((0, self.chunk.actions.shape[1]), np.float32)
 
     def committed(self, to_robot: Callable[[Chunk], np.ndarray], tick: int) -> np.ndarray:
@@ -139,7 +140,7 @@ class ControlSchedule:
         step (`to_robot` turns a chunk into robot actions, unrefined: System 1's refinement of them
         is not known yet). What a think on the observation of `tick` must continue (real-time
         chunking)."""
-        parts = [np.zeros((0, len(hold_action())), np.float32)]
+        parts = [np.zeros((0, self.cfg.action_dim), np.float32)]
         if self.plan is not None:
             stop = self.plan_tick + min(len(self.plan), self.cfg.refine_every)
             if tick < stop:
@@ -182,7 +183,7 @@ class ControlSchedule:
         # A plan never outlives its chunk: it was cut to the chunk's valid steps when made.
         i = self.tick - self.plan_tick
         if self.plan is None or i >= len(self.plan):
-            action, kind = hold_action(self.gripper), "hold"
+            action, kind = hold_action(self.gripper, self.cfg.action_dim), "hold"
         else:
             action = self.plan[i]
             self.gripper = float(action[-1])

@@ -93,7 +93,8 @@ class EnvelopeConfig:
 
 @dataclass(frozen=True)
 class RobotConfig:
-    # "libero", "kinematic" (no simulator), or "package.module:Class" for your own robot adapter.
+    # "libero", "metaworld" (its env server), "kinematic" (no simulator), or "package.module:Class"
+    # for your own robot adapter.
     kind: str = "libero"
     suite: str = "libero_object"  # the default checkpoint's suite
     task: int = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sim.experts.base import ExpertNoise, ScriptedExpert
 from sim.experts.pick_place import PickPlaceExpert
+from sim.experts.served import ServedExpert
 
 
 class UnsupportedTask(ValueError):
@@ -15,9 +16,17 @@ class UnsupportedTask(ValueError):
 
 
 def check_supported(task) -> None:
-    """Raise UnsupportedTask unless an expert handles `task` (a sim.libero_env.LiberoTask): a
-    single (On obj target) goal, or (In obj region) of an object (a basket, a bowl); putting
-    something in a fixture's drawer needs the drawer opened first, which no expert does yet."""
+    """Raise UnsupportedTask unless an expert handles `task`. A served simulator's task may have the
+    simulator's own expert (every Meta-World task; robosuite's Lift and Stack). A LIBERO task
+    (sim.libero_env.LiberoTask) needs a single (On obj target) goal, or (In obj region) of an
+    object (a basket, a bowl); putting something in a fixture's drawer needs the drawer opened
+    first, which no expert does yet."""
+    from sim.suites import has_expert, served
+
+    if served(task.suite):
+        if not has_expert(task):
+            raise UnsupportedTask(f"no scripted expert for {task.suite} task {task.name!r}")
+        return
     from libero.libero.envs.bddl_utils import robosuite_parse_problem
 
     problem = robosuite_parse_problem(task.bddl_file)
@@ -33,11 +42,21 @@ def check_supported(task) -> None:
         )
 
 
-def make_expert(env, noise: ExpertNoise | None = None, seed: int = 0) -> ScriptedExpert:
-    """The expert for the task of `env` (a sim.libero_env.LiberoEnv)."""
+def make_expert(env, noise: ExpertNoise | None = None, seed: int = 0) -> ScriptedExpert | ServedExpert:
+    """The expert for the task of `env`: a served simulator's own (sim.remote.client.RemoteEnv),
+    or ours for a sim.libero_env.LiberoEnv."""
+    if hasattr(env, "expert_action"):
+        return ServedExpert(env, noise, seed)
     check_supported(env.task)
     _, obj, target = env.goal[0]
     return PickPlaceExpert(env, obj, target, noise, seed)
 
 
-__all__ = ["ExpertNoise", "ScriptedExpert", "UnsupportedTask", "check_supported", "make_expert"]
+__all__ = [
+    "ExpertNoise",
+    "ScriptedExpert",
+    "ServedExpert",
+    "UnsupportedTask",
+    "check_supported",
+    "make_expert",
+]
