@@ -197,3 +197,24 @@ def test_hume_collect_labels_every_candidate_of_a_branched_think(tmp_path):
     assert len(read_labelled_thinks(tmp_path)) == 1
     with pytest.raises(ConfigError, match="source=policy"):
         parse_config(CollectConfig, ["--policy.selector=oracle", "--source=expert"])
+
+
+@pytest.mark.slow
+def test_the_oracle_branches_a_simulator_in_its_own_environment(tmp_path):
+    """Meta-World behind the env server: with one candidate the oracle's episode (a branch run,
+    the state restored over the wire) is the plain run exactly; with three every branch is kept."""
+    base = ["--config", "configs/eval/metaworld_smoke.yaml", "--videos_per_task=0", "--max_steps=18"]
+    rows = {}
+    for name, extra in {
+        "plain": ["--policy.num_candidates=1", "--policy.selector=first"],
+        "oracle1": ["--policy.num_candidates=1", "--policy.selector=oracle", "--oracle.thinks=2"],
+        "oracle3": ["--policy.num_candidates=3", "--policy.selector=oracle", "--oracle.try_all=true"],
+    }.items():
+        evaluate(parse_config(EvalConfig, [*base, *extra, f"--output={tmp_path / name}"]))
+        rows[name] = json.loads((tmp_path / name / "episodes.jsonl").read_text().splitlines()[0])
+    plain, once = rows["plain"], rows["oracle1"]
+    assert [r["tick"] for r in once["oracle"]] == [0, 16]
+    for key in ("success", "steps", "final_state", "think_values", "switch_deltas"):
+        assert once[key] == plain[key], key
+    (branch,) = rows["oracle3"]["oracle"]
+    assert len(branch["outcomes"]) == 3 and len(rows["oracle3"]["think_values"][0]) == 3
