@@ -97,6 +97,19 @@ class EnvelopeConfig:
     gripper: list[float] = field(default_factory=list)
     # Outside the bounds: "clamp" the action to them, or "hold" the robot for that tick.
     on_violation: str = "clamp"
+    # The workspace: absolute limits on where the end effector may go, so that in-bound deltas
+    # that all push one way stop at its edge. `workspace_state_dims`: the observation.state dims
+    # holding the end-effector position, moved by the first that many action dims;
+    # `workspace_low`/`workspace_high`: the box, in the state's units; `workspace_per_unit`: how
+    # far (at most) one action unit moves each position dim in one control tick. Each list left
+    # empty comes from the adapter's action_envelope()["workspace"]; with none, no workspace.
+    workspace_state_dims: list[int] = field(default_factory=list)
+    workspace_low: list[float] = field(default_factory=list)
+    workspace_high: list[float] = field(default_factory=list)
+    workspace_per_unit: list[float] = field(default_factory=list)
+    # The most the end effector may move per second (state units/s, the norm over the workspace
+    # dims); 0: the adapter's ("max_speed" in its workspace), else none.
+    max_speed: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,9 @@ class System1Node:
         self.replan = self.schedule.cfg.refine_every
         obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
         self.envelope = Envelope(
-            resolve(cfg.robot.envelope, robot, cfg.robot.kind), cfg.robot.envelope.on_violation
+            resolve(cfg.robot.envelope, robot, cfg.robot.kind),
+            cfg.robot.envelope.on_violation,
+            s1.control_hz,
         )
         self.spec = PolicySpec.of(policy)
         # Committed actions are built and sent only for a System 2 that reads them.
@@ -428,7 +430,7 @@ class System1Node:
             planned, kind = self.schedule.end(refined)
             refined_now = kind == "refined"
             if kind != "hold":
-                action, bits = self.envelope.apply(planned)
+                action, bits = self.envelope.apply(planned, obs[STATE_KEY])
                 age, obs_age = self.schedule.age, self.schedule.observation_age
                 if holding:
                     log.info("chunks are back: resumed control after %d held ticks", self.tick - held_since)
