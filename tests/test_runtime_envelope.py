@@ -230,7 +230,13 @@ def test_in_bound_deltas_that_all_push_one_way_stop_at_the_workspace_edge():
 
 
 def test_the_workspace_speed_limit_scales_the_motion():
-    ws = {"state_dims": [0, 1, 2], "low": [-1] * 3, "high": [1] * 3, "per_unit": [0.05] * 3, "max_speed": 0.25}
+    ws = {
+        "state_dims": [0, 1, 2],
+        "low": [-1] * 3,
+        "high": [1] * 3,
+        "per_unit": [0.05] * 3,
+        "max_speed": 0.25,
+    }
     env = Envelope(resolve(EnvelopeConfig(), Adapter(**LIMITS, workspace=ws)), "clamp", control_hz=20)
     sent, bits = env.apply(np.array([0.5, 0, 0, 0, 0, 0, 1], np.float32), np.zeros(8))
     assert sent[0] == pytest.approx(0.25 / (0.05 * 20)) and bits & WORKSPACE  # 0.5 m/s asked
