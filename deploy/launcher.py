@@ -250,6 +250,11 @@ def run_deployment(
     except KeyboardInterrupt:
         interrupted = True
         log.warning("interrupted: nodes stopped")
+    except DeploymentError as e:
+        # A System 1 that died (SIGKILL included) streamed its records until then: report them.
+        if (run / "system1.json").is_file() and (run / "ticks.csv").is_file():
+            _write_metrics(run, time.monotonic() - t_start, interrupted=True, error=str(e).splitlines()[0])
+        raise
     if interrupted and not (run / "system1.json").is_file():
         raise KeyboardInterrupt  # System 1 never ran: nothing to report
     metrics = _write_metrics(run, time.monotonic() - t_start, interrupted)
@@ -286,22 +291,28 @@ def _run_system1(
         system1.stop()
 
 
-def _write_metrics(run: Path, wall_s: float, interrupted: bool) -> dict:
+def _write_metrics(run: Path, wall_s: float, interrupted: bool, error: str = "") -> dict:
     from deploy.metrics import compute_metrics, plot
 
     metrics = compute_metrics(run)
     metrics["wall_s"] = round(wall_s, 2)
     metrics["interrupted"] = interrupted
+    if error:
+        metrics["error"] = error
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot(run, run / "latency.png")
     log.info(
-        "%d/%d successes; tick p50 %.2f ms p99 %.2f ms; %d deadline misses; %d holds -> %s",
+        "%d/%d successes; tick p50 %.2f ms p99 %.2f ms; %d holds; loop at %s Hz of %s Hz "
+        "(%d overruns: %d of them the policy's share) -> %s",
         metrics["successes"],
         metrics["episodes"],
         metrics["tick_ms"]["p50"] or 0,
         metrics["tick_ms"]["p99"] or 0,
-        metrics["deadline_misses"],
         metrics["holds"],
+        metrics["achieved_rate_hz"],
+        metrics["control_hz"],
+        metrics["overruns"],
+        metrics["policy_overruns"],
         run / "metrics.json",
     )
     return metrics

@@ -1,8 +1,10 @@
 """metrics.json and the latency plot of a deployment, from what the two nodes wrote on exit.
 
 Inputs (in the run folder): ticks.csv (one row per control tick, System 1), system1.json and
-system2.json (node summaries). `tick_ms` is the policy's share of a tick (observation in hand ->
-action out); `sim_step_ms` is the robot/simulator's share, reported apart.
+system2.json (node summaries), as far as they got: System 1 streams both while it runs, so a
+killed System 1 still leaves all but its last second. `tick_ms` is the policy's share of a tick
+(observation in hand -> action out); `sim_step_ms` is the robot/simulator's share (observe + act);
+`tick_total_ms` the whole tick, which the deadline (one control period) applies to.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def percentiles(values, *qs: int, keep_max: bool = False) -> dict:
 def read_ticks(path: Path) -> dict[str, np.ndarray]:
     with path.open() as f:
         rows = list(csv.DictReader(f))
-    cols = rows[0].keys() if rows else ["tick", "tick_ms", "sim_step_ms", "chunk_age", "hold"]
+    cols = rows[0].keys() if rows else next(csv.reader(path.open()), [])
+    # A row cut short by a crash (the last line of a killed System 1) is left out.
+    rows = [r for r in rows if None not in r.values() and "" not in r.values()]
     return {c: np.asarray([float(r[c]) for r in rows]) for c in cols}
 
 
@@ -46,17 +50,34 @@ def compute_metrics(run: Path) -> dict:
     # System 2's own record when it shut down cleanly, else the think times its chunks carried.
     think = s2.get("think_ms") or s1["think_ms"]
     episodes = s1["episodes"]
-    misses = int((ticks["tick_ms"] > deadline_ms).sum())
-    n_ticks = len(ticks["tick_ms"])
+    total = ticks["tick_total_ms"]
+    misses = int((total > deadline_ms).sum())
+    n_ticks = len(total)
+    acting = ticks["obs_age"] >= 0
+    periods = ticks["period_ms"][ticks["period_ms"] > 0]  # each episode's first tick has none
     return {
         "episodes": len(episodes),
         "successes": sum(e["success"] for e in episodes),
         "ticks": int(s1["ticks"]),
         "control_hz": s1["control_hz"],
         "tick_ms": percentiles(ticks["tick_ms"], 50, 99, keep_max=True),
+        "tick_total_ms": percentiles(total, 50, 99, keep_max=True),
         "deadline_ms": round(deadline_ms, 3),
+        # Ticks whose whole (observe + decide + act) ran past the period: the loop's overruns.
         "deadline_misses": misses,
         "deadline_misses_per_1000_ticks": round(1000 * misses / n_ticks, 2) if n_ticks else None,
+        "overruns": misses,
+        "overrun_ms": percentiles(total[total > deadline_ms] - deadline_ms, 50, 99, keep_max=True),
+        # Of those, the ticks whose policy share alone ran past the period.
+        "policy_overruns": int((ticks["tick_ms"] > deadline_ms).sum()),
+        "achieved_rate_hz": round(1e3 / float(periods.mean()), 3) if len(periods) else None,
+        # How old the observation System 1 refined each executed action on was.
+        "observation_age_ticks": percentiles(ticks["obs_age"][acting], 50, 99, keep_max=True),
+        "observation_age_ms": percentiles(ticks["obs_age_ms"][acting], 50, 99, keep_max=True),
+        "refine_ahead": s1.get("refine_ahead"),
+        "refine_lead_ticks": s1.get("refine_lead_ticks"),
+        "refine_ms": percentiles(s1.get("refine_ms", []), 50, 99, keep_max=True),
+        "refine_late": s1.get("refine_late", 0),
         "chunks_received": s1["chunks_received"],
         "chunk_age_steps": {
             k: v if v is None else int(v) for k, v in percentiles(ages, 50, keep_max=True).items()

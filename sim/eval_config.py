@@ -116,6 +116,11 @@ class LatencyConfig:
     # think_every > 0 also spaces think starts at least this many control steps apart (with
     # latency 0, back to back would mean a think every step).
     think_every: int = 0
+    # Control steps from the observation System 1 refines on to the first step its plan is
+    # followed, as on the System-1 node, which refines ahead of the tick in a worker (1 there
+    # when a refinement fits in a control period); each episode's first plan is waited for, as
+    # the node does before its clock starts. 0: refinements land within their step.
+    refine_lead: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

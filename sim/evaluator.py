@@ -107,7 +107,10 @@ def make_policy(cfg: EvalConfig):
         from sim.latency import LatencyModel, VirtualClockPolicy
 
         return VirtualClockPolicy(
-            policy, LatencyModel(cfg.latency, cfg.seed), think_every=cfg.latency.think_every
+            policy,
+            LatencyModel(cfg.latency, cfg.seed),
+            think_every=cfg.latency.think_every,
+            refine_lead=cfg.latency.refine_lead,
         )
     return policy
 

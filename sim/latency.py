@@ -14,7 +14,7 @@ import numpy as np
 from hume.constants import STATE_KEY
 from hume.policy.chunk import think_record
 from hume.policy.delay import DelayEstimator, steps_for
-from hume.policy.schedule import ControlSchedule, ScheduleConfig
+from hume.policy.schedule import ControlSchedule, ScheduleConfig, sends_committed
 from hume.policy.switches import episode_record
 from sim.eval_config import LatencyConfig
 
@@ -42,11 +42,11 @@ class VirtualClockPolicy:
     System-1 node and the synchronous loop drive (hume/policy/schedule.py).
     """
 
-    def __init__(self, policy, latency: LatencyModel, think_every: int = 0):
+    def __init__(self, policy, latency: LatencyModel, think_every: int = 0, refine_lead: int = 0):
         self.policy = policy
         self.latency = latency
         self.think_every = max(1, think_every)
-        self.schedule = ControlSchedule(ScheduleConfig.of(policy.config))
+        self.schedule = ControlSchedule(ScheduleConfig.of(policy.config, lead=refine_lead))
         self.delay = DelayEstimator()  # as the System-2 node estimates it, from the thinks so far
         self.reset()
 
@@ -70,7 +70,8 @@ class VirtualClockPolicy:
             _, observed, chunk, latency = self.pending
             self.pending = None
             self.schedule.land(chunk, observed)
-            self.delay.add(latency)  # what the System-2 node learns from its think time
+            if sends_committed(self.policy.config):
+                self.delay.add(latency)  # what the System-2 node learns from its think time
 
     def select_action(self, obs: dict) -> np.ndarray:
         now = self.schedule.tick + 1
@@ -90,7 +91,12 @@ class VirtualClockPolicy:
             refined = self.policy.refine(
                 obs, request.chunk, request.start, self.schedule.history(), continues=request.continues
             )
-        action, kind = self.schedule.end(refined)
+        # Refined ahead of the tick (lead > 0), the plan takes over `lead` steps later; the
+        # episode's first is waited for before the clock starts, as on the System-1 node.
+        ahead = request is not None and self.schedule.cfg.lead > 0 and now > 0
+        action, kind = self.schedule.end(None if ahead else refined)
+        if ahead:
+            self.schedule.land_plan(request, refined)
         if kind == "hold":
             self.holds += 1
         else:
@@ -102,8 +108,11 @@ class VirtualClockPolicy:
         return action
 
     def _think(self, obs: dict, now: int, latency: int, ready: int) -> None:
-        committed = self.schedule.committed(self.policy.robot_actions, now)
-        chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
+        if sends_committed(self.policy.config):
+            committed = self.schedule.committed(self.policy.robot_actions, now)
+            chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
+        else:
+            chunk = self.policy.think(obs)
         self.pending = (ready, now, chunk, latency)
         self.next_think = max(now + self.think_every, ready)
         self.thinks.append((chunk.values, chunk.index))

@@ -12,8 +12,8 @@ def test_smoke_run_times_every_tick_with_the_cascade(tmp_path):
     result = last_json(hume("bench", "s1-tick", "--smoke", "--json", f"--output={tmp_path}"))
     assert result["benchmark"] == "s1-tick" and result["size"] == "tiny" and result["device"] == "cpu"
     assert result["ticks"] == 50
-    # Every timed tick ran System 1's refinement on a fresh chunk: none held.
-    assert result["refined_ticks"] == 50 and result["hold_ticks"] == 0
+    # System 1's worker refined ahead of the ticks (new plans taking over); none held.
+    assert result["refined_ticks"] > 0 and result["hold_ticks"] == 0
     t = result["tick_ms"]
     assert 0 < t["p50"] <= t["p99"] <= t["max"]
     assert 0 < result["refine_cpu_ms"]["p50"] <= result["refine_cpu_ms"]["p99"]
@@ -26,7 +26,7 @@ def test_full_size_runs_on_cuda_or_says_why_not():
     result = last_json(hume("bench", "s1-tick", "--size=full", "--ticks=5", "--warmup=1", "--json"))
     if torch.cuda.is_available():
         assert "skipped" not in result and result["device"] not in ("cpu", "none")
-        assert result["ticks"] == 5 and result["refined_ticks"] == 5 and result["tick_ms"]["p50"] > 0
+        assert result["ticks"] == 5 and result["refined_ticks"] >= 1 and result["tick_ms"]["p50"] > 0
     else:
         assert result["device"] == "none" and "CUDA" in result["skipped"] and "ticks" not in result
 

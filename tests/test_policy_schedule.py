@@ -81,14 +81,73 @@ def test_ttl_and_chunk_end_hold_the_robot_with_the_last_gripper_command():
     assert kind == "hold" and action[:6].tolist() == [0.0] * 6 and action[6] == pytest.approx(65.0)
 
 
-def test_a_failed_refine_holds_and_leaves_the_history_as_if_it_had_succeeded():
+def test_a_failed_refine_continues_the_still_valid_plan_and_leaves_the_history_as_it_was():
     ok, failed = ControlSchedule(CFG), ControlSchedule(CFG)
     a = run(ok, 6, {0: (1.0, 0)})
     b = run(failed, 6, {0: (1.0, 0)}, fail={4})
-    assert b[4][1] == "hold" and b[5] == (105.0, "refined"), "the next tick tries again"
+    # Not an abrupt hold: the plan made at tick 0 (8 actions) goes on; the next tick asks again.
+    assert b[4] == (104.0, "plan") and b[5] == (105.0, "refined")
+    assert failed.failed_refinements == 1 and ok.failed_refinements == 0
     assert a[:4] == b[:4]
     np.testing.assert_array_equal(ok.history(), failed.history())
     np.testing.assert_array_equal(failed.history()[:, 0], [4.0, 5.0])  # one state per tick
+    # Failing until the plan runs out: then, and only then, the robot holds.
+    held = run(ControlSchedule(CFG), 10, {0: (1.0, 0)}, fail=set(range(4, 10)))
+    assert [k for _, k in held[4:]] == ["plan"] * 4 + ["hold"] * 2
+
+
+def run_ahead(schedule: ControlSchedule, ticks: int, arrivals: dict, answer_at: dict | None = None):
+    """As run(), but each refinement's answer comes back `answer_at[tick]` ticks after its request
+    (default: the next tick), as from the System-1 node's worker."""
+    out, flight = [], []
+    for t in range(ticks):
+        for _, request, actions in [f for f in flight if f[0] <= t]:
+            schedule.land_plan(request, actions)
+        flight = [f for f in flight if f[0] > t]
+        if t in arrivals:
+            schedule.land(chunk(arrivals[t][0]), arrivals[t][1])
+        request = schedule.begin(np.full(8, t, np.float32))
+        if request is not None:
+            delay = (answer_at or {}).get(t, 1)
+            flight.append((t + delay, request, fake_refine(request, schedule.cfg.horizon)))
+        action, kind = schedule.end()
+        out.append((float(action[0]), kind, schedule.observation_age))
+    return out
+
+
+def test_refining_ahead_lands_each_plan_lead_ticks_after_its_observation_aligned_by_tick():
+    ahead = ControlSchedule(ScheduleConfig(16, 8, 4, 2, lead=1))
+    out = run_ahead(ahead, 12, {0: (1.0, 0)})
+    # Tick 0 asks; its plan (row i for tick i) takes over at tick 1; each successor is asked 4
+    # ticks after its predecessor and takes over one tick later: plans of 4 ticks, as in the tick.
+    assert [k for _, k, _ in out] == ["hold"] + (["refined"] + ["plan"] * 3) * 2 + ["refined", "plan", "plan"]
+    assert [a for a, _, _ in out[1:6]] == [101.0, 102.0, 103.0, 104.0, 105.0]
+    assert [age for _, _, age in out[1:]] == [1, 2, 3, 4] * 2 + [1, 2, 3]
+    # An answer that comes back late: the still-valid plan goes on until it does.
+    late = run_ahead(ControlSchedule(ScheduleConfig(16, 8, 4, 2, lead=1)), 9, {0: (1.0, 0)}, {4: 3})
+    assert [k for _, k, _ in late[4:9]] == ["plan", "plan", "plan", "refined", "plan"]
+    assert [a for a, _, _ in late[4:9]] == [104.0, 105.0, 106.0, 107.0, 108.0]
+    assert [age for _, _, age in late[4:9]] == [4, 5, 6, 3, 4]
+    # A plan that would run out before its successor takes over is replaced in time: h = 2.
+    short = run_ahead(ControlSchedule(ScheduleConfig(16, 2, 4, 2, lead=1)), 6, {0: (1.0, 0)})
+    assert [k for _, k, _ in short[1:]] == ["refined"] * 5
+
+
+def test_a_failed_refinement_ahead_of_the_tick_continues_the_plan():
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, lead=1))
+    out = []
+    for t in range(8):
+        if t == 0:
+            schedule.land(chunk(1.0), 0)
+        if schedule.in_flight is not None and t > 0:
+            request = schedule.in_flight
+            schedule.land_plan(request, None if request.tick == 4 else fake_refine(request))
+        schedule.begin(np.zeros(8))
+        out.append(schedule.end())
+    kinds = [k for _, k in out]
+    # Asked at 4, failed (known at 5): the plan goes on at 5, asked again at 5, new at 6.
+    assert kinds == ["hold", "refined", "plan", "plan", "plan", "plan", "refined", "plan"]
+    assert schedule.failed_refinements == 1
 
 
 def test_history_repeats_the_first_state_at_an_episode_start():

@@ -8,7 +8,7 @@ import pytest
 
 from hume.config import ConfigError
 from hume.runtime.config import EnvelopeConfig
-from hume.runtime.envelope import CLAMPED, HELD, NONFINITE, RATE_LIMITED, Envelope, resolve
+from hume.runtime.envelope import CLAMPED, HELD, NONFINITE, RATE_LIMITED, WORKSPACE, Envelope, resolve
 from hume.runtime.policy_spec import MAX_ABS_ACTION, PolicySpec
 from hume.runtime.protocol import MessageError
 from hume.runtime.ratelog import RateLimitedLog
@@ -203,3 +203,42 @@ def test_rate_limited_log_says_how_many_it_left_out(caplog):
         rl(logging.WARNING, "kind", "x")
         rl.flush()
     assert caplog.records[-1].getMessage() == "1 more kind events were not logged one by one"
+
+
+def test_in_bound_deltas_that_all_push_one_way_stop_at_the_workspace_edge():
+    from deploy.robots.kinematic import KinematicRobot
+
+    robot = KinematicRobot(image_size=16, max_steps=400)
+    robot.reset(0)
+    env = Envelope(resolve(EnvelopeConfig(), robot, "kinematic"), "clamp", control_hz=20)
+    hits = 0
+    for _ in range(320):  # +0.9 in x every tick: 14 m of motion asked for
+        obs = robot.observe()
+        sent, bits = env.apply(np.array([0.9, -0.9, 0.9, 0, 0, 0, 1], np.float32), obs["observation.state"])
+        hits += bool(bits & WORKSPACE)
+        robot.act(sent)
+        assert (np.abs(robot.pose[:3]) <= 0.5 + 1e-6).all(), robot.pose
+    assert robot.pose[0] == pytest.approx(0.5, abs=1e-4) and robot.pose[1] == pytest.approx(-0.5, abs=1e-4)
+    assert hits > 0 and env.counts["workspace"] == hits
+    # Moving back in is always allowed; a non-finite state holds.
+    sent, bits = env.apply(
+        np.array([-0.5, 0.5, 0, 0, 0, 0, 1], np.float32), robot.observe()["observation.state"]
+    )
+    assert sent[0] == pytest.approx(-0.5) and not bits & WORKSPACE
+    sent, bits = env.apply(np.zeros(7, np.float32), np.full(8, np.nan, np.float32))
+    assert bits & HELD
+
+
+def test_the_workspace_speed_limit_scales_the_motion():
+    ws = {
+        "state_dims": [0, 1, 2],
+        "low": [-1] * 3,
+        "high": [1] * 3,
+        "per_unit": [0.05] * 3,
+        "max_speed": 0.25,
+    }
+    env = Envelope(resolve(EnvelopeConfig(), Adapter(**LIMITS, workspace=ws)), "clamp", control_hz=20)
+    sent, bits = env.apply(np.array([0.5, 0, 0, 0, 0, 0, 1], np.float32), np.zeros(8))
+    assert sent[0] == pytest.approx(0.25 / (0.05 * 20)) and bits & WORKSPACE  # 0.5 m/s asked
+    with pytest.raises(ConfigError, match="workspace"):
+        resolve(EnvelopeConfig(workspace_low=[0.0]), Adapter(**LIMITS))

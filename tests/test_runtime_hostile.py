@@ -91,7 +91,10 @@ def test_no_action_outside_the_envelope_reaches_the_robot(attacked_system1):
     assert (actions[:, 6] >= -1.0).all() and (actions[:, 6] <= 1.0).all()  # the gripper too
     steps = np.abs(np.diff(actions[:, :6], axis=0))
     stopping = (actions[1:, :6] == 0).all(axis=1)  # the hold may stop at once
-    assert (steps[~stopping] <= MAX_DELTA + 1e-6).all()
+    # Faster than max_delta only by slowing a dim towards zero (the hold, or the workspace's edge).
+    before, after = actions[:-1, :6], actions[1:, :6]
+    slowing = (np.abs(after) <= np.abs(before)) & (after * before >= 0)
+    assert ((steps <= MAX_DELTA + 1e-6) | slowing)[~stopping].all()
     held = actions[1:][stopping]
     assert len(held) >= 10 and np.isin(held[:, 6], actions[:, 6]).all()  # the hold sends a sent gripper
     envelope = summary["envelope"]

@@ -9,6 +9,8 @@ of its observation (latency 0), as does the virtual clock at latency 0. The node
 System 2 inside a tick, so a chunk answering tick c reaches it at tick c + 1 at the earliest (the
 episode's first chunk excepted: it is waited for before the clock starts), which the virtual clock
 at latency 1 replays; as no chunk lands on a refinement tick, that one tick changes nothing here.
+With System 1 refining ahead of the tick (the node's default), its plans take over one tick after
+their observation, which the virtual clock replays with refine_lead 1.
 """
 
 from __future__ import annotations
@@ -82,8 +84,9 @@ def drive(select_action, schedule) -> np.ndarray:
     return np.stack(sent)
 
 
-def in_process(path, chunks, latency: int | None) -> np.ndarray:
-    """latency None: the synchronous loop; else the virtual clock at that latency."""
+def in_process(path, chunks, latency: int | None, refine_lead: int = 0) -> np.ndarray:
+    """latency None: the synchronous loop; else the virtual clock at that latency, System 1's
+    plans taking over `refine_lead` ticks after their observation."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the node runs: the same kernels, the same bits
     try:
@@ -93,7 +96,10 @@ def in_process(path, chunks, latency: int | None) -> np.ndarray:
         if latency is None:
             return drive(policy.select_action, lambda: policy.schedule)
         clock = VirtualClockPolicy(
-            policy, LatencyModel(LatencyConfig(steps=latency), seed=0), think_every=EVERY
+            policy,
+            LatencyModel(LatencyConfig(steps=latency), seed=0),
+            think_every=EVERY,
+            refine_lead=refine_lead,
         )
         clock.reset(seed=0)
         return drive(clock.select_action, lambda: clock.schedule)
@@ -101,7 +107,7 @@ def in_process(path, chunks, latency: int | None) -> np.ndarray:
         torch.set_num_threads(threads)
 
 
-def through_the_node(path, chunks, run) -> dict[str, np.ndarray]:
+def through_the_node(path, chunks, run, **options) -> dict[str, np.ndarray]:
     """`hume serve system1` on the kinematic robot; the test answers the observation of every 5th
     tick with the next recorded chunk, 20 ms later (well inside the 100 ms tick)."""
     run.mkdir()
@@ -117,6 +123,7 @@ def through_the_node(path, chunks, run) -> dict[str, np.ndarray]:
                 torch_threads=1,
                 robot__max_steps=TICKS,
                 system1__control_hz=10,
+                **options,
             ),
         ],
         run / "system1.log",
@@ -154,10 +161,10 @@ def test_one_recorded_sequence_gives_the_same_actions_in_all_three_drivers(recor
     path, chunks = recorded
     sync = in_process(path, chunks, latency=None)
     np.testing.assert_array_equal(in_process(path, chunks, latency=0), sync)
-
     clock = in_process(path, chunks, latency=1)
     np.testing.assert_array_equal(clock, sync)
-    trace = through_the_node(path, chunks, tmp_path / "node")
+    # System 1 refining inside the tick, as the synchronous loop does.
+    trace = through_the_node(path, chunks, tmp_path / "node", system1__refine_ahead=False)
     sent = np.stack([trace[f"a{i}"] for i in range(7)], 1)
     assert len(sent) == TICKS and not trace["hold"].any()
     np.testing.assert_allclose(sent, sync, atol=2e-5)  # ticks.csv keeps 5 decimals
@@ -168,3 +175,22 @@ def test_one_recorded_sequence_gives_the_same_actions_in_all_three_drivers(recor
     assert trace["chunk_age"][[0, 8, 16, 24]].tolist() == [0, 3, 1, 4]
     # Another recorded sequence gives other actions: the comparison above is not vacuous.
     assert not np.allclose(in_process(path, chunks[::-1], latency=None), sync, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_refining_ahead_of_the_tick_the_node_and_the_virtual_clock_agree(recorded, tmp_path):
+    """The node's default: System 1 refines in a worker on tick t's observation and its plan takes
+    over at t + 1 (the episode's first excepted: it is waited for before the clock starts). The
+    virtual clock replays exactly that with refine_lead 1."""
+    path, chunks = recorded
+    ahead = in_process(path, chunks, latency=1, refine_lead=1)
+    assert not np.allclose(ahead, in_process(path, chunks, latency=1), atol=1e-3)
+    trace = through_the_node(path, chunks, tmp_path / "node", system1__refine_lead_ticks=1)
+    sent = np.stack([trace[f"a{i}"] for i in range(7)], 1)
+    assert len(sent) == TICKS and not trace["hold"].any()
+    np.testing.assert_allclose(sent, ahead, atol=2e-5)
+    # A plan holds h = 8 actions from its observation's tick: its successor is asked one tick
+    # before it runs out (7, 14, 21, on those ticks' observations) and takes over one tick later.
+    assert np.flatnonzero(trace["refined"]).tolist() == [0, 8, 15, 22]
+    assert trace["obs_age"][[0, 7, 8, 14, 15]].tolist() == [0, 7, 1, 7, 1]
+    assert (trace["obs_age_ms"][1:] > 0).all()

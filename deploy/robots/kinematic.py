@@ -29,7 +29,20 @@ class KinematicRobot:
         self.gripper = -1.0
 
     def action_envelope(self) -> dict:
-        return {"low": [-1.0] * 6, "high": [1.0] * 6, "max_delta": [MAX_DELTA] * 6, "gripper": [-1.0, 1.0]}
+        # The workspace: what the cameras see (the drawn marker leaves the image beyond ±0.5 m).
+        workspace = {
+            "state_dims": [0, 1, 2],
+            "low": [-0.5] * 3,
+            "high": [0.5] * 3,
+            "per_unit": [METRES_PER_UNIT] * 3,
+        }
+        return {
+            "low": [-1.0] * 6,
+            "high": [1.0] * 6,
+            "max_delta": [MAX_DELTA] * 6,
+            "gripper": [-1.0, 1.0],
+            "workspace": workspace,
+        }
 
     def reset(self, episode: int) -> None:
         self.pose = np.concatenate([self.rng.uniform(-0.1, 0.1, 3), np.zeros(3)]).astype(np.float32)

@@ -39,7 +39,7 @@ from hume.policy import selectors
 from hume.policy.chunk import Chunk, think_record
 from hume.policy.hub import push_folder, resolve_checkpoint
 from hume.policy.normalize import STATS_FILE, Normalizer
-from hume.policy.schedule import ControlSchedule, ScheduleConfig
+from hume.policy.schedule import ControlSchedule, ScheduleConfig, sends_committed
 from hume.policy.switches import episode_record
 from hume.policy.transforms import observation_images, pad_to, tokenize
 from hume.tokenizer import DEFAULT_TOKENIZER_DIR, load_tokenizer
@@ -488,9 +488,8 @@ class HumePolicy(nn.Module):
         now = schedule.tick + 1
         if self.thinks_next():
             # The chunk lands at once (delay 0): the committed actions are only continued.
-            chunk = self.think(
-                obs, committed=schedule.committed(self.robot_actions, now), recent=schedule.recent()
-            )
+            committed = schedule.committed(self.robot_actions, now) if sends_committed(self.config) else None
+            chunk = self.think(obs, committed=committed, recent=schedule.recent())
             self.thinks.append((chunk.values, chunk.index))
             schedule.land(chunk, now)
         request = schedule.begin(self._raw_state(obs))

@@ -12,18 +12,30 @@ Each control tick:
 and, whenever a chunk computed from the observation of tick c becomes available,
     schedule.land(chunk, c)
 
+System 1 may also refine ahead of the tick (the System-1 node: a worker thread, so that no network
+runs between "observation in hand" and "action out"). Then `lead` > 0 ticks pass between the
+observation a refinement reads and the first tick its plan is followed: the tick calls `end()`
+without actions, the request stays in flight, and its answer comes back, at any later tick, as
+    schedule.land_plan(request, actions)   # None: it failed
+A plan is aligned by tick like a chunk: row i is for tick request.tick + i, and it takes over at
+tick request.tick + lead (or the first tick after its answer came back, if later). The
+synchronous loop is the same with lead 0 (the answer lands within the tick).
+
 Rules:
 - A chunk may be followed while its age (ticks since the observation it answers) is below
   `valid = min(ttl, chunk length)`; after that, or before the first chunk, the robot holds (zero
   motion, gripper as last commanded).
-- System 1 refines every `refine_every` ticks, and when its refined actions run out (or it has
-  none), always from the newest chunk. A chunk landing mid-plan is taken up at the next refinement,
-  not at once: System 2 may deliver a chunk nearly every tick, and refining on each would make the
-  costly part of the tick run every tick instead of every `refine_every` (measured on the demo:
-  refines on 87% of ticks, tick p50 20 ms).
+- System 1 refines so that a new plan takes over every `refine_every` ticks, or when its refined
+  actions run out (or it has none), always from the newest chunk: the request is made `lead`
+  ticks before, and one at a time (none while one is in flight). A chunk landing mid-plan is
+  taken up at the next refinement, not at once: System 2 may deliver a chunk nearly every tick,
+  and refining on each would make System 1 run every tick instead of every `refine_every`
+  (measured on the demo: refines on 87% of ticks, tick p50 20 ms).
 - It refines the h actions of the chunk that start at the chunk's current offset, or the chunk's
   last h actions when fewer are left (the ones already past are skipped): System 1 always reads a
   real h-step slice, stamped with where it starts.
+- A refinement that fails leaves the current plan in place while it is valid (the next tick asks
+  again): a failure costs smoothness, not an abrupt stop.
 """
 
 from __future__ import annotations
@@ -39,6 +51,14 @@ from hume.policy.hold import ACTION_DIM, hold_action
 from hume.policy.switches import action_changes
 
 
+def sends_committed(config) -> bool:
+    """Whether System 2 reads the committed actions System 1 sends with each observation (the
+    schedule's `committed()`): real-time chunking guides its thinks to continue them, and the
+    coherence selector keeps close to them. Where this is False nothing is built or sent, and
+    System 2 estimates no delay."""
+    return bool(getattr(config, "rtc", False)) or getattr(config, "selector", None) == "coherence"
+
+
 @dataclass(frozen=True)
 class ScheduleConfig:
     chunk_size: int  # H: actions in a chunk
@@ -47,9 +67,12 @@ class ScheduleConfig:
     history: int  # K: robot states System 1 reads
     ttl: int = 0  # ticks a chunk may be followed after its observation; 0 = the whole chunk
     action_dim: int = ACTION_DIM  # the robot's action width, gripper last (the hold action's)
+    # Ticks from the observation a refinement reads to the first tick its plan is followed: 0 in
+    # the synchronous loop, >= 1 when System 1 refines ahead of the tick (the node's worker).
+    lead: int = 0
 
     @classmethod
-    def of(cls, config, ttl: int = 0, refine_every: int = 0) -> ScheduleConfig:
+    def of(cls, config, ttl: int = 0, refine_every: int = 0, lead: int = 0) -> ScheduleConfig:
         """From a HumeConfig (the checkpoint's schedule); `ttl` and `refine_every` override it."""
         return cls(
             chunk_size=config.chunk_size,
@@ -58,6 +81,7 @@ class ScheduleConfig:
             history=config.system1.state_history,
             ttl=ttl,
             action_dim=config.action_dim,
+            lead=lead,
         )
 
     def valid_steps(self, length: int) -> int:
@@ -73,11 +97,15 @@ class RefineRequest:
     # the robot actions the plan being replaced would execute from this tick on (its last action
     # when it has run out; k = 0 without one), after `skip` rows of NaN for the ticks already past.
     continues: np.ndarray
+    tick: int = 0  # the tick whose observation System 1 refines on: the plan's row 0 is for it
+    chunk_tick: int = 0  # the tick of the observation the chunk answers
 
 
 class ControlSchedule:
     def __init__(self, cfg: ScheduleConfig):
         if cfg.horizon > cfg.chunk_size or min(cfg.horizon, cfg.refine_every, cfg.history) < 1:
+            raise ValueError(f"bad schedule {cfg}")
+        if cfg.lead < 0:
             raise ValueError(f"bad schedule {cfg}")
         self.cfg = cfg
         self.reset()
@@ -91,9 +119,14 @@ class ControlSchedule:
         self.plan_tick = tick
         self.plan_chunk_tick = tick
         self._history: deque[np.ndarray] = deque(maxlen=self.cfg.history)
-        self._request: RefineRequest | None = None
+        self._request: RefineRequest | None = None  # made this tick
+        self.in_flight: RefineRequest | None = None  # made, its plan not taken over yet
+        self._answer: np.ndarray | None = None  # the in-flight request's refined actions, once back
+        self.failed_refinements = 0
         self.gripper = hold_action(action_dim=self.cfg.action_dim)[-1]
         self.chunk_switch = False  # the last tick's plan came from a chunk its predecessor did not
+        self._new_plan = False  # a plan took over this tick
+        self._previous_chunk: int | None = None  # the chunk tick of the last plan followed
         # This episode's (action, kind, whether a new chunk was taken up) per tick.
         self.executed: list[tuple[np.ndarray, str, bool]] = []
 
@@ -111,19 +144,54 @@ class ControlSchedule:
         self.tick += 1
         self._history.append(np.asarray(state, np.float32).reshape(-1))
         self._request = None
-        if self.chunk is None:
+        self._take_over()
+        if self.chunk is None or self.in_flight is not None:
             return None
         age = self.tick - self.chunk_tick
         length = len(self.chunk.actions)
         if age >= self.cfg.valid_steps(length) or age < 0:
             return None
+        # Plans are asked for every refine_every ticks, each taking over `lead` ticks after it is
+        # asked; and early enough that the next takes over before the current one runs out.
         since = self.tick - self.plan_tick
-        if self.plan is None or since >= len(self.plan) or since >= self.cfg.refine_every:
+        if self.plan is None or since >= self.cfg.refine_every or since + self.cfg.lead >= len(self.plan):
             start = max(0, min(age, length - self.cfg.horizon))
             continues = self._continues(since)
             past = np.full((age - start, continues.shape[1]), np.nan, np.float32)
-            self._request = RefineRequest(self.chunk, start, age - start, np.concatenate([past, continues]))
+            self._request = RefineRequest(
+                self.chunk,
+                start,
+                age - start,
+                np.concatenate([past, continues]),
+                tick=self.tick,
+                chunk_tick=self.chunk_tick,
+            )
+            self.in_flight = self._request
         return self._request
+
+    def land_plan(self, request: RefineRequest, refined: np.ndarray | None) -> None:
+        """The answer to an in-flight request (None: the refinement failed: the current plan goes on
+        while valid, and the next tick asks again). It takes over at tick request.tick + lead."""
+        if request is not self.in_flight:
+            return  # an answer from before a reset
+        if refined is None:
+            self.in_flight, self._answer = None, None
+            self.failed_refinements += 1
+            return
+        self._answer = np.asarray(refined, np.float32)
+
+    def _take_over(self, lead: int | None = None) -> bool:
+        """Make the in-flight request's answer the plan if it is back and its tick has come."""
+        request = self.in_flight
+        lead = self.cfg.lead if lead is None else lead
+        if request is None or self._answer is None or self.tick < request.tick + lead:
+            return False
+        left = self.cfg.valid_steps(len(request.chunk.actions)) - (request.tick - request.chunk_tick)
+        self.plan = self._answer[request.skip :][:left]
+        self.plan_tick, self.plan_chunk_tick = request.tick, request.chunk_tick
+        self.in_flight, self._answer = None, None
+        self._new_plan = True
+        return True
 
     def _continues(self, since: int) -> np.ndarray:
         if self.plan is not None and since < len(self.plan):
@@ -166,20 +234,17 @@ class ControlSchedule:
         return np.stack([states[0]] * (self.cfg.history - len(states)) + states)
 
     def end(self, refined: np.ndarray | None = None) -> tuple[np.ndarray, str]:
-        """Finish the tick: `refined` answers this tick's request (None: it failed, or there was
-        none). Returns the action to execute and where it came from: "refined" (a new plan),
-        "plan" (the current one) or "hold"."""
+        """Finish the tick: `refined` answers this tick's request within the tick (it takes over
+        now, whatever the lead). Without it, this tick's request stays in flight (land_plan
+        answers it) when lead > 0, and counts as failed when lead is 0. Returns the action to
+        execute and where it came from: "refined" (a new plan's first), "plan" (the current one)
+        or "hold"."""
         request, self._request = self._request, None
-        kind = "plan"
-        previous_chunk = self.plan_chunk_tick if self.plan is not None else None
-        if request is not None:
-            if refined is None:
-                self.plan = None
-            else:
-                left = self.cfg.valid_steps(len(request.chunk.actions)) - (self.tick - self.chunk_tick)
-                self.plan = np.asarray(refined, np.float32)[request.skip :][:left]
-                self.plan_tick, self.plan_chunk_tick = self.tick, self.chunk_tick
-                kind = "refined"
+        if request is not None and (refined is not None or self.cfg.lead == 0):
+            self.land_plan(request, refined)  # answered within the tick: it takes over now
+            self._take_over(lead=0)
+        new_plan, self._new_plan = self._new_plan, False
+        kind = "refined" if new_plan else "plan"
         # A plan never outlives its chunk: it was cut to the chunk's valid steps when made.
         i = self.tick - self.plan_tick
         if self.plan is None or i >= len(self.plan):
@@ -187,7 +252,9 @@ class ControlSchedule:
         else:
             action = self.plan[i]
             self.gripper = float(action[-1])
-        self.chunk_switch = kind == "refined" and self.plan_chunk_tick != previous_chunk
+        self.chunk_switch = kind == "refined" and self.plan_chunk_tick != self._previous_chunk
+        if kind != "hold":
+            self._previous_chunk = self.plan_chunk_tick
         self.executed.append((action, kind, self.chunk_switch))
         return action, kind
 
@@ -207,3 +274,8 @@ class ControlSchedule:
     def age(self) -> int:
         """Ticks since the observation the current plan's chunk answers (-1 without a plan)."""
         return self.tick - self.plan_chunk_tick if self.plan is not None else -1
+
+    @property
+    def observation_age(self) -> int:
+        """Ticks since the observation System 1 refined the current plan on (-1 without a plan)."""
+        return self.tick - self.plan_tick if self.plan is not None else -1

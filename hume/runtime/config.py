@@ -51,6 +51,15 @@ class ControlLoopConfig:
     first_chunk_timeout_s: float = 120.0
     # Sleep to keep control_hz when the robot is faster than real time (a simulator may be slower).
     realtime: bool = True
+    # System 1 refines ahead of the tick in a worker thread (hume/runtime/refiner.py), so no
+    # network runs inside a tick; false: inside the tick, as the synchronous loop does (kept to
+    # compare the two).
+    refine_ahead: bool = True
+    # Control ticks from the observation a refinement reads to the first tick its plan is
+    # followed; 0: measured when System 1 warms up (its slowest warm refinement, with a 1.5x
+    # margin, in control periods; at least 1). A refinement that takes longer is counted
+    # (`refine_late`) while the plan it replaces goes on.
+    refine_lead_ticks: int = 0
     # SCHED_FIFO priority (1..99) of the policy's share of each tick, so that nothing else on the
     # host (System 2's think included) delays it; where Linux does not permit it (no CAP_SYS_NICE
     # or RLIMIT_RTPRIO), System 1 says so once and runs at normal priority. 0: off.
@@ -89,6 +98,19 @@ class EnvelopeConfig:
     gripper: list[float] = field(default_factory=list)
     # Outside the bounds: "clamp" the action to them, or "hold" the robot for that tick.
     on_violation: str = "clamp"
+    # The workspace: absolute limits on where the end effector may go, so that in-bound deltas
+    # that all push one way stop at its edge. `workspace_state_dims`: the observation.state dims
+    # holding the end-effector position, moved by the first that many action dims;
+    # `workspace_low`/`workspace_high`: the box, in the state's units; `workspace_per_unit`: how
+    # far (at most) one action unit moves each position dim in one control tick. Each list left
+    # empty comes from the adapter's action_envelope()["workspace"]; with none, no workspace.
+    workspace_state_dims: list[int] = field(default_factory=list)
+    workspace_low: list[float] = field(default_factory=list)
+    workspace_high: list[float] = field(default_factory=list)
+    workspace_per_unit: list[float] = field(default_factory=list)
+    # The most the end effector may move per second (state units/s, the norm over the workspace
+    # dims); 0: the adapter's ("max_speed" in its workspace), else none.
+    max_speed: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -194,9 +216,10 @@ class DeployConfig:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if s1.control_hz <= 0:
             raise ConfigError(f"system1.control_hz must be > 0, got {s1.control_hz}")
-        if s1.s1_replan_steps < 0 or s1.chunk_ttl_steps < 0:
+        if s1.s1_replan_steps < 0 or s1.chunk_ttl_steps < 0 or s1.refine_lead_ticks < 0:
             raise ConfigError(
-                "system1.s1_replan_steps and system1.chunk_ttl_steps must be >= 1 (or 0: the checkpoint's)"
+                "system1.s1_replan_steps, chunk_ttl_steps and refine_lead_ticks must be >= 1 "
+                "(or 0: the checkpoint's, or measured)"
             )
         if not MAX_HEADER_BYTES < t.max_message_bytes <= MAX_MESSAGE_BYTES:
             raise ConfigError(

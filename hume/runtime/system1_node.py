@@ -1,29 +1,38 @@
 """The System-1 node (`hume serve system1`): the control loop, at control_hz, around a robot adapter.
 
-Every tick: observe, publish the observation for System 2 (latest-only), take the newest chunk
-without blocking, and let the control schedule (hume/policy/schedule.py, the same object the
-synchronous loop and the async evaluation drive) align it to now by the steps elapsed since the
-observation it answers and say when System 1 refines (on the current observation and the
-schedule's state history); then send the action.
+Every tick, in this order: wait for the tick's time -> observe -> decide -> envelope -> act. To
+decide, the tick takes the newest chunk without blocking, lands it and any finished System-1
+refinement through the control schedule (hume/policy/schedule.py, the same object the
+synchronous loop and the async evaluation drive), and takes the action the schedule has prepared
+for this tick. No network runs on the tick: System 1 refines ahead of it in a worker thread
+(refiner.py) on the newest observation, and its plan takes over, aligned by tick, `lead` ticks
+after that observation; until it does, the tick follows the still-valid plan. After acting, the
+tick publishes its observation for System 2 (latest-only). A tick that runs past its period
+(observe + decide + act) is an overrun: counted, logged (rate-limited), and the clock moves on
+without a burst to catch up.
 
 Safety: a chunk replaces the current one only if System 1's policy can refine it (shapes and
 values, policy_spec.py). It is followed for at most `chunk_ttl_steps` (and never past its end)
-after the observation it answers. When no valid chunk is left the robot holds (zero motion,
-gripper unchanged); that is logged, and control resumes by itself as soon as a fresh chunk
-arrives. Every action, the hold included, passes the robot's action envelope (envelope.py) just
-before the robot adapter gets it. All times are this host's monotonic clock; the only thing
-compared across hosts is step indices.
+after the observation it answers. A failed refinement leaves the still-valid plan in place
+(counted); when no valid plan is left the robot holds (zero motion, gripper unchanged); that is
+logged, and control resumes by itself as soon as a fresh chunk arrives. Every action, the hold
+included, passes the robot's action envelope (envelope.py) just before the robot adapter gets it.
+Records survive a crash: ticks.csv is streamed and system1.json rewritten, both at least every
+second. All times are this host's monotonic clock; the only thing compared across hosts is step
+indices.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +42,8 @@ from hume.config import ConfigError, check_checkpoint
 from hume.constants import STATE_KEY, TASK_KEY
 from hume.data.episode_frame import episode_frame
 from hume.data.video import VideoWriter
-from hume.policy.schedule import ControlSchedule, RefineRequest, ScheduleConfig
+from hume.policy.delay import steps_for
+from hume.policy.schedule import ControlSchedule, ScheduleConfig, sends_committed
 from hume.policy.switches import episode_record, trace_switch_changes
 from hume.runtime import protocol
 from hume.runtime.chunk_wire import chunk_from_wire
@@ -44,20 +54,37 @@ from hume.runtime.policy_spec import PolicySpec
 from hume.runtime.priority import RealtimeSection
 from hume.runtime.protocol import MessageError
 from hume.runtime.ratelog import RateLimitedLog
+from hume.runtime.refiner import SWITCH_INTERVAL_S, Answer, Refiner
 from hume.runtime.transport import OBSERVATION_QUEUE, Inbox, Publisher, Transport
 
 log = logging.getLogger(__name__)
 
-WARMUP_CALLS = 2
+WARMUP_CALLS = 3
+# Records on disk are at most this old: a killed System 1 loses at most this much of them.
+FLUSH_S = 1.0
+# The measured refinement lead gets this margin over the slowest warm refinement.
+LEAD_MARGIN = 1.5
 
 
-@dataclass
 class Trace:
-    """One row per control tick, written to ticks.csv: `envelope` holds the envelope's bits
-    (1 clamped, 2 rate-limited, 4 held, 8 non-finite; envelope.py), a0.. the action sent."""
+    """One row per control tick, streamed to ticks.csv (flushed at least every FLUSH_S):
+    `tick_ms` is the policy's share (observation in hand -> action out), `tick_total_ms` the
+    whole tick (observe + decide + act), `period_ms` the time since the previous tick started;
+    `obs_age` / `obs_age_ms` how old the observation System 1 refined the executed action on is
+    (-1 when holding); `envelope` holds the envelope's bits (1 clamped, 2 rate-limited, 4 held,
+    8 non-finite; envelope.py), a0.. the action sent. `rows` keeps the current episode's."""
 
-    action_dim: int
-    rows: list[list] = field(default_factory=list)
+    def __init__(self, action_dim: int, path: Path | None = None):
+        self.action_dim = action_dim
+        self.rows: list[list] = []
+        self._file = None
+        self._next_flush = 0.0
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("w", newline="")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(self.columns)
+            self._file.flush()
 
     @property
     def columns(self) -> list[str]:
@@ -66,8 +93,12 @@ class Trace:
             "episode",
             "step",
             "tick_ms",
+            "tick_total_ms",
+            "period_ms",
             "sim_step_ms",
             "chunk_age",
+            "obs_age",
+            "obs_age_ms",
             "hold",
             "refined",
             "chunk_switch",
@@ -75,20 +106,28 @@ class Trace:
         ]
         return head + [f"a{i}" for i in range(self.action_dim)]
 
-    def add(self, *values, action: np.ndarray) -> None:
-        self.rows.append([*values, *(round(float(a), 5) for a in action)])
+    def new_episode(self) -> None:
+        self.rows = []
 
-    def switch_changes(self, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """|Δa| of the actions sent at plan switches, within plans and at chunk switches, over the
-        `last` rows."""
-        rows = np.asarray(self.rows[len(self.rows) - last :], np.float64).reshape(-1, len(self.columns))
+    def add(self, *values, action: np.ndarray) -> None:
+        row = [*values, *(round(float(a), 5) for a in action)]
+        self.rows.append(row)
+        if self._file is not None:
+            self._writer.writerow(row)
+            now = time.monotonic()
+            if now >= self._next_flush:
+                self._file.flush()
+                self._next_flush = now + FLUSH_S
+
+    def switch_changes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """|Δa| of the actions sent at plan switches, within plans and at chunk switches, this episode."""
+        rows = np.asarray(self.rows, np.float64).reshape(-1, len(self.columns))
         return trace_switch_changes(dict(zip(self.columns, rows.T, strict=True)))
 
-    def write(self, path: Path) -> None:
-        with path.open("w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(self.columns)
-            w.writerows(self.rows)
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class SystemTwoSilent(RuntimeError):
@@ -101,16 +140,21 @@ class System1Node:
         s1 = cfg.system1
         self.period = 1.0 / s1.control_hz
         # The schedule's settings are the checkpoint's unless the deploy config sets them.
-        self.schedule = ControlSchedule(
-            ScheduleConfig.of(policy.config, ttl=s1.chunk_ttl_steps, refine_every=s1.s1_replan_steps)
+        self.schedule_cfg = ScheduleConfig.of(
+            policy.config, ttl=s1.chunk_ttl_steps, refine_every=s1.s1_replan_steps
         )
+        self.schedule = ControlSchedule(self.schedule_cfg)  # its lead is set once System 1 is warm
         self.ttl = self.schedule.cfg.ttl or self.schedule.cfg.chunk_size
         self.replan = self.schedule.cfg.refine_every
         obs_endpoint, chunk_endpoint = cfg.transport.endpoints()
         self.envelope = Envelope(
-            resolve(cfg.robot.envelope, robot, cfg.robot.kind), cfg.robot.envelope.on_violation
+            resolve(cfg.robot.envelope, robot, cfg.robot.kind),
+            cfg.robot.envelope.on_violation,
+            s1.control_hz,
         )
         self.spec = PolicySpec.of(policy)
+        # Committed actions are built and sent only for a System 2 that reads them.
+        self.sends_committed = sends_committed(getattr(policy, "config", None))
         if self.spec.action_dim not in (None, self.envelope.limits.action_dim):
             raise ConfigError(
                 f"the policy acts in {self.spec.action_dim} dims, the robot's envelope has "
@@ -129,7 +173,17 @@ class System1Node:
             self.transport.close()
             raise
         self.stop = threading.Event()
-        self.trace = Trace(self.envelope.limits.action_dim)
+        self.trace = Trace(self.envelope.limits.action_dim, output / "ticks.csv" if output else None)
+        self.refiner = Refiner(policy, self.envelope.limits.action_dim)
+        if s1.refine_ahead:
+            sys.setswitchinterval(SWITCH_INTERVAL_S)  # the tick gets the GIL back quickly (refiner.py)
+        self.lead = 0  # ticks from a refinement's observation to its plan (set when warm)
+        self.refine_ms: list[float] = []
+        self.refine_late = 0  # refinements not back by the tick their plan was due
+        self.overruns = 0  # ticks (observe + decide + act) longer than the period
+        self.policy_overruns = 0  # ticks whose policy share alone was longer than the period
+        self._obs_times: dict[int, float] = {}  # tick -> when its observation was in hand
+        self._next_save = 0.0
         self.tick = 0
         self.chunk: protocol.Message | None = None
         self.chunks_received = 0
@@ -174,9 +228,10 @@ class System1Node:
         }
         arrays = {k: v for k, v in obs.items() if k != TASK_KEY}
         arrays[STATE_KEY] = np.asarray(arrays[STATE_KEY], dtype=np.float32)
-        committed = self.schedule.committed(self.policy.robot_actions, self.tick)
-        if len(committed):
-            arrays[protocol.COMMITTED_KEY] = committed
+        if self.sends_committed:
+            committed = self.schedule.committed(self.policy.robot_actions, self.tick)
+            if len(committed):
+                arrays[protocol.COMMITTED_KEY] = committed
         self.obs_out.send(protocol.OBSERVATION, fields, arrays)
 
     def _heartbeat(self, state: str = "ready") -> None:
@@ -254,37 +309,47 @@ class System1Node:
 
     # -- control ---------------------------------------------------------------------------------
 
-    def _refine(self, obs: dict, request: RefineRequest) -> np.ndarray | None:
-        """System 1 on what the schedule asks for; None (counted, logged) when it fails."""
-        try:
-            actions = self.policy.refine(
-                obs, request.chunk, request.start, self.schedule.history(), continues=request.continues
-            )
-            actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.envelope.limits.action_dim)
-            if not np.isfinite(actions).all():
-                raise ValueError("non-finite actions")
-        except Exception as e:  # the robot holds rather than act on, or die of, a failed refinement
+    def _take_answer(self, answer: Answer) -> None:
+        """A refinement's answer into the schedule; a failure is counted and logged, and the
+        schedule keeps the still-valid plan."""
+        self.refine_ms.append(answer.ms)
+        if answer.actions is None:
             self.refine_errors += 1
             self._log(
                 logging.ERROR,
                 "refine",
-                "refinement failed at tick %d: %s: %s",
-                self.tick,
-                type(e).__name__,
-                e,
+                "refinement for tick %d failed: %s (the current plan goes on while valid)",
+                answer.request.tick,
+                answer.error,
             )
-            return None
-        return actions
+        self.schedule.land_plan(answer.request, answer.actions)
 
     def _warm_up(self, obs: dict) -> None:
         """The first refinements of a fresh process are slow (lazy kernel setup): do them before
-        the clock runs, not inside the first control ticks."""
-        t0 = time.monotonic()
+        the clock runs, not inside the first control ticks; the warm ones set the lead."""
+        times = []
         for _ in range(WARMUP_CALLS):
+            t0 = time.monotonic()
             self.policy.refine(obs, chunk_from_wire(self.chunk), 0)
+            times.append((time.monotonic() - t0) * 1e3)
         self.policy.reset()
         self._warm = True
-        log.info("System 1 warmed up in %.0f ms", (time.monotonic() - t0) * 1e3)
+        s1 = self.cfg.system1
+        if not s1.refine_ahead:
+            self.lead = 0
+        elif s1.refine_lead_ticks:
+            self.lead = s1.refine_lead_ticks
+        else:
+            self.lead = max(1, steps_for(LEAD_MARGIN * max(times[1:]), s1.control_hz))
+        self.schedule = ControlSchedule(dataclasses.replace(self.schedule_cfg, lead=self.lead))
+        log.info(
+            "System 1 warmed up in %.0f ms (warm refinement %.1f ms): %s",
+            sum(times),
+            max(times[1:]),
+            f"refining ahead of the tick, plans take over {self.lead} tick(s) after their observation"
+            if s1.refine_ahead
+            else "refining inside the tick",
+        )
 
     def _wait_first_chunk(self, obs: dict, episode: int) -> None:
         """The robot stands still after reset until System 2 answers this episode's observation."""
@@ -311,37 +376,71 @@ class System1Node:
         self.robot.reset(episode)
         self.policy.reset()
         self.envelope.reset()
-        self.schedule.reset(tick=self.tick - 1)  # the schedule counts in this node's ticks
+        self.trace.new_episode()
         self.chunk = None
-        obs = self.robot.observe()
-        self._wait_first_chunk(obs, episode)
+        self.schedule.reset(tick=self.tick - 1)
+        self._wait_first_chunk(self.robot.observe(), episode)
+        self.schedule.reset(tick=self.tick - 1)  # the schedule counts in this node's ticks
         if self.chunk is not None:  # the chunk that ended the wait is the first one followed
             self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
         holding, held_since, step = False, 0, 0
-        next_t = time.monotonic()
+        next_t = previous_start = None
         while not self.stop.is_set() and not self.robot.done:
             self._heartbeat()
-            self.realtime.enter()
+            if next_t is not None and self.cfg.system1.realtime:
+                delay = next_t - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+            start = time.monotonic()
+            obs = self.robot.observe()
             t0 = time.monotonic()  # observation in hand
+            self._obs_times[self.tick] = t0
+            self._obs_times.pop(self.tick - 4 * self.schedule.cfg.chunk_size, None)
+            self.realtime.enter()
             if self._receive(episode):
                 self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
+            answer = self.refiner.poll()
+            if answer is not None:
+                self._take_answer(answer)
+            flight = self.schedule.in_flight
+            if flight is not None and self.tick == flight.tick + self.lead and self.refiner.busy:
+                self.refine_late += 1
+                self._log(
+                    logging.WARNING,
+                    "refine_late",
+                    "System 1's refinement for tick %d is not back after %d tick(s): the current plan "
+                    "goes on (raise system1.refine_lead_ticks, or lower control_hz)",
+                    flight.tick,
+                    self.lead,
+                )
             request = self.schedule.begin(np.asarray(obs[STATE_KEY], np.float32))
-            planned, kind = self.schedule.end(None if request is None else self._refine(obs, request))
-            # Published once this tick's plan is made: the committed actions it carries include it.
-            self._publish(obs, episode, step)
-            refined = kind == "refined"
+            refined = None
+            if request is not None:
+                if step == 0 or self.lead == 0:
+                    # The episode's first plan is waited for, like its first chunk: the clock
+                    # starts after it (the robot stands still until then). With refine_ahead
+                    # false, every refinement runs here, inside the tick.
+                    answer = self.refiner.refine(obs, request, self.schedule.history())
+                    self._take_answer(answer)
+                    refined = answer.actions
+                    if step == 0:
+                        start = t0 = time.monotonic()
+                else:
+                    self.refiner.submit(obs, request, self.schedule.history())
+            planned, kind = self.schedule.end(refined)
+            refined_now = kind == "refined"
             if kind != "hold":
-                action, bits = self.envelope.apply(planned)
-                age = self.schedule.age
+                action, bits = self.envelope.apply(planned, obs[STATE_KEY])
+                age, obs_age = self.schedule.age, self.schedule.observation_age
                 if holding:
                     log.info("chunks are back: resumed control after %d held ticks", self.tick - held_since)
                     holding = False
             else:
-                action, bits, age = self.envelope.hold(), 0, -1
+                action, bits, age, obs_age = self.envelope.hold(), 0, -1, -1
                 if not holding:
                     last = self.chunk.fields["tick"] if self.chunk is not None else None
                     log.warning(
-                        "no valid chunk (last one answered tick %s, now tick %d, TTL %d steps): holding",
+                        "no valid plan (last chunk answered tick %s, now tick %d, TTL %d steps): holding",
                         last,
                         self.tick,
                         self.ttl,
@@ -349,41 +448,48 @@ class System1Node:
                     holding, held_since = True, self.tick
                     self.holds += 1
                 self.hold_ticks += 1
-            tick_ms = (time.monotonic() - t0) * 1e3  # the policy's share: observation in hand -> action out
+            acted = time.monotonic()
+            tick_ms = (acted - t0) * 1e3  # the policy's share: observation in hand -> action out
             self.realtime.leave()
-            t1 = time.monotonic()
             self.robot.act(action)
-            acted_on, obs = obs, self.robot.observe()
-            sim_ms = (time.monotonic() - t1) * 1e3
+            done = time.monotonic()
+            # Published once this tick's plan is made: the committed actions it carries include it.
+            self._publish(obs, episode, step)
+            total_ms = (done - start) * 1e3
+            period_ms = (start - previous_start) * 1e3 if previous_start is not None else 0.0
+            obs_age_ms = (acted - self._obs_times[self.tick - obs_age]) * 1e3 if obs_age >= 0 else -1.0
+            self._count_overrun(tick_ms, total_ms)
             self.trace.add(
                 self.tick,
                 episode,
                 step,
                 round(tick_ms, 3),
-                round(sim_ms, 3),
+                round(total_ms, 3),
+                round(period_ms, 3),
+                round((done - acted) * 1e3 + (t0 - start) * 1e3, 3),
                 age,
+                obs_age,
+                round(obs_age_ms, 3),
                 int(age < 0),
-                int(refined),
+                int(refined_now),
                 int(self.schedule.chunk_switch),
                 bits,
                 action=action,
             )
             if self.video is not None:  # the observation this tick decided on, marked with what it did
-                self.video.append(episode_frame(acted_on, step, episode, kind, self.schedule.chunk_switch))
+                self.video.append(episode_frame(obs, step, episode, kind, self.schedule.chunk_switch))
+            self._save_summary()
             self.tick += 1
             step += 1
-            if self.cfg.system1.realtime:
-                next_t += self.period
-                delay = next_t - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_t = time.monotonic()  # slower than real time: no burst to catch up
+            previous_start = start
+            # The next tick's time; after an overrun the clock moves on from now (no burst).
+            next_t = start + self.period if next_t is None else next_t + self.period
+            next_t = max(next_t, time.monotonic()) if total_ms > self.period * 1e3 else next_t
         result = {
             "episode": episode,
             "success": bool(self.robot.success),
             "steps": step,
-            **episode_record(*self.trace.switch_changes(step)),
+            **episode_record(*self.trace.switch_changes()),
         }
         if self.stop.is_set():
             result["interrupted"] = True
@@ -392,7 +498,56 @@ class System1Node:
                 result[key] = getattr(self.robot, key)
         outcome = "success" if result["success"] else "interrupted" if self.stop.is_set() else "no success"
         log.info("episode %d: %s after %d steps", episode, outcome, step)
+        self._say_rate()
         return result
+
+    def _count_overrun(self, tick_ms: float, total_ms: float) -> None:
+        period_ms = self.period * 1e3
+        if tick_ms > period_ms:
+            self.policy_overruns += 1
+        if total_ms > period_ms:
+            self.overruns += 1
+            self._log(
+                logging.WARNING,
+                "overrun",
+                "tick %d took %.1f ms of its %.1f ms period (policy %.1f ms, robot %.1f ms): %s",
+                self.tick,
+                total_ms,
+                period_ms,
+                tick_ms,
+                total_ms - tick_ms,
+                "the robot or simulator is slower than real time"
+                if tick_ms <= period_ms
+                else "the policy's share ran past the period",
+            )
+
+    def _say_rate(self) -> None:
+        """Say so when the loop did not keep control_hz (a simulator slower than real time)."""
+        periods = [r[self.trace.columns.index("period_ms")] for r in self.trace.rows[1:]]
+        if not periods or not self.cfg.system1.realtime:
+            return
+        rate = 1e3 / float(np.mean(periods))
+        if rate < 0.95 * self.cfg.system1.control_hz:
+            log.warning(
+                "the control loop ran at %.1f Hz, not %.1f Hz: %d of %d ticks overran their period "
+                "(robot/simulator step p50 %.0f ms)",
+                rate,
+                self.cfg.system1.control_hz,
+                self.overruns,
+                self.tick,
+                float(np.median([r[self.trace.columns.index("sim_step_ms")] for r in self.trace.rows])),
+            )
+
+    def _save_summary(self, force: bool = False) -> None:
+        """system1.json, rewritten at most every FLUSH_S (atomically): a crash loses at most that."""
+        now = time.monotonic()
+        if self.output is None or (now < self._next_save and not force):
+            return
+        self._next_save = now + FLUSH_S
+        path = self.output / "system1.json"
+        tmp = path.with_suffix(".json.part")
+        tmp.write_text(json.dumps(self.summary(), indent=2))
+        os.replace(tmp, path)
 
     def run(self, episodes: int) -> list[dict]:
         for episode in range(episodes):
@@ -414,6 +569,12 @@ class System1Node:
             "holds": self.holds,
             "hold_ticks": self.hold_ticks,
             "refine_errors": self.refine_errors,
+            "refine_ahead": self.cfg.system1.refine_ahead,
+            "refine_lead_ticks": self.lead,
+            "refine_late": self.refine_late,
+            "refine_ms": [round(x, 3) for x in self.refine_ms],
+            "overruns": self.overruns,
+            "policy_overruns": self.policy_overruns,
             "system2_errors": self.system2_errors,
             "envelope": self.envelope.summary(),
             "think_ms": [round(x, 3) for x in self.think_ms],
@@ -424,16 +585,16 @@ class System1Node:
     def close(self) -> None:
         self._heartbeat("stopping")
         self.realtime.leave()
+        self.refiner.close()
         self._log.flush()
         self.envelope.flush_log()
         self.transport.close()
         if self.video is not None:
             self.video.close()
-        if self.output is None:
-            return
-        self.output.mkdir(parents=True, exist_ok=True)
-        (self.output / "system1.json").write_text(json.dumps(self.summary(), indent=2))
-        self.trace.write(self.output / "ticks.csv")
+        self.trace.close()
+        if self.output is not None:
+            self.output.mkdir(parents=True, exist_ok=True)
+            self._save_summary(force=True)
 
 
 def serve(cfg: DeployConfig, output: Path | None, robot) -> int:

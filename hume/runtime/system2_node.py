@@ -30,6 +30,7 @@ import zmq
 from hume.config import check_checkpoint
 from hume.constants import TASK_KEY
 from hume.policy.delay import DelayEstimator, steps_for
+from hume.policy.schedule import sends_committed
 from hume.runtime import protocol
 from hume.runtime.batching import Batcher
 from hume.runtime.chunk_wire import chunk_to_wire
@@ -93,6 +94,7 @@ class System2Node:
         # Real-time chunking's delay (control steps from an observation to its chunk's first use),
         # from the recent think times; what each think assumed (None: nothing was committed).
         self.delay = DelayEstimator()
+        self.sends_committed = sends_committed(getattr(policy, "config", None))
         self.delays: list[int | None] = []
         self._next_heartbeat = 0.0
         self._warm = False
@@ -183,7 +185,8 @@ class System2Node:
             chunks = self.policy.think_batch(observations, committed=committed, delays=[delay] * len(msgs))
         think_ms = (time.monotonic() - t0) * 1e3
         self.batch_sizes.append(len(msgs))
-        self.delay.add(steps_for(think_ms, self.cfg.system1.control_hz))
+        if self.sends_committed:
+            self.delay.add(steps_for(think_ms, self.cfg.system1.control_hz))
         for msg, client, chunk, sent in zip(msgs, clients, chunks, committed, strict=True):
             self.think_ms.append(think_ms)
             self.delays.append(delay if sent is not None else None)
