@@ -246,3 +246,43 @@ def test_fsdp_config_checks(workspace, tmp_path):
         cfg.validate()
     with pytest.raises(ConfigError, match="grad_accum"):
         config(workspace, "system2", tmp_path, workspace / "init", grad_accum=0).validate()
+
+
+class _Payload:
+    """Unpickling this runs code: what a hostile checkpoint folder would hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_fsdp_sharded_resume_unpickles_nothing_but_checkpoint_metadata(tmp_path):
+    import io
+    import pickle
+
+    from torch.distributed.checkpoint.metadata import Metadata
+
+    from hume.train.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
+
+    marker = tmp_path / "ran"
+    (tmp_path / ".metadata").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(pickle.UnpicklingError, match="never holds"):
+        SafeFileSystemReader(str(tmp_path)).read_metadata()
+    assert not marker.exists()
+    (tmp_path / ".metadata").write_bytes(pickle.dumps(Metadata(state_dict_metadata={})))
+    assert SafeFileSystemReader(str(tmp_path)).read_metadata().state_dict_metadata == {}
+    # Non-tensor entries (an optimizer's param_groups) are read with weights_only.
+    planner = SafeLoadPlanner()
+    planner.flatten_state_dict, planner.state_dict = False, {}
+    item = type("Item", (), {"dest_index": type("Index", (), {"fqn": "lr"})()})()
+    buffer = io.BytesIO()
+    torch.save(_Payload(marker), buffer)
+    with pytest.raises(pickle.UnpicklingError):
+        planner.load_bytes(item, io.BytesIO(buffer.getvalue()))
+    assert not marker.exists()
+    buffer = io.BytesIO()
+    torch.save(0.5, buffer)
+    planner.load_bytes(item, io.BytesIO(buffer.getvalue()))
+    assert planner.state_dict == {"lr": 0.5}

@@ -158,9 +158,8 @@ def save_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
 
 def load_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
     """Restore the weights and optimizer states of a `save_sharded` checkpoint, resharded to this
-    run's processes."""
+    run's processes; nothing in it is unpickled beyond what a checkpoint holds (safe_dcp.py)."""
     import torch.distributed.checkpoint as dcp
-    from torch.distributed.checkpoint import DefaultLoadPlanner
     from torch.distributed.checkpoint.state_dict import (
         get_model_state_dict,
         get_optimizer_state_dict,
@@ -168,18 +167,24 @@ def load_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
         set_optimizer_state_dict,
     )
 
+    from hume.train.safe_dcp import SafeFileSystemReader, SafeLoadPlanner
+
     folder = path / SHARDED_DIR
     if not folder.is_dir():
         raise ValueError(
             f"{path} has no {SHARDED_DIR}/ (not saved by a sharded run): resume it without --distributed=fsdp"
         )
     model = {"model": get_model_state_dict(stage)}
-    dcp.load(model, checkpoint_id=str(folder))
+    dcp.load(model, storage_reader=SafeFileSystemReader(str(folder)), planner=SafeLoadPlanner())
     set_model_state_dict(stage, model["model"])
     # The template holds state for every trainable parameter; parameters that never had a gradient
     # (the VLM's last MLP) have none saved, and keep the template's, which no step reads.
     optim = {f"optimizer.{name}": get_optimizer_state_dict(stage, opt) for name, opt in optimizers.items()}
-    dcp.load(optim, checkpoint_id=str(folder), planner=DefaultLoadPlanner(allow_partial_load=True))
+    dcp.load(
+        optim,
+        storage_reader=SafeFileSystemReader(str(folder)),
+        planner=SafeLoadPlanner(allow_partial_load=True),
+    )
     for name, opt in optimizers.items():
         set_optimizer_state_dict(stage, opt, optim[f"optimizer.{name}"])
     log.info("sharded state restored from %s over %d process(es)", folder, dist.get_world_size())

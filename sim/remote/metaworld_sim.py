@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import pickle
 import warnings
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -88,9 +87,13 @@ class MetaWorldSim:
             env = ALL_V3_ENVIRONMENTS[self.tasks[task].name]()
             # The evaluation starts are the benchmark's own: MT1's 50 placements at the eval seed.
             bench = metaworld.MT1(self.tasks[task].name, seed=self.eval_seed)
-            env.set_task(bench.train_tasks[0])
+            # Each placement as Meta-World's own set_task reads it from its task record.
+            starts = []
+            for t in bench.train_tasks:
+                env.set_task(t)
+                starts.append(np.array(env._last_rand_vec, np.float64))
             env.max_path_length = self.max_steps
-            self._starts[task] = np.stack([pickle.loads(t.data)["rand_vec"] for t in bench.train_tasks])
+            self._starts[task] = np.stack(starts)
             self._envs[task] = env
         return self._envs[task]
 
