@@ -201,19 +201,23 @@ def _header(raw: memoryview) -> dict:
     return header
 
 
-def _check_header(h: dict) -> None:
+def _check_header(h: dict, fields: dict | None = None, optional: dict | None = None) -> None:
+    """Version, type, session, seq and the type's fields; `fields` / `optional`: another
+    protocol's tables on the same framing (sim/remote/protocol.py), by default this one's."""
+    fields = FIELDS if fields is None else fields
+    optional = OPTIONAL if optional is None else optional
     v = h.get("v")
     # Exactly the integer 1: msgpack's true and 1.0 compare equal to 1 in Python, but are not it.
     if not (_is_int(v) and v == PROTOCOL_VERSION):
         raise MessageError("wrong_version", f"version {v!r}, expected {PROTOCOL_VERSION}")
     kind = h.get("type")
-    if not isinstance(kind, str) or kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in fields:
         raise MessageError("malformed", f"unknown type {kind!r}")
     if not _session(h.get("session")):
         raise MessageError("malformed", "session must be a non-empty string of <= 64 chars")
     if not _count(h.get("seq")):
         raise MessageError("malformed", "seq must be a non-negative integer")
-    required, optional = FIELDS[kind], OPTIONAL.get(kind, {})
+    required, optional = fields[kind], optional.get(kind, {})
     keys = set(h) - _COMMON
     if not set(required) <= keys <= set(required) | set(optional):
         missing, extra = sorted(set(required) - keys), sorted(keys - set(required) - set(optional))

@@ -27,33 +27,22 @@ from hume.runtime.protocol import (
     Message,
     MessageError,
     _array_specs,
+    _check_header,
+    _count,
     _frame_bytes,
     _header,
+    _is_int,
+    _is_num,
+    _text,
 )
 
 
-def _int(x) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _count(x) -> bool:
-    return _int(x) and 0 <= x < 2**62
-
-
 def _start(x) -> bool:  # an official start index, or -1 for one sampled with the request's seed
-    return _int(x) and -1 <= x < 2**31
-
-
-def _text(x) -> bool:
-    return isinstance(x, str) and len(x) <= MAX_TEXT
+    return _is_int(x) and -1 <= x < 2**31
 
 
 def _flag(x) -> bool:
     return isinstance(x, bool)
-
-
-def _num(x) -> bool:
-    return (_int(x) or isinstance(x, float)) and math.isfinite(x)
 
 
 # Requests (client -> server) and the arrays each carries.
@@ -80,7 +69,7 @@ FIELDS: dict[str, dict] = {
 }
 OPTIONAL: dict[str, dict] = {
     # A sampled start's distance to the nearest official start (how held out it is), and which.
-    OBSERVATION: {"start_distance": _num, "nearest_start": _count},
+    OBSERVATION: {"start_distance": _is_num, "nearest_start": _count},
 }
 # Arrays: required names (or a prefix for observation images) with dtype and rank.
 STATE_ARRAY = "state"  # float64 [n]: the full simulator state, opaque to the client
@@ -93,7 +82,6 @@ ARRAYS: dict[str, dict[str, tuple[str, int]]] = {
     ACTION: {ACTION_ARRAY: ("<f4", 1)},
 }
 OPTIONAL_ARRAYS = {RESET: {STATE_ARRAY: ("<f8", 1)}}
-_COMMON = {"v", "type", "session", "seq", "arrays"}
 
 
 def encode(
@@ -135,22 +123,9 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
     if sum(len(b) for b in bufs) > max_message_bytes:
         raise MessageError("oversized", f"message larger than {max_message_bytes} bytes")
     h = _header(bufs[0])
-    v = h.get("v")
-    if not (_int(v) and v == PROTOCOL_VERSION):
-        raise MessageError("wrong_version", f"version {v!r}, expected {PROTOCOL_VERSION}")
-    kind = h.get("type")
-    if not isinstance(kind, str) or kind not in FIELDS:
-        raise MessageError("malformed", f"unknown type {kind!r}")
-    session = h.get("session")
-    if not (isinstance(session, str) and 0 < len(session) <= 64) or not _count(h.get("seq")):
-        raise MessageError("malformed", "session must be 1..64 chars and seq a non-negative integer")
+    _check_header(h, FIELDS, OPTIONAL)
+    kind, session = h["type"], h["session"]
     required, optional = FIELDS[kind], OPTIONAL.get(kind, {})
-    keys = set(h) - _COMMON
-    if not set(required) <= keys <= set(required) | set(optional):
-        raise MessageError("malformed", f"{kind}: fields {sorted(keys)}, expected {sorted(required)}")
-    for name, check in {**required, **optional}.items():
-        if name in h and not check(h[name]):
-            raise MessageError("malformed", f"{kind}: bad value for {name!r}")
     specs = _array_specs(h)
     if len(bufs) - 1 != len(specs):
         raise MessageError("malformed", f"{len(specs)} arrays declared, {len(bufs) - 1} frames sent")
