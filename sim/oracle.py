@@ -83,9 +83,6 @@ class OracleActor:
     def schedule(self):
         return self.policy.schedule
 
-    def episode_stats(self) -> dict:
-        return self.policy.episode_stats()
-
     def select_action(self, obs: dict) -> np.ndarray:
         if not self._branches_here():
             return self.policy.select_action(obs)
