@@ -63,8 +63,10 @@ class Config:
     ticks: int = 100
     # Only these steps (names of hume/bench/device_steps.py's STEPS); empty = all, in order.
     steps: list[str] = field(default_factory=list)
-    # The whole run's wall-clock limit; each step also has its own budget.
-    budget_s: float = 470.0
+    # The whole run's wall-clock limit (the start-up before it takes seconds), and every step's
+    # own limit instead of its budget in device_steps.STEPS (0: those budgets).
+    budget_s: float = 460.0
+    step_budget_s: float = 0.0
     # The same steps at the tiny size on the CPU in float32, short; its figures mean nothing.
     smoke: bool = False
     json: bool = False
@@ -84,6 +86,8 @@ class Config:
             raise ConfigError("candidates and clients must be numbers >= 1")
         if self.warmup < 1 or self.repeats < 1 or self.train_batch < 1 or self.ticks < 10:
             raise ConfigError("warmup, repeats and train_batch must be >= 1, ticks >= 10")
+        if self.budget_s <= 0 or self.step_budget_s < 0:
+            raise ConfigError("budget_s must be > 0 and step_budget_s >= 0")
         if not self.output:
             raise ConfigError("output must name a folder")
 
@@ -105,8 +109,10 @@ class Config:
 
 
 def step_budget(cfg: Config, gpu_budget: float) -> float:
-    """A step's time limit: its GPU budget, or on the CPU smoke run a generous fixed one (the tiny
-    steps take seconds, but a loaded machine must not make them time out)."""
+    """A step's time limit: step_budget_s if set, else its GPU budget, or on the CPU smoke run a
+    generous fixed one (the tiny steps take seconds, but a loaded machine must not time them out)."""
+    if cfg.step_budget_s:
+        return cfg.step_budget_s
     return 240.0 if cfg.smoke else gpu_budget
 
 
@@ -119,7 +125,9 @@ def _child(name: str, cfg: Config, result_path: str, log_path: str) -> None:
     with open(log_path, "ab") as log_file:
         os.dup2(log_file.fileno(), 1)
         os.dup2(log_file.fileno(), 2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", force=True
+    )
 
     def report(partial: dict) -> None:
         tmp = Path(result_path + ".tmp")
@@ -164,10 +172,15 @@ def run_step(ctx, name: str, cfg: Config, budget: float, out: Path) -> dict:
     seconds = round(time.monotonic() - start, 1)
     got = json.loads(result_path.read_text()) if result_path.is_file() else {}
     if timed_out:
-        got = {**got, "status": "timed out", "error": f"stopped at its budget of {budget:.0f} s"}
+        partial = " (its figures so far are in the JSON)" if got else ""
+        got = {**got, "status": "timed out", "error": f"stopped at its budget of {budget:.0f} s{partial}"}
     elif proc.exitcode != 0 or "status" not in got:
-        got = {**got, "status": "failed", "error": got.get("error", f"the process exited with {proc.exitcode}")}
-    return {"step": name, "seconds": seconds, "log": str(log_path), **got}
+        got = {
+            **got,
+            "status": "failed",
+            "error": got.get("error", f"the process exited with {proc.exitcode}"),
+        }
+    return {"step": name, "seconds": seconds, "log": str(log_path), "pid": proc.pid, **got}
 
 
 def device_name(device: str) -> str:
@@ -230,7 +243,7 @@ def run(cfg: Config) -> dict:
         _, what, gpu_budget = STEPS[name]
         left = cfg.budget_s - (time.monotonic() - started)
         budget = min(step_budget(cfg, gpu_budget), left)
-        if budget < MIN_STEP_S:
+        if left < MIN_STEP_S:
             row = {"step": name, "status": "skipped", "error": "the run's time was spent", "seconds": 0.0}
         else:
             log.info("step %s (at most %.0f s)", name, budget)
@@ -278,9 +291,14 @@ def table(result: dict) -> str:
         status = row["status"]
         if status != "ok":
             status = f"{status}: {row.get('reason') or row.get('error', '')}".replace("|", "/")
-        lines.append(
-            f"| `{row['step']}` | {row.get('what', '')} | {status} | {row.get('summary', '')} | {row['seconds']:.0f} |"
+        cells = (
+            f"`{row['step']}`",
+            row.get("what", ""),
+            status,
+            row.get("summary", ""),
+            f"{row['seconds']:.0f}",
         )
+        lines.append(f"| {' | '.join(cells)} |")
     comparison = _comparison({row["step"]: row for row in result["steps"]})
     if comparison:
         lines += ["", comparison]

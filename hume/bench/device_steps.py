@@ -83,7 +83,11 @@ def _timed(fn, device: str, warmup: int, repeats: int) -> dict:
         if i == 0:
             first = times[0]
     timed = times[warmup:]
-    return {"first_s": round(first, 4), "p50_ms": round(float(np.median(timed)) * 1e3, 3), "calls": len(timed)}
+    return {
+        "first_s": round(first, 4),
+        "p50_ms": round(float(np.median(timed)) * 1e3, 3),
+        "calls": len(timed),
+    }
 
 
 def peak_memory_gib(device: str) -> float:
@@ -123,17 +127,22 @@ def think_and_refine(cfg, report: Report, fast: bool) -> dict:
     for n in cfg.candidates:
         policy.config = dataclasses.replace(base, num_candidates=n)
         policy.reset(seed=0)
-        result["think"].append({"n": n, **_timed(lambda: policy.think(obs), cfg.device, cfg.warmup, cfg.repeats)})
+        result["think"].append(
+            {"n": n, **_timed(lambda: policy.think(obs), cfg.device, cfg.warmup, cfg.repeats)}
+        )
         log.info("think N=%d: %s", n, result["think"][-1])
         report(result)
     policy.config = base
     chunk = policy.think(obs)
     result["refine"] = _timed(lambda: policy.refine(obs, chunk, 0), cfg.device, cfg.warmup, cfg.repeats)
     result["peak_memory_gib"] = peak_memory_gib(cfg.device)
+    # Shown, so that a fast path that compiled nothing is seen as the eager one it is.
+    result["compiled_graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     thinks = ", ".join(f"N={r['n']} {r['p50_ms']:.1f} ms" for r in result["think"])
     result["summary"] = (
         f"think {thinks}; refine {result['refine']['p50_ms']:.1f} ms; build {build_s:.1f} s, "
-        f"first think {result['think'][0]['first_s']:.1f} s; peak {result['peak_memory_gib']} GiB"
+        f"first think {result['think'][0]['first_s']:.1f} s; peak {result['peak_memory_gib']} GiB; "
+        f"{result['compiled_graphs']} graphs compiled"
     )
     return result
 
@@ -160,7 +169,11 @@ def s1_tick_cuda_graphs(cfg, report: Report) -> dict:
             result[name] = {"skipped": "CUDA graphs need a CUDA device"}
             continue
         got = s1_tick.run(dataclasses.replace(base, compile=mode))
-        result[name] = {"tick_ms": got["tick_ms"], "refine_cpu_ms": got["refine_cpu_ms"], "ticks": got["ticks"]}
+        result[name] = {
+            "tick_ms": got["tick_ms"],
+            "refine_cpu_ms": got["refine_cpu_ms"],
+            "ticks": got["ticks"],
+        }
         report(result)
     eager = result["eager"]["tick_ms"]["p50"]
     if "tick_ms" in result["cuda_graphs"]:
@@ -212,6 +225,8 @@ def train_step(cfg, report: Report) -> dict:
     VLM; System 1 + value head), with the trainer's own policy, stage modules and optimizers, bf16
     autocast as `hume train --mixed_precision=bf16`, and the memory it peaks at. Two steps run; the
     second is timed. No checkpoint is written (a full-size one with its optimizer state is tens of GB)."""
+    import gc
+
     import torch
 
     from hume.bench.train_throughput import write_dataset
@@ -239,6 +254,7 @@ def train_step(cfg, report: Report) -> dict:
                 lora=LoraConfig(rank=cfg.lora_rank if kind == "lora" else 0),
                 cpu=not cfg.device.startswith("cuda"),
             )
+            gc.collect()  # the previous variant's policy and optimizer state, before the peak resets
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -282,9 +298,13 @@ def train_step(cfg, report: Report) -> dict:
             report(result)
             del policy, data, stage, optimizers, params, batch, out
     memory = "GPU allocator peak" if device.type == "cuda" else "process peak RSS"
-    result["summary"] = "; ".join(
-        f"{r['stage']} {r['weights']} {r['step_s']:.2f} s, {r['peak_memory_gib']} GiB" for r in result["stages"]
-    ) + f" (batch {cfg.train_batch}, {memory})"
+    result["summary"] = (
+        "; ".join(
+            f"{r['stage']} {r['weights']} {r['step_s']:.2f} s, {r['peak_memory_gib']} GiB"
+            for r in result["stages"]
+        )
+        + f" (batch {cfg.train_batch}, {memory})"
+    )
     return result
 
 
@@ -304,9 +324,9 @@ def fsdp_step(cfg, report: Report) -> dict:
 
 # name -> (function, what it measures, time budget in seconds on a GPU)
 STEPS: dict[str, tuple[Callable[..., dict], str, float]] = {
-    "think-eager": (think_eager, "think N = {candidates} and refine, {dtype}, eager", 70),
+    "think-eager": (think_eager, "think N = {candidates} and refine, {dtype}, eager", 60),
     "think-fast": (think_fast, "think N = {candidates} and refine, {dtype}, fast (compile switch)", 110),
-    "s2-batching": (s2_batching, "one System 2 serving {clients} clients, {dtype}", 100),
+    "s2-batching": (s2_batching, "one System 2 serving {clients} clients, {dtype}", 90),
     "train-step": (train_step, "one step per stage (System 2 full and LoRA, System 1 + value head)", 90),
     "fsdp-step": (fsdp_step, "train-throughput --distributed=fsdp --smoke (tiny, sharded)", 40),
     "s1-tick": (s1_tick_cuda_graphs, "System-1 tick, eager vs CUDA graphs, {dtype}", 70),
