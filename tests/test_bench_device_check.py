@@ -58,12 +58,12 @@ def test_smoke_run_gives_every_step_a_result(tmp_path):
         else:
             assert row["status"] == "ok", (name, row.get("error"), Path(row["log"]).read_text()[-2000:])
             assert row["summary"] and f"| ok | {row['summary']} |" in table
-    eager = rows["think-eager"]
+    eager = rows["think-eager"]["result"]
     assert [t["n"] for t in eager["think"]] == [1, 5, 10]
     assert all(t["p50_ms"] > 0 for t in eager["think"]) and eager["refine"]["p50_ms"] > 0
     if "compile" in fields:
         assert rows["think-fast"]["status"] == "ok"
-    train = rows["train-step"]["stages"]
+    train = rows["train-step"]["result"]["stages"]
     assert [(s["stage"], s["weights"]) for s in train] == [
         ("system2", "full"),
         ("system1_value", "full"),
@@ -72,19 +72,22 @@ def test_smoke_run_gives_every_step_a_result(tmp_path):
     # LoRA trains a small part of what the full System-2 step trains.
     assert 0 < train[2]["trainable"] < train[0]["trainable"]
     assert all(s["step_s"] > 0 and s["peak_memory_gib"] > 0 for s in train)
-    assert [row["clients"] for row in rows["s2-batching"]["results"]] == [1, 2]
-    assert [s["stage"] for s in rows["fsdp-step"]["stages"]] == ["system2", "system1_value"]
-    assert rows["fsdp-step"]["distributed"] == "fsdp"
-    tick = rows["s1-tick"]
-    assert tick["eager"]["tick_ms"]["p50"] > 0 and "CUDA" in tick["cuda_graphs"]["skipped"]
+    assert [row["clients"] for row in rows["s2-batching"]["result"]["results"]] == [1, 2]
+    fsdp = rows["fsdp-step"]["result"]
+    assert [s["stage"] for s in fsdp["stages"]] == ["system2", "system1_value"] and fsdp[
+        "distributed"
+    ] == "fsdp"
+    s1 = rows["s1-cuda-graphs"]["result"]
+    assert s1["eager"]["p50_ms"] > 0 and "CUDA" in s1["cuda_graphs"]["skipped"]
+    assert s1["tick"]["ticks"] == 40 and s1["tick"]["tick_ms"]["p50"] > 0
 
 
 def test_a_step_over_its_budget_is_stopped_with_its_children_and_the_next_one_runs(tmp_path):
     # Each of these takes well over a second: the sharded step forks its training processes.
-    args = ("--smoke", "--steps=[fsdp-step, s1-tick]", "--step_budget_s=1.5", f"--output={tmp_path}")
+    args = ("--smoke", "--steps=[fsdp-step, s1-cuda-graphs]", "--step_budget_s=1.5", f"--output={tmp_path}")
     result = last_json(hume("bench", "device-check", *args, "--json", timeout=120))
     rows = _rows(result)
-    assert list(rows) == ["fsdp-step", "s1-tick"]
+    assert list(rows) == ["fsdp-step", "s1-cuda-graphs"]
     for row in rows.values():
         assert row["status"] == "timed out" and "budget" in row["error"]
         assert _alive_in_session(row["pid"]) == []

@@ -180,7 +180,17 @@ def run_step(ctx, name: str, cfg: Config, budget: float, out: Path) -> dict:
             "status": "failed",
             "error": got.get("error", f"the process exited with {proc.exitcode}"),
         }
-    return {"step": name, "seconds": seconds, "log": str(log_path), "pid": proc.pid, **got}
+    row = {
+        "step": name,
+        "status": got.pop("status"),
+        "seconds": seconds,
+        "log": str(log_path),
+        "pid": proc.pid,
+    }
+    for key in ("reason", "error", "summary"):
+        if key in got:
+            row[key] = got.pop(key)
+    return {**row, "result": got}
 
 
 def device_name(device: str) -> str:
@@ -266,6 +276,7 @@ def _comparison(steps: dict) -> str:
     eager, fast = steps.get("think-eager", {}), steps.get("think-fast", {})
     if eager.get("status") != "ok" or fast.get("status") != "ok":
         return ""
+    eager, fast = eager["result"], fast["result"]
     ratios = [
         f"think N={e['n']} {e['p50_ms'] / f['p50_ms']:.2f}x"
         for e, f in zip(eager["think"], fast["think"], strict=True)

@@ -155,9 +155,22 @@ def think_fast(cfg, report: Report) -> dict:
     return think_and_refine(cfg, report, fast=True)
 
 
-def s1_tick_cuda_graphs(cfg, report: Report) -> dict:
-    """The System-1 control tick (hume bench s1-tick) at cfg.size, eager and compiled with CUDA
-    graphs (torch.compile mode reduce-overhead): do the graphs pay?"""
+def _refine_timing(s1_config, device: str, warmup: int, repeats: int) -> dict:
+    """`refine` of the policy hume bench s1-tick builds for `s1_config` (compile mode included)."""
+    from hume.bench import s1_tick
+    from hume.bench.full_model import observation
+
+    policy = s1_tick.build_policy(s1_config, device)
+    obs = observation(policy.config, np.random.default_rng(0))
+    chunk = policy.think(obs)
+    # CUDA graphs are recorded on the first calls after compilation: one more warm-up.
+    return _timed(lambda: policy.refine(obs, chunk, 0), device, warmup + 1, repeats)
+
+
+def s1_cuda_graphs(cfg, report: Report) -> dict:
+    """System 1 at cfg.size (hume bench s1-tick's policy: the paper's System 1, System 2 tiny):
+    `refine` eager and compiled with CUDA graphs (torch.compile mode reduce-overhead), to see
+    whether the graphs pay; then the control tick through the real System-1 node, eager."""
     from hume.bench import s1_tick
 
     base = s1_tick.Config(
@@ -168,23 +181,31 @@ def s1_tick_cuda_graphs(cfg, report: Report) -> dict:
         if mode and not cfg.device.startswith("cuda"):
             result[name] = {"skipped": "CUDA graphs need a CUDA device"}
             continue
-        got = s1_tick.run(dataclasses.replace(base, compile=mode))
-        result[name] = {
-            "tick_ms": got["tick_ms"],
-            "refine_cpu_ms": got["refine_cpu_ms"],
-            "ticks": got["ticks"],
-        }
+        result[name] = _refine_timing(
+            dataclasses.replace(base, compile=mode), cfg.device, cfg.warmup, cfg.repeats
+        )
         report(result)
-    eager = result["eager"]["tick_ms"]["p50"]
-    if "tick_ms" in result["cuda_graphs"]:
-        graphs = result["cuda_graphs"]["tick_ms"]["p50"]
+    tick = s1_tick.run(base)
+    result["tick"] = {
+        "tick_ms": tick["tick_ms"],
+        "refine_cpu_ms": tick["refine_cpu_ms"],
+        "ticks": tick["ticks"],
+    }
+    eager = result["eager"]["p50_ms"]
+    t = tick["tick_ms"]
+    ticks = f"node tick p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms (eager)"
+    if "p50_ms" in result["cuda_graphs"]:
+        graphs = result["cuda_graphs"]["p50_ms"]
         result["speedup"] = round(eager / graphs, 3)
         verdict = "they pay" if graphs < eager else "they do not pay"
         result["summary"] = (
-            f"tick p50 eager {eager:.2f} ms, CUDA graphs {graphs:.2f} ms ({result['speedup']}x): {verdict}"
+            f"refine p50 eager {eager:.2f} ms, CUDA graphs {graphs:.2f} ms ({result['speedup']}x: "
+            f"{verdict}); first call with graphs {result['cuda_graphs']['first_s']:.1f} s; {ticks}"
         )
     else:
-        result["summary"] = f"tick p50 eager {eager:.2f} ms; CUDA graphs: {result['cuda_graphs']['skipped']}"
+        result["summary"] = (
+            f"refine p50 eager {eager:.2f} ms; CUDA graphs: {result['cuda_graphs']['skipped']}; {ticks}"
+        )
     return result
 
 
@@ -220,11 +241,55 @@ def s2_batching(cfg, report: Report) -> dict:
 TRAIN_VARIANTS = (("system2", "full"), ("system1_value", "full"), ("system2", "lora"))
 
 
+def _train_variant(cfg, tcfg, dataset, device, bf16: bool) -> dict:
+    """Two optimizer steps of one stage, as the trainer takes them; the second is timed."""
+    import torch
+
+    from hume.train.data import TrainingData
+    from hume.train.trainer import build_policy as trainer_policy
+    from hume.train.trainer import make_stage, set_activation_checkpointing
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        policy = trainer_policy(tcfg, dataset, None)
+    policy.to(device)
+    data = TrainingData(dataset, policy.config, policy.normalizer, policy.tokenizer)
+    stage = make_stage(tcfg, policy)
+    set_activation_checkpointing(stage, tcfg.activation_checkpointing)
+    optimizers = stage.optimizers(tcfg)
+    trainable = {name: [p for g in opt.param_groups for p in g["params"]] for name, opt in optimizers.items()}
+    times = []
+    for step in range(2):
+        _sync(cfg.device)
+        start = time.perf_counter()
+        generator = torch.Generator().manual_seed(step)
+        idx = data.sample(cfg.train_batch, generator)
+        batch = {k: v.to(device) for k, v in stage.batch(data, idx, generator, True).items()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = stage(batch, torch.Generator(device=device).manual_seed(step))
+        out["loss"].backward()
+        for name, opt in optimizers.items():
+            torch.nn.utils.clip_grad_norm_(trainable[name], tcfg.optim.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        stage.after_step()
+        _sync(cfg.device)
+        times.append(time.perf_counter() - start)
+    return {
+        "trainable": sum(p.numel() for params in trainable.values() for p in params),
+        "first_step_s": round(times[0], 3),
+        "step_s": round(times[1], 3),
+        "loss": round(float(out["loss"]), 4),
+        "peak_memory_gib": peak_memory_gib(cfg.device),
+    }
+
+
 def train_step(cfg, report: Report) -> dict:
     """One optimizer step of each training stage at cfg.size (System 2 in full and with LoRA on its
     VLM; System 1 + value head), with the trainer's own policy, stage modules and optimizers, bf16
-    autocast as `hume train --mixed_precision=bf16`, and the memory it peaks at. Two steps run; the
-    second is timed. No checkpoint is written (a full-size one with its optimizer state is tens of GB)."""
+    autocast as `hume train --mixed_precision=bf16`, and the memory it peaks at. No checkpoint is
+    written (a full-size one with its optimizer state is tens of GB). A stage that fails (out of
+    memory, say) is recorded and the next one runs."""
     import gc
 
     import torch
@@ -234,11 +299,10 @@ def train_step(cfg, report: Report) -> dict:
     from hume.data.reader import LeRobotDataset
     from hume.models.configuration_hume import HumeConfig
     from hume.train.config import LoraConfig, TrainConfig
-    from hume.train.data import TrainingData
-    from hume.train.trainer import build_policy as trainer_policy
-    from hume.train.trainer import make_stage, set_activation_checkpointing
 
     device = torch.device(cfg.device)
+    if device.type == "cuda":
+        torch.cuda.init()  # the peak-memory counters exist once CUDA is initialised
     bf16 = cfg.dtype == "bfloat16"
     model = str(MODELS / f"{cfg.size}.yaml")
     image_size = parse_config(HumeConfig, ["--config", model]).image_size
@@ -252,59 +316,37 @@ def train_step(cfg, report: Report) -> dict:
                 batch_size=cfg.train_batch,
                 activation_checkpointing=cfg.activation_checkpointing,
                 lora=LoraConfig(rank=cfg.lora_rank if kind == "lora" else 0),
-                cpu=not cfg.device.startswith("cuda"),
+                cpu=device.type != "cuda",
             )
-            gc.collect()  # the previous variant's policy and optimizer state, before the peak resets
+            gc.collect()  # the previous stage's policy and optimizer state, before the peak resets
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            torch.manual_seed(0)
-            with torch.device(device):
-                policy = trainer_policy(tcfg, dataset, None)
-            policy.to(device)
-            data = TrainingData(dataset, policy.config, policy.normalizer, policy.tokenizer)
-            stage = make_stage(tcfg, policy)
-            set_activation_checkpointing(stage, tcfg.activation_checkpointing)
-            optimizers = stage.optimizers(tcfg)
-            params = [p for opt in optimizers.values() for g in opt.param_groups for p in g["params"]]
-            times = []
-            for step in range(2):
-                _sync(cfg.device)
-                start = time.perf_counter()
-                generator = torch.Generator().manual_seed(step)
-                idx = data.sample(cfg.train_batch, generator)
-                batch = {k: v.to(device) for k, v in stage.batch(data, idx, generator, True).items()}
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    out = stage(batch, torch.Generator(device=device).manual_seed(step))
-                out["loss"].backward()
-                torch.nn.utils.clip_grad_norm_(params, tcfg.optim.grad_clip)
-                for opt in optimizers.values():
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
-                stage.after_step()
-                _sync(cfg.device)
-                times.append(time.perf_counter() - start)
-            row = {
-                "stage": stage_name,
-                "weights": kind,
-                "trainable": sum(p.numel() for p in params),
-                "first_step_s": round(times[0], 3),
-                "step_s": round(times[1], 3),
-                "loss": round(float(out["loss"]), 4),
-                "peak_memory_gib": peak_memory_gib(cfg.device),
-            }
+            row = {"stage": stage_name, "weights": kind}
+            try:
+                row.update(_train_variant(cfg, tcfg, dataset, device, bf16))
+            except Exception as e:
+                log.exception("stage %s (%s) failed", stage_name, kind)
+                row["error"] = f"{type(e).__name__}: {e}"[:200]
             log.info("%s", row)
             result["stages"].append(row)
             report(result)
-            del policy, data, stage, optimizers, params, batch, out
     memory = "GPU allocator peak" if device.type == "cuda" else "process peak RSS"
     result["summary"] = (
         "; ".join(
-            f"{r['stage']} {r['weights']} {r['step_s']:.2f} s, {r['peak_memory_gib']} GiB"
+            f"{r['stage']} {r['weights']} "
+            + (
+                f"failed ({r['error']})"
+                if "error" in r
+                else f"{r['step_s']:.2f} s, {r['peak_memory_gib']} GiB"
+            )
             for r in result["stages"]
         )
         + f" (batch {cfg.train_batch}, {memory})"
     )
+    failed = [r for r in result["stages"] if "error" in r]
+    if failed:
+        result.update(status="failed", error=f"{len(failed)} of {len(TRAIN_VARIANTS)} stages failed")
     return result
 
 
@@ -329,5 +371,9 @@ STEPS: dict[str, tuple[Callable[..., dict], str, float]] = {
     "s2-batching": (s2_batching, "one System 2 serving {clients} clients, {dtype}", 90),
     "train-step": (train_step, "one step per stage (System 2 full and LoRA, System 1 + value head)", 90),
     "fsdp-step": (fsdp_step, "train-throughput --distributed=fsdp --smoke (tiny, sharded)", 40),
-    "s1-tick": (s1_tick_cuda_graphs, "System-1 tick, eager vs CUDA graphs, {dtype}", 70),
+    "s1-cuda-graphs": (
+        s1_cuda_graphs,
+        "System 1's refine, eager vs CUDA graphs, and its node's tick, {dtype}",
+        70,
+    ),
 }
