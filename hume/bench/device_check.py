@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import platform
 import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -34,7 +33,6 @@ from hume.config import ConfigError
 
 log = logging.getLogger(__name__)
 
-MODELS = Path(__file__).resolve().parents[2] / "configs" / "model"
 TABLE_FILE = "device_check.md"
 RESULT_FILE = "device-check.json"
 # A step is not started with less time than this left in the run.
@@ -73,7 +71,7 @@ class Config:
     output: str = "outputs/device_check"
 
     def validate(self) -> None:
-        from hume.bench.device_steps import STEPS
+        from hume.bench.device_steps import MODELS, STEPS
 
         if not (MODELS / f"{self.size}.yaml").is_file():
             raise ConfigError(f"size: no configs/model/{self.size}.yaml")
@@ -203,23 +201,11 @@ def device_name(device: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
 
 
-def _code_version() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).parent,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def run(cfg: Config) -> dict:
     import torch
 
     from hume.bench.device_steps import STEPS
+    from sim.provenance import code_version
 
     cfg.validate()
     cfg = cfg.effective()
@@ -234,7 +220,7 @@ def run(cfg: Config) -> dict:
         "dtype": cfg.dtype,
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
-        "code_version": _code_version(),
+        "code_version": code_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "config": dataclasses.asdict(cfg),
         "steps": [],
