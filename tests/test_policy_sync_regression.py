@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from hume.policy import HumePolicy
+from hume.policy.sync_loop import SyncLoop
 from sim.eval_config import LatencyConfig
 from sim.latency import LatencyModel, VirtualClockPolicy
 
@@ -60,33 +61,33 @@ def unseeded() -> dict:
 
 def random_selector() -> dict:
     """Five candidates, chosen at random: the selector's stream and the noise's, with the record."""
-    policy = HumePolicy.from_pretrained(CHECKPOINT, num_candidates=5, selector="random")
-    policy.reset(seed=3)
-    actions = run(policy, observations(34, 4))
-    return {"actions": actions, "stats": policy.episode_stats()}
+    loop = SyncLoop(HumePolicy.from_pretrained(CHECKPOINT, num_candidates=5, selector="random"))
+    loop.reset(seed=3)
+    actions = run(loop, observations(34, 4))
+    return {"actions": actions, "stats": loop.episode_stats()}
 
 
 def coherence_rtc() -> dict:
     """Committed actions sent to the think (real-time chunking, the coherence selector)."""
-    policy = HumePolicy.from_pretrained(CHECKPOINT, num_candidates=4, selector="coherence", rtc=True)
-    policy.reset(seed=5)
-    return {"actions": run(policy, observations(34, 5))}
+    loop = SyncLoop(HumePolicy.from_pretrained(CHECKPOINT, num_candidates=4, selector="coherence", rtc=True))
+    loop.reset(seed=5)
+    return {"actions": run(loop, observations(34, 5))}
 
 
 def oracle_branches() -> dict:
     """The oracle protocol: save, force a choice with and without a continuation seed, restore."""
-    policy = HumePolicy.from_pretrained(CHECKPOINT, num_candidates=3, selector="oracle")
-    policy.reset(seed=2)
+    loop = SyncLoop(HumePolicy.from_pretrained(CHECKPOINT, num_candidates=3, selector="oracle"))
+    loop.reset(seed=2)
     obs = observations(40, 6)
-    head = run(policy, obs[:16])
-    assert policy.thinks_next()
-    saved = policy.save_episode()
-    policy.force_next_choice(2, continuation_seed=11)
-    reseeded = run(policy, obs[16:40])
-    policy.restore_episode(saved)
-    policy.force_next_choice(1)
-    plain = run(policy, obs[16:40])
-    return {"actions": head + reseeded + plain, "stats": policy.episode_stats()}
+    head = run(loop, obs[:16])
+    assert loop.thinks_next()
+    saved = loop.save()
+    loop.force_next_choice(2, continuation_seed=11)
+    reseeded = run(loop, obs[16:40])
+    loop.restore(saved)
+    loop.force_next_choice(1)
+    plain = run(loop, obs[16:40])
+    return {"actions": head + reseeded + plain, "stats": loop.episode_stats()}
 
 
 def virtual_clock() -> dict:
@@ -125,7 +126,9 @@ def test_seeded_actions_are_those_recorded(scenario, recorded):
         for name, recorded_value in value.items():
             # The record rounds to 4-5 decimals; the shapes (how many thinks, switches) must match.
             assert len(numbers(got[key][name])) == len(numbers(recorded_value)), name
-            np.testing.assert_allclose(numbers(got[key][name]), numbers(recorded_value), atol=1e-3, err_msg=name)
+            np.testing.assert_allclose(
+                numbers(got[key][name]), numbers(recorded_value), atol=1e-3, err_msg=name
+            )
         assert got[key].get("think_chosen") == value.get("think_chosen")
 
 
