@@ -45,7 +45,7 @@ class ReplayedThinks(HumePolicy):
         super().reset(seed)
         self.next_chunk = 0
 
-    def think(self, obs, noise=None, committed=None, delay=0, recent=None):
+    def think(self, obs, noise=None, committed=None, delay=0, recent=None, draws=None, choice=None):
         self.next_chunk += 1
         return self.chunks[self.next_chunk - 1]
 
