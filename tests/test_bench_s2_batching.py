@@ -8,7 +8,6 @@ def test_tiny_run_batches_two_clients_and_answers_each():
     assert [row["clients"] for row in result["results"]] == [1, 2]
     for row in result["results"]:
         assert row["batched_thinks_per_s"] > 0 and row["one_at_a_time_thinks_per_s"] > 0
-        assert row["speedup"] > 0
         # The batching node answered every client, not just the fastest one.
         assert len(row["batched_per_client"]) == row["clients"] and min(row["batched_per_client"]) > 0
     # Behaviour, not timing: with two clients sending at 20 Hz and a think of tens of ms, the

@@ -95,7 +95,9 @@ def build(cfg: Config):
         if cfg.checkpoint:
             policy = HumePolicy.from_pretrained(cfg.checkpoint)
         else:
-            policy = HumePolicy.from_config(parse_config(HumeConfig, ["--config", cfg.model]))
+            # Initialised where it will run: a full-size model initialised on the CPU takes a minute.
+            with torch.device(cfg.device):
+                policy = HumePolicy.from_config(parse_config(HumeConfig, ["--config", cfg.model]))
     finally:
         torch.set_default_dtype(default)
     return policy.to(cfg.device, getattr(torch, cfg.dtype)).eval()
