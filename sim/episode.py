@@ -36,7 +36,7 @@ def step_marks(policy: Policy) -> dict:
 
 
 def reset_policy(policy: Policy, seed: int | None) -> None:
-    """`policy.reset(seed=...)` where the policy takes a seed (HumePolicy seeds its noise with it)."""
+    """`policy.reset(seed=...)` where the policy takes a seed (a SyncLoop seeds its noise with it)."""
     if seed is not None and "seed" in inspect.signature(policy.reset).parameters:
         policy.reset(seed=seed)
     else:

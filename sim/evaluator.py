@@ -96,6 +96,7 @@ def make_policy(cfg: EvalConfig):
 
         return DatasetReplayPolicy(cfg.policy.dataset)
     from hume.policy import HumePolicy
+    from hume.policy.sync_loop import SyncLoop
 
     check_checkpoint(cfg.policy.checkpoint, "policy.checkpoint")
     policy = HumePolicy.from_pretrained(cfg.policy.checkpoint, **cfg.policy.overrides())
@@ -112,7 +113,7 @@ def make_policy(cfg: EvalConfig):
             think_every=cfg.latency.think_every,
             refine_lead=cfg.latency.refine_lead,
         )
-    return policy
+    return SyncLoop(policy)
 
 
 class Worker:

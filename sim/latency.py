@@ -14,6 +14,7 @@ import numpy as np
 from hume.constants import STATE_KEY
 from hume.policy.chunk import think_record
 from hume.policy.delay import DelayEstimator, steps_for
+from hume.policy.draws import Draws
 from hume.policy.schedule import ControlSchedule, ScheduleConfig, sends_committed
 from hume.policy.switches import episode_record
 from sim.eval_config import LatencyConfig
@@ -48,14 +49,14 @@ class VirtualClockPolicy:
         self.think_every = max(1, think_every)
         self.schedule = ControlSchedule(ScheduleConfig.of(policy.config, lead=refine_lead))
         self.delay = DelayEstimator()  # as the System-2 node estimates it, from the thinks so far
+        self.draws = Draws.seeded(0)
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
-        """Start an episode; with `seed`, the policy's noise and the latency draws depend only on it."""
-        if seed is None:
-            self.policy.reset()
-        else:
-            self.policy.reset(seed=seed)
+        """Start an episode; with `seed`, the thinks' noise and choices and the latency draws depend
+        only on it."""
+        if seed is not None:
+            self.draws = Draws.seeded(seed)
             self.latency.rng = np.random.default_rng(seed)
         self.schedule.reset()
         self.delay.reset()
@@ -110,9 +111,9 @@ class VirtualClockPolicy:
     def _think(self, obs: dict, now: int, latency: int, ready: int) -> None:
         if sends_committed(self.policy.config):
             committed = self.schedule.committed(self.policy.robot_actions, now)
-            chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps)
+            chunk = self.policy.think(obs, committed=committed, delay=self.delay.steps, draws=self.draws)
         else:
-            chunk = self.policy.think(obs)
+            chunk = self.policy.think(obs, draws=self.draws)
         self.pending = (ready, now, chunk, latency)
         self.next_think = max(now + self.think_every, ready)
         self.thinks.append((chunk.values, chunk.index))

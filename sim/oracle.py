@@ -9,9 +9,10 @@ taken (ties: the lowest index). The branches decide nothing else, so with N = 1 
 exactly the plain run. What it measures: how much *any* selector could give with these
 candidates — the headroom of thinking — before any critic is trained.
 
-The policy side of the protocol (HumePolicy implements it with selector "oracle"): `thinks_next()`,
-`force_next_choice(index, continuation_seed)`, `save_episode()` / `restore_episode(saved)`, and
-`config.num_candidates`; the simulator side: LiberoEnv's `get_state()` / `set_state(saved)`.
+The policy side of the protocol (the synchronous loop, hume/policy/sync_loop.py, implements it
+with selector "oracle"): `thinks_next()`, `force_next_choice(index, continuation_seed)`, `save()` /
+`restore(saved)`, `schedule.chunk` and `config.num_candidates`; the simulator side: LiberoEnv's
+`get_state()` / `set_state(saved)`.
 """
 
 from __future__ import annotations
@@ -43,13 +44,13 @@ def branch(env, policy, obs: dict, oracle: OracleConfig, seed: int, think: int) 
     """Try the candidates of the think about to happen; leaves env and policy as they were.
     Returns the record: the tick, per candidate tried its outcomes [[success, steps], ...] (one
     per continuation seed), and the chosen index."""
-    tick, saved_env, saved_policy = env.steps, env.get_state(), policy.save_episode()
+    tick, saved_env, saved_policy = env.steps, env.get_state(), policy.save()
     outcomes: list[list[list[int]]] = []
     for i in range(policy.config.num_candidates):
         runs = []
         for m in range(oracle.seeds):
             env.set_state(saved_env)
-            policy.restore_episode(saved_policy)
+            policy.restore(saved_policy)
             policy.force_next_choice(i, continuation_seed(seed, think, m))
             success, steps = rollout(env, policy, obs, oracle.horizon)
             runs.append([int(success), steps])
@@ -57,7 +58,7 @@ def branch(env, policy, obs: dict, oracle: OracleConfig, seed: int, think: int) 
         if not oracle.try_all and all(s for s, _ in runs):
             break  # a later candidate can at best tie, and ties go to the lower index
     env.set_state(saved_env)
-    policy.restore_episode(saved_policy)
+    policy.restore(saved_policy)
     rates = [np.mean([s for s, _ in runs]) for runs in outcomes]
     return {"tick": tick, "outcomes": outcomes, "chosen": int(np.argmax(rates))}
 

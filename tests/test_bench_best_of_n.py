@@ -7,7 +7,7 @@ import json
 import torch
 from cli_support import hume, last_json
 
-from hume.bench.best_of_n import SIZES
+from hume.bench.best_of_n import SIZES, sample_naive
 from hume.policy.hume_policy import build_networks, candidate_schedule
 
 
@@ -51,7 +51,7 @@ def test_shared_prefix_encodes_the_observation_once_for_all_candidates():
         assert calls == {"vision": [1], "expert": [n] * steps}
         for seen in calls.values():
             seen.clear()
-        naive = s2.sample_naive(*prefix, state, noise, *schedule)
+        naive = sample_naive(s2, *prefix, state, noise, *schedule)
     assert len(calls["vision"]) == n * steps and calls["expert"] == [1] * (n * steps)
     torch.testing.assert_close(shared, naive, atol=1e-4, rtol=1e-4)
 

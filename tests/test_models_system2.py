@@ -1,4 +1,5 @@
-"""System 2: block mask, joint attention against transformers' Gemma layer, prefix cache, best-of-N."""
+"""System 2: block mask, joint attention against transformers' Gemma layer, prefix cache, best-of-N
+(against the naive baseline of hume bench best-of-n)."""
 
 import dataclasses
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 from transformers.models.gemma.modeling_gemma import GemmaDecoderLayer, GemmaRotaryEmbedding
 
+from hume.bench.best_of_n import sample_naive
 from hume.models.configuration_system2 import System2Config
 from hume.models.joint_attention import block_attention_mask, joint_layer
 from hume.models.system2 import System2, gemma_config
@@ -154,8 +156,8 @@ def test_batched_best_of_n_equals_separate_runs_and_naive(model, inputs):
             ],
             1,
         )
-        naive = model.sample_naive(
-            images, image_masks, tokens, token_masks, state, noise, t0, dt, steps, temperature
+        naive = sample_naive(
+            model, images, image_masks, tokens, token_masks, state, noise, t0, dt, steps, temperature
         )
     assert batched.shape == (B, n, H, A)
     torch.testing.assert_close(batched, separate, atol=1e-5, rtol=1e-4)

@@ -14,6 +14,8 @@ from safetensors.torch import load_file, save_file
 from hume.models.configuration_hume import HumeConfig
 from hume.models.paligemma_weights import CheckpointError
 from hume.policy import Chunk, HumePolicy
+from hume.policy.draws import Draws
+from hume.policy.sync_loop import SyncLoop
 
 STATS = {
     "observation.state": {"mean": np.linspace(-1, 1, 8).tolist(), "std": np.linspace(0.5, 2, 8).tolist()},
@@ -53,14 +55,13 @@ def test_checkpoint_round_trip(policy, checkpoint):
     for key, value in policy.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     obs = observation()
-    policy.reset(seed=5)
-    loaded.reset(seed=5)
-    np.testing.assert_array_equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+    ours, theirs = policy.think(obs, draws=Draws.seeded(5)), loaded.think(obs, draws=Draws.seeded(5))
+    np.testing.assert_array_equal(ours.candidates, theirs.candidates)
+    np.testing.assert_array_equal(policy.refine(obs, ours, 8), loaded.refine(obs, theirs, 8))
 
 
 def test_think_returns_the_best_candidate(policy):
-    policy.reset(seed=1)
-    chunk = policy.think(observation())
+    chunk = policy.think(observation(), draws=Draws.seeded(1))
     cfg = policy.config
     assert chunk.actions.shape == (cfg.chunk_size, cfg.action_dim) and chunk.actions.dtype == np.float32
     assert chunk.values.shape == (cfg.num_candidates,) and np.isfinite(chunk.values).all()
@@ -71,20 +72,17 @@ def test_think_returns_the_best_candidate(policy):
     np.testing.assert_array_equal(chunk.candidates[chunk.index], chunk.actions)
     assert chunk.padding is None
     # Same seed, same chunk; another seed, another one.
-    policy.reset(seed=1)
-    again = policy.think(observation())
+    again = policy.think(observation(), draws=Draws.seeded(1))
     np.testing.assert_array_equal(again.actions, chunk.actions)
-    policy.reset(seed=2)
-    assert not np.allclose(policy.think(observation()).actions, chunk.actions)
+    assert not np.allclose(policy.think(observation(), draws=Draws.seeded(2)).actions, chunk.actions)
 
 
 def test_think_takes_explicit_candidate_noise(policy):
     cfg = policy.config
     noise = np.random.default_rng(0).standard_normal((cfg.num_candidates, cfg.chunk_size, cfg.max_action_dim))
-    policy.reset(seed=1)
-    a = policy.think(observation(), noise=noise)
-    policy.reset(seed=9)  # the generator plays no part when the noise is given
-    b = policy.think(observation(), noise=noise.astype(np.float32))
+    a = policy.think(observation(), noise=noise, draws=Draws.seeded(1))
+    # The draws play no part when the noise is given.
+    b = policy.think(observation(), noise=noise.astype(np.float32), draws=Draws.seeded(9))
     np.testing.assert_array_equal(a.candidates, b.candidates)
     assert a.index == b.index
     # Candidate i starts from noise[i]: changing candidate 3's noise changes only candidate 3.
@@ -98,15 +96,12 @@ def test_think_takes_explicit_candidate_noise(policy):
 
 
 def test_think_depends_on_the_instruction(policy):
-    policy.reset(seed=3)
-    a = policy.think(observation(task="open the top drawer")).actions
-    policy.reset(seed=3)
-    b = policy.think(observation(task="turn on the stove")).actions
+    a = policy.think(observation(task="open the top drawer"), draws=Draws.seeded(3)).actions
+    b = policy.think(observation(task="turn on the stove"), draws=Draws.seeded(3)).actions
     assert not np.allclose(a, b)
 
 
 def test_refine_shapes_and_chunk_end(policy):
-    policy.reset(seed=0)
     obs = observation()
     chunk = policy.think(obs)
     out = policy.refine(obs, chunk, 8)
@@ -127,8 +122,7 @@ def test_system1_off_executes_the_unnormalised_s2_chunk(checkpoint):
     )
     policy.reset(seed=4)
     actions = [policy.select_action(obs) for _ in range(16)]
-    policy.reset(seed=4)
-    expected = policy.think(obs).actions * std + mean
+    expected = policy.think(obs, draws=Draws.seeded(4)).actions * std + mean
     np.testing.assert_allclose(np.stack(actions), expected, rtol=1e-5, atol=1e-6)
 
 
@@ -137,7 +131,8 @@ def test_value_head_off_and_single_candidate(checkpoint):
     chunk = off.think(observation())
     assert chunk.index == 0 and np.isnan(chunk.values).all() and chunk.values.shape == (5,)
     off.select_action(observation())
-    assert off.episode_stats()["think_values"] == [[None] * 5] and off.episode_stats()["think_chosen"] == [0]
+    stats = off.loop.episode_stats()
+    assert stats["think_values"] == [[None] * 5] and stats["think_chosen"] == [0]
     single = HumePolicy.from_pretrained(checkpoint, num_candidates=1)
     chunk = single.think(observation())
     assert chunk.values.shape == (1,) and chunk.index == 0 and np.isfinite(chunk.values).all()
@@ -147,11 +142,11 @@ class CountingPolicy(HumePolicy):
     """Records when the two halves run (the real ones run)."""
 
     def think(self, obs, **guidance):
-        self.calls.append(("think", self.schedule.tick + 1))
+        self.calls.append(("think", self.loop.schedule.tick + 1))
         return super().think(obs, **guidance)
 
     def refine(self, obs, chunk, offset, history=None, continues=None):
-        self.calls.append(("refine", self.schedule.tick, offset, history))
+        self.calls.append(("refine", self.loop.schedule.tick, offset, history))
         return super().refine(obs, chunk, offset, history, continues)
 
 
@@ -170,11 +165,11 @@ def test_synchronous_schedule(checkpoint):
     history = [c[3] for c in policy.calls if c[0] == "refine"][-1]
     assert history.shape == (policy.config.system1.state_history, 8)
     # The episode's record: every think's candidate values and the one the value head chose.
-    stats = policy.episode_stats()
+    stats = policy.loop.episode_stats()
     assert len(stats["think_values"]) == 3 and all(len(v) == 5 for v in stats["think_values"])
     assert stats["think_chosen"] == [int(np.argmax(v)) for v in stats["think_values"]]
     policy.reset()
-    assert policy.schedule.tick == -1 and policy.schedule.chunk is None
+    assert policy.loop.schedule.tick == -1 and policy.loop.schedule.chunk is None
     policy.select_action(obs)
     assert policy.calls[-2][0] == "think", "after reset the policy thinks again"
 
@@ -274,9 +269,8 @@ def test_candidate_zero_is_the_same_sample_whatever_n(checkpoint):
     one = HumePolicy.from_pretrained(checkpoint, num_candidates=1, use_value_head=False)
     five = HumePolicy.from_pretrained(checkpoint, num_candidates=5, use_value_head=False)
     obs = observation()
-    one.reset(seed=11)
-    five.reset(seed=11)
-    np.testing.assert_allclose(one.think(obs).actions, five.think(obs).actions, atol=1e-5)
+    alone, best_of_five = one.think(obs, draws=Draws.seeded(11)), five.think(obs, draws=Draws.seeded(11))
+    np.testing.assert_allclose(alone.actions, best_of_five.actions, atol=1e-5)
 
 
 def test_checkpoint_carries_its_tokenizer(tmp_path):
@@ -324,7 +318,7 @@ def test_async_with_zero_latency_replays_the_synchronous_loop(checkpoint):
     from sim.eval_config import LatencyConfig
     from sim.latency import LatencyModel, VirtualClockPolicy
 
-    sync = HumePolicy.from_pretrained(checkpoint)
+    sync = SyncLoop(HumePolicy.from_pretrained(checkpoint))
     virtual = VirtualClockPolicy(
         HumePolicy.from_pretrained(checkpoint),
         LatencyModel(LatencyConfig(steps=0), seed=0),

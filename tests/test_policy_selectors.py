@@ -9,7 +9,9 @@ from test_policy import STATS, observation
 
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
+from hume.policy.draws import Draws
 from hume.policy.selectors import choose
+from hume.policy.sync_loop import SyncLoop
 
 CANDIDATES = np.zeros((4, 16, 7), np.float32)
 
@@ -78,24 +80,21 @@ def checkpoint(tmp_path_factory):
 def test_policy_follows_its_selector(checkpoint):
     obs = observation()
     value = HumePolicy.from_pretrained(checkpoint)
-    value.reset(seed=1)
-    chunk = value.think(obs)
+    chunk = value.think(obs, draws=Draws.seeded(1))
     assert chunk.index == int(np.argmax(chunk.values))
 
     first = HumePolicy.from_pretrained(checkpoint, selector="first")
-    first.reset(seed=1)
-    same = first.think(obs)
+    same = first.think(obs, draws=Draws.seeded(1))
     np.testing.assert_array_equal(same.candidates, chunk.candidates)
     assert same.index == 0 and np.isfinite(same.values).all(), "values are still recorded"
 
     # Coherence: the candidate whose actions the robot is committed to is the one taken.
     coherent = HumePolicy.from_pretrained(checkpoint, selector="coherence")
-    coherent.reset(seed=1)
     target = 3 if chunk.index != 3 else 2
     committed = coherent.robot_actions(dataclasses.replace(chunk, actions=chunk.candidates[target]))[:4]
-    assert coherent.think(obs, committed=committed).index == target
-    coherent.reset(seed=1)
-    assert coherent.think(obs, recent=committed[:1]).index == target, "else the last executed action"
+    assert coherent.think(obs, committed=committed, draws=Draws.seeded(1)).index == target
+    recent = coherent.think(obs, recent=committed[:1], draws=Draws.seeded(1))
+    assert recent.index == target, "else the last executed action"
 
 
 def test_random_choices_do_not_shift_the_candidates(checkpoint):
@@ -103,11 +102,10 @@ def test_random_choices_do_not_shift_the_candidates(checkpoint):
     obs = observation()
     rand = HumePolicy.from_pretrained(checkpoint, selector="random")
     first = HumePolicy.from_pretrained(checkpoint, selector="first")
-    rand.reset(seed=2)
-    first.reset(seed=2)
+    ours, theirs = Draws.seeded(2), Draws.seeded(2)
     picks = set()
     for _ in range(6):
-        a, b = rand.think(obs), first.think(obs)
+        a, b = rand.think(obs, draws=ours), first.think(obs, draws=theirs)
         np.testing.assert_array_equal(a.candidates, b.candidates)
         picks.add(a.index)
     assert len(picks) > 1
@@ -117,33 +115,38 @@ def test_oracle_policy_thinks_one_plain_sample_unless_told_a_choice(checkpoint):
     obs = observation()
     oracle = HumePolicy.from_pretrained(checkpoint, selector="oracle")
     plain = HumePolicy.from_pretrained(checkpoint, num_candidates=1)
-    oracle.reset(seed=4)
-    plain.reset(seed=4)
-    a = oracle.think(obs)
-    np.testing.assert_array_equal(a.candidates, plain.think(obs).candidates)
-    oracle.force_next_choice(2)
-    forced = oracle.think(obs)
+    a = oracle.think(obs, draws=Draws.seeded(4))
+    np.testing.assert_array_equal(a.candidates, plain.think(obs, draws=Draws.seeded(4)).candidates)
+    forced = oracle.think(obs, choice=2)
     assert forced.index == 2 and len(forced.candidates) == 5
     np.testing.assert_array_equal(forced.actions, forced.candidates[2])
-    assert len(oracle.think(obs).candidates) == 1, "the forced choice is used once"
     with pytest.raises(ValueError, match="oracle"):
-        plain.force_next_choice(0)
+        plain.think(obs, choice=0)
+    with pytest.raises(ValueError, match="candidate 5 of 5"):
+        oracle.think(obs, choice=5)
+    # The loop's forced choice is used by its next think only.
+    loop = SyncLoop(oracle)
+    loop.force_next_choice(2)
+    loop.select_action(obs)
+    assert len(loop.schedule.chunk.candidates) == 5 and loop.schedule.chunk.index == 2
+    for _ in range(oracle.config.s2_replan_steps):
+        loop.select_action(obs)
+    assert len(loop.schedule.chunk.candidates) == 1, "the forced choice is used once"
+    with pytest.raises(ValueError, match="oracle"):
+        SyncLoop(plain).force_next_choice(0)
 
 
 def test_the_value_selector_reads_the_target_critics(checkpoint):
     policy = HumePolicy.from_pretrained(checkpoint)
     obs = observation()
-    policy.reset(seed=5)
-    before = policy.think(obs)
+    before = policy.think(obs, draws=Draws.seeded(5))
     with torch.no_grad():
         for p in policy.value_head.critics.parameters():  # the online critics only
             p.add_(torch.randn_like(p))
-    policy.reset(seed=5)
-    after = policy.think(obs)
+    after = policy.think(obs, draws=Draws.seeded(5))
     np.testing.assert_array_equal(after.values, before.values)
     assert after.index == before.index
     with torch.no_grad():
         for p in policy.value_head.target_critics.parameters():
             p.add_(torch.randn_like(p))
-    policy.reset(seed=5)
-    assert not np.allclose(policy.think(obs).values, before.values)
+    assert not np.allclose(policy.think(obs, draws=Draws.seeded(5)).values, before.values)

@@ -7,6 +7,7 @@ from test_policy import observation
 
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
+from hume.policy.draws import Draws
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +49,9 @@ def test_guidance_reaches_only_the_client_that_committed(policy):
 
 def test_drawn_noise_follows_the_generator_as_single_thinks_would(policy):
     observations = [observation(i, "pick up the black bowl") for i in range(2)]
-    policy.reset(seed=3)
-    batch = policy.think_batch(observations)
-    policy.reset(seed=3)
-    alone = [policy.think(obs) for obs in observations]
+    batch = policy.think_batch(observations, draws=Draws.seeded(3))
+    draws = Draws.seeded(3)
+    alone = [policy.think(obs, draws=draws) for obs in observations]
     for got, want in zip(batch, alone, strict=True):
         np.testing.assert_allclose(got.candidates, want.candidates, atol=1e-5)
 

@@ -168,16 +168,16 @@ def test_latest_observation_keeps_only_the_newest():
             protocol.OBSERVATION, {"episode": 0, "step": tick, "tick": tick, "task": ""}, state
         )  # noqa: E731
         deadline = time.monotonic() + 5
-        while intake.wait(0.05) is None and time.monotonic() < deadline:
+        while not intake.wait_each(0.05) and time.monotonic() < deadline:
             obs(0)
         for tick in range(1, 51):
             obs(tick)
         time.sleep(0.5)  # System 2 is "busy thinking" meanwhile
         assert intake.pending()  # what System 2's heartbeat counts as System 1 being alive
-        msg = intake.wait(1.0)
+        ((msg, superseded),) = intake.wait_each(1.0)  # one sender: one observation
         assert not intake.pending()
-        assert msg is not None and msg.fields["tick"] == 50
-        assert intake.wait(0.1) is None  # handed out once only
+        assert msg.fields["tick"] == 50 and superseded >= 49
+        assert intake.wait_each(0.1) == []  # handed out once only
         assert intake.stats()["superseded"] >= 49
     finally:
         intake.close()

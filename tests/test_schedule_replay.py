@@ -45,7 +45,7 @@ class ReplayedThinks(HumePolicy):
         super().reset(seed)
         self.next_chunk = 0
 
-    def think(self, obs, noise=None, committed=None, delay=0, recent=None):
+    def think(self, obs, noise=None, committed=None, delay=0, recent=None, draws=None, choice=None):
         self.next_chunk += 1
         return self.chunks[self.next_chunk - 1]
 
@@ -94,7 +94,7 @@ def in_process(path, chunks, latency: int | None, refine_lead: int = 0) -> np.nd
         policy.chunks = chunks
         policy.reset(seed=0)
         if latency is None:
-            return drive(policy.select_action, lambda: policy.schedule)
+            return drive(policy.select_action, lambda: policy.loop.schedule)
         clock = VirtualClockPolicy(
             policy,
             LatencyModel(LatencyConfig(steps=latency), seed=0),

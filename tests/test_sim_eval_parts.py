@@ -120,7 +120,7 @@ class RecordingPolicy:
     def reset(self):
         self.thought_at = []
 
-    def think(self, obs, committed=None, delay=0):
+    def think(self, obs, committed=None, delay=0, draws=None):
         self.thought_at.append(obs["t"])
         actions = np.full((self.config.chunk_size, 7), obs["t"], np.float32)
         return Chunk(actions=actions, noise_level=0.0, values=np.zeros(1, np.float32), index=0)

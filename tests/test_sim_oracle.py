@@ -11,6 +11,7 @@ import pytest
 from hume.config import ConfigError, parse_config
 from hume.constants import STATE_KEY
 from hume.policy import HumePolicy
+from hume.policy.sync_loop import SyncLoop
 from sim.episode import run_episode
 from sim.eval_config import EvalConfig, OracleConfig
 from sim.evaluator import evaluate
@@ -77,10 +78,10 @@ class Chooser:
         self.tick += 1
         return self.move
 
-    def save_episode(self):
+    def save(self):
         return (self.tick, self.move, self.forced)
 
-    def restore_episode(self, saved):
+    def restore(self, saved):
         self.tick, self.move, self.forced = saved
 
 
@@ -125,9 +126,9 @@ def test_oracle_with_one_candidate_is_the_plain_run_exactly():
     """Real LIBERO, the default checkpoint: branching (save, run the branch, restore) leaves no
     trace on the episode, so with nothing to choose from the oracle's episode is the plain run."""
     with LiberoEnv("libero_object", 1, image_size=64, fast_render=True, max_steps=20) as env:
-        plain = HumePolicy.from_pretrained(DEFAULT, num_candidates=1)
+        plain = SyncLoop(HumePolicy.from_pretrained(DEFAULT, num_candidates=1))
         expected = run_episode(env, plain, 2, seed=11)
-        oracle = HumePolicy.from_pretrained(DEFAULT, num_candidates=1, selector="oracle")
+        oracle = SyncLoop(HumePolicy.from_pretrained(DEFAULT, num_candidates=1, selector="oracle"))
         actor = OracleActor(oracle, env, OracleConfig(thinks=2))
         result = run_episode(env, actor, 2, seed=11)
         records = actor.records

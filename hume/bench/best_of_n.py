@@ -2,7 +2,7 @@
 
 For each N, side by side in one process, interleaved repeat by repeat, on the same inputs and noise:
   naive          every candidate on its own, the whole network (vision tower, prefix, expert)
-                 re-run at every Euler step (System2.sample_naive);
+                 re-run at every Euler step (`sample_naive` below);
   separate       every candidate on its own with its own prefix cache (N single-candidate thinks);
   shared_prefix  one prefix encoding, cache repeated N times, all candidates through the expert
                  in one batch (System2.sample, what HumePolicy.think does).
@@ -18,10 +18,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hume.config import ConfigError
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system2 import System2Config
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from hume.models.system2 import System2
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +106,42 @@ def _seconds(fn: Callable[[], object], device) -> float:
     return time.perf_counter() - t0
 
 
+def sample_naive(
+    s2: System2,
+    images: Tensor,
+    image_masks: Tensor,
+    tokens: Tensor,
+    token_masks: Tensor,
+    state: Tensor,
+    noise: Tensor,
+    t0: Tensor,
+    dt: Tensor,
+    steps: Tensor,
+    temperature: Tensor,
+) -> Tensor:
+    """The baseline best-of-N (as the authors' code samples): each candidate on its own,
+    re-running the whole network (vision tower, prefix and suffix) at every Euler step. Same
+    arguments (after System 2 and the prefix's inputs) and result as `System2.sample`."""
+    import torch
+
+    from hume.models import flow
+
+    candidates = []
+    with torch.no_grad():
+        for i in range(noise.shape[1]):
+
+            def velocity(x: Tensor, t: Tensor, start: Tensor = noise[:, i]) -> Tensor:
+                prefix = s2.embed_prefix(images, image_masks, tokens, token_masks)
+                return s2.pin_padding(s2.velocity_joint(*prefix, state, x, t), start)
+
+            candidates.append(
+                flow.euler_integrate_steps(
+                    velocity, noise[:, i], t0[:, i], dt[:, i], steps[:, i], temperature[:, i]
+                )
+            )
+    return torch.stack(candidates, 1)
+
+
 def measure(size: str, cfg: Config) -> list[dict]:
     import torch
 
@@ -159,8 +201,8 @@ def measure(size: str, cfg: Config) -> list[dict]:
             return torch.cat(out, 1)
 
         def naive(noise=noise, t0=t0, dt=dt, steps=steps, temperature=temperature):
-            return s2.sample_naive(
-                images, image_masks, tokens, token_masks, state, noise, t0, dt, steps, temperature
+            return sample_naive(
+                s2, images, image_masks, tokens, token_masks, state, noise, t0, dt, steps, temperature
             )
 
         with torch.no_grad():

@@ -14,6 +14,7 @@ float32).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import resource
 import tempfile
@@ -104,6 +105,7 @@ def think_and_refine(cfg, report: Report, fast: bool) -> dict:
     import torch
 
     from hume.bench.full_model import observation
+    from hume.policy.draws import Draws
 
     switches = policy_switches(fast, cfg.dtype)
     missing = missing_switches(switches)
@@ -126,10 +128,8 @@ def think_and_refine(cfg, report: Report, fast: bool) -> dict:
     base = policy.config
     for n in cfg.candidates:
         policy.config = dataclasses.replace(base, num_candidates=n)
-        policy.reset(seed=0)
-        result["think"].append(
-            {"n": n, **_timed(lambda: policy.think(obs), cfg.device, cfg.warmup, cfg.repeats)}
-        )
+        think = functools.partial(policy.think, obs, draws=Draws.seeded(0))
+        result["think"].append({"n": n, **_timed(think, cfg.device, cfg.warmup, cfg.repeats)})
         log.info("think N=%d: %s", n, result["think"][-1])
         report(result)
     policy.config = base

@@ -96,14 +96,15 @@ def make_policy(kind: str, eval_cfg=None):
 
 
 def tiny_policy():
-    """The tiny Hume policy with fixed random weights (the same in every process)."""
+    """The tiny Hume policy with fixed random weights (the same in every process), in the
+    synchronous loop."""
     import torch
 
     from hume.models.configuration_hume import HumeConfig
-    from hume.policy import HumePolicy
+    from hume.policy import HumePolicy, SyncLoop
 
     torch.manual_seed(POLICY_SEED)
-    return HumePolicy.from_config(HumeConfig())
+    return SyncLoop(HumePolicy.from_config(HumeConfig()))
 
 
 def _eval_config(cfg: Config, output: str, backend: str = "local"):

@@ -119,6 +119,8 @@ def _timed(fn, warmup: int, repeats: int, sync) -> list[float]:
 def run(cfg: Config) -> dict:
     import torch
 
+    from hume.policy.draws import Draws
+
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.device == "cuda" and not torch.cuda.is_available():
@@ -142,8 +144,8 @@ def run(cfg: Config) -> dict:
     base = policy.config
     for n in cfg.candidates:
         policy.config = dataclasses.replace(base, num_candidates=n)
-        policy.reset(seed=cfg.seed)
-        times = _timed(lambda: policy.think(obs), cfg.warmup, cfg.repeats, sync)
+        draws = Draws.seeded(cfg.seed)
+        times = _timed(lambda draws=draws: policy.think(obs, draws=draws), cfg.warmup, cfg.repeats, sync)
         rows.append({"n": n, "think_s": float(np.median(times)), "think_all_s": times})
         log.info("think N=%d: %.2f s", n, rows[-1]["think_s"])
     policy.config = base

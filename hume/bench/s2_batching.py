@@ -6,13 +6,15 @@ System-1 nodes do. Two nodes run in child processes, one batching (`system2.max_
 answering one observation at a time (max_batch 1); for each client count they take turns, in
 `rounds` windows each (so that a change in the machine's load falls on both), in one run. A
 "think" here is one client's observation answered with its chunk; thinks/s counts them over the
-node's windows. The model is the tiny one on CPU by default (`size=full`, `device=cuda` for the
-paper's sizes on a GPU).
+node's windows. Each node's own record of its thinks (how many observations each batch held)
+comes with the result (`nodes`), so a run shows that the batching node batched. The model is the
+tiny one on CPU by default (`size=full`, `device=cuda` for the paper's sizes on a GPU).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 import time
@@ -65,8 +67,11 @@ class Config:
             raise ConfigError("seconds and control_hz must be > 0, warmup and rounds >= 1")
 
 
-def serve(cfg: Config, max_batch: int, obs_endpoint: str, chunk_endpoint: str, ready, stop) -> None:
-    """A System-2 node around the benchmark's policy (run in a child process)."""
+def serve(
+    cfg: Config, max_batch: int, obs_endpoint: str, chunk_endpoint: str, output: str, ready, stop
+) -> None:
+    """A System-2 node around the benchmark's policy (run in a child process); it writes its
+    summary (system2.json) into `output` when it stops."""
     import torch
 
     from hume.bench import echo, full_model
@@ -81,7 +86,8 @@ def serve(cfg: Config, max_batch: int, obs_endpoint: str, chunk_endpoint: str, r
         transport=TransportConfig(observations=obs_endpoint, chunks=chunk_endpoint),
         system2=ServingConfig(max_batch=max_batch),
     )
-    echo.run_node(System2Node(deploy, full_model.build(model), "s2-batching"), ready, stop)
+    node = System2Node(deploy, full_model.build(model), "s2-batching", Path(output))
+    echo.run_node(node, ready, stop)
 
 
 class Clients:
@@ -179,22 +185,34 @@ def run(cfg: Config) -> dict:
     obs = full_model.observation(model, np.random.default_rng(cfg.seed))
     ctx = zmq.Context()
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        stack.callback(ctx.destroy, 0)
-        nodes = {}
-        for name, max_batch in (("batched", cfg.max_batch), ("one_at_a_time", 1)):
-            nodes[name] = (f"ipc://{tmp}/{name}-obs", f"ipc://{tmp}/{name}-chunks")
-            echo.start(stack, multiprocessing.get_context("fork"), serve, cfg, max_batch, *nodes[name])
-        for k in cfg.clients:
-            row = {"clients": k}
-            for name, got in measure(cfg, nodes, k, obs, ctx).items():
-                row[f"{name}_thinks_per_s"] = round(got["thinks_per_s"], 3)
-                row[f"{name}_per_client"] = got["per_client"]
-                log.info("%d clients, %s: %.2f thinks/s", k, name, got["thinks_per_s"])
-            one = row["one_at_a_time_thinks_per_s"]
-            # None: the one-at-a-time node answered nothing in its windows (too short for a think).
-            row["speedup"] = round(row["batched_thinks_per_s"] / one, 3) if one else None
-            rows.append(row)
+    names = {"batched": cfg.max_batch, "one_at_a_time": 1}
+    with tempfile.TemporaryDirectory() as tmp:
+        with ExitStack() as stack:
+            stack.callback(ctx.destroy, 0)
+            nodes = {}
+            for name, max_batch in names.items():
+                nodes[name] = (f"ipc://{tmp}/{name}-obs", f"ipc://{tmp}/{name}-chunks")
+                fork = multiprocessing.get_context("fork")
+                echo.start(stack, fork, serve, cfg, max_batch, *nodes[name], f"{tmp}/{name}")
+            for k in cfg.clients:
+                row = {"clients": k}
+                for name, got in measure(cfg, nodes, k, obs, ctx).items():
+                    row[f"{name}_thinks_per_s"] = round(got["thinks_per_s"], 3)
+                    row[f"{name}_per_client"] = got["per_client"]
+                    log.info("%d clients, %s: %.2f thinks/s", k, name, got["thinks_per_s"])
+                one = row["one_at_a_time_thinks_per_s"]
+                # None: the one-at-a-time node answered nothing in its windows (too short for a think).
+                row["speedup"] = round(row["batched_thinks_per_s"] / one, 3) if one else None
+                rows.append(row)
+        # The nodes have stopped and written their summaries (warm-up and every count included);
+        # one killed for not stopping in time wrote none.
+        summaries = {}
+        for name in names:
+            file = Path(tmp, name, "system2.json")
+            if file.is_file():
+                summaries[name] = json.loads(file.read_text())
+            else:
+                log.warning("the %s node did not stop cleanly: no record of its batches", name)
     return {
         "benchmark": "s2-batching",
         "size": cfg.size,
@@ -207,6 +225,15 @@ def run(cfg: Config) -> dict:
         "control_hz": cfg.control_hz,
         "num_candidates": model.num_candidates,
         "results": rows,
+        "nodes": {
+            name: {
+                "max_batch": names[name],
+                "chunks_sent": summary["chunks_sent"],
+                "batch_size_mean": round(summary["batch_size_mean"], 3),
+                "batch_size_max": summary["batch_size_max"],
+            }
+            for name, summary in summaries.items()
+        },
     }
 
 
@@ -217,4 +244,8 @@ def table(result: dict) -> str:
         f"{'n/a' if r['speedup'] is None else format(r['speedup'], '.2f') + 'x':>8}"
         for r in result["results"]
     ]
-    return "\n".join([f"s2-batching ({result['size']}, {result['device']})", header, *rows])
+    nodes = [
+        f"{name}: {n['batch_size_mean']:.2f} observations per think on average, at most {n['batch_size_max']}"
+        for name, n in result["nodes"].items()
+    ]
+    return "\n".join([f"s2-batching ({result['size']}, {result['device']})", header, *rows, *nodes])

@@ -1,6 +1,6 @@
 """`hume eval --config configs/eval/X.yaml --output DIR`: evaluate a policy in LIBERO -> DIR/results.json.
 
-Modes: `sync` (HumePolicy.select_action in the loop), `async` (System 2's latency replayed on a
+Modes: `sync` (the synchronous loop, hume/policy/sync_loop.py), `async` (System 2's latency replayed on a
 virtual clock), `deploy` (the two-process runtime). `--backend=ray` runs the episodes as Ray tasks
 (a private Ray, or a cluster with `--ray.address`); `--variants=all` adds the suite's LIBERO-PRO
 variants and a robustness table. An interrupted run continues when started again with the same

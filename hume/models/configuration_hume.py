@@ -49,7 +49,7 @@ class HumeConfig:
     # 1 = open; LIBERO's controller takes -1 = open, +1 = closed.
     postprocess_gripper: bool = False
 
-    # Synchronous schedule (HumePolicy.select_action): think every s2_replan_steps control steps,
+    # Synchronous schedule (SyncLoop.select_action): think every s2_replan_steps control steps,
     # refine every s1_replan_steps.
     s2_replan_steps: int = 16
     s1_replan_steps: int = 8

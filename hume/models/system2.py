@@ -5,8 +5,7 @@ Tokens, in order:   [ images (C x n) | language (L) ] [ state (1) ] [ actions (H
 Blocks:               prefix: bidirectional             state: own block; actions: see everything
                                                         before them and each other
 The prefix never attends to the suffix, so its keys/values are computed once (`encode_prefix`)
-and reused by every Euler step and every candidate (`sample`). `sample_naive` recomputes the whole
-forward for every candidate at every step; it exists only as the baseline of `hume bench best-of-n`.
+and reused by every Euler step and every candidate (`sample`).
 
 Shapes: B batch, C cameras, L instruction tokens, P = C * n + L prefix tokens, H chunk length,
 A padded action width, S padded state width, N candidates.
@@ -164,7 +163,7 @@ class System2(nn.Module):
         out, _ = self.expert(suffix, positions, mask, prefix=cache.kv)
         return self._velocity_out(out)
 
-    def _pin(self, velocity: Tensor, noise: Tensor) -> Tensor:
+    def pin_padding(self, velocity: Tensor, noise: Tensor) -> Tensor:
         """With system2.pin_padded_actions, the padded action dims move with their target velocity
         (noise - 0): they stay on the path x_t = t * noise towards the zero padding, which is what
         training fed the network for them (their loss is masked, so their own velocity is untrained)."""
@@ -199,7 +198,7 @@ class System2(nn.Module):
         start = noise.flatten(0, 1)
 
         def velocity(x: Tensor, t: Tensor) -> Tensor:
-            return self._pin(self.velocity(cache_n, state_n, x, t), start)
+            return self.pin_padding(self.velocity(cache_n, state_n, x, t), start)
 
         field = velocity
         if guide is not None:
@@ -220,7 +219,7 @@ class System2(nn.Module):
         )
         return x.view(b, n, *x.shape[1:])
 
-    # ----- full joint forward (training, and the naive baseline) -------------------------------
+    # ----- full joint forward (training, and the naive baseline of hume bench best-of-n) ----------
     def velocity_joint(
         self, prefix_embs: Tensor, prefix_mask: Tensor, state: Tensor, x_t: Tensor, t: Tensor
     ) -> Tensor:
@@ -267,33 +266,3 @@ class System2(nn.Module):
             v, actions, noise = v[..., real], actions[..., real], noise[..., real]
         pad = batch.get("action_is_pad")
         return flow.flow_matching_loss(v, actions, noise, mask=None if pad is None else ~pad)
-
-    @torch.no_grad()
-    def sample_naive(
-        self,
-        images: Tensor,
-        image_masks: Tensor,
-        tokens: Tensor,
-        token_masks: Tensor,
-        state: Tensor,
-        noise: Tensor,
-        t0: Tensor,
-        dt: Tensor,
-        steps: Tensor,
-        temperature: Tensor,
-    ) -> Tensor:
-        """The baseline best-of-N: each candidate on its own, re-running the whole network (vision
-        tower, prefix and suffix) at every Euler step. Same arguments and result as `sample`."""
-        candidates = []
-        for i in range(noise.shape[1]):
-
-            def velocity(x: Tensor, t: Tensor, start: Tensor = noise[:, i]) -> Tensor:
-                prefix = self.embed_prefix(images, image_masks, tokens, token_masks)
-                return self._pin(self.velocity_joint(*prefix, state, x, t), start)
-
-            candidates.append(
-                flow.euler_integrate_steps(
-                    velocity, noise[:, i], t0[:, i], dt[:, i], steps[:, i], temperature[:, i]
-                )
-            )
-        return torch.stack(candidates, 1)

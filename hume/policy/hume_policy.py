@@ -6,17 +6,17 @@
                                         one forward -> B Chunks
     refine(obs, chunk, offset, history) System 1 cascades the chunk slice that starts `offset` steps
                                         in, on the current observation and state history -> h actions
-    select_action(obs)                  the synchronous loop: the control schedule
-                                        (hume/policy/schedule.py) with thinks that land at once
+    reset(seed) / select_action(obs)    the synchronous loop of `policy.loop`, a SyncLoop
+                                        (hume/policy/sync_loop.py): the control schedule with thinks
+                                        that land at once
 
-think and refine keep no episode state: the schedule owns it (which chunk, which offset, System 1's
-state history). The runtime nodes and the evaluator's async mode drive the same schedule with
-thinks that land later.
+think and refine keep no episode state: given the noise (or the Draws to take it from) their result
+depends on their arguments only. The episode (schedule, random streams, record of thinks) lives in a
+SyncLoop, as the runtime nodes and the evaluator's async mode keep theirs beside the policy.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from pathlib import Path
@@ -36,11 +36,11 @@ from hume.models.system1 import System1
 from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
 from hume.policy import selectors
-from hume.policy.chunk import Chunk, think_record
+from hume.policy.chunk import Chunk
+from hume.policy.draws import Draws
 from hume.policy.hub import push_folder, resolve_checkpoint
 from hume.policy.normalize import STATS_FILE, Normalizer
-from hume.policy.schedule import ControlSchedule, ScheduleConfig, sends_committed
-from hume.policy.switches import episode_record
+from hume.policy.sync_loop import SyncLoop
 from hume.policy.transforms import observation_images, pad_to, tokenize
 from hume.tokenizer import DEFAULT_TOKENIZER_DIR, load_tokenizer
 
@@ -137,8 +137,10 @@ class HumePolicy(nn.Module):
                 f"the tokenizer in {self.tokenizer_dir} has {self.tokenizer.vocab_size} tokens but "
                 f"system2.vocab_size is {config.system2.vocab_size}; raise vocab_size"
             )
-        self.generator = torch.Generator()
-        self.reset(seed=0)
+        # The streams a think draws from when its caller brings none (a server's, as openpi's
+        # policy keeps its sampling key); an episode's come from its loop.
+        self.draws = Draws.seeded(0)
+        self.loop = SyncLoop(self)
 
     # ----- construction and checkpoints --------------------------------------------------------
     @classmethod
@@ -224,17 +226,6 @@ class HumePolicy(nn.Module):
                 for key, tensor in own.items():
                     tensor.copy_(handle.get_tensor(key))
 
-    # ----- episode state (of select_action's loop only) ----------------------------------------------
-    def reset(self, seed: int | None = None) -> None:
-        """Start an episode: clears select_action's schedule; `seed` fixes the noise."""
-        if seed is not None:
-            self.generator.manual_seed(seed)
-            # The random and softmax selectors' own stream: choosing never shifts the noise.
-            self.rng = np.random.default_rng([seed, 1])
-        self.forced: tuple[int, int | None] | None = None
-        self.schedule = ControlSchedule(ScheduleConfig.of(self.config))
-        self.thinks: list[tuple[np.ndarray, int]] = []  # this episode's (values, index), for episode_stats
-
     @property
     def device(self) -> torch.device:
         return self.system2.action_out_proj.weight.device
@@ -252,18 +243,23 @@ class HumePolicy(nn.Module):
         committed: np.ndarray | None = None,
         delay: int = 0,
         recent: np.ndarray | None = None,
+        draws: Draws | None = None,
+        choice: int | None = None,
     ) -> Chunk:
         """System 2 + value-query head: N candidates in one batch, the best one as a Chunk.
 
         noise: the candidates' starting noise [N, H, max_action_dim] (N = num_candidates); drawn from
-        the episode's generator when None. Given noise makes a run reproducible across
+        `draws` (default: the policy's own streams) when None. Given noise makes a run reproducible across
         implementations; the Chunk carries every candidate, their values and the chosen index.
         committed: robot actions [k, action_dim] the robot executes from this observation's tick on
         whatever System 2 says (the control schedule's `committed()`), and `delay` the steps before
         the new chunk can be followed: with config.rtc every candidate is guided to continue them
         (real-time chunking). recent: the robot's last executed actions [k, action_dim], which the
-        coherence selector compares candidates with when nothing is committed."""
-        return self.think_batch([obs], None if noise is None else [noise], [committed], [delay], [recent])[0]
+        coherence selector compares candidates with when nothing is committed. draws: the random
+        streams of the noise (when not given) and of the random selectors' choices. choice: with
+        selector "oracle", follow candidate `choice` of num_candidates (None: one plain sample)."""
+        noises = None if noise is None else [noise]
+        return self.think_batch([obs], noises, [committed], [delay], [recent], draws, choice)[0]
 
     @torch.no_grad()
     def think_batch(
@@ -273,14 +269,17 @@ class HumePolicy(nn.Module):
         committed: list[np.ndarray | None] | None = None,
         delays: list[int] | None = None,
         recent: list[np.ndarray | None] | None = None,
+        draws: Draws | None = None,
+        choice: int | None = None,
     ) -> list[Chunk]:
         """`think` for B observations (one per client of a System-2 server) in one forward.
 
         One prefix encoding for all B; each observation's N candidates share its own prefix cache;
         the value head picks per observation. Entry b equals `think(observations[b], noise[b],
         committed[b], delays[b])` up to float rounding. noise: per observation [N, H,
-        max_action_dim], or None to draw each from the generator in order (as B thinks would);
-        committed / delays / recent: per observation, None for one without committed actions."""
+        max_action_dim], or None to draw each from `draws` in order (as B thinks would);
+        committed / delays / recent: per observation, None for one without committed actions;
+        choice: the oracle's (think's), for one observation only."""
         cfg = self.config
         s2 = self.system2
         b = len(observations)
@@ -292,7 +291,8 @@ class HumePolicy(nn.Module):
             raise ValueError(
                 f"think_batch needs one noise/committed/delay/recent entry per observation ({b})"
             )
-        n, forced = self._candidates_to_draw(b)
+        draws = self.draws if draws is None else draws
+        n = self._candidates_to_draw(b, choice)
         images = [
             observation_images(obs, cfg.cameras, cfg.image_size, cfg.resize_with_padding)
             for obs in observations
@@ -317,9 +317,7 @@ class HumePolicy(nn.Module):
         stop = cfg.theta2 if cfg.use_system1 else 0.0
         plan = {k: v[None].expand(b, n).to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
         if noise is None:
-            noise_t = torch.cat([self._candidate_noise(n) for _ in range(b)])
-            if forced is not None and forced[1] is not None:
-                self.generator.manual_seed(forced[1])  # a continuation of its own (sim/oracle.py)
+            noise_t = torch.cat([self._candidate_noise(n, draws.noise) for _ in range(b)])
         else:
             noise_t = torch.cat([self._check_noise(x, n) for x in noise])
         candidates = s2.sample(
@@ -342,14 +340,14 @@ class HumePolicy(nn.Module):
             q, values = [None] * b, np.full((b, n), np.nan, np.float32)
         candidates = candidates.cpu().numpy()
         indices = [
-            forced[0]
-            if forced is not None
+            choice
+            if choice is not None
             else selectors.choose(
                 cfg,
                 q[i],
                 candidates[i, ..., : cfg.action_dim],
                 self._reference(committed[i], recent[i]),
-                self.rng,
+                draws.choices,
             )
             for i in range(b)
         ]
@@ -480,89 +478,29 @@ class HumePolicy(nn.Module):
             actions[..., -1] = 1.0 - 2.0 * actions[..., -1]
         return actions
 
-    # ----- the synchronous loop -------------------------------------------------------------------
+    # ----- the synchronous loop (the Python contract's reset / select_action) -----------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode of `self.loop` (SyncLoop.reset)."""
+        self.loop.reset(seed)
+
     def select_action(self, obs: dict) -> np.ndarray:
-        """One robot action [action_dim]: think every s2_replan_steps (the chunk lands at once), and
-        the control schedule does the rest (refine every s1_replan_steps, System 1's history)."""
-        schedule = self.schedule
-        now = schedule.tick + 1
-        if self.thinks_next():
-            # The chunk lands at once (delay 0): the committed actions are only continued.
-            committed = schedule.committed(self.robot_actions, now) if sends_committed(self.config) else None
-            chunk = self.think(obs, committed=committed, recent=schedule.recent())
-            self.thinks.append((chunk.values, chunk.index))
-            schedule.land(chunk, now)
-        request = schedule.begin(self._raw_state(obs))
-        refined = None
-        if request is not None:
-            refined = self.refine(
-                obs, request.chunk, request.start, schedule.history(), continues=request.continues
-            )
-        action, _ = schedule.end(refined)
-        return action
-
-    def thinks_next(self) -> bool:
-        """Whether the next select_action thinks (every s2_replan_steps, and first of all)."""
-        schedule = self.schedule
-        return (
-            schedule.chunk is None or schedule.tick + 1 - schedule.chunk_tick >= self.config.s2_replan_steps
-        )
-
-    def save_episode(self) -> dict:
-        """select_action's episode so far (schedule, noise streams, thinks), by value: with the
-        simulator's saved state, a branch point (sim/oracle.py)."""
-        return copy.deepcopy(
-            {
-                "schedule": self.schedule,
-                "generator": self.generator.get_state(),
-                "rng": self.rng,
-                "thinks": self.thinks,
-                "forced": self.forced,
-            }
-        )
-
-    def restore_episode(self, saved: dict) -> None:
-        saved = copy.deepcopy(saved)
-        self.schedule, self.rng, self.thinks, self.forced = (
-            saved["schedule"],
-            saved["rng"],
-            saved["thinks"],
-            saved["forced"],
-        )
-        self.generator.set_state(saved["generator"])
-
-    def episode_stats(self) -> dict:
-        """The synchronous loop's record of the episode so far: action changes at plan switches, and
-        every think's candidate values with the chosen index (how the critic ranks, per episode)."""
-        return {**episode_record(*self.schedule.switch_changes()), **think_record(self.thinks)}
-
-    def predict_action_chunk(self, obs: dict) -> np.ndarray:
-        """A whole chunk of robot actions [H, action_dim] for this observation: think, then refine
-        every h-step slice on this same observation."""
-        chunk = self.think(obs)
-        h = self.config.s1_horizon
-        parts = [self.refine(obs, chunk, offset) for offset in range(0, self.config.chunk_size, h)]
-        return np.concatenate(parts)[: self.config.chunk_size]
+        """One robot action [action_dim] of `self.loop`'s episode (SyncLoop.select_action)."""
+        return self.loop.select_action(obs)
 
     # ----- helpers ----------------------------------------------------------------------------------
-    def force_next_choice(self, index: int, continuation_seed: int | None = None) -> None:
-        """selector "oracle": the next think draws config.num_candidates candidates and follows
-        candidate `index` (others think one plain sample); `continuation_seed` reseeds the noise
-        of the thinks after it (None: they draw on as they would have)."""
-        if self.config.selector != "oracle":
-            raise ValueError(f"a forced choice needs selector 'oracle', not {self.config.selector!r}")
-        if not 0 <= index < self.config.num_candidates:
-            raise ValueError(f"candidate {index} of {self.config.num_candidates}")
-        self.forced = (index, continuation_seed)
-
-    def _candidates_to_draw(self, batch: int) -> tuple[int, tuple[int, int | None] | None]:
-        """How many candidates this think draws, and the oracle's forced choice (taken up)."""
-        if self.config.selector != "oracle":
-            return self.config.num_candidates, None
-        forced, self.forced = self.forced, None
-        if forced is not None and batch != 1:
-            raise ValueError("the oracle's forced choice is for one observation's think")
-        return (self.config.num_candidates, forced) if forced is not None else (1, None)
+    def _candidates_to_draw(self, batch: int, choice: int | None) -> int:
+        """How many candidates a think draws: the oracle thinks one plain sample unless told a choice."""
+        cfg = self.config
+        if choice is not None:
+            if cfg.selector != "oracle":
+                raise ValueError(f"a forced choice needs selector 'oracle', not {cfg.selector!r}")
+            if not 0 <= choice < cfg.num_candidates:
+                raise ValueError(f"candidate {choice} of {cfg.num_candidates}")
+            if batch != 1:
+                raise ValueError("the oracle's forced choice is for one observation's think")
+        if cfg.selector == "oracle" and choice is None:
+            return 1
+        return cfg.num_candidates
 
     def _reference(self, committed: np.ndarray | None, recent: np.ndarray | None) -> np.ndarray | None:
         """What the coherence selector compares candidates with, in the model's action space: the
@@ -574,10 +512,10 @@ class HumePolicy(nn.Module):
                 return self.model_actions(np.asarray(actions, np.float32))
         return None
 
-    def _candidate_noise(self, n: int) -> torch.Tensor:
+    def _candidate_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """[1, n, H, A] noise; candidate i is drawn from its own seed (base + i), so candidate 0 is the
         same whatever N is: ablations over N and over the value head compare paired samples."""
-        base = int(torch.randint(0, 2**30, (1,), generator=self.generator))
+        base = int(torch.randint(0, 2**30, (1,), generator=generator))
         shape = (self.config.chunk_size, self.config.max_action_dim)
         seeded = [torch.randn(shape, generator=torch.Generator().manual_seed(base + i)) for i in range(n)]
         return torch.stack(seeded)[None]
@@ -594,7 +532,8 @@ class HumePolicy(nn.Module):
             )
         return noise.float()[None]
 
-    def _raw_state(self, obs: dict) -> np.ndarray:
+    def raw_state(self, obs: dict) -> np.ndarray:
+        """The observation's robot state [state_dim], checked, unnormalised."""
         if STATE_KEY not in obs:
             raise KeyError(f"observation lacks {STATE_KEY!r} (got keys {sorted(obs)})")
         state = np.asarray(obs[STATE_KEY], np.float32).reshape(-1)
@@ -603,7 +542,7 @@ class HumePolicy(nn.Module):
         return state
 
     def _state(self, obs: dict) -> np.ndarray:
-        return self.normalizer.state(self._raw_state(obs))
+        return self.normalizer.state(self.raw_state(obs))
 
     def _history(self, obs: dict, history: np.ndarray | None) -> np.ndarray:
         """System 1's normalised state history [K, state_dim]."""

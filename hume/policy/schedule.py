@@ -1,6 +1,6 @@
 """The control schedule: which chunk System 1 follows, at which offset, when it refines, when the
 robot holds, and System 1's state history. Pure and clock-free: ticks and chunk arrivals in,
-decisions out. The synchronous loop (`HumePolicy.select_action`), the evaluator's virtual clock
+decisions out. The synchronous loop (hume/policy/sync_loop.py), the evaluator's virtual clock
 (sim/latency.py) and the System-1 node all drive this one object, so they make the same decisions
 for the same ticks and arrivals.
 

@@ -247,8 +247,8 @@ class Inbox:
 
 
 class LatestObservation:
-    """Latest-value intake for observations: each wait drains the socket and hands out the newest
-    observation of each sender (System 1 session).
+    """Latest-value intake for observations: each wait_each drains the socket and hands out the
+    newest observation of each sender (System 1 session).
 
     No thread: while System 2 thinks, observations wait in ZeroMQ's queue, at most
     OBSERVATION_QUEUE of them (beyond that the publisher drops new ones, so a think longer than
@@ -265,13 +265,6 @@ class LatestObservation:
         self.check = check
         self.superseded = 0  # valid observations replaced by a newer one before being used
         self.peer_seen_at: float | None = None  # monotonic time of the last System-1 message
-
-    def wait(self, timeout_s: float) -> Message | None:
-        """The newest observation of any sender, waiting up to `timeout_s` for one (a node serving
-        one client; the other senders' are superseded)."""
-        latest = self.wait_each(timeout_s)
-        self.superseded += max(0, len(latest) - 1)
-        return latest[-1][0] if latest else None
 
     def wait_each(self, timeout_s: float) -> list[tuple[Message, int]]:
         """The newest observation of each sender not handed out before, in the order they arrived,
@@ -305,7 +298,7 @@ class LatestObservation:
                 return []
 
     def pending(self) -> bool:
-        """Messages wait in the queue (System 1 is alive even if no wait() took them yet)."""
+        """Messages wait in the queue (System 1 is alive even if no wait_each() took them yet)."""
         return bool(self.inbox.sock.get(zmq.EVENTS) & zmq.POLLIN)
 
     def stats(self) -> dict[str, int]:
