@@ -14,4 +14,5 @@ BENCHMARKS: dict[str, str] = {
     "full-model": "hume.bench.full_model",
     "soak": "hume.bench.soak",
     "s2-batching": "hume.bench.s2_batching",
+    "device-check": "hume.bench.device_check",
 }

@@ -127,7 +127,9 @@ def build(cfg: Config):
     if cfg.checkpoint:
         policy = HumePolicy.from_pretrained(cfg.checkpoint, dtype=cfg.dtype)
     else:
-        policy = HumePolicy.from_config(model_config(cfg.model, cfg.dtype))
+        # Initialised where it will run: a full-size model initialised on the CPU takes a minute.
+        with torch.device(cfg.device):
+            policy = HumePolicy.from_config(model_config(cfg.model, cfg.dtype))
     return policy.to(cfg.device).eval()
 
 

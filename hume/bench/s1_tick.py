@@ -118,7 +118,7 @@ def _device(cfg: Config) -> str:
     return device
 
 
-def _build_policy(cfg: Config, device: str):
+def build_policy(cfg: Config, device: str):
     import torch
 
     from hume.policy import HumePolicy
@@ -153,7 +153,7 @@ def run(cfg: Config) -> dict:
     if cfg.dtype == "bfloat16" and device == "cpu":
         raise ConfigError("dtype=bfloat16 is for CUDA; on the CPU use float32")
     torch.set_num_threads(cfg.threads)
-    policy = _build_policy(cfg, device)
+    policy = build_policy(cfg, device)
     params = sum(p.numel() for p in policy.system1.parameters())
 
     ctx = multiprocessing.get_context("fork")

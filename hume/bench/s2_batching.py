@@ -191,7 +191,9 @@ def run(cfg: Config) -> dict:
                 row[f"{name}_thinks_per_s"] = round(got["thinks_per_s"], 3)
                 row[f"{name}_per_client"] = got["per_client"]
                 log.info("%d clients, %s: %.2f thinks/s", k, name, got["thinks_per_s"])
-            row["speedup"] = round(row["batched_thinks_per_s"] / row["one_at_a_time_thinks_per_s"], 3)
+            one = row["one_at_a_time_thinks_per_s"]
+            # None: the one-at-a-time node answered nothing in its windows (too short for a think).
+            row["speedup"] = round(row["batched_thinks_per_s"] / one, 3) if one else None
             rows.append(row)
     return {
         "benchmark": "s2-batching",
@@ -212,7 +214,7 @@ def table(result: dict) -> str:
     header = f"{'clients':>7} {'batched/s':>10} {'one-by-one/s':>13} {'speedup':>8}"
     rows = [
         f"{r['clients']:>7} {r['batched_thinks_per_s']:>10.2f} {r['one_at_a_time_thinks_per_s']:>13.2f} "
-        f"{r['speedup']:>7.2f}x"
+        f"{'n/a' if r['speedup'] is None else format(r['speedup'], '.2f') + 'x':>8}"
         for r in result["results"]
     ]
     return "\n".join([f"s2-batching ({result['size']}, {result['device']})", header, *rows])

@@ -5,18 +5,21 @@ memory and no initialisation (a full-size policy: seconds instead of a minute, a
 ~14 GiB of random weights a load would throw away); its buffers (rotary tables, pixel statistics,
 position ids: computed, never stored) are built as usual. `load_safetensors` then fills every
 tensor of a module from a safetensors file, strictly: an empty parameter gets new memory in its own
-dtype, a real one is overwritten in place. Tensors are read with plain file reads, not a memory
-map, so the process holds each weight once (a map's pages would count again in its resident
-memory), and a tensor cast on the way (a float32 checkpoint run in bfloat16) is read in bounded
-pieces, so no whole float32 copy of a large tensor exists either.
+dtype, a real one is overwritten in place. Tensors are read with plain positional file reads, not
+a memory map, so the process holds each weight once (a map's pages would count again in its
+resident memory); several threads read pieces at once; a tensor cast on the way (a float32
+checkpoint run in bfloat16) goes through bounded pieces, so no whole float32 copy of a large
+tensor exists either.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -38,8 +41,11 @@ DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
-# Elements per piece when a tensor is cast or moved on the way in: 64 MiB of float32.
-PIECE = 1 << 24
+# Elements per read: 16 MiB of float32 (a cast stages one piece per reader thread).
+PIECE = 1 << 22
+# Reads in flight: one read at a time leaves the disk, and the first touch of fresh memory, idle
+# between requests (measured here: 240 MB/s cold with one, see docs/benchmarks.md).
+READERS = 8
 
 _patch_lock = threading.Lock()
 
@@ -109,15 +115,20 @@ def load_safetensors(module: nn.Module, file: Path) -> None:
     unexpected = sorted(set(header) - set(own))
     if unexpected:
         raise CheckpointError(f"{file}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)")
-    filled = {}
-    with open(file, "rb", buffering=0) as f, torch.no_grad():
-        for key, tensor in own.items():
-            if tensor.is_meta:
-                target = torch.empty(tensor.shape, dtype=tensor.dtype)
-                read_into(f, header[key], target)
-                filled[key] = target
-            else:
-                read_into(f, header[key], tensor.data)
+    targets, filled, staged = [], {}, []
+    for key, tensor in own.items():
+        if tensor.is_meta:
+            filled[key] = target = torch.empty(tensor.shape, dtype=tensor.dtype)
+        elif tensor.device.type == "cpu" and tensor.is_contiguous():
+            target = tensor.data
+        else:  # read into host memory first, then moved (or restrided) in one copy
+            target = torch.empty(tensor.shape, dtype=tensor.dtype)
+            staged.append((tensor.data, target))
+        targets.append((header[key], target))
+    read_all(file, targets)
+    with torch.no_grad():
+        for tensor, target in staged:
+            tensor.copy_(target)
     if filled:
         # assign=True makes the read tensors the module's own (each Parameter keeps requires_grad).
         module.load_state_dict(filled, strict=False, assign=True)
@@ -126,31 +137,43 @@ def load_safetensors(module: nn.Module, file: Path) -> None:
         raise CheckpointError(f"{file}: buffer {empty[0]!r} is neither stored nor computed by its module")
 
 
-def read_into(f, entry: tuple[torch.dtype, tuple[int, ...], int], target: torch.Tensor) -> None:
-    """Read one stored tensor into `target` (its shape; any dtype and device)."""
-    dtype, _, offset = entry
-    f.seek(offset)
-    if target.dtype == dtype and target.device.type == "cpu" and target.is_contiguous():
-        _read_exactly(f, target)
+def read_all(
+    file: Path, targets: list[tuple[tuple[torch.dtype, tuple[int, ...], int], torch.Tensor]]
+) -> None:
+    """Read stored tensors (dtype, shape, offset) into contiguous CPU tensors of their shape, each
+    cast to its target's dtype, in pieces of PIECE elements that READERS threads read at once."""
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        with ThreadPoolExecutor(READERS) as pool:
+            jobs = [
+                pool.submit(_read_piece, fd, file, dtype, offset, target.view(-1), start)
+                for (dtype, _, offset), target in targets
+                for start in range(0, target.numel(), PIECE)
+            ]
+            for job in jobs:
+                job.result()
+    finally:
+        os.close(fd)
+
+
+def _read_piece(fd: int, file: Path, dtype: torch.dtype, offset: int, flat: torch.Tensor, start: int) -> None:
+    """Elements [start, start + PIECE) of the tensor stored as `dtype` at `offset` into `flat`."""
+    part = flat[start : start + PIECE]
+    if part.dtype == dtype:
+        _pread_exactly(fd, file, part, offset + start * part.element_size())
         return
-    # Cast (or moved to another device) piece by piece through one staging buffer.
-    contiguous = target.is_contiguous()
-    flat = target.view(-1) if contiguous else target.new_empty(target.numel())
-    piece = torch.empty(min(PIECE, target.numel()), dtype=dtype)
-    for start in range(0, target.numel(), PIECE):
-        n = min(PIECE, target.numel() - start)
-        _read_exactly(f, piece[:n])
-        flat[start : start + n].copy_(piece[:n])
-    if not contiguous:
-        target.copy_(flat.view(target.shape))
+    piece = torch.empty(part.numel(), dtype=dtype)
+    _pread_exactly(fd, file, piece, offset + start * piece.element_size())
+    with torch.no_grad():
+        part.copy_(piece)
 
 
-def _read_exactly(f, tensor: torch.Tensor) -> None:
-    """Fill a contiguous CPU tensor with the next tensor.nbytes bytes of `f`."""
-    view = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())
+def _pread_exactly(fd: int, file: Path, tensor: torch.Tensor, offset: int) -> None:
+    """Fill a contiguous CPU tensor with tensor.nbytes bytes of the file from `offset`."""
+    view = memoryview(tensor.view(torch.uint8).numpy())
     got = 0
     while got < len(view):
-        n = f.readinto(view[got:])
+        n = os.preadv(fd, [view[got:]], offset + got)
         if not n:
-            raise CheckpointError(f"{f.name}: the file ends inside a tensor (truncated?)")
+            raise CheckpointError(f"{file}: the file ends inside a tensor (truncated?)")
         got += n
