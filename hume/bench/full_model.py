@@ -95,6 +95,12 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def cpu_s() -> float:
+    """This process's CPU time so far, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss_gib() -> float:
     """This process's resident memory now."""
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
@@ -222,11 +228,16 @@ def run(cfg: Config) -> dict:
             folder = Path(tempfile.mkdtemp(prefix="hume-full-model-", dir=cfg.tmp_dir or None))
             written = _write(cfg, folder)
             cfg = dataclasses.replace(cfg, checkpoint=str(folder))
-        before = rss_gib()
+        before, cpu = rss_gib(), cpu_s()
         start = time.perf_counter()
         policy = build(cfg)
         build_s = time.perf_counter() - start
-        loaded = {"rss_before_gib": before, "peak_rss_after_load_gib": peak_rss_gib()}
+        loaded = {
+            # CPU time (every thread's, the kernel's included): steadier than wall time on a busy machine.
+            "load_cpu_s" if cfg.checkpoint else "build_cpu_s": cpu_s() - cpu,
+            "rss_before_gib": before,
+            "peak_rss_after_load_gib": peak_rss_gib(),
+        }
     finally:
         if folder is not None:
             shutil.rmtree(folder)
@@ -313,7 +324,7 @@ def table(result: dict) -> str:
     if "skipped" in result:
         return f"full-model: skipped ({result['skipped']})"
     if "load_s" in result:
-        how = f"loaded from {result['source']} in {result['load_s']:.1f} s"
+        how = f"loaded from {result['source']} in {result['load_s']:.1f} s (CPU {result['load_cpu_s']:.1f} s)"
         if "stored_dtype" in result:
             how += (
                 f" ({result['checkpoint_gib']:.2f} GiB of {result['stored_dtype']},"
