@@ -43,8 +43,8 @@ DTYPES = {
 }
 # Elements per read: 8 MiB of float32 (a cast stages one piece per reader thread).
 PIECE = 1 << 21
-# Reads in flight: one read at a time leaves the disk, and the first touch of fresh memory, idle
-# between requests (measured here: 240 MB/s cold with one, see docs/benchmarks.md).
+# Reads in flight: one at a time leaves the disk idle between requests (a full-size bf16 checkpoint,
+# cold: 30 s with one reader, 16 s with 8; docs/benchmarks.md).
 READERS = 8
 
 _patch_lock = threading.Lock()
@@ -59,7 +59,9 @@ def parameters_as(
 ) -> Iterator[None]:
     """Every parameter a module registers inside this block is moved to `device` and/or cast to
     `dtype` as it is registered, before the module initialises it: on "meta" the initialisation
-    costs nothing; in a dtype it runs in that dtype. Buffers are left as their module makes them."""
+    costs nothing; in a dtype it runs in that dtype. Buffers are left as their module makes them.
+    It works by replacing nn.Module.register_parameter for the block's duration, process-wide:
+    modules that other threads build meanwhile would be converted too."""
     if device is None and dtype is None:
         yield
         return
