@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from hume.config import ConfigError
-from hume.models.configuration_hume import SELECTORS
+from hume.models.configuration_hume import DTYPES, SELECTORS
 
 MODES = ("sync", "async", "deploy")
 POLICY_TYPES = ("hume", "replay")
@@ -19,6 +19,7 @@ STANDARD_IMAGE_SIZE = 256
 # PolicyConfig's fields that replace the HumeConfig field of the same name; unset (None): the
 # checkpoint's value.
 HUME_OVERRIDES = (
+    "dtype",
     "use_system1",
     "use_value_head",
     "num_candidates",
@@ -70,9 +71,10 @@ class PolicyConfig:
     softmax_temperature: float | None = None
     gated_margin: float | None = None
     # Where the policy runs: "cpu" or "cuda" (a full-size model wants a GPU), and its dtype
-    # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
+    # (HumeConfig.dtype: float32, bfloat16 or float16, the last two for a GPU; unset: the
+    # checkpoint's). Every worker process loads its own copy.
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str | None = None
 
     def overrides(self) -> dict:
         """The HumeConfig fields these switches replace (HumePolicy.from_pretrained keywords)."""
@@ -209,9 +211,9 @@ class EvalConfig:
                 "policy.num_candidates must be >= 1 (unset: the checkpoint's), got "
                 f"{self.policy.num_candidates}"
             )
-        if self.policy.device not in ("cpu", "cuda") or self.policy.dtype not in ("float32", "bfloat16"):
+        if self.policy.device not in ("cpu", "cuda") or self.policy.dtype not in (None, *DTYPES):
             raise ConfigError(
-                f"policy.device must be cpu or cuda and policy.dtype float32 or bfloat16, got "
+                f"policy.device must be cpu or cuda and policy.dtype one of {', '.join(DTYPES)}, got "
                 f"{self.policy.device!r} / {self.policy.dtype!r}"
             )
         self._validate_selector()

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hume.config import ConfigError
+from hume.models.configuration_hume import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ class Config:
     warmup: int = 50
     # Device for the policy: "" = cuda for full, cpu for tiny.
     device: str = ""
-    # float32 or bfloat16 (bf16 only on CUDA).
+    # float32, bfloat16 or float16 (HumeConfig.dtype; half precision is for CUDA).
     dtype: str = "float32"
     # torch.compile mode for System 1's vision encoder and trunk; empty = eager.
     compile: str = ""
@@ -64,8 +65,8 @@ class Config:
             raise ConfigError(f"size must be one of {SIZES}, got {self.size!r}")
         if self.ticks < 1 or self.warmup < 0 or self.threads < 1:
             raise ConfigError("ticks and threads must be >= 1, warmup >= 0")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ConfigError(f"dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
 
@@ -123,9 +124,8 @@ def build_policy(cfg: Config, device: str):
     from hume.policy import HumePolicy
 
     torch.manual_seed(0)
-    policy = HumePolicy.from_config(model_config(cfg.size))
-    dtype = getattr(torch, cfg.dtype)
-    policy = policy.to(device=device, dtype=dtype).eval()
+    policy = HumePolicy.from_config(dataclasses.replace(model_config(cfg.size), dtype=cfg.dtype))
+    policy = policy.to(device=device).eval()
     if cfg.compile:
         s1 = policy.system1
         s1.vision_encoder = torch.compile(s1.vision_encoder, mode=cfg.compile)

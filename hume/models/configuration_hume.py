@@ -23,6 +23,8 @@ SYSTEM1_COPIES = {
 SYSTEM1_WIDTHS = ("state_dim", "action_dim")
 # HumeConfig.selector's choices (hume/policy/selectors.py).
 SELECTORS = ("value", "first", "random", "coherence", "lcb", "softmax", "gated", "oracle")
+# HumeConfig.dtype's choices.
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,15 @@ class HumeConfig:
     softmax_temperature: float = 0.1
     gated_margin: float = 0.1
 
+    # What System 2 and System 1 hold their weights and compute in: "float32", "bfloat16" or
+    # "float16" (a GPU's choice; this CPU has no native half arithmetic). The value-query head
+    # stays float32: it ranks N candidates whose Q-values can be a few hundredths apart (with a bf16
+    # System 2 the ranking matched float32's in 12 of 12 thinks, with a bf16 head too in 11 of 12;
+    # docs/benchmarks.md), and it is small. So do the normalisation, the rotary tables, the flow's
+    # state (noise, times, Euler steps) and the returned actions. Chosen at load:
+    # HumePolicy.from_pretrained(path, dtype="bfloat16"); training keeps float32 weights.
+    dtype: str = "float32"
+
     # Ablation switches: value head off -> not run, and the selectors that rank by it take candidate
     # 0; System 1 off -> execute System 2's chunk.
     use_value_head: bool = True
@@ -138,6 +149,8 @@ class HumeConfig:
             )
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if len(set(self.cameras)) != len(self.cameras):
             raise ValueError(f"cameras has duplicates: {self.cameras}")
         for network in ("system2", "system1"):

@@ -159,9 +159,11 @@ class System1(nn.Module):
     def velocity(self, observation: Observation, x_t: Tensor, t: Tensor) -> Tensor:
         """The flow velocity of the action tokens: x_t [B, h, A], t [B] -> v [B, h, A]."""
         b, h, _ = x_t.shape
-        time = flow.sinusoidal_embedding(t, self.config.width).to(x_t.dtype)
+        # The flow's state may be kept in float32 around a half-precision network.
+        dtype = self._dtype()
+        time = flow.sinusoidal_embedding(t, self.config.width).to(dtype)
         tokens = self.action_time_mlp(
-            torch.cat([self.action_in(x_t), time[:, None].expand(-1, h, -1)], dim=-1)
+            torch.cat([self.action_in(x_t.to(dtype)), time[:, None].expand(-1, h, -1)], dim=-1)
         )
         positions = observation.length + torch.arange(h, device=x_t.device)[None].expand(b, -1)
         # Action tokens see the whole observation and each other.
@@ -199,7 +201,9 @@ class System1(nn.Module):
 
         if guide is not None:
             velocity = flow.guided_velocity(velocity, guide.target, guide.weights, guide.max_guidance)
-        return cascaded_denoise(velocity, start.to(self._dtype()), theta1, num_steps)
+        # The Euler steps run in float32 whatever the network's dtype: in bf16 the sample's own
+        # rounding (2^-8 of its size, every step) would add up.
+        return cascaded_denoise(velocity, start.float(), theta1, num_steps)
 
     def loss(
         self,

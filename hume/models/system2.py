@@ -129,8 +129,10 @@ class System2(nn.Module):
 
     def embed_suffix(self, state: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         """state [B, S], noisy actions x_t [B, H, A], flow time t [B] -> suffix tokens [B, 1 + H, D_exp]."""
-        state_tok = self.state_proj(state)[:, None]
-        action_tok = self.action_in_proj(x_t)
+        # The flow's state may be kept in float32 around a half-precision network.
+        dtype = self.action_in_proj.weight.dtype
+        state_tok = self.state_proj(state.to(dtype))[:, None]
+        action_tok = self.action_in_proj(x_t.to(dtype))
         time_emb = flow.sinusoidal_embedding(t, self.config.expert_width).to(action_tok.dtype)
         mixed = torch.cat([action_tok, time_emb[:, None].expand_as(action_tok)], -1)
         action_tok = self.action_time_mlp_out(F.silu(self.action_time_mlp_in(mixed)))

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -31,7 +30,7 @@ from hume.config import ConfigError, to_dict
 from hume.constants import STATE_KEY, TASK_KEY
 from hume.models import flow
 from hume.models.configuration_hume import HumeConfig
-from hume.models.paligemma_weights import CheckpointError, load_paligemma
+from hume.models.paligemma_weights import load_paligemma
 from hume.models.system1 import System1
 from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
@@ -39,6 +38,7 @@ from hume.policy import selectors
 from hume.policy.chunk import Chunk
 from hume.policy.draws import Draws
 from hume.policy.hub import push_folder, resolve_checkpoint
+from hume.policy.loading import load_safetensors, parameters_as
 from hume.policy.normalize import STATS_FILE, Normalizer
 from hume.policy.sync_loop import SyncLoop
 from hume.policy.transforms import observation_images, pad_to, tokenize
@@ -91,8 +91,18 @@ def euler_plan(config: HumeConfig, t0: torch.Tensor, stop: float) -> dict[str, t
 NETWORKS = ("system2", "value_head", "system1")
 
 
-def build_networks(config: HumeConfig, only: tuple[str, ...] = NETWORKS) -> dict[str, nn.Module]:
-    """The policy's three networks (or those named in `only`), with their shapes from `config`."""
+def network_dtype(config: HumeConfig, name: str) -> torch.dtype:
+    """The dtype a network's weights are built in: config.dtype, except the value-query head's
+    (float32 always: see HumeConfig.dtype)."""
+    return torch.float32 if name == "value_head" else getattr(torch, config.dtype)
+
+
+def build_networks(
+    config: HumeConfig, only: tuple[str, ...] = NETWORKS, empty: bool = False
+) -> dict[str, nn.Module]:
+    """The policy's three networks (or those named in `only`), with their shapes from `config`,
+    their weights in network_dtype. empty: the weights on the meta device, uninitialised (for
+    load_weights to fill; the buffers are real)."""
     builders = {
         "system2": lambda: System2(
             config.system2,
@@ -112,18 +122,28 @@ def build_networks(config: HumeConfig, only: tuple[str, ...] = NETWORKS) -> dict
             action_dim=config.s1_action_dim,
         ),
     }
-    return {name: builders[name]() for name in NETWORKS if name in only}
+    networks = {}
+    for name in NETWORKS:
+        if name in only:
+            with parameters_as("meta" if empty else None, network_dtype(config, name)):
+                networks[name] = builders[name]()
+    return networks
 
 
 class HumePolicy(nn.Module):
     def __init__(
-        self, config: HumeConfig, stats: dict | None = None, tokenizer_dir: str | Path | None = None
+        self,
+        config: HumeConfig,
+        stats: dict | None = None,
+        tokenizer_dir: str | Path | None = None,
+        empty: bool = False,
     ):
-        """A randomly initialised policy; use `from_config` / `from_pretrained` rather than this."""
+        """A randomly initialised policy (empty: weights not yet there, for load_weights); use
+        `from_config` / `from_pretrained` rather than this."""
         super().__init__()
         config.validate()
         self.config = config
-        networks = build_networks(config)
+        networks = build_networks(config, empty=empty)
         self.system2 = networks["system2"]
         self.value_head = networks["value_head"]
         self.system1 = networks["system1"]
@@ -179,7 +199,9 @@ class HumePolicy(nn.Module):
         id holding one (`revision`: its branch, tag or commit).
 
         Keyword overrides replace top-level HumeConfig fields, e.g. the ablation switches
-        (use_value_head=False) or num_candidates; weights must still fit the config.
+        (use_value_head=False), num_candidates or dtype="bfloat16"; weights must still fit the
+        config. The networks are built empty and the stored tensors become their weights (cast to
+        config.dtype on the way), so loading costs the weights' memory once and no initialisation.
         """
         directory = resolve_checkpoint(path, CHECKPOINT_FILES, revision)
         config = load_config(directory / CONFIG_FILE)
@@ -189,42 +211,16 @@ class HumePolicy(nn.Module):
         # The tokenizer saved with the weights is the one they were trained with; prefer it over
         # system2.tokenizer_path, which may name a folder of another machine.
         tokenizer_dir = directory / TOKENIZER_DIR
-        policy = cls(config, normalizer.to_dict(), tokenizer_dir if tokenizer_dir.is_dir() else None)
+        tokenizer = tokenizer_dir if tokenizer_dir.is_dir() else None
+        policy = cls(config, normalizer.to_dict(), tokenizer, empty=True)
         policy.load_weights(directory / WEIGHTS_FILE)
         return policy.eval()
 
     def load_weights(self, file: Path) -> None:
-        """Strict load; a missing, unexpected or mis-shaped tensor is an error naming file and key.
-
-        Tensors are read one at a time and copied into the model (cast to its dtype), so loading a
-        full-size checkpoint needs the model's memory, not twice it."""
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: weights missing from the checkpoint")
-        try:
-            handle = safe_open(str(file), "pt")
-        except (SafetensorError, OSError) as e:
-            raise CheckpointError(f"{file}: not a readable safetensors file ({e})") from None
-        own = self.state_dict()
-        with handle:
-            stored = set(handle.keys())
-            for key, tensor in own.items():
-                if key not in stored:
-                    raise CheckpointError(
-                        f"{file}: missing tensor {key!r} (was it written for another config?)"
-                    )
-                shape = tuple(handle.get_slice(key).get_shape())
-                if shape != tuple(tensor.shape):
-                    raise CheckpointError(
-                        f"{file}: tensor {key!r} has shape {shape}, the config needs {tuple(tensor.shape)}"
-                    )
-            unexpected = sorted(stored - set(own))
-            if unexpected:
-                raise CheckpointError(
-                    f"{file}: unexpected tensor {unexpected[0]!r} (and {len(unexpected) - 1} more)"
-                )
-            with torch.no_grad():
-                for key, tensor in own.items():
-                    tensor.copy_(handle.get_tensor(key))
+        """Strict load (hume/policy/loading.py); a missing, unexpected or mis-shaped tensor is an
+        error naming file and key. Empty weights (from_pretrained's) become the stored tensors;
+        real ones are overwritten in place. Either way each tensor is cast to its network's dtype."""
+        load_safetensors(self, file)
 
     @property
     def device(self) -> torch.device:
@@ -320,20 +316,21 @@ class HumePolicy(nn.Module):
             noise_t = torch.cat([self._candidate_noise(n, draws.noise) for _ in range(b)])
         else:
             noise_t = torch.cat([self._check_noise(x, n) for x in noise])
+        # The candidates' flow (noise, times, steps) stays float32 around a half-precision System 2.
         candidates = s2.sample(
             cache,
             state,
-            noise_t.to(self.device, self.dtype),
-            plan["t0"].to(self.dtype),
-            plan["dt"].to(self.dtype),
+            noise_t.to(self.device),
+            plan["t0"],
+            plan["dt"],
             plan["steps"],
-            plan["temperature"].to(self.dtype),
+            plan["temperature"],
             self._guide(committed, delays),
         ).float()
 
         if cfg.use_value_head:
             scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
-            q = self.value_head(prefix_embs, prefix_mask, scored.to(self.dtype), target=True)
+            q = self.value_head(prefix_embs, prefix_mask, scored, target=True)
             q = q.float().cpu().numpy().transpose(1, 0, 2)  # [B, E, N]
             values = q.min(axis=1)  # the pessimistic value the record keeps
         else:
@@ -425,11 +422,7 @@ class HumePolicy(nn.Module):
         )
         arm = cfg.action_dim - 1  # the gripper (last dim) is left free
         weights[0, first:, :arm] = flow.prefix_weights(h - first, 0, k)[:, None]
-        return flow.Guide(
-            target.to(self.device, self.dtype),
-            weights.to(self.device, self.dtype),
-            cfg.rtc_system1_max_guidance,
-        )
+        return flow.Guide(target.to(self.device), weights.to(self.device), cfg.rtc_system1_max_guidance)
 
     def _guide(self, committed: list[np.ndarray | None], delays: list[int]) -> flow.Guide | None:
         """Real-time chunking's target and weights [B, H, max_action_dim] for a think, or None when
@@ -455,9 +448,7 @@ class HumePolicy(nn.Module):
             # Nothing to hold (no delay and no soft steps, as on an episode's first think): a
             # guided step would pay a backward pass to pull with weight 0.
             return None
-        return flow.Guide(
-            target.to(self.device, self.dtype), weights.to(self.device, self.dtype), cfg.rtc_max_guidance
-        )
+        return flow.Guide(target.to(self.device), weights.to(self.device), cfg.rtc_max_guidance)
 
     def robot_actions(self, chunk: Chunk) -> np.ndarray:
         """A chunk's actions [H, action_dim] as the robot would execute them unrefined."""

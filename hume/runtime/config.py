@@ -12,7 +12,7 @@ from typing import Any
 import draccus
 
 from hume.config import ConfigError
-from hume.models.configuration_hume import SELECTORS
+from hume.models.configuration_hume import DTYPES, SELECTORS
 from hume.runtime.protocol import DEFAULT_MAX_MESSAGE_BYTES, MAX_HEADER_BYTES, MAX_MESSAGE_BYTES
 
 # Endpoints `hume serve` uses when none is configured; `hume deploy` picks private ipc:// ones.
@@ -166,16 +166,16 @@ class HumePolicyConfig(PolicyConfig):
     # num_candidates); unset: the checkpoint's. "oracle" needs a simulator: it is `hume eval`'s.
     selector: str | None = None
     num_candidates: int | None = None
+    # What the networks compute in (HumeConfig.dtype: float32, bfloat16 or float16, the last two for
+    # a GPU); unset: the checkpoint's.
+    dtype: str | None = None
 
     def class_path(self) -> str:
         return "hume.policy:HumePolicy"
 
     def overrides(self) -> dict:
-        return {
-            k: v
-            for k, v in (("selector", self.selector), ("num_candidates", self.num_candidates))
-            if v is not None
-        }
+        names = ("selector", "num_candidates", "dtype")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
 @PolicyConfig.register_subclass("import")
@@ -258,3 +258,5 @@ class DeployConfig:
             )
         if self.policy.num_candidates is not None and self.policy.num_candidates < 1:
             raise ConfigError(f"policy.num_candidates must be >= 1, got {self.policy.num_candidates}")
+        if self.policy.dtype is not None and self.policy.dtype not in DTYPES:
+            raise ConfigError(f"policy.dtype must be one of {', '.join(DTYPES)}, got {self.policy.dtype!r}")

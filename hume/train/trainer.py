@@ -84,6 +84,10 @@ def step_seed(seed: int, step: int, process: int = 0) -> int:
     )
 
 
+# The dtype of the weights a training run updates (HumeConfig.dtype).
+TRAIN_DTYPE = "float32"
+
+
 def load_model_config(path: str) -> HumeConfig:
     try:
         return parse_config(HumeConfig, ["--config", path])
@@ -93,9 +97,10 @@ def load_model_config(path: str) -> HumeConfig:
 
 def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | None) -> HumePolicy:
     """The policy to train: from the checkpoint being resumed, else from init_from, else fresh
-    from the model config with the dataset's normalisation statistics."""
+    from the model config with the dataset's normalisation statistics. Its weights are float32
+    whatever the config's dtype (that is for inference; training's bf16 is autocast or FSDP's)."""
     if resume_from is not None:
-        policy = HumePolicy.from_pretrained(resume_from)
+        policy = HumePolicy.from_pretrained(resume_from, dtype=TRAIN_DTYPE)
         if cfg.lora.rank:
             lora.add_adapters(policy, cfg.lora)
             lora.restore(policy, resume_from, Path(cfg.init_from))
@@ -103,9 +108,10 @@ def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | 
     stats = dataset_stats(dataset)
     if cfg.init_from:
         log.info("starting from %s (its normalisation statistics are kept)", cfg.init_from)
-        policy = HumePolicy.from_pretrained(cfg.init_from)
+        policy = HumePolicy.from_pretrained(cfg.init_from, dtype=TRAIN_DTYPE)
     else:
-        policy = HumePolicy.from_config(load_model_config(cfg.model), stats)
+        model = dataclasses.replace(load_model_config(cfg.model), dtype=TRAIN_DTYPE)
+        policy = HumePolicy.from_config(model, stats)
     if cfg.lora.rank:
         lora.add_adapters(policy, cfg.lora)
     if cfg.stage == "system1_value":
