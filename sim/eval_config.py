@@ -162,7 +162,7 @@ class EvalConfig:
     policy: EvalPolicyConfig = dataclasses.field(default_factory=EvalPolicyConfig)
     oracle: OracleConfig = dataclasses.field(default_factory=OracleConfig)
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
-    # `deploy` mode: a deploy YAML (configs/deploy/) whose transport and System-1 settings to use;
+    # `deploy` mode: a deploy YAML (configs/deploy/) whose transport, control and serving settings to use;
     # the robot, checkpoint and episodes come from this config. Empty = the runtime's defaults.
     deploy_config: str = ""
     # `deploy` mode: one System-2 process serves `num_workers` System-1 processes (simulator

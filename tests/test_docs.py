@@ -2,9 +2,11 @@
 minimal robot adapter runs, the policy's signatures are the ones written, the observation's path
 names files that exist and counts them right."""
 
+import importlib
 import importlib.util
 import inspect
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -12,10 +14,14 @@ import numpy as np
 import pytest
 
 from deploy.robots.base import make_robot
+from hume.config import parse_config
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.policy import HumePolicy
-from hume.runtime.config import EnvelopeConfig, RobotConfig
+from hume.runtime.config import DeployConfig, EnvelopeConfig, RobotConfig
 from hume.runtime.envelope import Envelope, resolve
+from hume.train.config import TrainConfig
+from sim.collect_config import CollectConfig
+from sim.eval_config import EvalConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -93,3 +99,43 @@ def test_the_observation_path_names_files_that_exist_and_counts_them():
     )
     assert claim, "the table's count sentence"
     assert (int(claim.group(1)), int(claim.group(2))) == (len(on_path), len(on_path | bracketed))
+
+
+COMMAND_CONFIGS = {"deploy": DeployConfig, "eval": EvalConfig, "collect": CollectConfig, "train": TrainConfig}
+
+
+def documented_commands():
+    """Every `hume deploy|serve|eval|collect|train|bench ...` line of a shell block in README.md,
+    docs/*.md and the model cards, as (file, config class, argv); lines with shell variables are
+    left out (their values are the shell's)."""
+    files = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        *sorted(ROOT.glob("checkpoints/*/*.md")),
+    ]
+    for path in files:
+        for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", path.read_text(), re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.split(" #")[0]
+                found = re.search(r"(?:^|\s)(?:\.venv/bin/)?hume\s+(.*)", line)
+                if not found or "$" in line:
+                    continue
+                words = [w for w in shlex.split(found.group(1)) if not w.startswith("--log-level")]
+                if words[0] in COMMAND_CONFIGS:
+                    yield path.name, COMMAND_CONFIGS[words[0]], words[1:]
+                elif words[0] == "serve":
+                    yield path.name, DeployConfig, words[2:]
+                elif words[0] == "bench":
+                    bench = importlib.import_module("hume.bench." + words[1].replace("-", "_"))
+                    yield path.name, bench.Config, words[2:]
+
+
+def test_every_documented_command_line_parses():
+    """A renamed or removed key in a documented command fails here, not in a reader's shell."""
+    commands = list(documented_commands())
+    assert len(commands) > 50
+    for name, config_class, argv in commands:
+        try:
+            parse_config(config_class, [a for a in argv if a != "--help"])
+        except Exception as e:
+            raise AssertionError(f"{name}: hume ... {' '.join(argv)}: {e}") from None
