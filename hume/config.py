@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import draccus
+import yaml
 from draccus.argparsing import ArgumentParser
 from draccus.utils import CONFIG_ARG, DraccusException
 
@@ -41,11 +42,26 @@ def check_checkpoint(path: str, key: str = "checkpoint") -> Path:
     return folder
 
 
+def renamed_keys(config_cls: type) -> dict[str, str]:
+    """A config class's top-level keys that were renamed, {old: new} (its `RENAMED_KEYS`): an old
+    key fails naming the new one, instead of draccus' bare "not valid"."""
+    return getattr(config_cls, "RENAMED_KEYS", {})
+
+
+def _refuse_renamed(renamed: dict[str, str], keys, config_file: str | None = None) -> None:
+    for old in keys:
+        if old in renamed:
+            new = renamed[old]
+            fix = f"write `{new}:` in {config_file}" if config_file else f"pass --{new}.KEY, not --{old}.KEY"
+            raise ConfigError(f"`{old}` is now `{new}` (the same settings under a new name): {fix}")
+
+
 class _ConfigFile(argparse.Action):
     """`--config FILE.yaml`, stored where draccus reads its config file from; a missing or non-YAML
     file fails here, naming it, before draccus opens it."""
 
     path: str | None = None
+    renamed: dict[str, str] = {}
 
     def __call__(self, parser, namespace, values, option_string=None):
         if not Path(values).is_file():
@@ -55,6 +71,12 @@ class _ConfigFile(argparse.Action):
         if Path(values).suffix not in (".yaml", ".yml"):
             raise ConfigError(f"config file {values} is not YAML (.yaml or .yml expected)")
         self.path = values
+        if self.renamed:
+            try:
+                top = yaml.safe_load(Path(values).read_text())
+            except yaml.YAMLError as e:
+                raise ConfigError(f"config file {values} is not valid YAML: {e}") from None
+            _refuse_renamed(self.renamed, top if isinstance(top, dict) else {}, values)
         setattr(namespace, self.dest, values)
 
 
@@ -70,6 +92,7 @@ def _parser(config_cls: type, prog: str | None) -> tuple[ArgumentParser, _Config
     config_file = parser.parser.add_argument(
         "--config", dest=CONFIG_ARG, action=_ConfigFile, metavar="FILE.yaml", help="YAML file read first"
     )
+    config_file.renamed = renamed_keys(config_cls)
     return parser, config_file
 
 
@@ -85,6 +108,8 @@ def parse_config(
     a key, a positional). Unknown keys, wrong types and missing files raise ConfigError naming the
     key or file. `--help` prints the generated help and exits (SystemExit), as argparse does.
     """
+    flags = (arg[2:].split("=", 1)[0].split(".", 1)[0] for arg in argv if arg.startswith("--"))
+    _refuse_renamed(renamed_keys(config_cls), flags)
     parser, config_file = _parser(config_cls, prog)
     if extra_args is not None:
         extra_args(parser.parser)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from hume.config import ConfigError
-from sim.eval_config import OracleConfig, PolicyConfig
+from sim.eval_config import EvalPolicyConfig, OracleConfig
 from sim.experts.base import ExpertNoise
 
 INIT_STATES = ("official", "sampled")
@@ -22,7 +22,7 @@ class CollectConfig:
     # `policy.checkpoint`, with its own System 2 candidate noise): rollouts labelled by the
     # simulator's success check, failures included.
     source: str = "expert"
-    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    policy: EvalPolicyConfig = dataclasses.field(default_factory=EvalPolicyConfig)
     # With source=policy and policy.selector=oracle: counterfactual labels. At branch points
     # (oracle.thinks of them, each think with probability oracle.think_prob) every candidate is
     # tried from the saved simulator state and its outcome recorded beside the dataset

@@ -16,7 +16,7 @@ BACKENDS = ("local", "ray")
 STANDARD_IMAGE_SIZE = 256
 
 
-# PolicyConfig's fields that replace the HumeConfig field of the same name; unset (None): the
+# EvalPolicyConfig's fields that replace the HumeConfig field of the same name; unset (None): the
 # checkpoint's value.
 HUME_OVERRIDES = (
     "dtype",
@@ -42,7 +42,11 @@ def read_saved_policy(saved: dict) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
-class PolicyConfig:
+class EvalPolicyConfig:
+    """The policy an evaluation (or a collection) runs, `policy:` in eval configs: a checkpoint and
+    its ablation switches. Not the runtime's `PolicyConfig` (hume/runtime/config.py), which picks
+    the policy class the deployment nodes serve."""
+
     # "hume": a HumePolicy checkpoint folder; "replay": recorded actions from a LeRobot dataset
     # (episode i of a task replays the dataset's i-th episode of that task).
     type: str = "hume"
@@ -157,10 +161,10 @@ class EvalConfig:
     episodes_per_task: int = 50
     first_init_state: int = 0
     mode: str = "sync"
-    policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
+    policy: EvalPolicyConfig = dataclasses.field(default_factory=EvalPolicyConfig)
     oracle: OracleConfig = dataclasses.field(default_factory=OracleConfig)
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
-    # `deploy` mode: a deploy YAML (configs/deploy/) whose transport and System-1 settings to use;
+    # `deploy` mode: a deploy YAML (configs/deploy/) whose transport, control and serving settings to use;
     # the robot, checkpoint and episodes come from this config. Empty = the runtime's defaults.
     deploy_config: str = ""
     # `deploy` mode: one System-2 process serves `num_workers` System-1 processes (simulator

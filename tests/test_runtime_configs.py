@@ -17,7 +17,7 @@ def test_every_deploy_config_parses(path):
     cfg = parse_config(DeployConfig, ["--config", str(path)])
     # An embedded checkpoint: the default, or the one trained for the config's robot.
     assert cfg.checkpoint.startswith("checkpoints/") and (ROOT / cfg.checkpoint / "config.json").is_file()
-    assert cfg.system1.chunk_ttl_steps >= cfg.system1.s1_replan_steps
+    assert cfg.control.chunk_ttl_steps >= cfg.control.s1_replan_steps
 
 
 def test_demo_config_is_a_short_libero_run():
@@ -30,9 +30,9 @@ def test_demo_config_is_a_short_libero_run():
     "override, key",
     [
         ("--episodes=0", "episodes"),
-        ("--system1.control_hz=0", "control_hz"),
-        ("--system1.chunk_ttl_steps=-1", "chunk_ttl_steps"),
-        ("--system1.realtime_priority=100", "realtime_priority"),
+        ("--control.control_hz=0", "control.control_hz"),
+        ("--control.chunk_ttl_steps=-1", "chunk_ttl_steps"),
+        ("--control.realtime_priority=100", "control.realtime_priority"),
         ("--system2.nice=-5", "system2.nice"),
         ("--robot.envelope.on_violation=ignore", "on_violation"),
         ("--transport.max_message_bytes=10", "max_message_bytes"),
@@ -41,6 +41,18 @@ def test_demo_config_is_a_short_libero_run():
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError, match=key):
         parse_config(DeployConfig, [override])
+
+
+def test_a_deploy_config_with_the_old_system1_section_fails_naming_control(tmp_path):
+    # `system1:` was the control loop's section; model configs use it for System 1's network.
+    old = tmp_path / "old.yaml"
+    old.write_text("episodes: 2\nsystem1:\n  control_hz: 10.0\n")
+    with pytest.raises(ConfigError, match=f"`system1` is now `control`.*write `control:` in {old}"):
+        parse_config(DeployConfig, ["--config", str(old)])
+    with pytest.raises(ConfigError, match="pass --control.KEY, not --system1.KEY"):
+        parse_config(DeployConfig, ["--system1.control_hz=10"])
+    old.write_text("episodes: 2\ncontrol:\n  control_hz: 10.0\n")
+    assert parse_config(DeployConfig, ["--config", str(old)]).control.control_hz == 10.0
 
 
 class OwnPolicy:

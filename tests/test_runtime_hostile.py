@@ -53,7 +53,7 @@ def attacked_system1(ckpt, tmp_path_factory):
     config = run / "robot.yaml"
     config.write_text(yaml.safe_dump({"robot": {"options": {"record": str(record)}}}))
     peer = Peer(f"ipc://{run}/chunks", f"ipc://{run}/obs", bind=True)
-    args = node_args(ckpt, run, robot__kind="runtime_support:RecordingRobot", system1__chunk_ttl_steps=16)
+    args = node_args(ckpt, run, robot__kind="runtime_support:RecordingRobot", control__chunk_ttl_steps=16)
     s1 = Proc(["serve", "system1", "--config", str(config), *args], run / "s1.log")
     seq = itertools.count(1)
     try:

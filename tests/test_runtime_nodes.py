@@ -161,8 +161,8 @@ def test_system2_killed_system1_holds_within_ttl_then_resumes(ckpt, tmp_path):
         ckpt,
         tmp_path,
         robot__max_steps=100000,
-        system1__chunk_ttl_steps=ttl,
-        system1__control_hz=20,
+        control__chunk_ttl_steps=ttl,
+        control__control_hz=20,
         video="true",
     )
     s2 = Proc(["serve", "system2", *args], tmp_path / "s2.log")

@@ -122,7 +122,7 @@ def through_the_node(path, chunks, run, **options) -> dict[str, np.ndarray]:
                 episodes=1,
                 torch_threads=1,
                 robot__max_steps=TICKS,
-                system1__control_hz=10,
+                control__control_hz=10,
                 **options,
             ),
         ],
@@ -164,7 +164,7 @@ def test_one_recorded_sequence_gives_the_same_actions_in_all_three_drivers(recor
     clock = in_process(path, chunks, latency=1)
     np.testing.assert_array_equal(clock, sync)
     # System 1 refining inside the tick, as the synchronous loop does.
-    trace = through_the_node(path, chunks, tmp_path / "node", system1__refine_ahead=False)
+    trace = through_the_node(path, chunks, tmp_path / "node", control__refine_ahead=False)
     sent = np.stack([trace[f"a{i}"] for i in range(7)], 1)
     assert len(sent) == TICKS and not trace["hold"].any()
     np.testing.assert_allclose(sent, sync, atol=2e-5)  # ticks.csv keeps 5 decimals
@@ -185,7 +185,7 @@ def test_refining_ahead_of_the_tick_the_node_and_the_virtual_clock_agree(recorde
     path, chunks = recorded
     ahead = in_process(path, chunks, latency=1, refine_lead=1)
     assert not np.allclose(ahead, in_process(path, chunks, latency=1), atol=1e-3)
-    trace = through_the_node(path, chunks, tmp_path / "node", system1__refine_lead_ticks=1)
+    trace = through_the_node(path, chunks, tmp_path / "node", control__refine_lead_ticks=1)
     sent = np.stack([trace[f"a{i}"] for i in range(7)], 1)
     assert len(sent) == TICKS and not trace["hold"].any()
     np.testing.assert_allclose(sent, ahead, atol=2e-5)

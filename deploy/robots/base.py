@@ -14,9 +14,11 @@ A robot adapter is any object with these members (a real robot plugs in as
     success: bool                    the task was achieved
     close() -> None                  release hardware / simulator
     action_envelope() -> dict        optional: the robot's action limits, {"low", "high",
-                                     "max_delta"} per arm dim and "gripper" [low, high]
-                                     (hume/runtime/envelope.py); robot.envelope in the config
-                                     overrides them, and must give them when this is absent
+                                     "max_delta"} per arm dim and "gripper" [low, high], and
+                                     optionally a "workspace" (hume/runtime/envelope.py);
+                                     robot.envelope in the config overrides them, and must give
+                                     them when this is absent
+    task_id, init_state              optional attributes, copied into each episode's result
 
 The System-1 node calls observe() once per control tick, then act() once. It never sends an
 action outside this loop, and none outside the envelope; while no valid chunk exists it sends

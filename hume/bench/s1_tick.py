@@ -165,7 +165,7 @@ def run(cfg: Config) -> dict:
             transport=TransportConfig(observations=obs_ep, chunks=chunk_ep),
             # At a real 20 Hz: System 1 refines ahead of the tick in its worker, so a free-running
             # loop would only measure how fast ticks can spin while the worker falls behind.
-            system1=ControlLoopConfig(s1_replan_steps=1, control_hz=20.0, first_chunk_timeout_s=60),
+            control=ControlLoopConfig(s1_replan_steps=1, control_hz=20.0, first_chunk_timeout_s=60),
         )
         robot = KinematicRobot(image_size=cfg.robot_image_size, max_steps=cfg.warmup + cfg.ticks)
         timed = _CpuTimed(policy)

@@ -187,7 +187,7 @@ def run(cfg: Config) -> dict:
                 "--robot.kind=kinematic",
                 "--robot.image_size=128",
                 f"--robot.max_steps={cfg.ticks}",
-                f"--system1.control_hz={cfg.control_hz}",
+                f"--control.control_hz={cfg.control_hz}",
             )
             hostile = Hostile(ctx, eps["obs"], eps["hostile_chunks"], model_id, cfg.hostile_messages, seconds)
             t0 = next_sample = None

@@ -7,7 +7,7 @@ and `hume serve system2` / `hume serve system1` (one node per host, endpoints ov
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import draccus
 
@@ -37,8 +37,8 @@ class TransportConfig:
 
 @dataclass(frozen=True)
 class ControlLoopConfig:
-    """System 1's control loop (`system1:` in deploy configs); the network's settings are the model's
-    `system1` (hume/models/configuration_system1.py)."""
+    """System 1's control loop (`control:` in deploy configs; `system1:` is the network, in model
+    configs: hume/models/configuration_system1.py)."""
 
     control_hz: float = 20.0
     # Run the System-1 refinement every this many control steps (<= the policy's refine horizon);
@@ -190,6 +190,9 @@ class ImportedPolicyConfig(PolicyConfig):
 
 @dataclass(frozen=True)
 class DeployConfig:
+    # The control loop's section was `system1:`, the name model configs give System 1's network.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"system1": "control"}
+
     checkpoint: str = "checkpoints/default"
     policy: PolicyConfig = field(default_factory=HumePolicyConfig)
     device: str = "cpu"
@@ -205,20 +208,20 @@ class DeployConfig:
     system2_restarts: int = 3
     seed: int = 0
     transport: TransportConfig = field(default_factory=TransportConfig)
-    system1: ControlLoopConfig = field(default_factory=ControlLoopConfig)
+    control: ControlLoopConfig = field(default_factory=ControlLoopConfig)
     system2: ServingConfig = field(default_factory=ServingConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
     openpi: OpenpiConfig = field(default_factory=OpenpiConfig)
 
     def validate(self) -> None:
-        s1, t = self.system1, self.transport
+        s1, t = self.control, self.transport
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if s1.control_hz <= 0:
-            raise ConfigError(f"system1.control_hz must be > 0, got {s1.control_hz}")
+            raise ConfigError(f"control.control_hz must be > 0, got {s1.control_hz}")
         if s1.s1_replan_steps < 0 or s1.chunk_ttl_steps < 0 or s1.refine_lead_ticks < 0:
             raise ConfigError(
-                "system1.s1_replan_steps, chunk_ttl_steps and refine_lead_ticks must be >= 1 "
+                "control.s1_replan_steps, chunk_ttl_steps and refine_lead_ticks must be >= 1 "
                 "(or 0: the checkpoint's, or measured)"
             )
         if not MAX_HEADER_BYTES < t.max_message_bytes <= MAX_MESSAGE_BYTES:
@@ -228,7 +231,7 @@ class DeployConfig:
         if t.heartbeat_s <= 0:
             raise ConfigError(f"transport.heartbeat_s must be > 0, got {t.heartbeat_s}")
         if not 0 <= s1.realtime_priority <= 99:
-            raise ConfigError(f"system1.realtime_priority must be in 0..99, got {s1.realtime_priority}")
+            raise ConfigError(f"control.realtime_priority must be in 0..99, got {s1.realtime_priority}")
         if not 0 <= self.system2.nice <= 19:
             raise ConfigError(f"system2.nice must be in 0..19, got {self.system2.nice}")
         if self.system2.max_batch < 1 or self.system2.max_wait_ms < 0:

@@ -137,7 +137,7 @@ class SystemTwoSilent(RuntimeError):
 class System1Node:
     def __init__(self, cfg: DeployConfig, policy, robot, model_id: str, output: Path | None = None):
         self.cfg, self.policy, self.robot, self.model_id, self.output = cfg, policy, robot, model_id, output
-        s1 = cfg.system1
+        s1 = cfg.control
         self.period = 1.0 / s1.control_hz
         # The schedule's settings are the checkpoint's unless the deploy config sets them.
         self.schedule_cfg = ScheduleConfig.of(
@@ -205,7 +205,7 @@ class System1Node:
         self._warm = False
         self._log = RateLimitedLog(log)
         # Real-time priority only for a loop that keeps real time: one that runs as fast as it can
-        # (system1.realtime false, e.g. a benchmark) would hold a core under SCHED_FIFO nearly all
+        # (control.realtime false, e.g. a benchmark) would hold a core under SCHED_FIFO nearly all
         # the time and set off the kernel's RT throttling, starving everything else on the host.
         self.realtime = RealtimeSection(s1.realtime_priority if s1.realtime else 0)
         log.info(
@@ -334,7 +334,7 @@ class System1Node:
             times.append((time.monotonic() - t0) * 1e3)
         self.policy.reset()
         self._warm = True
-        s1 = self.cfg.system1
+        s1 = self.cfg.control
         if not s1.refine_ahead:
             self.lead = 0
         elif s1.refine_lead_ticks:
@@ -353,7 +353,7 @@ class System1Node:
 
     def _wait_first_chunk(self, obs: dict, episode: int) -> None:
         """The robot stands still after reset until System 2 answers this episode's observation."""
-        deadline = time.monotonic() + self.cfg.system1.first_chunk_timeout_s
+        deadline = time.monotonic() + self.cfg.control.first_chunk_timeout_s
         next_log = time.monotonic() + 5.0
         while not self.stop.is_set():
             self._heartbeat()
@@ -365,7 +365,7 @@ class System1Node:
             now = time.monotonic()
             if now > deadline:
                 raise SystemTwoSilent(
-                    f"System 2 did not answer within {self.cfg.system1.first_chunk_timeout_s:.0f} s "
+                    f"System 2 did not answer within {self.cfg.control.first_chunk_timeout_s:.0f} s "
                     f"(is `hume serve system2` running at {self.cfg.transport.endpoints()[1]}?)"
                 )
             if now > next_log:
@@ -387,7 +387,7 @@ class System1Node:
         next_t = previous_start = None
         while not self.stop.is_set() and not self.robot.done:
             self._heartbeat()
-            if next_t is not None and self.cfg.system1.realtime:
+            if next_t is not None and self.cfg.control.realtime:
                 delay = next_t - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -409,7 +409,7 @@ class System1Node:
                     logging.WARNING,
                     "refine_late",
                     "System 1's refinement for tick %d is not back after %d tick(s): the current plan "
-                    "goes on (raise system1.refine_lead_ticks, or lower control_hz)",
+                    "goes on (raise control.refine_lead_ticks, or lower control_hz)",
                     flight.tick,
                     self.lead,
                 )
@@ -524,15 +524,15 @@ class System1Node:
     def _say_rate(self) -> None:
         """Say so when the loop did not keep control_hz (a simulator slower than real time)."""
         periods = [r[self.trace.columns.index("period_ms")] for r in self.trace.rows[1:]]
-        if not periods or not self.cfg.system1.realtime:
+        if not periods or not self.cfg.control.realtime:
             return
         rate = 1e3 / float(np.mean(periods))
-        if rate < 0.95 * self.cfg.system1.control_hz:
+        if rate < 0.95 * self.cfg.control.control_hz:
             log.warning(
                 "the control loop ran at %.1f Hz, not %.1f Hz: %d of %d ticks overran their period "
                 "(robot/simulator step p50 %.0f ms)",
                 rate,
-                self.cfg.system1.control_hz,
+                self.cfg.control.control_hz,
                 self.overruns,
                 self.tick,
                 float(np.median([r[self.trace.columns.index("sim_step_ms")] for r in self.trace.rows])),
@@ -559,7 +559,7 @@ class System1Node:
     def summary(self) -> dict:
         return {
             "model_id": self.model_id,
-            "control_hz": self.cfg.system1.control_hz,
+            "control_hz": self.cfg.control.control_hz,
             "chunk_ttl_steps": self.ttl,
             "s1_replan_steps": self.replan,
             "episodes": self.episodes,
@@ -569,7 +569,7 @@ class System1Node:
             "holds": self.holds,
             "hold_ticks": self.hold_ticks,
             "refine_errors": self.refine_errors,
-            "refine_ahead": self.cfg.system1.refine_ahead,
+            "refine_ahead": self.cfg.control.refine_ahead,
             "refine_lead_ticks": self.lead,
             "refine_late": self.refine_late,
             "refine_ms": [round(x, 3) for x in self.refine_ms],

@@ -186,7 +186,7 @@ class System2Node:
         think_ms = (time.monotonic() - t0) * 1e3
         self.batch_sizes.append(len(msgs))
         if self.sends_committed:
-            self.delay.add(steps_for(think_ms, self.cfg.system1.control_hz))
+            self.delay.add(steps_for(think_ms, self.cfg.control.control_hz))
         for msg, client, chunk, sent in zip(msgs, clients, chunks, committed, strict=True):
             self.think_ms.append(think_ms)
             self.delays.append(delay if sent is not None else None)
