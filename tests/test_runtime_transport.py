@@ -1,6 +1,5 @@
 """Transport over real sockets: endpoint policy, CURVE, counting of bad messages, latest-only intake."""
 
-import os
 import subprocess
 import sys
 import time
@@ -243,12 +242,12 @@ def test_system2s_intake_needs_each_sessions_secret_and_no_churn_reopens_a_repla
 def test_hume_keys_makes_private_folders_whatever_the_umask_and_nodes_refuse_unsafe_ones(tmp_path):
     exe = str(Path(sys.executable).with_name("hume"))
     keys = tmp_path / "k"
+    # umask 0 in a shell that then becomes `hume keys` (no preexec_fn: unsafe with threads).
     r = subprocess.run(
-        [exe, "keys", "--output", str(keys)],
+        ["sh", "-c", 'umask 0 && exec "$0" "$@"', exe, "keys", "--output", str(keys)],
         capture_output=True,
         text=True,
         timeout=60,
-        preexec_fn=lambda: os.umask(0),
     )
     assert r.returncode == 0, r.stderr
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731
