@@ -6,16 +6,17 @@ the episodes); the handshake is complete when System 2 reports System 1 connecte
 `system2_restarts` times) while System 1 holds the robot. On Ctrl-C or any error both are
 stopped (SIGTERM, then SIGKILL) and metrics.json and latency.png are still written from what
 System 1 recorded; each child also gets SIGTERM if the launcher itself dies (Linux
-PR_SET_PDEATHSIG): no orphans. The private folder of the ipc:// sockets is removed by a janitor
-process (deploy/janitor.py) when the launcher is gone, SIGKILL included.
+PR_SET_PDEATHSIG, which each node asks for as it starts: deploy/parent_death.py): no orphans.
+The private folder of the ipc:// sockets is removed by a janitor process (deploy/janitor.py)
+when the launcher is gone, SIGKILL included.
 """
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 import draccus
 import zmq
 
+from deploy.parent_death import DIE_WITH_ENV
 from hume.config import check_checkpoint
 from hume.runtime import protocol
 from hume.runtime.config import DeployConfig, TransportConfig
@@ -49,24 +51,6 @@ class DeploymentResult:
     output: Path
 
 
-def _find_prctl():
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None  # not Linux: children are still stopped on Ctrl-C and on errors
-
-
-# Looked up here, in the parent: between fork and exec the child should do as little as possible.
-_PRCTL = _find_prctl()
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the launcher dies."""
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 class Node:
     """One node process, its log file, and how to stop it."""
 
@@ -76,12 +60,14 @@ class Node:
         cmd = [sys.executable, "-m", "hume.cli.main", "--log-level", log_level, "serve", name]
         cmd += ["--config", str(config), "--output", str(output)]
         self._log = self.log_path.open("a" if append else "w")
+        # The node asks for SIGTERM on our death itself (deploy/parent_death.py): no preexec_fn
+        # here, as this process has threads.
         self.proc = subprocess.Popen(
             cmd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            env={**os.environ, DIE_WITH_ENV: str(os.getpid())},
         )
         log.info("started %s (pid %d), log: %s", name, self.proc.pid, self.log_path)
 

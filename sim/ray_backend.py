@@ -6,12 +6,16 @@ local backend's; only where a unit runs differs. Each unit is one task, retried 
 Worker (simulator and policy) between the tasks of one run, as a local worker process does.
 Results come back to the driver, which alone appends to episodes.jsonl, so a unit is written once
 however often it ran; a video comes back as bytes, since a cluster worker's disk is not ours.
+A worker films into a scratch folder of its own, removed when its Worker is replaced and when the
+process exits; after the run the driver removes any the run left on its host (a killed worker's).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
+import shutil
 import tempfile
 import uuid
 from collections import deque
@@ -29,8 +33,21 @@ class EpisodesFailed(RuntimeError):
     """Episodes that failed on every retry; the others are logged, so a rerun runs only these."""
 
 
-# This worker process's Worker, for the run named by the id beside it.
-_worker: tuple[str, Worker] | None = None
+SCRATCH_PREFIX = "hume-eval-worker-"
+# This worker process's Worker and its scratch folder, for the run named by the id beside them.
+_worker: tuple[str, Worker, Path] | None = None
+
+
+def _scratch(run_id: str) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # a Ray worker exiting normally
+    return folder
+
+
+def remove_scratch(run_id: str) -> None:
+    """The scratch folders of the run `run_id` on this host, a killed worker's included."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{run_id}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _episode(run_id: str, cfg, policy_factory, unit: Unit) -> tuple[dict, bytes | None]:
@@ -39,9 +56,10 @@ def _episode(run_id: str, cfg, policy_factory, unit: Unit) -> tuple[dict, bytes 
     if _worker is None or _worker[0] != run_id:
         if _worker is not None:
             _worker[1].close()
-        scratch = Path(tempfile.mkdtemp(prefix="hume-eval-worker-"))
+            shutil.rmtree(_worker[2], ignore_errors=True)
+        scratch = _scratch(run_id)
         threads = max(1, int(cfg.ray.cpus_per_worker))
-        _worker = (run_id, start_worker(cfg, scratch, policy_factory, threads))
+        _worker = (run_id, start_worker(cfg, scratch, policy_factory, threads), scratch)
     worker = _worker[1]
     row = worker.run(unit)
     video = None
@@ -85,6 +103,15 @@ def _absolute(cfg):
 def run_units(cfg, out: Path, units: list[Unit], policy_factory) -> Iterator[dict]:
     """Rows of the finished units, in completion order; at most `num_workers` tasks in flight,
     submitted in plan order so that a worker mostly stays on one task's simulator."""
+
+    run_id = uuid.uuid4().hex
+    try:
+        yield from _run_units(cfg, out, units, policy_factory, run_id)
+    finally:
+        remove_scratch(run_id)
+
+
+def _run_units(cfg, out: Path, units: list[Unit], policy_factory, run_id: str) -> Iterator[dict]:
     import ray
 
     with ray_session(cfg, out):
@@ -96,7 +123,6 @@ def run_units(cfg, out: Path, units: list[Unit], policy_factory) -> Iterator[dic
             max_retries=cfg.ray.max_retries,
             retry_exceptions=True,
         )
-        run_id = uuid.uuid4().hex
         cfg_ref, factory_ref = ray.put(_absolute(cfg)), ray.put(policy_factory)
         queue, pending, failed = deque(units), {}, []
         try:

@@ -1,7 +1,8 @@
 """A System-1 client for the fleet test, from raw sockets: sends observations of its own episode
 every 50 ms and records every chunk and error it receives as a JSON line (its own and others').
+Its session is the hash of SECRET (runtime_support.session_of(NAME) for SECRET secret_of(NAME)).
 
-    python fleet_client.py OBS_ENDPOINT CHUNK_ENDPOINT SESSION EPISODE OUT_FILE
+    python fleet_client.py OBS_ENDPOINT CHUNK_ENDPOINT SECRET EPISODE OUT_FILE
 """
 
 import json
@@ -15,7 +16,8 @@ import zmq
 from hume.runtime import protocol
 
 
-def main(obs_endpoint: str, chunk_endpoint: str, session: str, episode: int, out: str) -> None:
+def main(obs_endpoint: str, chunk_endpoint: str, secret: str, episode: int, out: str) -> None:
+    session = protocol.session_of(secret)
     ctx = zmq.Context()
     pub, sub = ctx.socket(zmq.PUB), ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.SUBSCRIBE, b"")
@@ -32,6 +34,7 @@ def main(obs_endpoint: str, chunk_endpoint: str, session: str, episode: int, out
     with open(out, "a", buffering=1) as f:
         while not stop:
             fields = {"episode": episode, "step": tick, "tick": tick, "task": "pick up the black bowl"}
+            fields[protocol.SECRET_KEY] = secret
             pub.send_multipart(protocol.encode(protocol.OBSERVATION, session, tick, fields, arrays))
             deadline = time.monotonic() + 0.05
             while (left := deadline - time.monotonic()) > 0 and sub.poll(left * 1e3):

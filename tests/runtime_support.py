@@ -172,8 +172,9 @@ def malformed(template: list, session: str, last_seq: int) -> st.SearchStrategy:
         lambda k: _replace(template, **{k: 1}),
         st.text(min_size=1, max_size=8).filter(lambda k: k not in keys),
     )
-    # True and 1.0 equal 1 in Python; on the wire they are not the version.
-    not_one = st.integers(-5, 100).filter(lambda v: v != 1) | st.sampled_from([True, 1.0, "1"])
+    # 2.0 equals 2 in Python (and True 1); on the wire they are not the version.
+    v = protocol.PROTOCOL_VERSION
+    not_one = st.integers(-5, 100).filter(lambda x: x != v) | st.sampled_from([True, float(v), str(v)])
     version = st.builds(lambda v: _replace(template, v=v), not_one)
     replay = st.builds(lambda s: _replace(template, session=session, seq=s), st.integers(0, last_seq))
     huge_dim = st.builds(
@@ -193,14 +194,25 @@ def _specs(frames: list) -> list:
     return msgpack.unpackb(bytes(frames[0]), raw=False)["arrays"]
 
 
-def observation_frames(session: str, seq: int, tick: int = 0, episode: int = 0) -> list[bytes]:
+def secret_of(name: str) -> str:
+    """A test client's secret; its session is `session_of(name)`."""
+    return f"test-client-{name}".ljust(protocol.SECRET_CHARS[0], "0")
+
+
+def session_of(name: str) -> str:
+    return protocol.session_of(secret_of(name))
+
+
+def observation_frames(name: str, seq: int, tick: int = 0, episode: int = 0, state=None) -> list[bytes]:
+    """An observation of the test client `name` (its session and secret: session_of, secret_of)."""
     arrays = {
         "observation.images.agentview": np.zeros((64, 64, 3), np.uint8),
         "observation.images.wrist": np.zeros((64, 64, 3), np.uint8),
-        "observation.state": np.zeros(8, np.float32),
+        "observation.state": np.zeros(8, np.float32) if state is None else np.asarray(state, np.float32),
     }
     fields = {"episode": episode, "step": tick, "tick": tick, "task": "pick up the black bowl"}
-    return [bytes(f) for f in protocol.encode(protocol.OBSERVATION, session, seq, fields, arrays)]
+    fields[protocol.SECRET_KEY] = secret_of(name)
+    return [bytes(f) for f in protocol.encode(protocol.OBSERVATION, session_of(name), seq, fields, arrays)]
 
 
 def chunk_frames(

@@ -27,9 +27,10 @@ def test_a_bad_client_is_malformed(bad):
 
 
 def test_observations_and_heartbeats_name_no_client():
-    fields = {"episode": 0, "step": 0, "tick": 0, "task": "x"}
+    secret = "robot-1-secret-0000"
+    fields = {"episode": 0, "step": 0, "tick": 0, "task": "x", "secret": secret}
     with pytest.raises(MessageError, match="unexpected"):
-        protocol.encode(protocol.OBSERVATION, "s1", 0, {**fields, "client": "robot-1"})
+        protocol.encode(protocol.OBSERVATION, protocol.session_of(secret), 0, {**fields, "client": "robot-1"})
 
 
 def test_an_error_names_its_client():

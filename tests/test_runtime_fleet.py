@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from runtime_support import TESTS, Proc, make_tiny_checkpoint, node_args
+from runtime_support import TESTS, Proc, make_tiny_checkpoint, node_args, secret_of, session_of
 
 pytestmark = pytest.mark.slow
 
@@ -36,12 +36,19 @@ def _wait_chunks(path: Path, session: str, count: int, timeout: float) -> None:
 def test_three_clients_each_get_their_own_chunks_and_survive_one_dying(tmp_path):
     ckpt = make_tiny_checkpoint(tmp_path / "tiny")
     s2 = Proc(["serve", "system2", *node_args(ckpt, tmp_path, torch_threads=1)], tmp_path / "s2.log")
-    clients, sessions, logs = [], [f"robot-{i}" for i in range(CLIENTS)], []
+    names = [f"robot-{i}" for i in range(CLIENTS)]
+    clients, sessions, logs = [], [session_of(n) for n in names], []
     try:
         s2.wait_for("System 2 .* on observations", 120)
-        for i, session in enumerate(sessions):
-            logs.append(tmp_path / f"{session}.jsonl")
-            args = [f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/chunks", session, str(100 + i), str(logs[i])]
+        for i, name in enumerate(names):
+            logs.append(tmp_path / f"{name}.jsonl")
+            args = [
+                f"ipc://{tmp_path}/obs",
+                f"ipc://{tmp_path}/chunks",
+                secret_of(name),
+                str(100 + i),
+                str(logs[i]),
+            ]
             clients.append(subprocess.Popen([sys.executable, str(TESTS / "fleet_client.py"), *args]))
         for session, log in zip(sessions, logs, strict=True):
             _wait_chunks(log, session, 3, 60)
@@ -81,16 +88,17 @@ def test_a_system1_node_in_a_fleet_follows_only_its_own_chunks(tmp_path):
     s2.wait_for("System 2 .* on observations", 120)
     s1 = Proc(["serve", "system1", *args], tmp_path / "s1.log")
     log = tmp_path / "robot-0.jsonl"
+    robot0 = session_of("robot-0")
     other = subprocess.Popen(
         [sys.executable, str(TESTS / "fleet_client.py"), f"ipc://{tmp_path}/obs", f"ipc://{tmp_path}/chunks"]
-        + ["robot-0", "100", str(log)]
+        + [secret_of("robot-0"), "100", str(log)]
     )
     try:
         # Both clients are being answered: the raw one sees its own chunks and System 1's.
         deadline = time.monotonic() + 90
         while not (
-            len(_own_chunks(log, "robot-0")) >= 3
-            and sum(r["client"] != "robot-0" for r in _records(log) if r["type"] == "chunk") >= 3
+            len(_own_chunks(log, robot0)) >= 3
+            and sum(r["client"] != robot0 for r in _records(log) if r["type"] == "chunk") >= 3
         ):
             assert time.monotonic() < deadline, s1.text()[-3000:]
             time.sleep(0.2)
@@ -104,4 +112,4 @@ def test_a_system1_node_in_a_fleet_follows_only_its_own_chunks(tmp_path):
     assert summary["chunks_received"] >= 1  # only its own are counted as received chunks
     assert summary["dropped_other_client"] >= 3  # robot-0's, seen and left alone
     system2 = json.loads((tmp_path / "system2.json").read_text())
-    assert summary["chunks_received"] <= system2["chunks_sent"] - system2["clients"]["robot-0"]["chunks_sent"]
+    assert summary["chunks_received"] <= system2["chunks_sent"] - system2["clients"][robot0]["chunks_sent"]

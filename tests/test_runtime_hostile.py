@@ -131,7 +131,7 @@ def _vm_hwm_mb(pid: int) -> float:
 @pytest.fixture(scope="module")
 def attacked_system2(ckpt, tmp_path_factory):
     """System 2 sent a 240 MB message of 40 MB frames, and observations with `v: true` and
-    `v: 1.0`. A step the node fails is recorded, not raised, so that each test reports its own
+    `v: 2.0`. A step the node fails is recorded, not raised, so that each test reports its own
     finding."""
     run = tmp_path_factory.mktemp("system2")
     s2 = Proc(["serve", "system2", *node_args(ckpt, run)], run / "s2.log")
@@ -173,7 +173,7 @@ def attacked_system2(ckpt, tmp_path_factory):
         out["hwm_growth_mb"] = _vm_hwm_mb(s2.p.pid) - hwm
         frames = observation_frames("hostile", 0)
         send(frames, tick=3, v=True)
-        send(frames, tick=4, v=1.0)
+        send(frames, tick=4, v=2.0)
         chunk(5)
         out["version_stats"] = stats()
     finally:
@@ -189,7 +189,7 @@ def test_frames_larger_than_a_message_may_be_are_cut_off_before_they_are_buffere
     assert attacked_system2["hwm_growth_mb"] < 64, attacked_system2["hwm_growth_mb"]  # 240 MB before
 
 
-def test_the_version_must_be_the_integer_one(attacked_system2):
+def test_the_version_must_be_exactly_the_integer(attacked_system2):
     assert not {3, 4} & attacked_system2["answered"] and {1, 2, 5} <= attacked_system2["answered"]
     assert attacked_system2["version_stats"]["dropped_wrong_version"] == 2
 

@@ -8,6 +8,8 @@
 """
 
 import csv
+import hashlib
+import secrets
 import signal
 import time
 
@@ -24,6 +26,8 @@ from runtime_support import (
     malformed,
     node_args,
     observation_frames,
+    secret_of,
+    session_of,
     settled,
     tick_mark,
 )
@@ -68,11 +72,13 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         state = np.linspace(-0.5, 0.5, 8).astype(np.float32)
         image = np.full((64, 64, 3), 128, np.uint8)
         seq = 0
+        secret = secrets.token_hex(16)  # sent to System 2 only; the session is its hash
+        session = hashlib.sha256(secret.encode()).hexdigest()[:32]
 
         def send_observation():
             nonlocal seq
             header = {
-                "v": 1, "type": "observation", "session": "doc-client", "seq": seq,
+                "v": 2, "type": "observation", "session": session, "secret": secret, "seq": seq,
                 "episode": 0, "step": 0, "tick": 42, "task": "pick up the black bowl",
                 "arrays": [["observation.state", "<f4", [8]],
                            ["observation.images.agentview", "|u1", [64, 64, 3]],
@@ -87,14 +93,15 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         arrays = {
             n: np.frombuffer(f, d).reshape(s) for (n, d, s), f in zip(head["arrays"], frames[1:], strict=True)
         }
-        assert head["v"] == 1 and head["tick"] == 42 and head["episode"] == 0
+        assert head["v"] == 2 and head["tick"] == 42 and head["episode"] == 0
+        assert head["client"] == session and secret.encode() not in b"".join(frames)
         assert arrays["actions"].shape == (16, 7) and np.isfinite(arrays["actions"]).all()
         assert arrays["values"].shape == (5,) and head["chosen"] == int(np.argmax(arrays["values"]))
         assert head["think_ms"] > 0 and head["model_id"].startswith("tiny@")
 
         before = settled(peer, "system2")
         peer.pub.send_multipart(observation_frames("fuzz", 10**6, tick=43))
-        sent = _fuzz(peer, observation_frames("fuzz", 0, tick=43), "fuzz", 10**6)
+        sent = _fuzz(peer, observation_frames("fuzz", 0, tick=43), session_of("fuzz"), 10**6)
         assert sent >= 1000
         after = peer.heartbeat(
             "system2", timeout=30, where=lambda s: s["received"] >= before["received"] + sent + 1
@@ -106,8 +113,10 @@ def test_doc_client_and_fuzzing_of_system2(ckpt, tmp_path):
         # Valid on the wire but unusable by the policy (no wrist camera, 6-dim state): an error
         # message back naming what System 2 needs (not silence), counted, nothing thought on.
         unusable = {"observation.state": np.zeros(6, np.float32)}
-        fields = {"episode": 0, "step": 0, "tick": 44, "task": "x"}
-        peer.pub.send_multipart(protocol.encode(protocol.OBSERVATION, "fuzz", 10**6 + 1, fields, unusable))
+        fields = {"episode": 0, "step": 0, "tick": 44, "task": "x", protocol.SECRET_KEY: secret_of("fuzz")}
+        peer.pub.send_multipart(
+            protocol.encode(protocol.OBSERVATION, session_of("fuzz"), 10**6 + 1, fields, unusable)
+        )
         error, _ = peer.receive(lambda h, f: h["type"] == "error", timeout=30)
         assert error["tick"] == 44 and error["reason"] == "bad_observation"
         assert "observation.images.wrist" in error["detail"] and "[8]" in error["detail"]

@@ -1,5 +1,6 @@
 """The wire protocol: round trips, zero-copy arrays, and every kind of bad message dropped with a reason."""
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -16,8 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 INT64 = st.integers(-(2**63), 2**63 - 1)
 
 
+SECRET = "a-client-secret-0123"
+S1 = protocol.session_of(SECRET)  # a System-1 session is the hash of its secret
+
+
 def observation(**over):
-    fields = {"episode": 0, "step": 3, "tick": 7, "task": "put the bowl on the plate", **over}
+    fields = {
+        "episode": 0,
+        "step": 3,
+        "tick": 7,
+        "task": "put the bowl on the plate",
+        "secret": SECRET,
+        **over,
+    }
     arrays = {
         "observation.images.agentview": np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3),
         "observation.state": np.linspace(-1, 1, 8, dtype=np.float32),
@@ -58,9 +70,9 @@ def with_header(frames, **changes) -> list:
 
 def test_observation_round_trip_is_zero_copy():
     fields, arrays = observation()
-    frames = [bytes(f) for f in encode(protocol.OBSERVATION, "s1", 5, fields, arrays)]
+    frames = [bytes(f) for f in encode(protocol.OBSERVATION, S1, 5, fields, arrays)]
     msg = decode(frames)
-    assert (msg.type, msg.session, msg.seq, msg.fields) == (protocol.OBSERVATION, "s1", 5, fields)
+    assert (msg.type, msg.session, msg.seq, msg.fields) == (protocol.OBSERVATION, S1, 5, fields)
     for name, a in arrays.items():
         np.testing.assert_array_equal(msg.arrays[name], a)
         assert msg.arrays[name].dtype == a.dtype
@@ -70,7 +82,7 @@ def test_observation_round_trip_is_zero_copy():
 def test_observation_carries_the_committed_actions():
     fields, arrays = observation()
     committed = np.linspace(-1, 1, 21, dtype=np.float32).reshape(3, 7)
-    msg = decode(encode(protocol.OBSERVATION, "s1", 0, fields, {**arrays, protocol.COMMITTED_KEY: committed}))
+    msg = decode(encode(protocol.OBSERVATION, S1, 0, fields, {**arrays, protocol.COMMITTED_KEY: committed}))
     np.testing.assert_array_equal(msg.arrays[protocol.COMMITTED_KEY], committed)
 
 
@@ -122,7 +134,7 @@ def test_sender_refuses_what_a_receiver_would_drop():
 
 def _bad_messages():
     fields, arrays = observation()
-    good = encode(protocol.OBSERVATION, "s1", 0, fields, arrays)
+    good = encode(protocol.OBSERVATION, S1, 0, fields, arrays)
     cf, ca = chunk_fields(), chunk_arrays()
     nan_actions = {**ca, "actions": np.full((16, 7), np.nan, dtype=np.float32)}
     huge_values = [msgpack.packb({**header_of(good), "task": "x" * 70000})]
@@ -130,10 +142,13 @@ def _bad_messages():
         "empty": ([], "malformed"),
         "not msgpack": ([b"\xc1\xc1\xc1"], "malformed"),
         "header not a map": ([msgpack.packb([1, 2])], "malformed"),
-        "wrong version": (with_header(good, v=2), "wrong_version"),
+        "wrong version": (with_header(good, v=1), "wrong_version"),
         "no version": (with_header(good, v=...), "wrong_version"),
         "version true": (with_header(good, v=True), "wrong_version"),
-        "version 1.0": (with_header(good, v=1.0), "wrong_version"),
+        "version 2.0": (with_header(good, v=2.0), "wrong_version"),
+        "another client's session": (with_header(good, session=protocol.session_of("x" * 16)), "impostor"),
+        "another secret": (with_header(good, secret="a-guessed-secret-99"), "impostor"),
+        "short secret": (with_header(good, secret="short"), "malformed"),
         "shared-memory reference": (with_header(good, shm=["hume-1-0badf00d-1", 0, 2]), "malformed"),
         "unknown type": (with_header(good, type="command"), "malformed"),
         "missing field": (with_header(good, tick=...), "malformed"),
@@ -171,7 +186,7 @@ def test_hand_built_chunk_passes():
 def _raw(type_, fields, arrays):
     """A message built by hand, bypassing the sender's own checks."""
     specs = [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]
-    head = {"v": 1, "type": type_, "session": "s", "seq": 0, **fields, "arrays": specs}
+    head = {"v": 2, "type": type_, "session": S1, "seq": 0, **fields, "arrays": specs}
     return [msgpack.packb(head), *(v.tobytes() for v in arrays.values())]
 
 
@@ -185,7 +200,7 @@ def test_bad_message_dropped_with_reason(case):
 
 def test_message_limit():
     fields, arrays = observation()
-    frames = encode(protocol.OBSERVATION, "s", 0, fields, arrays)
+    frames = encode(protocol.OBSERVATION, S1, 0, fields, arrays)
     with pytest.raises(MessageError, match="oversized"):
         decode(frames, max_message_bytes=100)
 
@@ -209,20 +224,64 @@ def test_random_headers_only_ever_raise_message_error(header):
         decode([msgpack.packb(header)])
 
 
+def _gated(session: str, seq: int) -> protocol.Message:
+    return protocol.Message(protocol.HEARTBEAT, session, seq, {})
+
+
 def test_sequence_gate_drops_out_of_order_and_accepts_a_restarted_sender():
     gate = SequenceGate(max_sessions=4)
-    fields, arrays = observation()
-    msg = lambda session, seq: decode(encode(protocol.OBSERVATION, session, seq, fields, arrays))  # noqa: E731
-    gate.check(msg("a", 5))
+    gate.check(_gated("a", 5))
     for seq in (5, 3):
         with pytest.raises(MessageError) as e:
-            gate.check(msg("a", seq))
+            gate.check(_gated("a", seq))
         assert e.value.reason == "out_of_order"
-    gate.check(msg("a", 6))
-    gate.check(msg("b", 0))  # a restarted sender has a new session id and starts again at 0
+    gate.check(_gated("a", 6))
+    gate.check(_gated("b", 0))  # a restarted sender has a new session id and starts again at 0
+
+
+def test_churning_sessions_never_reopens_a_replay():
+    """More new sessions than the gate remembers: the new ones are refused, the old ones kept, so
+    an old message replayed afterwards is still out of order; a session is forgotten only once
+    silent for idle_s."""
+    now = [0.0]
+    gate = SequenceGate(max_sessions=32, idle_s=60.0, clock=lambda: now[0])
+    gate.check(_gated("victim", 0))
+    gate.check(_gated("victim", 1))
+    refused = 0
     for i in range(100):
-        gate.check(msg(f"x{i}", 0))
-    assert len(gate._last) == 4
+        try:
+            gate.check(_gated(f"churn-{i}", 0))
+        except MessageError as e:
+            assert e.reason == "sessions_full"
+            refused += 1
+    assert refused == 100 - 31 and len(gate) == 32
+    with pytest.raises(MessageError) as e:
+        gate.check(_gated("victim", 1))  # the replay
+    assert e.value.reason == "out_of_order"
+    gate.check(_gated("victim", 2))  # the victim itself goes on
+    now[0] = 61.0  # the churned sessions fell silent; the victim speaks on
+    gate.check(_gated("victim", 3))
+    gate.check(_gated("newcomer", 0))
+    assert len(gate) == 2
+
+
+def test_a_session_is_the_hash_of_its_secret():
+    secret = "0123456789abcdef"
+    assert protocol.session_of(secret) == hashlib.sha256(secret.encode()).hexdigest()[:32]
+    fields, arrays = observation()
+    hb = {"role": "system1", "state": "ready", "model_id": "m", "stats": {}, "secret": SECRET}
+    assert decode(encode(protocol.HEARTBEAT, S1, 0, hb)).fields["secret"] == SECRET
+    for kind, f, a in ((protocol.OBSERVATION, fields, arrays), (protocol.HEARTBEAT, hb, None)):
+        with pytest.raises(MessageError) as e:
+            encode(kind, protocol.session_of("someone-else-0000"), 0, f, a)
+        assert e.value.reason == "impostor"
+    # Without a secret the protocol takes it (System 2's intake does not: test_runtime_transport).
+    assert (
+        "secret"
+        not in decode(with_header(encode(protocol.OBSERVATION, S1, 0, fields, arrays), secret=...)).fields
+    )
+    with pytest.raises(MessageError, match="unexpected"):  # System 2 never sends a secret
+        encode(protocol.CHUNK, S1, 0, {**chunk_fields(), "secret": SECRET}, chunk_arrays())
 
 
 def test_no_pickle_anywhere_in_the_runtime():

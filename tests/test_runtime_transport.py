@@ -1,11 +1,11 @@
 """Transport over real sockets: endpoint policy, CURVE, counting of bad messages, latest-only intake."""
 
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import msgpack
 import numpy as np
 import pytest
 import zmq
@@ -162,7 +162,8 @@ def test_latest_observation_keeps_only_the_newest():
     try:
         raw = t.ctx.socket(zmq.PUB)
         raw.connect("inproc://observations")
-        pub = Publisher(raw, "s1")
+        secret = "s1-secret-0123456"
+        pub = Publisher(raw, protocol.session_of(secret), secret)
         state = {"observation.state": np.zeros(8, dtype=np.float32)}
         obs = lambda tick: pub.send(
             protocol.OBSERVATION, {"episode": 0, "step": tick, "tick": tick, "task": ""}, state
@@ -184,15 +185,69 @@ def test_latest_observation_keeps_only_the_newest():
         t.close()
 
 
+def test_system2s_intake_needs_each_sessions_secret_and_no_churn_reopens_a_replay():
+    """One sender on a real socket: a message without its session's secret, or with another's, is
+    dropped and counted; more sessions than the sequence gate remembers are refused, not swapped
+    for the old ones, so the victim's old observation replayed afterwards is still dropped."""
+    t = Transport()
+    intake = LatestObservation(t, "inproc://observations", bind=True)
+    try:
+        raw = t.ctx.socket(zmq.PUB)
+        raw.sndhwm = 0
+        raw.connect("inproc://observations")
+        state = {"observation.state": np.zeros(8, dtype=np.float32)}
+
+        def observation(secret: str | None, seq: int, session: str | None = None, tick: int = 0) -> list:
+            fields = {"episode": 0, "step": tick, "tick": tick, "task": ""}
+            fields |= {} if secret is None else {protocol.SECRET_KEY: secret}
+            frames = protocol.encode(
+                protocol.OBSERVATION, protocol.session_of(secret or "x" * 16), seq, fields, state
+            )
+            if session is None:
+                return frames
+            # Another's session: built by hand, as our encoder refuses to send it.
+            return [msgpack.packb({**msgpack.unpackb(frames[0]), "session": session}), *frames[1:]]
+
+        victim = "victim-secret-0000"
+        deadline = time.monotonic() + 5
+        seq = 0
+        while not intake.wait_each(0.05):  # PUB/SUB joins take a moment
+            assert time.monotonic() < deadline
+            seq += 1
+            raw.send_multipart(observation(victim, seq))
+        old = observation(victim, seq, tick=1)  # the victim's last accepted, kept for a replay
+        before = intake.stats()
+        churn = intake.inbox.gate._max + 20
+        for i in range(churn):
+            raw.send_multipart(observation(f"churn-secret-{i:05d}", 0))
+        raw.send_multipart(observation(None, 2**62 - 1, session=protocol.session_of(victim)))
+        raw.send_multipart(observation("attacker-secret-00", 2**62 - 1, session=protocol.session_of(victim)))
+        raw.send_multipart(old)
+        raw.send_multipart(observation(victim, seq + 1, tick=2))
+        got = []
+        while len(got) < 1 or intake.stats()["received"] < before["received"] + churn + 4:
+            got += [m for m, _ in intake.wait_each(0.5)]
+            assert time.monotonic() < deadline + 10
+        stats = intake.stats()
+        assert stats["dropped_unauthenticated"] == 1 and stats["dropped_impostor"] == 1
+        assert stats["dropped_out_of_order"] == 1  # the replay, after the churn
+        assert stats["dropped_sessions_full"] == churn - (intake.inbox.gate._max - 1)
+        mine = [m for m in got if m.session == protocol.session_of(victim)]
+        assert [m.fields["tick"] for m in mine] == [2]  # the victim goes on
+    finally:
+        intake.close()
+        t.close()
+
+
 def test_hume_keys_makes_private_folders_whatever_the_umask_and_nodes_refuse_unsafe_ones(tmp_path):
     exe = str(Path(sys.executable).with_name("hume"))
     keys = tmp_path / "k"
+    # umask 0 in a shell that then becomes `hume keys` (no preexec_fn: unsafe with threads).
     r = subprocess.run(
-        [exe, "keys", "--output", str(keys)],
+        ["sh", "-c", 'umask 0 && exec "$0" "$@"', exe, "keys", "--output", str(keys)],
         capture_output=True,
         text=True,
         timeout=60,
-        preexec_fn=lambda: os.umask(0),
     )
     assert r.returncode == 0, r.stderr
     mode = lambda p: p.stat().st_mode & 0o777  # noqa: E731

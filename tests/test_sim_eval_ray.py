@@ -4,7 +4,9 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 from hume.config import ConfigError, parse_config
 from sim.eval_config import EvalConfig
 from sim.evaluator import evaluate, make_policy
+from sim.ray_backend import SCRATCH_PREFIX
 
 # Short episodes, small fast renders: the pipeline is real, the episodes are cheap.
 SHORT = ["--suite=libero_spatial", "--tasks=[1]", "--max_steps=6", "--image_size=64", "--fast_render=true"]
@@ -109,6 +112,11 @@ def test_a_killed_ray_worker_is_retried_and_counted_once(checkpoint, local_run, 
     )
     pids = tmp_path / "pids"
     pids.mkdir()
+    # The driver's temp folder and its workers' (they inherit the environment): where they film.
+    # A short path: Ray's sockets go under it too (at most 107 bytes).
+    scratch = Path(tempfile.mkdtemp(prefix="ht-"))
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)
     out = tmp_path / "eval"
     cfg = config(checkpoint, out, "--backend=ray", "--num_workers=1", "--episodes_per_task=2")
     factory = functools.partial(PidMarkingPolicy, folder=str(pids))
@@ -127,6 +135,10 @@ def test_a_killed_ray_worker_is_retried_and_counted_once(checkpoint, local_run, 
     assert sorted(r["episode"] for r in rows(out)) == [0, 1], "the retried episode is counted once"
     assert_same_outcomes(out, local_run)
     assert result["episodes"] == 2 and "PidMarkingPolicy" in result["provenance"]["policy_factory"]
+    # The killed worker's scratch folder (and every other one) is gone with the run.
+    left = list(scratch.glob(f"{SCRATCH_PREFIX}*"))
+    shutil.rmtree(scratch, ignore_errors=True)
+    assert not left, left
 
 
 def test_ray_settings_are_checked_before_anything_starts():

@@ -17,7 +17,8 @@ import numpy as np
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.runtime import protocol
 
-SESSION = "hostile"
+SECRET = "hostile-secret-0000"
+SESSION = protocol.session_of(SECRET)
 
 
 def _observation(seq: int, state_dim: int = 8) -> list[bytes]:
@@ -25,7 +26,7 @@ def _observation(seq: int, state_dim: int = 8) -> list[bytes]:
         IMAGE_KEY.format("agentview"): np.zeros((8, 8, 3), np.uint8),
         STATE_KEY: np.zeros(state_dim, np.float32),
     }
-    fields = {"episode": 0, "step": 0, "tick": 0, TASK_KEY: "hostile"}
+    fields = {"episode": 0, "step": 0, "tick": 0, TASK_KEY: "hostile", protocol.SECRET_KEY: SECRET}
     return [bytes(f) for f in protocol.encode(protocol.OBSERVATION, SESSION, seq, fields, arrays)]
 
 
@@ -42,7 +43,14 @@ def _chunk(seq: int, model_id: str, actions: np.ndarray, tick: int = 0, **arrays
     }
     frames = {"actions": actions.astype(np.float32), "values": np.zeros(5, np.float32), **arrays}
     specs = [[name, a.dtype.str, list(a.shape)] for name, a in frames.items()]
-    head = {"v": 1, "type": "chunk", "session": SESSION, "seq": seq, **fields, "arrays": specs}
+    head = {
+        "v": protocol.PROTOCOL_VERSION,
+        "type": "chunk",
+        "session": SESSION,
+        "seq": seq,
+        **fields,
+        "arrays": specs,
+    }
     return [msgpack.packb(head), *(a.tobytes() for a in frames.values())]
 
 
@@ -58,8 +66,8 @@ def _generic(rng: np.random.Generator, template: list[bytes], seq: int) -> list[
         [rng.bytes(int(rng.integers(1, 200))) for _ in range(int(rng.integers(1, 4)))],
         [msgpack.packb([1, 2, 3])],
         _edit(template, v=True),
-        _edit(template, v=1.0),
-        _edit(template, v=2),
+        _edit(template, v=float(protocol.PROTOCOL_VERSION)),
+        _edit(template, v=protocol.PROTOCOL_VERSION - 1),
         _edit(template, seq=-1),
         _edit(template, tick="now"),
         _edit(template, type="command"),
@@ -72,7 +80,7 @@ def _generic(rng: np.random.Generator, template: list[bytes], seq: int) -> list[
         _edit(template, shm=[f"hume-1-{seq % 16**8:08x}-1", 0, 3]),  # the removed ring's reference
         [template[0], *(f[:-1] for f in template[1:])],  # truncated frames
         [*template, b"extra"],
-        [msgpack.packb({"v": 1, "pad": "x" * (protocol.MAX_HEADER_BYTES + 10)})],
+        [msgpack.packb({"v": protocol.PROTOCOL_VERSION, "pad": "x" * (protocol.MAX_HEADER_BYTES + 10)})],
     ]
 
 
@@ -85,6 +93,8 @@ def to_system2(seed: int = 0) -> Iterator[list[bytes]]:
         seq = next(seqs)
         yield _observation(seq, state_dim=6)  # valid wire, unusable: an error message back
         yield _observation(seq - 5)  # a replay: out of order after `seq`
+        yield _edit(_observation(next(seqs)), secret="another-secret-0000")  # another's session
+        yield _edit(_observation(next(seqs)), secret=...)  # a session without its secret
 
 
 def to_system1(model_id: str, seed: int = 0) -> Iterator[list[bytes]]:

@@ -100,7 +100,10 @@ class Clients:
         from hume.runtime import protocol
 
         self.protocol, self.obs = protocol, obs
-        self.sessions = [f"{tag}-{i}" for i in range(k)]
+        # Each client's session is the hash of its secret (docs/protocol.md).
+        secrets = [f"s2-batching-{tag}-{i:04d}" for i in range(k)]
+        self.secrets = {protocol.session_of(secret): secret for secret in secrets}
+        self.sessions = list(self.secrets)
         self.pubs = {s: ctx.socket(zmq.PUB) for s in self.sessions}
         for sock in self.pubs.values():
             sock.linger = 0
@@ -117,6 +120,7 @@ class Clients:
         arrays = {k: v for k, v in self.obs.items() if k != "task"}
         tick = self.seq[session]
         fields = {"episode": 0, "step": tick, "tick": tick, "task": self.obs["task"]}
+        fields[self.protocol.SECRET_KEY] = self.secrets[session]
         frames = self.protocol.encode(self.protocol.OBSERVATION, session, tick, fields, arrays)
         self.pubs[session].send_multipart(frames)
         self.seq[session] += 1

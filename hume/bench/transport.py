@@ -119,6 +119,7 @@ class OursClient:
         self.out = Publisher(
             self.transport.socket(zmq.PUB, obs_endpoint, bind=False, hwm=OBSERVATION_QUEUE),
             self.transport.session,
+            self.transport.secret,
         )
         self.inbox = Inbox(
             self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), self.transport.max_message_bytes
@@ -213,8 +214,9 @@ def _wire_bytes(obs: dict) -> tuple[list[bytes], list[bytes]]:
     from hume.runtime.chunk_wire import chunk_to_wire
 
     arrays = {k: v for k, v in obs.items() if k != TASK_KEY}
-    fields = {"episode": 0, "step": 1, "tick": 1, TASK_KEY: obs[TASK_KEY]}
-    obs_frames = protocol.encode(protocol.OBSERVATION, "floor", 1, fields, arrays)
+    secret = "floor-secret-0000"
+    fields = {"episode": 0, "step": 1, "tick": 1, TASK_KEY: obs[TASK_KEY], protocol.SECRET_KEY: secret}
+    obs_frames = protocol.encode(protocol.OBSERVATION, protocol.session_of(secret), 1, fields, arrays)
     chunk_fields, chunk_arrays = chunk_to_wire(echo.EchoPolicy().chunk)
     chunk_fields.update(model_id="echo", episode=0, step=1, tick=1, think_ms=0.0)
     chunk_frames = protocol.encode(protocol.CHUNK, "floor", 1, chunk_fields, chunk_arrays)

@@ -21,12 +21,14 @@ NODES = {
 
 
 def main(argv: Sequence[str]) -> int:
+    from deploy.parent_death import die_with_parent
     from hume.runtime.config import DeployConfig
     from hume.runtime.transport import EndpointError, check_endpoint, check_keys_dir
 
     parser, _ = subcommands(
         "hume serve", "node", NODES, epilog="Options: `hume serve <node> --help` (those of `hume deploy`)."
     )
+    die_with_parent()  # started by `hume deploy`: stop with it
     args, rest = parser.parse_known_args(argv)
     node = args.name
     cfg = parse_config(DeployConfig, rest, prog=f"hume serve {node}")

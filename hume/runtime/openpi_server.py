@@ -13,6 +13,7 @@ the refined actions, the System-2 chunk, the candidate values and the chosen ind
 
 from __future__ import annotations
 
+import hmac
 import http
 import logging
 import math
@@ -129,7 +130,9 @@ class OpenpiServer:
     def _process_request(self, connection, request):
         if request.path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "OK\n")
-        if self.api_key and request.headers.get("Authorization") != f"Api-Key {self.api_key}":
+        # Compared in constant time: how long a refusal takes says nothing about the key.
+        given = request.headers.get("Authorization", "").encode()
+        if self.api_key and not hmac.compare_digest(given, f"Api-Key {self.api_key}".encode()):
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong api key\n")
         return None
 

@@ -13,8 +13,11 @@ received frames. Every field is checked; anything wrong raises `MessageError` wi
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +26,8 @@ import numpy as np
 
 from hume.constants import IMAGE_PREFIX, STATE_KEY, TASK_KEY
 
-PROTOCOL_VERSION = 1
+# 2: a System-1 session is the hash of a secret its observations and heartbeats carry.
+PROTOCOL_VERSION = 2
 
 OBSERVATION = "observation"
 CHUNK = "chunk"
@@ -55,6 +59,17 @@ _IMAGE = re.compile(re.escape(IMAGE_PREFIX) + r"[A-Za-z0-9_\-]+")
 # Optional in an observation: the robot actions System 1 will execute from its tick on whatever
 # System 2 answers (real-time chunking guides the answer to continue them).
 COMMITTED_KEY = "committed_actions"
+# System 1's secret: picked once per process, sent only to System 2 (never published), and its
+# hash is the client's session, which chunks name. A peer that may send observations but does not
+# hold a client's secret cannot speak or be answered in that client's name.
+SECRET_KEY = "secret"
+SECRET_CHARS = (16, 64)
+SESSION_HEX = 32  # hex digits of SHA-256(secret) that make the session: 128 bits
+
+
+def session_of(secret: str) -> str:
+    """The session a client with this secret speaks and is answered under."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:SESSION_HEX]
 
 
 class MessageError(ValueError):
@@ -100,6 +115,10 @@ def _session(x) -> bool:
     return isinstance(x, str) and 0 < len(x) <= MAX_NAME
 
 
+def _secret(x) -> bool:
+    return isinstance(x, str) and SECRET_CHARS[0] <= len(x) <= SECRET_CHARS[1]
+
+
 def _stats(x) -> bool:
     return (
         isinstance(x, dict)
@@ -131,9 +150,13 @@ FIELDS = {
 }
 # Fields a message of the type may carry or leave out. `client`: the session of the observation a
 # chunk or error answers, so that each System 1 of many served by one System 2 keeps only its own.
+# `secret`: System 1's, on everything it sends (System 2 takes nothing without it, transport.py);
+# never on what System 2 sends (that is published to every client).
 OPTIONAL = {
+    OBSERVATION: {SECRET_KEY: _secret},
     CHUNK: {"client": _session},
     ERROR: {"client": _session},
+    HEARTBEAT: {SECRET_KEY: _secret},
 }
 _COMMON = {"v", "type", "session", "seq", "arrays"}
 # Array layouts this process has sent and checked once (per type): a sender's layout rarely changes.
@@ -201,15 +224,17 @@ def _header(raw: memoryview) -> dict:
     return header
 
 
-def _check_header(h: dict, fields: dict | None = None, optional: dict | None = None) -> None:
-    """Version, type, session, seq and the type's fields; `fields` / `optional`: another
-    protocol's tables on the same framing (sim/remote/protocol.py), by default this one's."""
+def _check_header(
+    h: dict, fields: dict | None = None, optional: dict | None = None, version: int = PROTOCOL_VERSION
+) -> None:
+    """Version, type, session, seq and the type's fields; `fields` / `optional` / `version`:
+    another protocol's on the same framing (sim/remote/protocol.py), by default this one's."""
     fields = FIELDS if fields is None else fields
     optional = OPTIONAL if optional is None else optional
     v = h.get("v")
-    # Exactly the integer 1: msgpack's true and 1.0 compare equal to 1 in Python, but are not it.
-    if not (_is_int(v) and v == PROTOCOL_VERSION):
-        raise MessageError("wrong_version", f"version {v!r}, expected {PROTOCOL_VERSION}")
+    # Exactly the integer: msgpack's true and 1.0 compare equal to 1 in Python, but are not it.
+    if not (_is_int(v) and v == version):
+        raise MessageError("wrong_version", f"version {v!r}, expected {version}")
     kind = h.get("type")
     if not isinstance(kind, str) or kind not in fields:
         raise MessageError("malformed", f"unknown type {kind!r}")
@@ -225,6 +250,9 @@ def _check_header(h: dict, fields: dict | None = None, optional: dict | None = N
     for name, check in {**required, **optional}.items():
         if name in h and not check(h[name]):
             raise MessageError("malformed", f"{kind}: bad value for {name!r}")
+    if SECRET_KEY in h and h["session"] != session_of(h[SECRET_KEY]):
+        # Another client's session claimed without its secret (the detail names neither secret).
+        raise MessageError("impostor", f"session {h['session']} is not the one its secret makes")
 
 
 Spec = tuple[str, np.dtype, tuple[int, ...]]
@@ -391,19 +419,31 @@ def _check_sent(
 class SequenceGate:
     """Drops out-of-order and repeated messages: `seq` must grow within each sender session.
 
-    A restarted sender has a new session id, so its counter may start again from 0. Only the
-    most recent sessions are remembered, so random session ids cannot grow memory.
+    A restarted sender has a new session id, so its counter may start again from 0. At most
+    `max_sessions` sessions are remembered; one is forgotten only after `idle_s` without a
+    message. When all are in use a new session is refused (`sessions_full`) rather than an old
+    one forgotten: however many sessions a sender makes up, no remembered session's old
+    messages become new again (a replay). Only a session silent for `idle_s` can be replayed,
+    and that one's client has gone.
     """
 
-    def __init__(self, max_sessions: int = 32):
-        self._last: dict[str, int] = {}
-        self._max = max_sessions
+    def __init__(self, max_sessions: int = 256, idle_s: float = 60.0, clock=time.monotonic):
+        self._last: collections.OrderedDict[str, tuple[int, float]] = collections.OrderedDict()
+        self._max, self._idle, self._clock = max_sessions, idle_s, clock
 
     def check(self, msg: Message) -> None:
-        last = self._last.pop(msg.session, None)
-        if last is not None and msg.seq <= last:
-            self._last[msg.session] = last
-            raise MessageError("out_of_order", f"seq {msg.seq} <= {last} from session {msg.session}")
-        self._last[msg.session] = msg.seq
-        while len(self._last) > self._max:
-            del self._last[next(iter(self._last))]
+        now = self._clock()
+        known = self._last.get(msg.session)
+        if known is not None:
+            if msg.seq <= known[0]:
+                raise MessageError("out_of_order", f"seq {msg.seq} <= {known[0]} from session {msg.session}")
+            self._last.move_to_end(msg.session)  # least recently heard first
+        else:
+            while self._last and now - next(iter(self._last.values()))[1] >= self._idle:
+                self._last.popitem(last=False)
+            if len(self._last) >= self._max:
+                raise MessageError("sessions_full", f"{self._max} sessions heard within {self._idle:g} s")
+        self._last[msg.session] = (msg.seq, now)
+
+    def __len__(self) -> int:
+        return len(self._last)

@@ -165,6 +165,7 @@ class System1Node:
             self.obs_out = Publisher(
                 self.transport.socket(zmq.PUB, obs_endpoint, bind=False, hwm=OBSERVATION_QUEUE),
                 self.transport.session,
+                self.transport.secret,
             )
             self.inbox = Inbox(
                 self.transport.socket(zmq.SUB, chunk_endpoint, bind=False), cfg.transport.max_message_bytes

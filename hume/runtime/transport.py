@@ -5,7 +5,9 @@ heartbeats; the System-1 node connects to both. PUB/SUB never blocks a sender an
 deadlocks when a peer dies (unlike REQ/REP). Observations go through a latest-value intake
 (`LatestObservation`): System 2 takes everything queued since its last think and thinks on the
 newest observation of each System 1 only. Chunks go to every subscriber; each names the session
-of the observation it answers, and a System 1 keeps only its own (docs/protocol.md).
+of the observation it answers, and a System 1 keeps only its own (docs/protocol.md). A System 1's
+session is the hash of a secret only it and System 2 see: System 2 takes no observation or
+heartbeat that does not carry the secret of the session it names.
 """
 
 from __future__ import annotations
@@ -121,7 +123,10 @@ class Transport:
         self.ctx = zmq.Context()
         self.keys = CurveKeys(Path(keys_dir)) if keys_dir else None
         self.max_message_bytes = max_message_bytes
-        self.session = secrets.token_hex(8)  # new per process: a restarted peer restarts its seq
+        # New per process (a restarted peer restarts its seq). The secret goes only to System 2,
+        # and only from a System 1: a Publisher sends it when it is given it.
+        self.secret = secrets.token_hex(16)
+        self.session = protocol.session_of(self.secret)
         self._auth: ThreadAuthenticator | None = None
 
     def _secure_server(self, sock: zmq.Socket) -> None:
@@ -172,13 +177,15 @@ class Transport:
 
 
 class Publisher:
-    """Sends messages of one session with one sequence number across all message types."""
+    """Sends messages of one session with one sequence number across all message types; with a
+    `secret` (System 1's, whose session is its hash), every message carries it."""
 
-    def __init__(self, sock: zmq.Socket, session: str):
+    def __init__(self, sock: zmq.Socket, session: str, secret: str | None = None):
         self.sock, self.session, self.seq = sock, session, 0
+        self._secret = {} if secret is None else {protocol.SECRET_KEY: secret}
 
     def send(self, type_: str, fields: dict, arrays: dict[str, np.ndarray] | None = None) -> None:
-        frames = protocol.encode(type_, self.session, self.seq, fields, arrays)
+        frames = protocol.encode(type_, self.session, self.seq, {**fields, **self._secret}, arrays)
         self.seq += 1
         try:
             self.sock.send_multipart(frames, copy=False, flags=zmq.NOBLOCK)
@@ -191,11 +198,15 @@ class Inbox:
 
     Every message received is counted once: as accepted, or as dropped under one reason (the
     node's own checks after the protocol's move an accepted message to dropped with `reject`).
+    `require_secret` (System 2's intake): a message without its session's secret is dropped
+    (`unauthenticated`) before it can touch the session's sequence; one with another secret
+    already is, by the protocol (`impostor`).
     """
 
-    def __init__(self, sock: zmq.Socket, max_message_bytes: int):
+    def __init__(self, sock: zmq.Socket, max_message_bytes: int, require_secret: bool = False):
         self.sock = sock
         self.max_message_bytes = max_message_bytes
+        self.require_secret = require_secret
         self.backlog = False  # the last drain left messages in the queue
         self.gate = SequenceGate()
         self.received = 0
@@ -206,6 +217,8 @@ class Inbox:
         self.received += 1
         try:
             msg = protocol.decode(frames, self.max_message_bytes)
+            if self.require_secret and protocol.SECRET_KEY not in msg.fields:
+                raise MessageError("unauthenticated", f"a {msg.type} without its session's secret")
             self.gate.check(msg)
         except MessageError as e:
             self.dropped[e.reason] += 1
@@ -261,7 +274,7 @@ class LatestObservation:
         """`check(msg)` raises MessageError for an observation the caller cannot use: it is
         dropped (counted under its reason) before it can supersede a usable one."""
         sock = transport.socket(zmq.SUB, endpoint, bind, hwm=OBSERVATION_QUEUE)
-        self.inbox = Inbox(sock, transport.max_message_bytes)
+        self.inbox = Inbox(sock, transport.max_message_bytes, require_secret=True)
         self.check = check
         self.superseded = 0  # valid observations replaced by a newer one before being used
         self.peer_seen_at: float | None = None  # monotonic time of the last System-1 message

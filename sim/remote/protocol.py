@@ -23,7 +23,6 @@ from hume.runtime.protocol import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DTYPES,
     MAX_TEXT,
-    PROTOCOL_VERSION,
     Message,
     MessageError,
     _array_specs,
@@ -35,6 +34,9 @@ from hume.runtime.protocol import (
     _is_num,
     _text,
 )
+
+# Its own version: the System-1/System-2 protocol's changes (its version 2) are not this one's.
+PROTOCOL_VERSION = 1
 
 
 def _start(x) -> bool:  # an official start index, or -1 for one sampled with the request's seed
@@ -123,7 +125,7 @@ def _decode(frames: list, max_message_bytes: int) -> Message:
     if sum(len(b) for b in bufs) > max_message_bytes:
         raise MessageError("oversized", f"message larger than {max_message_bytes} bytes")
     h = _header(bufs[0])
-    _check_header(h, FIELDS, OPTIONAL)
+    _check_header(h, FIELDS, OPTIONAL, PROTOCOL_VERSION)
     kind, session = h["type"], h["session"]
     required, optional = FIELDS[kind], OPTIONAL.get(kind, {})
     specs = _array_specs(h)
