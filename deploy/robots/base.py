@@ -49,6 +49,24 @@ class Robot(Protocol):
     def close(self) -> None: ...
 
 
+# LIBERO's OSC_POSE controller (robosuite's action_spec): [-1, 1] on every dim, any change per
+# step; what LiberoRobot.action_envelope() reads from a built simulator, for a server without one.
+LIBERO_ENVELOPE = {"low": [-1.0] * 6, "high": [1.0] * 6, "max_delta": [2.0] * 6, "gripper": [-1.0, 1.0]}
+
+
+def declared_envelope(cfg: RobotConfig) -> dict:
+    """The action limits `cfg.kind` declares without building a simulator or connecting to a robot
+    (for `hume serve openpi`, whose robot is its client): LIBERO's controller's, the kinematic
+    robot's; none for the others (robot.envelope must give them)."""
+    if cfg.kind == "libero":
+        return LIBERO_ENVELOPE
+    if cfg.kind == "kinematic":
+        from deploy.robots.kinematic import KinematicRobot
+
+        return KinematicRobot(**cfg.options).action_envelope()
+    return {}
+
+
 def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:
     if cfg.kind in ("libero", "metaworld", "robosuite"):
         from deploy.robots.libero import LiberoRobot

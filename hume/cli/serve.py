@@ -33,9 +33,12 @@ def main(argv: Sequence[str]) -> int:
     output = Path(cfg.output)
     try:
         if node == "openpi":
+            from deploy.robots.base import declared_envelope
             from hume.runtime import openpi_server
+            from hume.runtime.envelope import resolve_declared
 
-            return openpi_server.serve(cfg)
+            limits = resolve_declared(cfg.robot.envelope, declared_envelope(cfg.robot), cfg.robot.kind)
+            return openpi_server.serve(cfg, limits)
         check_keys_dir(cfg.transport.keys_dir)  # refuse bad endpoints and keys before loading any model
         for endpoint in cfg.transport.endpoints():
             check_endpoint(endpoint, secure=bool(cfg.transport.keys_dir))
