@@ -17,11 +17,15 @@ A robot adapter is any object with these members (a real robot plugs in as
                                      "max_delta"} per arm dim and "gripper" [low, high]
                                      (hume/runtime/envelope.py); robot.envelope in the config
                                      overrides them, and must give them when this is absent
+    hold() -> None                   optional: stop the robot now, for the command watchdog
+                                     (default: act() with the hold action)
 
 The System-1 node calls observe() once per control tick, then act() once. It never sends an
 action outside this loop, and none outside the envelope; while no valid chunk exists it sends
 the hold action (zero motion, gripper unchanged), so an adapter needs no safety logic of its own
-for a stalled System 2 or a hostile chunk.
+for a stalled System 2 or a hostile chunk. The adapter runs in the robot driver's process
+(driver.py), whose command watchdog holds the robot when System 1 falls silent or dies; what an
+adapter for a real robot must still do itself: docs/deployment.md, "The command watchdog".
 """
 
 from __future__ import annotations
