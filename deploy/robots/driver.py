@@ -164,6 +164,7 @@ class Driver:
         else:
             raise ValueError(f"unknown robot driver command {op!r}")
         info = {k: getattr(self.robot, k) for k in EPISODE_INFO if hasattr(self.robot, k)}
+        info = {k: v.item() if isinstance(v, np.generic) else v for k, v in info.items()}  # for JSON
         return {"done": bool(self.robot.done), "success": bool(self.robot.success), "info": info}
 
     def serve(self, sock: socket.socket) -> None:
