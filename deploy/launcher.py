@@ -223,7 +223,7 @@ def run_deployment(
     check_checkpoint(cfg.checkpoint)
     run = Path(cfg.output)
     run.mkdir(parents=True, exist_ok=True)
-    for stale in ("system1.json", "system2.json", "ticks.csv", "metrics.json", "latency.png"):
+    for stale in ("system1.json", "system2.json", "robot.json", "ticks.csv", "metrics.json", "latency.png"):
         (run / stale).unlink(missing_ok=True)
     t_start = time.monotonic()
     interrupted = False

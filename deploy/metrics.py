@@ -1,10 +1,12 @@
 """metrics.json and the latency plot of a deployment, from what the two nodes wrote on exit.
 
 Inputs (in the run folder): ticks.csv (one row per control tick, System 1), system1.json and
-system2.json (node summaries), as far as they got: System 1 streams both while it runs, so a
-killed System 1 still leaves all but its last second. `tick_ms` is the policy's share of a tick
-(observation in hand -> action out); `sim_step_ms` is the robot/simulator's share (observe + act);
-`tick_total_ms` the whole tick, which the deadline (one control period) applies to.
+system2.json (node summaries) and robot.json (the robot driver's watchdog record), as far as they
+got: System 1 streams its two while it runs, so a killed System 1 still leaves all but its last
+second, and the robot driver, which outlives it, writes its own on every hold. `tick_ms` is the
+policy's share of a tick (observation in hand -> action out); `sim_step_ms` is the
+robot/simulator's share (observe + act); `tick_total_ms` the whole tick, which the deadline (one
+control period) applies to.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ def compute_metrics(run: Path) -> dict:
     s1 = json.loads((run / "system1.json").read_text())
     s2_path = run / "system2.json"
     s2 = json.loads(s2_path.read_text()) if s2_path.is_file() else {}
+    # The robot driver's own record: it outlives System 1, so it knows of a hold System 1 did not.
+    robot_path = run / "robot.json"
+    robot = json.loads(robot_path.read_text()) if robot_path.is_file() else {}
     ticks = read_ticks(run / "ticks.csv")
     deadline_ms = 1e3 / s1["control_hz"]
     ages = ticks["chunk_age"][ticks["chunk_age"] >= 0]
@@ -89,6 +94,9 @@ def compute_metrics(run: Path) -> dict:
         "dropped_messages": int(s1.get("dropped", 0) + s2.get("dropped", 0)),
         "dropped_by_reason": _dropped_by_reason(s1, s2),
         "refine_errors": s1.get("refine_errors", 0),
+        # Times the robot's driver held the robot by itself: no command for watchdog_s, or System 1 gone.
+        "watchdog_s": robot.get("watchdog_s", s1.get("watchdog_s")),
+        "watchdog_holds": max(robot.get("watchdog_holds", 0), s1.get("watchdog_holds", 0)),
         "system2_errors": s1.get("system2_errors", 0),
         # What the action envelope did to the actions sent: counts, and the limits it applied.
         "envelope": s1.get("envelope"),

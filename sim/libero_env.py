@@ -21,7 +21,7 @@ from functools import cache
 import numpy as np
 
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
-from hume.policy.hold import hold_action
+from hume.policy.hold import OPEN_GRIPPER, hold_action
 from sim import sim_state
 from sim.rotations import quat_to_axis_angle
 
@@ -43,8 +43,9 @@ DEFAULT_MAX_STEPS = 400
 NUM_WAIT_STEPS = 10
 # robosuite's "default" initialisation noise: Gaussian, rad per arm joint.
 ROBOT_INIT_NOISE = 0.02
+ACTION_DIM = 7  # LIBERO's OSC_POSE: eef delta position 3, delta axis-angle 3, gripper 1
 # What the robot does while objects settle: the hold action, gripper open.
-NOOP_ACTION = hold_action()
+NOOP_ACTION = hold_action(OPEN_GRIPPER, ACTION_DIM)
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
 RENDERER_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
 
@@ -426,7 +427,7 @@ class LiberoEnv:
     def step(self, action: np.ndarray) -> tuple[dict, bool]:
         """Apply one 7-dim action; returns (observation, success)."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
-        if action.shape != (7,):
+        if action.shape != (ACTION_DIM,):
             raise ValueError(f"a LIBERO action has 7 dims (dpos 3, drot 3, gripper 1), got {action.shape}")
         self.raw_obs, _, done, _ = self.env.step(action)
         self.steps += 1

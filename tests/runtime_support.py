@@ -272,8 +272,8 @@ class RecordingRobot:
         self._robot.close()
 
 
-def recorded_actions(path: Path) -> np.ndarray:
-    return np.frombuffer(path.read_bytes(), np.float32).reshape(-1, 7)
+def recorded_actions(path: Path, action_dim: int = 7) -> np.ndarray:
+    return np.frombuffer(path.read_bytes(), np.float32).reshape(-1, action_dim)
 
 
 def banner_marks(video: Path) -> list[str]:

@@ -75,7 +75,7 @@ def plan_of(request):
 
 
 def test_committed_is_the_plan_up_to_its_next_refinement_then_the_newest_chunk():
-    schedule = ControlSchedule(ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=1, ttl=12))
+    schedule = ControlSchedule(ScheduleConfig(16, horizon=8, refine_every=4, history=1, action_dim=7, ttl=12))
 
     def to_robot(c):
         return c.actions * 10
@@ -121,7 +121,9 @@ def test_action_changes_split_switch_ticks_from_within_plan_ticks_and_skip_holds
 
 
 def test_the_schedule_tells_chunk_switches_from_refinements_of_the_same_chunk():
-    schedule = ControlSchedule(ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=1))
+    schedule = ControlSchedule(
+        ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=1, action_dim=7)
+    )
     schedule.land(chunk(1.0), 0)
     flags = []
     for tick in range(10):

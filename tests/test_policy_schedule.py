@@ -7,7 +7,7 @@ import pytest
 from hume.policy.chunk import Chunk
 from hume.policy.schedule import ControlSchedule, ScheduleConfig
 
-CFG = ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=2)
+CFG = ScheduleConfig(chunk_size=16, horizon=8, refine_every=4, history=2, action_dim=7)
 
 
 def chunk(value: float, length: int = 16) -> Chunk:
@@ -59,7 +59,7 @@ def test_a_chunk_landing_mid_plan_is_taken_up_at_the_next_refinement():
     assert out[2:4] == [(102.0, "plan"), (103.0, "plan")], "the current plan goes on"
     assert out[4] == (203.0, "refined")  # the new chunk answers tick 1: index 3 at tick 4
     # A plan that ran out is refined from the newest chunk at once.
-    short = run(ControlSchedule(ScheduleConfig(16, 2, 4, 2)), 4, {0: (1.0, 0), 1: (2.0, 1)})
+    short = run(ControlSchedule(ScheduleConfig(16, 2, 4, 2, 7)), 4, {0: (1.0, 0), 1: (2.0, 1)})
     assert short[2] == (201.0, "refined")
 
 
@@ -70,7 +70,7 @@ def test_an_older_chunk_never_replaces_a_newer_one():
 
 
 def test_ttl_and_chunk_end_hold_the_robot_with_the_last_gripper_command():
-    out = run(ControlSchedule(ScheduleConfig(16, 8, 4, 2, ttl=6)), 9, {0: (1.0, 0)})
+    out = run(ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, ttl=6)), 9, {0: (1.0, 0)})
     assert [k for _, k in out[6:]] == ["hold"] * 3
     schedule = ControlSchedule(CFG)
     schedule.land(chunk(0.5), 0)
@@ -116,7 +116,7 @@ def run_ahead(schedule: ControlSchedule, ticks: int, arrivals: dict, answer_at: 
 
 
 def test_refining_ahead_lands_each_plan_lead_ticks_after_its_observation_aligned_by_tick():
-    ahead = ControlSchedule(ScheduleConfig(16, 8, 4, 2, lead=1))
+    ahead = ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, lead=1))
     out = run_ahead(ahead, 12, {0: (1.0, 0)})
     # Tick 0 asks; its plan (row i for tick i) takes over at tick 1; each successor is asked 4
     # ticks after its predecessor and takes over one tick later: plans of 4 ticks, as in the tick.
@@ -124,17 +124,17 @@ def test_refining_ahead_lands_each_plan_lead_ticks_after_its_observation_aligned
     assert [a for a, _, _ in out[1:6]] == [101.0, 102.0, 103.0, 104.0, 105.0]
     assert [age for _, _, age in out[1:]] == [1, 2, 3, 4] * 2 + [1, 2, 3]
     # An answer that comes back late: the still-valid plan goes on until it does.
-    late = run_ahead(ControlSchedule(ScheduleConfig(16, 8, 4, 2, lead=1)), 9, {0: (1.0, 0)}, {4: 3})
+    late = run_ahead(ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, lead=1)), 9, {0: (1.0, 0)}, {4: 3})
     assert [k for _, k, _ in late[4:9]] == ["plan", "plan", "plan", "refined", "plan"]
     assert [a for a, _, _ in late[4:9]] == [104.0, 105.0, 106.0, 107.0, 108.0]
     assert [age for _, _, age in late[4:9]] == [4, 5, 6, 3, 4]
     # A plan that would run out before its successor takes over is replaced in time: h = 2.
-    short = run_ahead(ControlSchedule(ScheduleConfig(16, 2, 4, 2, lead=1)), 6, {0: (1.0, 0)})
+    short = run_ahead(ControlSchedule(ScheduleConfig(16, 2, 4, 2, 7, lead=1)), 6, {0: (1.0, 0)})
     assert [k for _, k, _ in short[1:]] == ["refined"] * 5
 
 
 def test_a_failed_refinement_ahead_of_the_tick_continues_the_plan():
-    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, lead=1))
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, lead=1))
     out = []
     for t in range(8):
         if t == 0:
@@ -151,7 +151,7 @@ def test_a_failed_refinement_ahead_of_the_tick_continues_the_plan():
 
 
 def test_history_repeats_the_first_state_at_an_episode_start():
-    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, history=3))
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, history=3, action_dim=7))
     schedule.begin(np.arange(8, dtype=np.float32))
     assert schedule.history().shape == (3, 8)
     assert (schedule.history() == np.arange(8)).all()
@@ -162,7 +162,7 @@ def test_history_repeats_the_first_state_at_an_episode_start():
 def test_a_four_dim_robot_holds_and_commits_at_its_own_width():
     """Meta-World's [dx, dy, dz, gripper]: the hold action and the committed actions take the
     robot's width, not LIBERO's 7."""
-    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, action_dim=4))
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, 4))
     action, kind = schedule.end(schedule.begin(np.zeros(4)))
     assert kind == "hold" and action.tolist() == [0.0, 0.0, 0.0, -1.0]
     assert schedule.committed(lambda c: c.actions, 1).shape == (0, 4)

@@ -35,6 +35,7 @@ def test_demo_config_is_a_short_libero_run():
         ("--control.realtime_priority=100", "control.realtime_priority"),
         ("--system2.nice=-5", "system2.nice"),
         ("--robot.envelope.on_violation=ignore", "on_violation"),
+        ("--robot.watchdog_s=0.05", "robot.watchdog_s"),  # less than two periods at 20 Hz
         ("--transport.max_message_bytes=10", "max_message_bytes"),
     ],
 )

@@ -23,7 +23,7 @@ METRICS_KEYS = {
     "episodes", "successes", "ticks", "tick_ms", "deadline_misses", "chunks_received",
     "chunk_age_steps", "s2_think_ms", "holds", "dropped_messages", "sim_step_ms",
     "deadline_misses_per_1000_ticks", "envelope", "overruns", "policy_overruns", "achieved_rate_hz",
-    "observation_age_ticks", "observation_age_ms", "tick_total_ms",
+    "observation_age_ticks", "observation_age_ms", "tick_total_ms", "watchdog_s", "watchdog_holds",
 }  # fmt: skip
 
 
@@ -67,6 +67,9 @@ def test_libero_deployment_with_the_tiny_model(ckpt, tmp_path):
     assert m["overruns"] == m["deadline_misses"] and m["policy_overruns"] == 0
     assert 0 < m["achieved_rate_hz"] < m["control_hz"] or m["overruns"] == 0
     assert m["refine_ahead"] is True and m["refine_lead_ticks"] >= 1
+    # LIBERO ran in the robot driver, whose watchdog never had to hold it.
+    robot = json.loads((run / "robot.json").read_text())
+    assert robot["commands"] == 20 and robot["holds"] == [] and m["watchdog_holds"] == 0
     age = m["observation_age_ticks"]
     assert 0 <= age["p50"] <= age["max"] <= 8 and m["observation_age_ms"]["p50"] > 0
     for name in ("latency.png", "episodes.mp4", "ticks.csv", "system1.log", "system2.log"):
@@ -108,6 +111,10 @@ def test_ctrl_c_stops_both_nodes_without_orphans_and_still_writes_the_metrics(ck
     assert "Traceback" not in (run / "system1.log").read_text()
     m = json.loads((run / "metrics.json").read_text())
     assert m["interrupted"] is True and m["ticks"] > 0 and METRICS_KEYS <= set(m)
+    # System 1 stopped mid-motion: the robot driver held the robot once, when System 1 closed it
+    # ("stop") or, if System 1's shutdown took longer than robot.watchdog_s, on the silence before.
+    holds = json.loads((run / "robot.json").read_text())["holds"]
+    assert [h["reason"] for h in holds] in (["stop"], ["silence"]), holds
     assert (run / "latency.png").read_bytes()[:4] == b"\x89PNG"
     assert niceness == [10, 0]  # System 2 yields the CPU to System 1
 

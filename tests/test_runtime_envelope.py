@@ -217,8 +217,9 @@ def test_in_bound_deltas_that_all_push_one_way_stop_at_the_workspace_edge():
         sent, bits = env.apply(np.array([0.9, -0.9, 0.9, 0, 0, 0, 1], np.float32), obs["observation.state"])
         hits += bool(bits & WORKSPACE)
         robot.act(sent)
-        assert (np.abs(robot.pose[:3]) <= 0.5 + 1e-6).all(), robot.pose
-    assert robot.pose[0] == pytest.approx(0.5, abs=1e-4) and robot.pose[1] == pytest.approx(-0.5, abs=1e-4)
+        position = robot.observe()["observation.state"][:3]
+        assert (np.abs(position) <= 0.5 + 1e-6).all(), position
+    assert position[0] == pytest.approx(0.5, abs=1e-4) and position[1] == pytest.approx(-0.5, abs=1e-4)
     assert hits > 0 and env.counts["workspace"] == hits
     # Moving back in is always allowed; a non-finite state holds.
     sent, bits = env.apply(

@@ -19,11 +19,15 @@ A robot adapter is any object with these members (a real robot plugs in as
                                      robot.envelope in the config overrides them, and must give
                                      them when this is absent
     task_id, init_state              optional attributes, copied into each episode's result
+    hold() -> None                   optional: stop the robot now, for the command watchdog
+                                     (default: act() with the hold action)
 
 The System-1 node calls observe() once per control tick, then act() once. It never sends an
 action outside this loop, and none outside the envelope; while no valid chunk exists it sends
 the hold action (zero motion, gripper unchanged), so an adapter needs no safety logic of its own
-for a stalled System 2 or a hostile chunk.
+for a stalled System 2 or a hostile chunk. The adapter runs in the robot driver's process
+(driver.py), whose command watchdog holds the robot when System 1 falls silent or dies; what an
+adapter for a real robot must still do itself: docs/deployment.md, "The command watchdog".
 """
 
 from __future__ import annotations
@@ -49,6 +53,24 @@ class Robot(Protocol):
     def act(self, action: np.ndarray) -> None: ...
 
     def close(self) -> None: ...
+
+
+# LIBERO's OSC_POSE controller (robosuite's action_spec): [-1, 1] on every dim, any change per
+# step; what LiberoRobot.action_envelope() reads from a built simulator, for a server without one.
+LIBERO_ENVELOPE = {"low": [-1.0] * 6, "high": [1.0] * 6, "max_delta": [2.0] * 6, "gripper": [-1.0, 1.0]}
+
+
+def declared_envelope(cfg: RobotConfig) -> dict:
+    """The action limits `cfg.kind` declares without building a simulator or connecting to a robot
+    (for `hume serve openpi`, whose robot is its client): LIBERO's controller's, the kinematic
+    robot's; none for the others (robot.envelope must give them)."""
+    if cfg.kind == "libero":
+        return LIBERO_ENVELOPE
+    if cfg.kind == "kinematic":
+        from deploy.robots.kinematic import KinematicRobot
+
+        return KinematicRobot(**cfg.options).action_envelope()
+    return {}
 
 
 def make_robot(cfg: RobotConfig, seed: int = 0) -> Robot:

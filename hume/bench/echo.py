@@ -14,8 +14,8 @@ from contextlib import ExitStack
 import numpy as np
 
 from hume.policy.chunk import Chunk
-from hume.policy.hold import ACTION_DIM
 
+ACTION_DIM = 7  # the actions of a LIBERO checkpoint (what the other servers are timed with)
 MODEL_ID = "echo"
 CHUNK_SIZE = 16
 NUM_CANDIDATES = 5
@@ -82,9 +82,13 @@ def run_node(node, ready, stop) -> None:
 
 def serve_openpi(port_out, ready, stop) -> None:
     """The openpi websocket server of `hume serve openpi` around an EchoPolicy, on a free port."""
+    from deploy.robots.base import LIBERO_ENVELOPE
+    from hume.runtime.config import EnvelopeConfig
+    from hume.runtime.envelope import resolve_declared
     from hume.runtime.openpi_server import OpenpiServer
 
-    server = OpenpiServer(EchoPolicy(), MODEL_ID, "127.0.0.1", 0)
+    limits = resolve_declared(EnvelopeConfig(), LIBERO_ENVELOPE)
+    server = OpenpiServer(EchoPolicy(), MODEL_ID, "127.0.0.1", 0, limits)
     port_out.value = server.port
     ready.set()
     server.run_until(stop)

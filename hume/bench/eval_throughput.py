@@ -84,9 +84,10 @@ class HoldPolicy:
         pass
 
     def select_action(self, obs: dict):
-        from hume.policy.hold import hold_action
+        from hume.policy.hold import OPEN_GRIPPER, hold_action
+        from sim.libero_env import ACTION_DIM
 
-        return hold_action()
+        return hold_action(OPEN_GRIPPER, ACTION_DIM)
 
 
 def make_policy(kind: str, eval_cfg=None):

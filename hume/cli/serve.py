@@ -35,9 +35,12 @@ def main(argv: Sequence[str]) -> int:
     output = Path(cfg.output)
     try:
         if node == "openpi":
+            from deploy.robots.base import declared_envelope
             from hume.runtime import openpi_server
+            from hume.runtime.envelope import resolve_declared
 
-            return openpi_server.serve(cfg)
+            limits = resolve_declared(cfg.robot.envelope, declared_envelope(cfg.robot), cfg.robot.kind)
+            return openpi_server.serve(cfg, limits)
         check_keys_dir(cfg.transport.keys_dir)  # refuse bad endpoints and keys before loading any model
         for endpoint in cfg.transport.endpoints():
             check_endpoint(endpoint, secure=bool(cfg.transport.keys_dir))
@@ -45,12 +48,13 @@ def main(argv: Sequence[str]) -> int:
             from hume.runtime import system2_node
 
             return system2_node.serve(cfg, output)
-        from deploy.robots import make_robot
+        from deploy.robots.driver import RobotLink
         from hume.runtime import system1_node
         from hume.runtime.envelope import resolve
 
         check_checkpoint(cfg.checkpoint)
-        robot = make_robot(cfg.robot, seed=cfg.seed)
+        # The robot lives in its driver's process, which holds it when System 1 is silent or gone.
+        robot = RobotLink(cfg.robot, seed=cfg.seed, output=output)
         try:
             resolve(cfg.robot.envelope, robot, cfg.robot.kind)  # no envelope: fail before loading a model
             return system1_node.serve(cfg, output, robot)

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-ACTION_DIM = 7  # eef delta position 3, delta axis-angle 3, gripper 1
 OPEN_GRIPPER = -1.0  # gripper command: -1 open, +1 closed
 
 
-def hold_action(gripper: float = OPEN_GRIPPER, action_dim: int = ACTION_DIM) -> np.ndarray:
-    """[arm dims..., gripper]: zeros for the arm, `gripper` last."""
+def hold_action(gripper: float, action_dim: int) -> np.ndarray:
+    """[arm dims..., gripper]: zeros for the arm, `gripper` last; `action_dim` is the robot's (its
+    config's), whatever the robot."""
     action = np.zeros(action_dim, dtype=np.float32)
     action[-1] = gripper
     return action

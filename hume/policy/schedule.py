@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hume.policy.chunk import Chunk
-from hume.policy.hold import ACTION_DIM, hold_action
+from hume.policy.hold import OPEN_GRIPPER, hold_action
 from hume.policy.switches import action_changes
 
 
@@ -65,8 +65,8 @@ class ScheduleConfig:
     horizon: int  # h: actions System 1 refines per call
     refine_every: int  # s1_replan_steps
     history: int  # K: robot states System 1 reads
+    action_dim: int  # the robot's action width, gripper last (the hold action's)
     ttl: int = 0  # ticks a chunk may be followed after its observation; 0 = the whole chunk
-    action_dim: int = ACTION_DIM  # the robot's action width, gripper last (the hold action's)
     # Ticks from the observation a refinement reads to the first tick its plan is followed: 0 in
     # the synchronous loop, >= 1 when System 1 refines ahead of the tick (the node's worker).
     lead: int = 0
@@ -123,7 +123,7 @@ class ControlSchedule:
         self.in_flight: RefineRequest | None = None  # made, its plan not taken over yet
         self._answer: np.ndarray | None = None  # the in-flight request's refined actions, once back
         self.failed_refinements = 0
-        self.gripper = hold_action(action_dim=self.cfg.action_dim)[-1]
+        self.gripper = OPEN_GRIPPER
         self.chunk_switch = False  # the last tick's plan came from a chunk its predecessor did not
         self._new_plan = False  # a plan took over this tick
         self._previous_chunk: int | None = None  # the chunk tick of the last plan followed

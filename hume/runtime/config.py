@@ -132,6 +132,10 @@ class RobotConfig:
     # Passed as keyword arguments to a plug-in adapter class.
     options: dict[str, Any] = field(default_factory=dict)
     envelope: EnvelopeConfig = field(default_factory=EnvelopeConfig)
+    # The command watchdog: the robot's driver (its own process, deploy/robots/driver.py) holds the
+    # robot by itself when no command came for this long while it was moving, and at once when
+    # System 1 is gone. At least two control periods.
+    watchdog_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -238,6 +242,11 @@ class DeployConfig:
             raise ConfigError(
                 f"system2.max_batch must be >= 1 and system2.max_wait_ms >= 0, got "
                 f"{self.system2.max_batch} and {self.system2.max_wait_ms}"
+            )
+        if not self.robot.watchdog_s >= 2.0 / s1.control_hz:
+            raise ConfigError(
+                f"robot.watchdog_s must be at least two control periods ({2.0 / s1.control_hz:.3g} s at "
+                f"{s1.control_hz:g} Hz), got {self.robot.watchdog_s}"
             )
         if self.robot.envelope.on_violation not in ("clamp", "hold"):
             raise ConfigError(

@@ -95,7 +95,12 @@ def resolve(cfg: EnvelopeConfig, robot, what: str = "robot") -> Limits:
     """The envelope for `robot`: each field of `cfg` that is set, else the adapter's own
     (`robot.action_envelope()`, a dict with the same keys). A missing field is an error: System 1
     never drives a robot without limits."""
-    own = robot.action_envelope() if hasattr(robot, "action_envelope") else {}
+    return resolve_declared(cfg, robot.action_envelope() if hasattr(robot, "action_envelope") else {}, what)
+
+
+def resolve_declared(cfg: EnvelopeConfig, own: dict, what: str = "robot") -> Limits:
+    """`resolve` with the adapter's limits given as a dict (`own`, as action_envelope() returns them):
+    for a server with no robot adapter of its own (`hume serve openpi`)."""
     fields = {}
     for key in ("low", "high", "max_delta", "gripper"):
         value = getattr(cfg, key) or own.get(key)
@@ -232,6 +237,32 @@ class Envelope:
         out = np.append(ramped, gripper).astype(np.float32)
         self.last = out
         return out.copy(), bits
+
+    def apply_chunk(self, actions, state=None) -> tuple[np.ndarray, int]:
+        """A chunk of actions to be executed one per tick by a client this side does not see act
+        (an openpi answer): each passes `apply`, rate-limited against the one before it; the first
+        against nothing (which action of the previous chunk the client executed last is unknown:
+        the rate limit across chunks is the client's). The workspace follows the position the
+        actions before predict. Returns [h, action_dim] float32 and the OR of their bits."""
+        rows = np.asarray(actions, dtype=np.float32)
+        rows = rows.reshape(len(rows), -1) if rows.ndim > 1 else rows.reshape(1, -1)
+        lim = self.limits
+        first = rows[0] if len(rows) else np.zeros(0, np.float32)
+        if first.shape == (lim.action_dim,) and np.isfinite(first).all():
+            arm, gripper = np.clip(first[:-1], lim.low, lim.high), np.clip(first[-1], self._glow, self._ghigh)
+            self.last = np.append(arm, gripper).astype(np.float32)
+        else:
+            self.reset()
+        ws = lim.workspace
+        state = None if state is None else np.array(state, np.float64).reshape(-1)
+        out, bits = [], 0
+        for row in rows:
+            sent, b = self.apply(row, state)
+            out.append(sent)
+            bits |= b
+            if ws is not None and state is not None and state.size > ws.dims.max():
+                state[ws.dims] += ws.per_unit * sent[: len(ws.dims)]
+        return np.stack(out) if out else np.zeros((0, lim.action_dim), np.float32), bits
 
     def _in_workspace(self, arm: np.ndarray, position: np.ndarray) -> np.ndarray:
         """`arm` with its position dims cut so the predicted position stays in the box (moving back

@@ -9,6 +9,12 @@ is answered with a text message, after which the server closes the connection (c
 
 Each observation runs System 2 (`think`) and then System 1 (`refine`, offset 0); the reply holds
 the refined actions, the System-2 chunk, the candidate values and the chosen index.
+
+Safety: the actions leave through the robot's action envelope (envelope.py, `robot.envelope` or the
+limits `robot.kind` declares), the same as System 1's: finite, within bounds, rate-limited from
+one action of the answer to the next, within the workspace predicted from the observation's
+state; each connection has its own. An observation with a non-finite number gets an error reply,
+not actions.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from hume.config import ConfigError, check_checkpoint
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.runtime.chunk_wire import chunk_to_wire
 from hume.runtime.config import DeployConfig
+from hume.runtime.envelope import Envelope, Limits
 from hume.runtime.protocol import MAX_MESSAGE_BYTES
 from hume.runtime.transport import is_loopback
 
@@ -108,14 +115,36 @@ def to_observation(msg) -> dict:
     if not isinstance(state, np.ndarray) or state.ndim != 1:
         raise BadRequest(f"missing 'observation/state' (or {STATE_KEY!r}): float [8]")
     obs[STATE_KEY] = state.astype(np.float32)
+    for key, value in obs.items():
+        if isinstance(value, np.ndarray | np.generic) and not np.isfinite(value).all():
+            raise BadRequest(f"{key} holds non-finite values: no actions for it")
     return obs
 
 
 class OpenpiServer:
-    def __init__(self, policy, model_id: str, host: str, port: int, api_key: str = ""):
+    def __init__(
+        self,
+        policy,
+        model_id: str,
+        host: str,
+        port: int,
+        limits: Limits,
+        api_key: str = "",
+        on_violation: str = "clamp",
+        control_hz: float = 0.0,
+    ):
+        """`limits`: the robot's action envelope; `control_hz`: the rate a client executes the
+        actions at (for the workspace's speed limit)."""
         from websockets.sync.server import serve
 
+        action_dim = getattr(getattr(policy, "config", None), "action_dim", limits.action_dim)
+        if action_dim != limits.action_dim:
+            raise ConfigError(
+                f"the policy acts in {action_dim} dims, the robot's envelope has {limits.action_dim} "
+                "(robot.envelope, or the limits robot.kind declares)"
+            )
         self.policy, self.model_id, self.api_key = policy, model_id, api_key
+        self.limits, self.on_violation, self.control_hz = limits, on_violation, control_hz
         self._lock = threading.Lock()  # one policy, many connections: one inference at a time
         self.server = serve(
             self._handle,
@@ -136,16 +165,24 @@ class OpenpiServer:
             return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong api key\n")
         return None
 
-    def infer(self, obs: dict) -> dict:
+    def envelope(self) -> Envelope:
+        """One per connection: each client is a robot of its own."""
+        return Envelope(self.limits, self.on_violation, self.control_hz)
+
+    def infer(self, obs: dict, envelope: Envelope) -> dict:
         with self._lock:
             t0 = time.monotonic()
             chunk = self.policy.think(obs)
             t1 = time.monotonic()
-            actions = np.asarray(self.policy.refine(obs, chunk, 0), dtype=np.float32)
+            refined = self.policy.refine(obs, chunk, 0)
             t2 = time.monotonic()
+        actions, bits = envelope.apply_chunk(refined, obs[STATE_KEY])
         fields, arrays = chunk_to_wire(chunk)
         return {
             "actions": actions,
+            # What the envelope did to them (envelope.py's bits, OR-ed over the answer: 1 clamped,
+            # 2 rate-limited, 4 held, 8 non-finite, 16 workspace).
+            "envelope": bits,
             "chunk": arrays["actions"],
             "values": arrays["values"],
             "chosen": fields["chosen"],
@@ -161,8 +198,17 @@ class OpenpiServer:
 
         with self._lock:
             self.policy.reset()
+        envelope = self.envelope()
         ws.send(
-            pack({"model_id": self.model_id, "server": "hume", "action_dim": 7, "keys": list(OPENPI_KEYS)})
+            pack(
+                {
+                    "model_id": self.model_id,
+                    "server": "hume",
+                    "action_dim": self.limits.action_dim,
+                    "envelope": self.limits.to_dict(),
+                    "keys": list(OPENPI_KEYS),
+                }
+            )
         )
         try:
             while True:
@@ -170,7 +216,7 @@ class OpenpiServer:
                 try:
                     if not isinstance(data, bytes):
                         raise BadRequest("observations are binary msgpack messages")
-                    reply = self.infer(to_observation(unpack(data)))
+                    reply = self.infer(to_observation(unpack(data)), envelope)
                 except Exception as e:  # the client gets the error; the server stays up
                     log.warning("request failed: %s", e)
                     ws.send(f"{type(e).__name__}: {e}")
@@ -179,6 +225,8 @@ class OpenpiServer:
                 ws.send(pack(reply))
         except ConnectionClosed:
             return
+        finally:
+            envelope.flush_log()
 
     def run_until(self, stop: threading.Event) -> None:
         """Serve (in a thread) until `stop` is set, then close every connection and return."""
@@ -189,7 +237,8 @@ class OpenpiServer:
         thread.join()
 
 
-def serve(cfg: DeployConfig) -> int:
+def serve(cfg: DeployConfig, limits: Limits) -> int:
+    """Serve until SIGTERM/SIGINT; `limits`: the robot's action envelope (the CLI resolves it)."""
     from hume.runtime.policy_loader import load_policy, model_id
 
     o = cfg.openpi
@@ -201,7 +250,16 @@ def serve(cfg: DeployConfig) -> int:
     checkpoint = check_checkpoint(cfg.checkpoint)
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per connection is noise
-    server = OpenpiServer(policy, model_id(checkpoint), o.host, o.port, o.api_key)
+    server = OpenpiServer(
+        policy,
+        model_id(checkpoint),
+        o.host,
+        o.port,
+        limits,
+        o.api_key,
+        cfg.robot.envelope.on_violation,
+        cfg.system1.control_hz,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -32,14 +32,15 @@ class PolicySpec:
 
     @classmethod
     def of(cls, policy) -> PolicySpec:
-        """From `policy.config` (a HumeConfig); a policy class without one is not checked."""
+        """From `policy.config` (a HumeConfig, or a plug-in policy's config with the fields the
+        nodes read: docs/deployment.md); what it does not say is not checked."""
         cfg = getattr(policy, "config", None)
         if cfg is None or not hasattr(cfg, "chunk_size"):
             return cls()
         pinned = getattr(getattr(cfg, "system2", None), "pin_padded_actions", True)
         return cls(
-            cameras=tuple(cfg.cameras),
-            state_dim=cfg.state_dim,
+            cameras=tuple(getattr(cfg, "cameras", ())),
+            state_dim=getattr(cfg, "state_dim", None),
             chunk_size=cfg.chunk_size,
             action_dim=cfg.action_dim,
             padded_dims=0 if pinned else cfg.max_action_dim - cfg.action_dim,

@@ -17,9 +17,11 @@ after the observation it answers. A failed refinement leaves the still-valid pla
 (counted); when no valid plan is left the robot holds (zero motion, gripper unchanged); that is
 logged, and control resumes by itself as soon as a fresh chunk arrives. Every action, the hold
 included, passes the robot's action envelope (envelope.py) just before the robot adapter gets it.
-Records survive a crash: ticks.csv is streamed and system1.json rewritten, both at least every
-second. All times are this host's monotonic clock; the only thing compared across hosts is step
-indices.
+The robot lives in its driver's process (deploy/robots/driver.py), whose command watchdog holds
+it when this loop falls silent or dies; the loop learns of such a hold with its next observation
+and ramps from rest. Records survive a crash: ticks.csv is streamed and system1.json rewritten,
+both at least every second. All times are this host's monotonic clock; the only thing compared
+across hosts is step indices.
 """
 
 from __future__ import annotations
@@ -193,6 +195,7 @@ class System1Node:
         self.hold_ticks = 0
         self.refine_errors = 0
         self.system2_errors = 0
+        self.watchdog_holds = 0  # times the robot's driver held the robot by itself
         self.think_ms: list[float] = []
         self.system2_state: str | None = None
         self.episodes: list[dict] = []
@@ -394,6 +397,7 @@ class System1Node:
                     time.sleep(delay)
             start = time.monotonic()
             obs = self.robot.observe()
+            self._check_watchdog()
             t0 = time.monotonic()  # observation in hand
             self._obs_times[self.tick] = t0
             self._obs_times.pop(self.tick - 4 * self.schedule.cfg.chunk_size, None)
@@ -502,6 +506,19 @@ class System1Node:
         self._say_rate()
         return result
 
+    def _check_watchdog(self) -> None:
+        """The robot's driver held the robot by itself (this loop was silent for robot.watchdog_s):
+        the envelope's next action ramps from that rest, not from the action sent before."""
+        held = getattr(self.robot, "watchdog_holds", 0)
+        if held > self.watchdog_holds:
+            self.watchdog_holds = held
+            self.envelope.hold()
+            log.warning(
+                "the robot's driver held the robot by itself (no command for %.2f s, robot.watchdog_s): "
+                "control resumes from rest",
+                self.cfg.robot.watchdog_s,
+            )
+
     def _count_overrun(self, tick_ms: float, total_ms: float) -> None:
         period_ms = self.period * 1e3
         if tick_ms > period_ms:
@@ -577,6 +594,8 @@ class System1Node:
             "overruns": self.overruns,
             "policy_overruns": self.policy_overruns,
             "system2_errors": self.system2_errors,
+            "watchdog_s": self.cfg.robot.watchdog_s,
+            "watchdog_holds": self.watchdog_holds,
             "envelope": self.envelope.summary(),
             "think_ms": [round(x, 3) for x in self.think_ms],
             "interrupted": self.stop.is_set(),
