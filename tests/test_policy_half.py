@@ -11,7 +11,7 @@ from hume.config import ConfigError
 from hume.models.configuration_hume import HumeConfig
 from hume.policy import HumePolicy
 from hume.runtime.config import DeployConfig, HumePolicyConfig
-from sim.eval_config import EvalConfig, PolicyConfig
+from sim.eval_config import EvalConfig, EvalPolicyConfig
 
 DEFAULT = Path(__file__).resolve().parents[1] / "checkpoints/default"
 N = 5
@@ -85,10 +85,10 @@ def test_from_config_builds_in_the_dtype_and_training_dtypes_stay_float32():
 
 
 def test_the_dtype_switch_reaches_eval_deploy_and_serve():
-    assert PolicyConfig().overrides() == {}, "unset: the checkpoint's dtype"
-    assert PolicyConfig(dtype="bfloat16").overrides() == {"dtype": "bfloat16"}
+    assert EvalPolicyConfig().overrides() == {}, "unset: the checkpoint's dtype"
+    assert EvalPolicyConfig(dtype="bfloat16").overrides() == {"dtype": "bfloat16"}
     with pytest.raises(ConfigError, match="policy.dtype"):
-        EvalConfig(policy=PolicyConfig(dtype="half")).validate()
+        EvalConfig(policy=EvalPolicyConfig(dtype="half")).validate()
     assert HumePolicyConfig(dtype="float16").overrides() == {"dtype": "float16"}
     with pytest.raises(ConfigError, match="policy.dtype"):
         DeployConfig(policy=HumePolicyConfig(dtype="half")).validate()

@@ -4,11 +4,13 @@ before any model code runs; the key is compared in constant time."""
 import threading
 
 import msgpack
+import numpy as np
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from hume.runtime import openpi_server
+from hume.runtime.envelope import Limits
 
 
 class NoModel:
@@ -23,7 +25,9 @@ class NoModel:
 @pytest.fixture
 def server():
     policy = NoModel()
-    srv = openpi_server.OpenpiServer(policy, "tiny@0", "127.0.0.1", 0, api_key="the-right-key")
+    arm = np.ones(6, np.float32)
+    limits = Limits(low=-arm, high=arm, max_delta=arm, gripper=(-1.0, 1.0))
+    srv = openpi_server.OpenpiServer(policy, "tiny@0", "127.0.0.1", 0, limits, api_key="the-right-key")
     stop = threading.Event()
     thread = threading.Thread(target=srv.run_until, args=(stop,))
     thread.start()

@@ -258,7 +258,7 @@ def serve(cfg: DeployConfig, limits: Limits) -> int:
         limits,
         o.api_key,
         cfg.robot.envelope.on_violation,
-        cfg.system1.control_hz,
+        cfg.control.control_hz,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
