@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hume.config import ConfigError, to_dict
-from hume.constants import STATE_KEY, TASK_KEY
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.models import flow
 from hume.models.configuration_hume import HumeConfig
 from hume.models.paligemma_weights import CheckpointError, load_paligemma
@@ -37,6 +37,7 @@ from hume.models.system2 import System2
 from hume.models.value_query_head import ValueQueryHead
 from hume.policy import selectors
 from hume.policy.chunk import Chunk, think_record
+from hume.policy.fast_path import FastPath
 from hume.policy.hub import push_folder, resolve_checkpoint
 from hume.policy.normalize import STATS_FILE, Normalizer
 from hume.policy.schedule import ControlSchedule, ScheduleConfig, sends_committed
@@ -139,6 +140,8 @@ class HumePolicy(nn.Module):
             )
         self.generator = torch.Generator()
         self.reset(seed=0)
+        self._fast = FastPath(self.system2, self.value_head, self.system1)
+        self._fast_weights: list[int] = []
 
     # ----- construction and checkpoints --------------------------------------------------------
     @classmethod
@@ -189,7 +192,10 @@ class HumePolicy(nn.Module):
         tokenizer_dir = directory / TOKENIZER_DIR
         policy = cls(config, normalizer.to_dict(), tokenizer_dir if tokenizer_dir.is_dir() else None)
         policy.load_weights(directory / WEIGHTS_FILE)
-        return policy.eval()
+        policy.eval()
+        if config.compile:
+            policy.warm_up()
+        return policy
 
     def load_weights(self, file: Path) -> None:
         """Strict load; a missing, unexpected or mis-shaped tensor is an error naming file and key.
@@ -223,6 +229,40 @@ class HumePolicy(nn.Module):
             with torch.no_grad():
                 for key, tensor in own.items():
                     tensor.copy_(handle.get_tensor(key))
+
+    # ----- the fast path ------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """One think and one refine on a blank observation, so that the fast path's graphs are traced
+        before the first real call (the policy's noise and episode state are left as they were)."""
+        cfg = self.config
+        blank = np.zeros((cfg.image_size, cfg.image_size, 3), np.uint8)
+        obs = {IMAGE_KEY.format(c): blank for c in cfg.cameras}
+        obs |= {STATE_KEY: np.zeros(cfg.state_dim, np.float32), TASK_KEY: "warm up"}
+        # The oracle selector's plain thinks draw one candidate; the others draw num_candidates.
+        n = 1 if cfg.selector == "oracle" else cfg.num_candidates
+        rng, forced = self.rng, self.forced
+        self.forced = None
+        chunk = self.think(obs, noise=np.zeros((n, cfg.chunk_size, cfg.max_action_dim), np.float32))
+        self.refine(obs, chunk, 0)
+        self.rng, self.forced = rng, forced
+
+    def _uses_fast_path(self, *networks: nn.Module) -> bool:
+        """Whether this call takes the fast path: config.compile, inference mode, and the traced graphs
+        still hold the current weights (any in-place change, an optimiser step or a load, bumps a
+        parameter's version and drops them)."""
+        if not self.config.compile or torch.is_grad_enabled() or any(m.training for m in networks):
+            return False
+        versions = [p._version for p in self.parameters()]
+        if versions != self._fast_weights:
+            self._fast.clear()
+            self._fast_weights = versions
+        return True
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .half() and friends give new tensors: graphs traced on the old ones are stale.
+        if hasattr(self, "_fast"):
+            self._fast.clear()
+        return super()._apply(fn, recurse)
 
     # ----- episode state (of select_action's loop only) ----------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -310,10 +350,13 @@ class HumePolicy(nn.Module):
         states = np.stack([self._state(obs) for obs in observations])
         state = pad_to(torch.from_numpy(states), cfg.max_state_dim).to(self.device, self.dtype)
 
-        prefix_embs, prefix_mask = s2.embed_prefix(
-            image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device)
-        )
-        cache = s2.encode_prefix(prefix_embs, prefix_mask)
+        fast = self._uses_fast_path(s2, self.value_head)
+        prefix = (image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device))
+        if fast:
+            prefix_embs, prefix_mask, cache = self._fast.encode_prefix(*prefix)
+        else:
+            prefix_embs, prefix_mask = s2.embed_prefix(*prefix)
+            cache = s2.encode_prefix(prefix_embs, prefix_mask)
         stop = cfg.theta2 if cfg.use_system1 else 0.0
         plan = {k: v[None].expand(b, n).to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
         if noise is None:
@@ -322,7 +365,7 @@ class HumePolicy(nn.Module):
                 self.generator.manual_seed(forced[1])  # a continuation of its own (sim/oracle.py)
         else:
             noise_t = torch.cat([self._check_noise(x, n) for x in noise])
-        candidates = s2.sample(
+        sample_args = (
             cache,
             state,
             noise_t.to(self.device, self.dtype),
@@ -330,12 +373,19 @@ class HumePolicy(nn.Module):
             plan["dt"].to(self.dtype),
             plan["steps"],
             plan["temperature"].to(self.dtype),
-            self._guide(committed, delays),
-        ).float()
+        )
+        guide = self._guide(committed, delays)
+        if fast and guide is None:
+            candidates = self._fast.sample(*sample_args).float()
+        else:
+            candidates = s2.sample(*sample_args, guide).float()
 
         if cfg.use_value_head:
-            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
-            q = self.value_head(prefix_embs, prefix_mask, scored.to(self.dtype), target=True)
+            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim]).to(self.dtype)
+            if fast:
+                q = self._fast.value(prefix_embs, prefix_mask, scored)
+            else:
+                q = self.value_head(prefix_embs, prefix_mask, scored, target=True)
             q = q.float().cpu().numpy().transpose(1, 0, 2)  # [B, E, N]
             values = q.min(axis=1)  # the pessimistic value the record keeps
         else:
@@ -405,7 +455,11 @@ class HumePolicy(nn.Module):
         start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
         guide = self._refine_guide(continues, h, cfg.s1_action_dim)
-        refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps, guide)
+        theta1, steps = s1.config.theta1, s1.config.num_steps
+        if guide is None and self._uses_fast_path(s1):
+            refined = self._fast.refine(images, history, offset_t, start_t, theta1, steps)
+        else:
+            refined = s1.refine(images, history, offset_t, start_t, theta1, steps, guide)
         return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
 
     def _refine_guide(self, continues: np.ndarray | None, h: int, width: int) -> flow.Guide | None:
