@@ -30,6 +30,7 @@ HUME_OVERRIDES = (
     "lcb_k",
     "softmax_temperature",
     "gated_margin",
+    "compile",
 )
 # How evaluations saved before that convention said "the checkpoint's": {field: old value}.
 LEGACY_UNSET = {"num_candidates": 0, "rtc_system1_overlap": -1}
@@ -73,6 +74,8 @@ class PolicyConfig:
     # ("float32", or "bfloat16" on a GPU). Every worker process loads its own copy.
     device: str = "cpu"
     dtype: str = "float32"
+    # The fast inference path (HumeConfig.compile: frozen traced graphs, exact); unset: the checkpoint's.
+    compile: bool | None = None
 
     def overrides(self) -> dict:
         """The HumeConfig fields these switches replace (HumePolicy.from_pretrained keywords)."""

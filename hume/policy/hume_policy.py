@@ -259,10 +259,15 @@ class HumePolicy(nn.Module):
         return True
 
     def _apply(self, fn, recurse=True):
-        # .to(), .half() and friends give new tensors: graphs traced on the old ones are stale.
-        if hasattr(self, "_fast"):
+        # .to(), .half() and friends give new tensors: graphs traced on the old ones are stale, and
+        # a warmed-up policy is warmed up again on its new device or dtype.
+        warmed = len(self._fast) > 0 if hasattr(self, "_fast") else False
+        if warmed:
             self._fast.clear()
-        return super()._apply(fn, recurse)
+        out = super()._apply(fn, recurse)
+        if warmed and not self.training:
+            self.warm_up()
+        return out
 
     # ----- episode state (of select_action's loop only) ----------------------------------------------
     def reset(self, seed: int | None = None) -> None:

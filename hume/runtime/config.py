@@ -166,16 +166,15 @@ class HumePolicyConfig(PolicyConfig):
     # num_candidates); unset: the checkpoint's. "oracle" needs a simulator: it is `hume eval`'s.
     selector: str | None = None
     num_candidates: int | None = None
+    # The fast inference path (HumeConfig.compile: frozen traced graphs, exact); unset: the checkpoint's.
+    compile: bool | None = None
 
     def class_path(self) -> str:
         return "hume.policy:HumePolicy"
 
     def overrides(self) -> dict:
-        return {
-            k: v
-            for k, v in (("selector", self.selector), ("num_candidates", self.num_candidates))
-            if v is not None
-        }
+        names = ("selector", "num_candidates", "compile")
+        return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
 @PolicyConfig.register_subclass("import")
