@@ -240,10 +240,13 @@ class HumePolicy(nn.Module):
         obs |= {STATE_KEY: np.zeros(cfg.state_dim, np.float32), TASK_KEY: "warm up"}
         # The oracle selector's plain thinks draw one candidate; the others draw num_candidates.
         n = 1 if cfg.selector == "oracle" else cfg.num_candidates
-        rng, forced = self.rng, self.forced
+        rng, forced = copy.deepcopy(self.rng), self.forced  # the selectors draw from rng
         self.forced = None
-        chunk = self.think(obs, noise=np.zeros((n, cfg.chunk_size, cfg.max_action_dim), np.float32))
-        self.refine(obs, chunk, 0)
+        noise = np.zeros((n, cfg.chunk_size, cfg.max_action_dim), np.float32)
+        # This class's own think and refine: a subclass's overrides (counting, recording) are not
+        # for a warm-up.
+        (chunk,) = HumePolicy.think_batch(self, [obs], [noise])
+        HumePolicy.refine(self, obs, chunk, 0)
         self.rng, self.forced = rng, forced
 
     def _uses_fast_path(self, *networks: nn.Module) -> bool:
