@@ -39,6 +39,7 @@ def test_whole_think_of_a_checkpoint_eager_and_fast():
     for row in result["think"]:
         assert row["eager_ms"] > 0 and row["fast_ms"] > 0
         assert row["max_abs_diff"] <= 1e-5, "the fast path computes the eager candidates"
+        assert row["eager_traced_graphs"] == 0 and row["fast_traced_graphs"] >= 3
     assert result["think"][0]["eager_vs_n1"] == result["think"][0]["fast_vs_n1"] == 1.0
 
 

@@ -32,19 +32,19 @@ def test_think_and_refine_match_eager(pair):
     obs = observation(3, "pick up the black bowl")
     noise = np.random.default_rng(0).normal(size=(cfg.num_candidates, cfg.chunk_size, cfg.max_action_dim))
     want, got = eager.think(obs, noise), fast.think(obs, noise)
-    assert len(fast._fast) == 3  # prefix, denoising loop and value head ran as graphs
+    assert fast.traced_graphs == 3  # prefix, denoising loop and value head ran as graphs
     close(got.candidates, want.candidates)
     close(got.values, want.values)
     assert got.index == want.index
     history = np.stack([obs["observation.state"]] * cfg.system1.state_history)
     for offset in (0, 5):
         close(fast.refine(obs, want, offset, history), eager.refine(obs, want, offset, history))
-    assert len(fast._fast) == 4
+    assert fast.traced_graphs == 4
     # Another observation through the same graphs still matches: nothing of the first was frozen in.
     other = observation(9, "open the top drawer of the cabinet")
     close(fast.think(other, noise).candidates, eager.think(other, noise).candidates)
     close(fast.refine(other, want, 2), eager.refine(other, want, 2))
-    assert len(fast._fast) == 4
+    assert fast.traced_graphs == 4
 
 
 def test_changed_weights_are_followed(pair):
@@ -64,7 +64,7 @@ def test_from_pretrained_traces_at_load_and_leaves_the_noise(tmp_path, pair):
     eager, _ = pair
     eager.save_pretrained(tmp_path)
     fast = HumePolicy.from_pretrained(tmp_path, compile=True)
-    assert len(fast._fast) == 4  # warmed up: the first real think and refine are not the slow ones
+    assert fast.traced_graphs == 4  # warmed up: the first real think and refine are not the slow ones
     plain = HumePolicy.from_pretrained(tmp_path)
     obs = observation(5, "pick up the black bowl")
     close(fast.think(obs).candidates, plain.think(obs).candidates)  # same draw from the generator

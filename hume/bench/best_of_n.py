@@ -219,8 +219,8 @@ def measure_think(cfg: Config) -> list[dict]:
         pcfg = next(iter(policies.values())).config
         # num_steps, device and dtype as the System-2 rows (`.to` traces a fast policy again).
         for path, policy in policies.items():
-            s2 = dataclasses.replace(pcfg.system2, num_steps=cfg.num_steps)
-            policy.config = dataclasses.replace(pcfg, system2=s2)
+            s2 = dataclasses.replace(policy.config.system2, num_steps=cfg.num_steps)
+            policy.config = dataclasses.replace(policy.config, system2=s2)
             policies[path] = policy.to(cfg.device, getattr(torch, cfg.dtype))
         obs = {IMAGE_KEY.format(c): rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in pcfg.cameras}
         obs |= {STATE_KEY: rng.normal(size=pcfg.state_dim).astype(np.float32), TASK_KEY: "pick up the bowl"}
@@ -234,6 +234,7 @@ def measure_think(cfg: Config) -> list[dict]:
             for path, policy in policies.items():
                 times[path].append(_seconds(lambda p=policy, o=obs, x=noise: p.think(o, x), device))
         row = {"n": n, "max_abs_diff": diff}
+        row |= {f"{path}_traced_graphs": p.traced_graphs for path, p in policies.items()}
         row |= {f"{path}_ms": round(float(np.median(t[cfg.warmup :])) * 1e3, 2) for path, t in times.items()}
         log.info("think %s", row)
         rows.append(row)

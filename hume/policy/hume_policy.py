@@ -249,6 +249,11 @@ class HumePolicy(nn.Module):
         HumePolicy.refine(self, obs, chunk, 0)
         self.rng, self.forced = rng, forced
 
+    @property
+    def traced_graphs(self) -> int:
+        """How many fast-path graphs are traced now (0: every call so far ran eagerly)."""
+        return len(self._fast)
+
     def _uses_fast_path(self, *networks: nn.Module) -> bool:
         """Whether this call takes the fast path: config.compile, inference mode, and the traced graphs
         still hold the current weights (any in-place change, an optimiser step or a load, bumps a
