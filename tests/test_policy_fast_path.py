@@ -58,6 +58,7 @@ def test_changed_weights_are_followed(pair):
     after = fast.refine(obs, chunk, 0)
     assert not np.allclose(after, before, atol=1e-3)
     close(after, eager.refine(obs, chunk, 0))
+    assert fast.traced_graphs == 4  # the graphs read the weights as inputs: nothing was traced again
 
 
 def test_from_pretrained_traces_at_load_and_leaves_the_noise(tmp_path, pair):
@@ -68,3 +69,8 @@ def test_from_pretrained_traces_at_load_and_leaves_the_noise(tmp_path, pair):
     plain = HumePolicy.from_pretrained(tmp_path)
     obs = observation(5, "pick up the black bowl")
     close(fast.think(obs).candidates, plain.think(obs).candidates)  # same draw from the generator
+    # Moved to another dtype, it is traced again there, and still computes the eager results.
+    fast, plain = fast.double(), plain.double()
+    assert fast.traced_graphs == 4
+    chunk = plain.think(obs)
+    close(fast.refine(obs, chunk, 0), plain.refine(obs, chunk, 0))

@@ -1,20 +1,23 @@
-"""The fast inference path (HumeConfig.compile): the policy's tensor work as frozen, traced graphs.
+"""The fast inference path (HumeConfig.compile): the policy's tensor work as traced graphs.
 
 At the tiny sizes a refinement issues ~600 operator calls whose arithmetic is a small part of
 their cost: Python, module calls and dispatch are the rest. Tracing each inference call once per
-input shapes (torch.jit.trace) and freezing it (weights folded in as constants) runs the same
-operators, in the same order, from one C++ graph, so the results are bit-for-bit the eager ones.
+input shapes (torch.jit.trace) runs the same operators, in the same order, from one C++ graph, so
+the results are bit for bit the eager ones.
 
-Measured on the 2-core CPU (docs/benchmarks.md): tracing + freezing takes under a second and
-halves a tiny refinement; torch.compile (inductor) reached the same tick but took ~90 s to compile,
-so it is not what this switch uses on the CPU.
+Measured on the 2-core CPU (docs/benchmarks.md): tracing takes about a second and takes a third
+off a tiny refinement; torch.compile (inductor) reached the same refinement time but took ~90 s to
+compile, so it is not what this switch uses on the CPU.
 
-Three graphs, as in the paper's split: System 2's prefix encoding (vision tower + VLM, keys and
+Four graphs, as in the paper's split: System 2's prefix encoding (vision tower + VLM, keys and
 values of every layer out), its best-of-N denoising loop over a cached prefix (the Euler loop
-unrolled: one graph per number of steps), the value head; and System 1's whole cascade (observation
-encoding + its Euler steps). Calls that need autograd (real-time chunking's guided velocity) run
-eagerly. A frozen graph holds the weights as they were when traced: `HumePolicy` drops its graphs
-whenever its weights, device, dtype or mode change.
+unrolled: one graph per number of steps), the value head, and System 1's whole cascade
+(observation encoding + its Euler steps). Calls that need autograd (real-time chunking's guided
+velocity) run eagerly. The graphs take the weights as inputs, so they see every in-place update
+(a load, an optimiser step) and hold no copy of them: torch.jit keeps every graph it ever traced
+in its global compilation unit (pytorch/pytorch#43119), which would otherwise keep old weights
+alive after a move. That is also why graphs are traced only at load, for a new input signature
+and after a move (HumePolicy._apply), never per update: each trace costs memory for good.
 """
 
 from __future__ import annotations
@@ -75,12 +78,36 @@ def _signature(tensors: tuple[Tensor, ...]) -> tuple:
     return tuple((tuple(t.shape), t.dtype, t.device) for t in tensors)
 
 
+def _state(module: nn.Module) -> list[Tensor]:
+    """The module's parameters and buffers as they are now (a graph takes them as inputs)."""
+    return [t for _, t in module.named_parameters()] + [t for _, t in module.named_buffers()]
+
+
+def _trace(module: nn.Module, weights: list[Tensor], inputs: tuple[Tensor, ...]) -> torch.jit.ScriptFunction:
+    """A graph of `module(*inputs)` taking the module's weights as inputs too: it holds no weights
+    (torch.jit's global compilation unit keeps every traced graph, and its constants, for good), and
+    in-place weight updates reach it. The weights are passed as the example inputs themselves, so the
+    tracer records the module's uses of them as uses of those inputs."""
+    count = len(weights)
+
+    def call(*args: Tensor):
+        return module(*args[count:])
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # torch.jit is deprecated in favour of torch.compile, which takes ~90 s per graph on this
+        # CPU against < 1 s here for the same speed; the trace's shape-specialisation warnings are
+        # expected (one graph per input signature).
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(call, (*weights, *inputs), check_trace=False)
+
+
 class FastPath:
-    """Frozen graphs of one policy's networks, traced on first use for each input signature."""
+    """Traced graphs of one policy's networks, one per call and input signature (shapes, dtypes,
+    devices), traced on first use."""
 
     def __init__(self, system2: System2, value_head: ValueQueryHead, system1: System1):
         self.system2, self.value_head, self.system1 = system2, value_head, system1
-        self._graphs: dict[tuple, torch.jit.ScriptModule] = {}
+        self._graphs: dict[tuple, tuple[list[Tensor], torch.jit.ScriptFunction]] = {}
 
     def clear(self) -> None:
         self._graphs.clear()
@@ -90,18 +117,18 @@ class FastPath:
 
     def _run(self, key: tuple, build: Callable[[], nn.Module], inputs: tuple[Tensor, ...]):
         key = (*key, _signature(inputs))
-        graph = self._graphs.get(key)
-        if graph is None:
+        entry = self._graphs.get(key)
+        if entry is None:
             module = build().eval()
-            with torch.no_grad(), warnings.catch_warnings():
-                # torch.jit is deprecated in favour of torch.compile, which takes ~90 s per graph on
-                # this CPU against < 1 s here for the same speed; the trace's shape-specialisation
-                # warnings are expected (one graph per signature).
-                warnings.simplefilter("ignore")
-                graph = torch.jit.freeze(torch.jit.trace(module, inputs, check_trace=False))
-            self._graphs[key] = graph
+            # The weight tensors themselves, looked up once (~0.2 ms for System 2): in-place updates
+            # (loads, optimiser steps) reach the graph through them; a move replaces them and drops
+            # the graphs (HumePolicy._apply).
+            weights = _state(module)
+            entry = (weights, _trace(module, weights, inputs))
+            self._graphs[key] = entry
+        weights, graph = entry
         with torch.no_grad():
-            return graph(*inputs)
+            return graph(*weights, *inputs)
 
     def encode_prefix(
         self, images: Tensor, image_masks: Tensor, tokens: Tensor, token_masks: Tensor

@@ -141,7 +141,6 @@ class HumePolicy(nn.Module):
         self.generator = torch.Generator()
         self.reset(seed=0)
         self._fast = FastPath(self.system2, self.value_head, self.system1)
-        self._fast_weights: list[int] = []
 
     # ----- construction and checkpoints --------------------------------------------------------
     @classmethod
@@ -255,21 +254,14 @@ class HumePolicy(nn.Module):
         return len(self._fast)
 
     def _uses_fast_path(self, *networks: nn.Module) -> bool:
-        """Whether this call takes the fast path: config.compile, inference mode, and the traced graphs
-        still hold the current weights (any in-place change, an optimiser step or a load, bumps a
-        parameter's version and drops them)."""
-        if not self.config.compile or torch.is_grad_enabled() or any(m.training for m in networks):
-            return False
-        versions = [p._version for p in self.parameters()]
-        if versions != self._fast_weights:
-            self._fast.clear()
-            self._fast_weights = versions
-        return True
+        """Whether this call takes the fast path: config.compile, and inference (no gradients, the
+        networks in eval mode: a graph is traced in eval mode)."""
+        return self.config.compile and not torch.is_grad_enabled() and not any(m.training for m in networks)
 
     def _apply(self, fn, recurse=True):
-        # .to(), .half() and friends give new tensors: graphs traced on the old ones are stale, and
-        # a warmed-up policy is warmed up again on its new device or dtype.
-        warmed = len(self._fast) > 0 if hasattr(self, "_fast") else False
+        # .to(), .half() and friends replace the weight tensors the graphs were traced with: a
+        # warmed-up policy is traced again on its new device or dtype.
+        warmed = hasattr(self, "_fast") and len(self._fast) > 0
         if warmed:
             self._fast.clear()
         out = super()._apply(fn, recurse)
