@@ -4,6 +4,7 @@ the work each method does, which is what its timings measure."""
 import dataclasses
 import json
 
+import pytest
 import torch
 from cli_support import hume, last_json
 
@@ -23,6 +24,7 @@ def test_smoke_run_prints_json_on_the_last_line(tmp_path):
     assert json.loads((tmp_path / "best-of-n.json").read_text())["results"] == result["results"]
 
 
+@pytest.mark.slow
 def test_whole_think_of_a_checkpoint_eager_and_fast():
     result = last_json(
         hume(

@@ -74,3 +74,12 @@ def test_from_pretrained_traces_at_load_and_leaves_the_noise(tmp_path, pair):
     assert fast.traced_graphs == 4
     chunk = plain.think(obs)
     close(fast.refine(obs, chunk, 0), plain.refine(obs, chunk, 0))
+
+
+def test_the_switch_reaches_from_pretrained_from_eval_deploy_and_serve():
+    from hume.runtime.config import HumePolicyConfig
+    from sim.eval_config import PolicyConfig
+
+    assert PolicyConfig(compile=True).overrides() == {"compile": True}
+    assert HumePolicyConfig(compile=False).overrides() == {"compile": False}
+    assert "compile" not in PolicyConfig().overrides() | HumePolicyConfig().overrides()  # the checkpoint's
