@@ -31,9 +31,11 @@ HUME_OVERRIDES = (
     "lcb_k",
     "softmax_temperature",
     "gated_margin",
+    "compile",
 )
-# How evaluations saved before that convention said "the checkpoint's": {field: old value}.
-LEGACY_UNSET = {"num_candidates": 0, "rtc_system1_overlap": -1}
+# How evaluations saved before that convention said "the checkpoint's": {field: old value}. (dtype
+# was "float32" by default before it became an override, when every checkpoint was float32.)
+LEGACY_UNSET = {"num_candidates": 0, "rtc_system1_overlap": -1, "dtype": "float32"}
 
 
 def read_saved_policy(saved: dict) -> dict:
@@ -79,6 +81,8 @@ class EvalPolicyConfig:
     # checkpoint's). Every worker process loads its own copy.
     device: str = "cpu"
     dtype: str | None = None
+    # The fast inference path (HumeConfig.compile: frozen traced graphs, exact); unset: the checkpoint's.
+    compile: bool | None = None
 
     def overrides(self) -> dict:
         """The HumeConfig fields these switches replace (HumePolicy.from_pretrained keywords)."""

@@ -99,10 +99,10 @@ def make_policy(cfg: EvalConfig):
     from hume.policy.sync_loop import SyncLoop
 
     check_checkpoint(cfg.policy.checkpoint, "policy.checkpoint")
-    # The dtype is applied as the weights load (an override); the device only moves them.
-    policy = HumePolicy.from_pretrained(cfg.policy.checkpoint, **cfg.policy.overrides())
-    if cfg.policy.device != "cpu":
-        policy = policy.to(cfg.policy.device)
+    # The dtype is applied as the weights load (an override); the device only moves them (before
+    # the fast path, if on, is traced).
+    overrides = cfg.policy.overrides()
+    policy = HumePolicy.from_pretrained(cfg.policy.checkpoint, device=cfg.policy.device, **overrides)
     if cfg.mode == "async":
         from sim.latency import LatencyModel, VirtualClockPolicy
 

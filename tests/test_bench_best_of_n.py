@@ -4,6 +4,7 @@ the work each method does, which is what its timings measure."""
 import dataclasses
 import json
 
+import pytest
 import torch
 from cli_support import hume, last_json
 
@@ -21,6 +22,27 @@ def test_smoke_run_prints_json_on_the_last_line(tmp_path):
         assert {"n", "naive_s", "shared_prefix_s", "speedup"} <= set(row)
         assert row["max_abs_diff"] < 1e-4, "both methods must compute the same candidates"
     assert json.loads((tmp_path / "best-of-n.json").read_text())["results"] == result["results"]
+
+
+@pytest.mark.slow
+def test_whole_think_of_a_checkpoint_eager_and_fast():
+    result = last_json(
+        hume(
+            "bench",
+            "best-of-n",
+            "--smoke",
+            "--json",
+            "--threads=1",
+            "--sizes=[]",
+            "--checkpoint=checkpoints/default",
+        )
+    )
+    assert result["results"] == [] and [row["n"] for row in result["think"]] == [1, 5]
+    for row in result["think"]:
+        assert row["eager_ms"] > 0 and row["fast_ms"] > 0
+        assert row["max_abs_diff"] <= 1e-5, "the fast path computes the eager candidates"
+        assert row["eager_traced_graphs"] == 0 and row["fast_traced_graphs"] >= 3
+    assert result["think"][0]["eager_vs_n1"] == result["think"][0]["fast_vs_n1"] == 1.0
 
 
 def test_shared_prefix_encodes_the_observation_once_for_all_candidates():

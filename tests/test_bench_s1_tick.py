@@ -36,3 +36,25 @@ def test_bad_options_are_config_errors():
     assert r.returncode == 2 and "huge" in r.stderr
     r = hume("bench", "s1-tick", "--compile=fastest")
     assert r.returncode == 2 and "compile" in r.stderr
+
+
+@pytest.mark.slow
+def test_eager_and_fast_paths_side_by_side_on_a_checkpoint():
+    result = last_json(
+        hume(
+            "bench",
+            "s1-tick",
+            "--smoke",
+            "--json",
+            "--checkpoint=checkpoints/default",
+            "--paths=[eager,fast]",
+        )
+    )
+    assert result["checkpoint"] == "checkpoints/default" and list(result["paths"]) == ["eager", "fast"]
+    for path in result["paths"].values():
+        assert path["ticks"] == 50 and path["refined_ticks"] > 0 and path["hold_ticks"] == 0
+        assert 0 < path["refine_cpu_ms"]["p50"] <= path["refine_cpu_ms"]["p99"]
+    # The top level is the first path's, as a run of one path reports it.
+    assert result["refine_cpu_ms"] == result["paths"]["eager"]["refine_cpu_ms"]
+    r = hume("bench", "s1-tick", "--paths=[jit]")
+    assert r.returncode == 2 and "paths" in r.stderr

@@ -9,6 +9,12 @@ For each N, side by side in one process, interleaved repeat by repeat, on the sa
 Times are the minimum over `repeats` (the least disturbed run on a shared machine); each row also
 reports the largest difference between the naive and shared-prefix candidates, which must be
 float noise. Only System 2 is timed (no value head).
+
+With `checkpoint` (e.g. checkpoints/default), the whole `HumePolicy.think` of that checkpoint is
+timed too (preprocessing, System 2, value head, selection), for each N and each of `paths`: eager
+and fast (HumeConfig.compile, traced before timing), interleaved call by call on the same
+observation and noise; the median of `repeats` calls is reported, with N / N=1 per path.
+`sizes=[]` times the checkpoint alone.
 """
 
 from __future__ import annotations
@@ -78,11 +84,17 @@ class Config:
     json: bool = False
     # Folder for the result (best-of-n.json); empty = no file.
     output: str = ""
+    # A checkpoint folder whose whole think is timed per N and path (empty: none).
+    checkpoint: str = ""
+    # Inference paths of the checkpoint's think: eager and/or fast (HumeConfig.compile).
+    paths: tuple[str, ...] = ("eager", "fast")
 
     def validate(self) -> None:
         unknown = [s for s in self.sizes if s not in SIZES]
-        if unknown or not self.sizes:
-            raise ConfigError(f"sizes: unknown {unknown}; choose from {sorted(SIZES)}")
+        if unknown or not (self.sizes or self.checkpoint):
+            raise ConfigError(f"sizes: unknown {unknown}; choose from {sorted(SIZES)} (or give a checkpoint)")
+        if not self.paths or any(p not in ("eager", "fast") for p in self.paths):
+            raise ConfigError(f"paths must name some of eager, fast; got {list(self.paths)}")
         if not self.candidates or min(self.candidates) < 1:
             raise ConfigError(f"candidates must be numbers >= 1, got {self.candidates}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
@@ -231,15 +243,58 @@ def measure(size: str, cfg: Config) -> list[dict]:
     return rows
 
 
+def measure_think(cfg: Config) -> list[dict]:
+    """The checkpoint's whole think, per N and path: median ms over `repeats` interleaved calls."""
+    import numpy as np
+    import torch
+
+    from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
+    from hume.policy import HumePolicy
+
+    rng = np.random.default_rng(cfg.seed)
+    rows = []
+    for n in cfg.candidates:
+        policies = {
+            path: HumePolicy.from_pretrained(cfg.checkpoint, num_candidates=n, compile=path == "fast")
+            for path in cfg.paths
+        }
+        pcfg = next(iter(policies.values())).config
+        # num_steps, device and dtype as the System-2 rows (`.to` traces a fast policy again).
+        for path, policy in policies.items():
+            s2 = dataclasses.replace(policy.config.system2, num_steps=cfg.num_steps)
+            policy.config = dataclasses.replace(policy.config, system2=s2)
+            policies[path] = policy.to(cfg.device, getattr(torch, cfg.dtype))
+        obs = {IMAGE_KEY.format(c): rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in pcfg.cameras}
+        obs |= {STATE_KEY: rng.normal(size=pcfg.state_dim).astype(np.float32), TASK_KEY: "pick up the bowl"}
+        noise = rng.normal(size=(n, pcfg.chunk_size, pcfg.max_action_dim)).astype(np.float32)
+        chunks = {path: p.think(obs, noise) for path, p in policies.items()}
+        ref = chunks[cfg.paths[0]].candidates
+        diff = max(float(np.abs(c.candidates - ref).max()) for c in chunks.values())
+        times: dict[str, list[float]] = {path: [] for path in policies}
+        device = torch.device(cfg.device)
+        for _ in range(cfg.warmup + cfg.repeats):
+            for path, policy in policies.items():
+                times[path].append(_seconds(lambda p=policy, o=obs, x=noise: p.think(o, x), device))
+        row = {"n": n, "max_abs_diff": diff}
+        row |= {f"{path}_traced_graphs": p.traced_graphs for path, p in policies.items()}
+        row |= {f"{path}_ms": round(float(np.median(t[cfg.warmup :])) * 1e3, 2) for path, t in times.items()}
+        log.info("think %s", row)
+        rows.append(row)
+    base = next((r for r in rows if r["n"] == 1), None)
+    for row in rows:
+        for path in cfg.paths:
+            if base is not None:
+                row[f"{path}_vs_n1"] = round(row[f"{path}_ms"] / base[f"{path}_ms"], 2)
+    return rows
+
+
 def run(cfg: Config) -> dict:
     import torch
 
     cfg = cfg.effective()
     torch.set_num_threads(cfg.threads)
     rows = [row for size in cfg.sizes for row in measure(size, cfg)]
-    first = [r for r in rows if r["size"] == cfg.sizes[0]]
-    top = next((r for r in first if r["n"] == 5), first[-1])
-    return {
+    result = {
         "benchmark": "best-of-n",
         "device": cfg.device,
         "dtype": cfg.dtype,
@@ -247,11 +302,29 @@ def run(cfg: Config) -> dict:
         "num_steps": cfg.num_steps,
         "repeats": cfg.repeats,
         "results": rows,
-        **{k: top[k] for k in ("size", "n", "naive_s", "separate_s", "shared_prefix_s", "speedup")},
     }
+    if rows:
+        first = [r for r in rows if r["size"] == cfg.sizes[0]]
+        top = next((r for r in first if r["n"] == 5), first[-1])
+        result |= {k: top[k] for k in ("size", "n", "naive_s", "separate_s", "shared_prefix_s", "speedup")}
+    if cfg.checkpoint:
+        result |= {"checkpoint": cfg.checkpoint, "think": measure_think(cfg)}
+    return result
 
 
 def table(result: dict) -> str:
+    lines = [_system2_table(result)] if result["results"] else []
+    if "think" in result:
+        paths = [k[: -len("_ms")] for k in result["think"][0] if k.endswith("_ms")]
+        lines.append(f"think of {result['checkpoint']} (median ms, and / N = 1):")
+        lines.append(f"{'N':>3} " + " ".join(f"{p:>10} {'/ N=1':>6}" for p in paths))
+        for r in result["think"]:
+            cells = [f"{r[p + '_ms']:>10.2f} {r.get(p + '_vs_n1', float('nan')):>6.2f}" for p in paths]
+            lines.append(f"{r['n']:>3} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def _system2_table(result: dict) -> str:
     header = (
         f"{'size':<5} {'N':>3} {'naive s':>9} {'separate s':>11} {'shared s':>9} {'speedup':>8} {'vs sep':>7}"
     )

@@ -136,13 +136,13 @@ def think_and_refine(cfg, report: Report, fast: bool) -> dict:
     chunk = policy.think(obs)
     result["refine"] = _timed(lambda: policy.refine(obs, chunk, 0), cfg.device, cfg.warmup, cfg.repeats)
     result["peak_memory_gib"] = peak_memory_gib(cfg.device)
-    # Shown, so that a fast path that compiled nothing is seen as the eager one it is.
-    result["compiled_graphs"] = int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+    # Shown, so that a fast path that traced nothing is seen as the eager one it is.
+    result["traced_graphs"] = policy.traced_graphs
     thinks = ", ".join(f"N={r['n']} {r['p50_ms']:.1f} ms" for r in result["think"])
     result["summary"] = (
         f"think {thinks}; refine {result['refine']['p50_ms']:.1f} ms; build {build_s:.1f} s, "
         f"first think {result['think'][0]['first_s']:.1f} s; peak {result['peak_memory_gib']} GiB; "
-        f"{result['compiled_graphs']} graphs compiled"
+        f"{result['traced_graphs']} graphs traced"
     )
     return result
 

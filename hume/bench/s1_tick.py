@@ -12,7 +12,12 @@ every observation with one fixed chunk, so no System-2 model work competes for t
 Sizes: `tiny` is configs/model/tiny.yaml on the CPU; `full` is the paper's System 1 (DINOv2-small
 per camera at 224², a 13-layer width-512 trunk) and runs on CUDA (skipped, with the reason, where
 there is none; `device=cpu` forces it onto the CPU), optionally in bf16 and through torch.compile.
-System 2's size does not enter the tick, so it stays tiny.
+System 2's size does not enter the tick, so it stays tiny. `checkpoint` times a saved policy (e.g.
+checkpoints/default) instead of random weights.
+
+`paths` runs the tick once per inference path, one after the other in one process: `eager` (plain
+modules) and `fast` (HumeConfig.compile, hume/policy/fast_path.py, traced before the first tick).
+The top-level figures are the first path's; every path's are under `paths`.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ log = logging.getLogger(__name__)
 SIZES = ("tiny", "full")
 FULL_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "model" / "full.yaml"
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+PATHS = ("eager", "fast")
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,10 @@ class Config:
     compile: str = ""
     # Torch CPU threads.
     threads: int = 1
+    # A checkpoint folder to time instead of random weights of `size` (e.g. checkpoints/default).
+    checkpoint: str = ""
+    # Inference paths to time, in this order: eager and/or fast (HumeConfig.compile).
+    paths: tuple[str, ...] = ("eager",)
     # Camera resolution the robot renders (the policy resizes to the model's input).
     robot_image_size: int = 128
     # A few-second run (50 ticks, 5 warm-up) to check the harness.
@@ -69,6 +79,8 @@ class Config:
             raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.compile not in COMPILE_MODES:
             raise ConfigError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
+        if not self.paths or any(p not in PATHS for p in self.paths):
+            raise ConfigError(f"paths must name some of {PATHS}, got {list(self.paths)}")
 
     def effective(self) -> Config:
         return dataclasses.replace(self, ticks=50, warmup=5) if self.smoke else self
@@ -118,18 +130,26 @@ def _device(cfg: Config) -> str:
     return device
 
 
-def build_policy(cfg: Config, device: str):
+def build_policy(cfg: Config, device: str, fast: bool = False):
     import torch
 
     from hume.policy import HumePolicy
 
     torch.manual_seed(0)
-    policy = HumePolicy.from_config(dataclasses.replace(model_config(cfg.size), dtype=cfg.dtype))
+    switches = {"compile": False, "dtype": cfg.dtype}
+    if cfg.checkpoint:
+        policy = HumePolicy.from_pretrained(cfg.checkpoint, **switches)
+    else:
+        policy = HumePolicy.from_config(dataclasses.replace(model_config(cfg.size), **switches))
     policy = policy.to(device=device).eval()
     if cfg.compile:
         s1 = policy.system1
         s1.vision_encoder = torch.compile(s1.vision_encoder, mode=cfg.compile)
         s1.trunk = torch.compile(s1.trunk, mode=cfg.compile)
+    if fast:
+        # Switched on once the policy sits on its device, then traced before the first tick.
+        policy.config = dataclasses.replace(policy.config, compile=True)
+        policy.warm_up()
     return policy
 
 
@@ -144,18 +164,29 @@ def run(cfg: Config) -> dict:
         log.warning("%s", msg)
         return {**base, "device": "none", "skipped": msg}
 
+    if cfg.dtype != "float32" and device == "cpu":
+        raise ConfigError(f"dtype={cfg.dtype} is for CUDA; on the CPU use float32")
+    torch.set_num_threads(cfg.threads)
+    paths = {path: _tick(cfg, build_policy(cfg, device, path == "fast")) for path in cfg.paths}
+    return {
+        **base,
+        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
+        "threads": cfg.threads,
+        "checkpoint": cfg.checkpoint,
+        **paths[cfg.paths[0]],
+        "paths": paths,
+    }
+
+
+def _tick(cfg: Config, policy) -> dict:
+    """Run the System-1 node for warmup + ticks control ticks with `policy`; its timings."""
     from deploy.metrics import percentiles
     from deploy.robots.kinematic import KinematicRobot
     from hume.bench import echo
     from hume.runtime.config import ControlLoopConfig, DeployConfig, TransportConfig
     from hume.runtime.system1_node import System1Node
 
-    if cfg.dtype == "bfloat16" and device == "cpu":
-        raise ConfigError("dtype=bfloat16 is for CUDA; on the CPU use float32")
-    torch.set_num_threads(cfg.threads)
-    policy = build_policy(cfg, device)
     params = sum(p.numel() for p in policy.system1.parameters())
-
     ctx = multiprocessing.get_context("fork")
     with tempfile.TemporaryDirectory(prefix="hume-s1-tick-") as tmp, ExitStack() as stack:
         obs_ep, chunk_ep = f"ipc://{tmp}/obs", f"ipc://{tmp}/chunks"
@@ -182,9 +213,6 @@ def run(cfg: Config) -> dict:
     refined = sum(r[cols.index("refined")] for r in rows)
     holds = sum(r[cols.index("hold")] for r in rows)
     return {
-        **base,
-        "device": torch.cuda.get_device_name(device) if device.startswith("cuda") else "cpu",
-        "threads": cfg.threads,
         "system1_params": params,
         "ticks": len(rows),
         "refined_ticks": int(refined),
@@ -198,11 +226,14 @@ def run(cfg: Config) -> dict:
 def table(result: dict) -> str:
     if "skipped" in result:
         return f"s1-tick {result['size']}: {result['skipped']}"
-    t, cpu = result["tick_ms"], result["refine_cpu_ms"]
-    return (
-        f"s1-tick {result['size']} on {result['device']} ({result['dtype']}"
-        f"{', compile ' + result['compile'] if result['compile'] else ''}): {result['ticks']} ticks, "
-        f"p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, max {t['max']:.2f} ms; "
-        f"{result['refined_ticks']} refined, {result['hold_ticks']} held; "
-        f"refine CPU time p50 {cpu['p50']:.2f} ms, p99 {cpu['p99']:.2f} ms"
-    )
+    lines = []
+    for path, r in result["paths"].items():
+        t, cpu = r["tick_ms"], r["refine_cpu_ms"]
+        lines.append(
+            f"s1-tick {result['checkpoint'] or result['size']} {path} on {result['device']} "
+            f"({result['dtype']}{', compile ' + result['compile'] if result['compile'] else ''}): "
+            f"{r['ticks']} ticks, p50 {t['p50']:.2f} ms, p99 {t['p99']:.2f} ms, max {t['max']:.2f} ms; "
+            f"{r['refined_ticks']} refined, {r['hold_ticks']} held; "
+            f"refine CPU time p50 {cpu['p50']:.2f} ms, p99 {cpu['p99']:.2f} ms"
+        )
+    return "\n".join(lines)

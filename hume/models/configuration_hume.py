@@ -125,6 +125,12 @@ class HumeConfig:
     use_value_head: bool = True
     use_system1: bool = True
 
+    # The fast inference path (hume/policy/fast_path.py): think's and refine's tensor work runs as
+    # frozen traced graphs, the same operators without Python and module overhead, so the results
+    # are the eager ones bit for bit; traced at load (HumePolicy.from_pretrained), and again for a
+    # new input shape. false: plain eager modules.
+    compile: bool = False
+
     def validate(self) -> None:
         self.system2.validate()
         self.value_head.validate()

@@ -107,10 +107,11 @@ def joint_layer(
     new_kv = (k, v)
     if past_kv is not None:
         k, v = torch.cat([past_kv[0], k], 2), torch.cat([past_kv[1], v], 2)
-    # Gemma scales scores by head_dim ** -0.5, which is SDPA's default; GQA shares the KV heads.
-    out = F.scaled_dot_product_attention(
-        q, k, v, attn_mask=mask[:, None], enable_gqa=q.shape[1] != k.shape[1]
-    )
+    # Gemma scales scores by head_dim ** -0.5, which is SDPA's default; GQA shares the KV heads
+    # (decided from the config, a plain bool, so that a traced graph keeps it).
+    attn_config = layers[0].self_attn.config
+    gqa = attn_config.num_attention_heads != attn_config.num_key_value_heads
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None], enable_gqa=gqa)
     out = out.transpose(1, 2).flatten(2)
 
     new_hiddens: list[Tensor | None] = []

@@ -27,7 +27,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from hume.config import ConfigError, to_dict
-from hume.constants import STATE_KEY, TASK_KEY
+from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
 from hume.models import flow
 from hume.models.configuration_hume import HumeConfig
 from hume.models.paligemma_weights import load_paligemma
@@ -37,6 +37,7 @@ from hume.models.value_query_head import ValueQueryHead
 from hume.policy import selectors
 from hume.policy.chunk import Chunk
 from hume.policy.draws import Draws
+from hume.policy.fast_path import FastPath
 from hume.policy.hub import push_folder, resolve_checkpoint
 from hume.policy.loading import load_safetensors, parameters_as
 from hume.policy.normalize import STATS_FILE, Normalizer
@@ -161,6 +162,7 @@ class HumePolicy(nn.Module):
         # policy keeps its sampling key); an episode's come from its loop.
         self.draws = Draws.seeded(0)
         self.loop = SyncLoop(self)
+        self._fast = FastPath(self.system2, self.value_head, self.system1)
 
     # ----- construction and checkpoints --------------------------------------------------------
     @classmethod
@@ -194,7 +196,9 @@ class HumePolicy(nn.Module):
         return push_folder(self.save_pretrained, repo_id, private=private, token=token)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, revision: str | None = None, **overrides) -> HumePolicy:
+    def from_pretrained(
+        cls, path: str | Path, revision: str | None = None, device: str | None = None, **overrides
+    ) -> HumePolicy:
         """Load a folder written by save_pretrained (or by `hume train`), or a Hugging Face Hub model
         id holding one (`revision`: its branch, tag or commit).
 
@@ -202,6 +206,8 @@ class HumePolicy(nn.Module):
         (use_value_head=False), num_candidates or dtype="bfloat16"; weights must still fit the
         config. The networks are built empty and the stored tensors become their weights (cast to
         config.dtype on the way), so loading costs the weights' memory once and no initialisation.
+        `device`: where the policy runs (default: the CPU); with config.compile the fast path is
+        traced there, once.
         """
         directory = resolve_checkpoint(path, CHECKPOINT_FILES, revision)
         config = load_config(directory / CONFIG_FILE)
@@ -214,13 +220,57 @@ class HumePolicy(nn.Module):
         tokenizer = tokenizer_dir if tokenizer_dir.is_dir() else None
         policy = cls(config, normalizer.to_dict(), tokenizer, empty=True)
         policy.load_weights(directory / WEIGHTS_FILE)
-        return policy.eval()
+        if device is not None:
+            policy.to(device)
+        policy.eval()
+        if config.compile:
+            policy.warm_up()
+        return policy
 
     def load_weights(self, file: Path) -> None:
         """Strict load (hume/policy/loading.py); a missing, unexpected or mis-shaped tensor is an
         error naming file and key. Empty weights (from_pretrained's) become the stored tensors;
         real ones are overwritten in place. Either way each tensor is cast to its network's dtype."""
         load_safetensors(self, file)
+
+    # ----- the fast path ------------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Thinks and refines on a blank observation, so that the fast path's graphs are traced and
+        optimised before the first real call (with streams of its own: the policy's are untouched)."""
+        cfg = self.config
+        blank = np.zeros((cfg.image_size, cfg.image_size, 3), np.uint8)
+        obs = {IMAGE_KEY.format(c): blank for c in cfg.cameras}
+        obs |= {STATE_KEY: np.zeros(cfg.state_dim, np.float32), TASK_KEY: "warm up"}
+        # The oracle selector's plain thinks draw one candidate; the others draw num_candidates.
+        n = 1 if cfg.selector == "oracle" else cfg.num_candidates
+        noise = np.zeros((n, cfg.chunk_size, cfg.max_action_dim), np.float32)
+        # This class's own think and refine: a subclass's overrides (counting, recording) are not
+        # for a warm-up. Twice: TorchScript profiles a graph's first run and optimises it on the
+        # second (measured: 309 ms for the tiny think's second run, 45 ms from the third on).
+        for _ in range(2):
+            (chunk,) = HumePolicy.think_batch(self, [obs], [noise], draws=Draws.seeded(0))
+            HumePolicy.refine(self, obs, chunk, 0)
+
+    @property
+    def traced_graphs(self) -> int:
+        """How many fast-path graphs are traced now (0: every call so far ran eagerly)."""
+        return len(self._fast)
+
+    def _uses_fast_path(self, *networks: nn.Module) -> bool:
+        """Whether this call takes the fast path: config.compile, and inference (no gradients, the
+        networks in eval mode: a graph is traced in eval mode)."""
+        return self.config.compile and not torch.is_grad_enabled() and not any(m.training for m in networks)
+
+    def _apply(self, fn, recurse=True):
+        # .to(), .half() and friends replace the weight tensors the graphs were traced with: a
+        # warmed-up policy is traced again on its new device or dtype.
+        warmed = hasattr(self, "_fast") and len(self._fast) > 0
+        if warmed:
+            self._fast.clear()
+        out = super()._apply(fn, recurse)
+        if warmed and not self.training:
+            self.warm_up()
+        return out
 
     @property
     def device(self) -> torch.device:
@@ -306,10 +356,13 @@ class HumePolicy(nn.Module):
         states = np.stack([self._state(obs) for obs in observations])
         state = pad_to(torch.from_numpy(states), cfg.max_state_dim).to(self.device, self.dtype)
 
-        prefix_embs, prefix_mask = s2.embed_prefix(
-            image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device)
-        )
-        cache = s2.encode_prefix(prefix_embs, prefix_mask)
+        fast = self._uses_fast_path(s2, self.value_head)
+        prefix = (image_batch, image_masks, tokens.to(self.device), token_masks.to(self.device))
+        if fast:
+            prefix_embs, prefix_mask, cache = self._fast.encode_prefix(*prefix)
+        else:
+            prefix_embs, prefix_mask = s2.embed_prefix(*prefix)
+            cache = s2.encode_prefix(prefix_embs, prefix_mask)
         stop = cfg.theta2 if cfg.use_system1 else 0.0
         plan = {k: v[None].expand(b, n).to(self.device) for k, v in candidate_schedule(cfg, n, stop).items()}
         if noise is None:
@@ -317,7 +370,7 @@ class HumePolicy(nn.Module):
         else:
             noise_t = torch.cat([self._check_noise(x, n) for x in noise])
         # The candidates' flow (noise, times, steps) stays float32 around a half-precision System 2.
-        candidates = s2.sample(
+        sample_args = (
             cache,
             state,
             noise_t.to(self.device),
@@ -325,12 +378,19 @@ class HumePolicy(nn.Module):
             plan["dt"],
             plan["steps"],
             plan["temperature"],
-            self._guide(committed, delays),
-        ).float()
+        )
+        guide = self._guide(committed, delays)
+        if fast and guide is None:
+            candidates = self._fast.sample(*sample_args).float()
+        else:
+            candidates = s2.sample(*sample_args, guide).float()
 
         if cfg.use_value_head:
             scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
-            q = self.value_head(prefix_embs, prefix_mask, scored, target=True)
+            if fast:
+                q = self._fast.value(prefix_embs, prefix_mask, scored)
+            else:
+                q = self.value_head(prefix_embs, prefix_mask, scored, target=True)
             q = q.float().cpu().numpy().transpose(1, 0, 2)  # [B, E, N]
             values = q.min(axis=1)  # the pessimistic value the record keeps
         else:
@@ -400,7 +460,11 @@ class HumePolicy(nn.Module):
         start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
         guide = self._refine_guide(continues, h, cfg.s1_action_dim)
-        refined = s1.refine(images, history, offset_t, start_t, s1.config.theta1, s1.config.num_steps, guide)
+        theta1, steps = s1.config.theta1, s1.config.num_steps
+        if guide is None and self._uses_fast_path(s1):
+            refined = self._fast.refine(images, history, offset_t, start_t, theta1, steps)
+        else:
+            refined = s1.refine(images, history, offset_t, start_t, theta1, steps, guide)
         return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
 
     def _refine_guide(self, continues: np.ndarray | None, h: int, width: int) -> flow.Guide | None:

@@ -173,12 +173,14 @@ class HumePolicyConfig(PolicyConfig):
     # What the networks compute in (HumeConfig.dtype: float32, bfloat16 or float16, the last two for
     # a GPU); unset: the checkpoint's.
     dtype: str | None = None
+    # The fast inference path (HumeConfig.compile: frozen traced graphs, exact); unset: the checkpoint's.
+    compile: bool | None = None
 
     def class_path(self) -> str:
         return "hume.policy:HumePolicy"
 
     def overrides(self) -> dict:
-        names = ("selector", "num_candidates", "dtype")
+        names = ("selector", "num_candidates", "dtype", "compile")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from hume.config import ConfigError
-from hume.runtime.config import PolicyConfig
+from hume.runtime.config import HumePolicyConfig, PolicyConfig
 
 log = logging.getLogger(__name__)
 
@@ -53,5 +53,8 @@ def load_policy(policy: PolicyConfig, checkpoint: str | Path, device: str = "cpu
         torch.set_num_threads(torch_threads)
     cls = import_object(policy.class_path(), "policy.path")
     log.info("loading %s from %s", policy.class_path(), checkpoint)
+    if isinstance(policy, HumePolicyConfig):
+        # Moved before its fast path is traced, so that the tracing happens once, on the device.
+        return cls.from_pretrained(str(checkpoint), device=device, **policy.overrides())
     policy = cls.from_pretrained(str(checkpoint), **policy.overrides())
     return policy.to(device) if device != "cpu" and hasattr(policy, "to") else policy
