@@ -15,6 +15,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
