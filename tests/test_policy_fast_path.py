@@ -78,8 +78,8 @@ def test_from_pretrained_traces_at_load_and_leaves_the_noise(tmp_path, pair):
 
 def test_the_switch_reaches_from_pretrained_from_eval_deploy_and_serve():
     from hume.runtime.config import HumePolicyConfig
-    from sim.eval_config import PolicyConfig
+    from sim.eval_config import EvalPolicyConfig
 
-    assert PolicyConfig(compile=True).overrides() == {"compile": True}
+    assert EvalPolicyConfig(compile=True).overrides() == {"compile": True}
     assert HumePolicyConfig(compile=False).overrides() == {"compile": False}
-    assert "compile" not in PolicyConfig().overrides() | HumePolicyConfig().overrides()  # the checkpoint's
+    assert "compile" not in EvalPolicyConfig().overrides() | HumePolicyConfig().overrides()  # the checkpoint's
