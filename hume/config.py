@@ -92,7 +92,7 @@ def _parser(config_cls: type, prog: str | None) -> tuple[ArgumentParser, _Config
     config_file = parser.parser.add_argument(
         "--config", dest=CONFIG_ARG, action=_ConfigFile, metavar="FILE.yaml", help="YAML file read first"
     )
-    config_file.renamed = renamed_keys(config_cls)
+    config_file.renamed = renamed_keys(config_cls)  # type: ignore[attr-defined]  # _ConfigFile reads it
     return parser, config_file
 
 

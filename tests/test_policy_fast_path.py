@@ -82,4 +82,5 @@ def test_the_switch_reaches_from_pretrained_from_eval_deploy_and_serve():
 
     assert EvalPolicyConfig(compile=True).overrides() == {"compile": True}
     assert HumePolicyConfig(compile=False).overrides() == {"compile": False}
-    assert "compile" not in EvalPolicyConfig().overrides() | HumePolicyConfig().overrides()  # the checkpoint's
+    unset = EvalPolicyConfig().overrides() | HumePolicyConfig().overrides()
+    assert "compile" not in unset  # the checkpoint's

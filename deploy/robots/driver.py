@@ -121,6 +121,8 @@ class Driver:
 
     def hold(self, reason: str) -> None:
         """Stop the robot by itself: the adapter's hold(), else the hold action."""
+        # Only while in motion, which only a command (that set the gripper and width) starts.
+        assert self.moving_since is not None and self.gripper is not None and self.action_dim is not None
         silent_s = time.monotonic() - self.moving_since
         self.moving_since = None
         try:

@@ -8,6 +8,8 @@ width: `arms` arms of `arm_dof` delta dims each, every arm's gripper command aft
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hume.constants import IMAGE_KEY, STATE_KEY, TASK_KEY
@@ -44,7 +46,7 @@ class KinematicRobot:
     def action_envelope(self) -> dict:
         """[-1, 1] and MAX_DELTA on every dim but the last (the arms' deltas and, for more than one
         arm, the other grippers' commands, for which 0, the hold, leaves the gripper as it is)."""
-        envelope = {
+        envelope: dict[str, Any] = {
             "low": [-1.0] * (self.action_dim - 1),
             "high": [1.0] * (self.action_dim - 1),
             "max_delta": [MAX_DELTA] * (self.action_dim - 1),

@@ -20,11 +20,12 @@ observation and noise; the median of `repeats` calls is reported, with N / N=1 p
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hume.config import ConfigError
 from hume.models.configuration_hume import HumeConfig
@@ -264,7 +265,9 @@ def measure_think(cfg: Config) -> list[dict]:
             s2 = dataclasses.replace(policy.config.system2, num_steps=cfg.num_steps)
             policy.config = dataclasses.replace(policy.config, system2=s2)
             policies[path] = policy.to(cfg.device, getattr(torch, cfg.dtype))
-        obs = {IMAGE_KEY.format(c): rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in pcfg.cameras}
+        obs: dict[str, Any] = {
+            IMAGE_KEY.format(c): rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for c in pcfg.cameras
+        }
         obs |= {STATE_KEY: rng.normal(size=pcfg.state_dim).astype(np.float32), TASK_KEY: "pick up the bowl"}
         noise = rng.normal(size=(n, pcfg.chunk_size, pcfg.max_action_dim)).astype(np.float32)
         chunks = {path: p.think(obs, noise) for path, p in policies.items()}
@@ -274,7 +277,7 @@ def measure_think(cfg: Config) -> list[dict]:
         device = torch.device(cfg.device)
         for _ in range(cfg.warmup + cfg.repeats):
             for path, policy in policies.items():
-                times[path].append(_seconds(lambda p=policy, o=obs, x=noise: p.think(o, x), device))
+                times[path].append(_seconds(functools.partial(policy.think, obs, noise), device))
         row = {"n": n, "max_abs_diff": diff}
         row |= {f"{path}_traced_graphs": p.traced_graphs for path, p in policies.items()}
         row |= {f"{path}_ms": round(float(np.median(t[cfg.warmup :])) * 1e3, 2) for path, t in times.items()}

@@ -26,8 +26,9 @@ import sys
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from hume.config import ConfigError
 
@@ -212,7 +213,7 @@ def run(cfg: Config) -> dict:
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    result = {
+    result: dict[str, Any] = {
         "benchmark": "device-check",
         "device": device_name(cfg.device),
         "smoke": cfg.smoke,
@@ -221,7 +222,7 @@ def run(cfg: Config) -> dict:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "code_version": code_version(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "config": dataclasses.asdict(cfg),
         "steps": [],
     }

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -176,7 +177,7 @@ def s1_cuda_graphs(cfg, report: Report) -> dict:
     base = s1_tick.Config(
         size=cfg.size, device=cfg.device, dtype=cfg.dtype, ticks=cfg.ticks, warmup=cfg.ticks // 10
     )
-    result = {}
+    result: dict[str, Any] = {}
     for name, mode in (("eager", ""), ("cuda_graphs", "reduce-overhead")):
         if mode and not cfg.device.startswith("cuda"):
             result[name] = {"skipped": "CUDA graphs need a CUDA device"}

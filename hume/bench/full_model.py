@@ -182,7 +182,7 @@ def write_random_checkpoint(model: str, dtype: str, folder: str, seed: int) -> N
                     piece = torch.randn(n, generator=generator) * 0.02
                 else:
                     piece = torch.full((n,), 1.0 if key.endswith("weight") else 0.0)
-                f.write(memoryview(piece.to(t.dtype).view(torch.uint8).numpy()))
+                f.write(piece.to(t.dtype).view(torch.uint8).numpy().data)
         f.flush()
         os.fsync(f.fileno())
     (out / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -239,7 +240,7 @@ class HumePolicy(nn.Module):
         optimised before the first real call (with streams of its own: the policy's are untouched)."""
         cfg = self.config
         blank = np.zeros((cfg.image_size, cfg.image_size, 3), np.uint8)
-        obs = {IMAGE_KEY.format(c): blank for c in cfg.cameras}
+        obs: dict[str, Any] = {IMAGE_KEY.format(c): blank for c in cfg.cameras}
         obs |= {STATE_KEY: np.zeros(cfg.state_dim, np.float32), TASK_KEY: "warm up"}
         # The oracle selector's plain thinks draw one candidate; the others draw num_candidates.
         n = 1 if cfg.selector == "oracle" else cfg.num_candidates

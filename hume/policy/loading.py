@@ -74,11 +74,12 @@ def parameters_as(
                 param = nn.Parameter(converted, requires_grad=param.requires_grad)
             register(module, name, param)
 
-        nn.Module.register_parameter = register_converted
+        # Patched for the duration of the build only (a module method is what torch calls).
+        nn.Module.register_parameter = register_converted  # type: ignore[method-assign,assignment]
         try:
             yield
         finally:
-            nn.Module.register_parameter = register
+            nn.Module.register_parameter = register  # type: ignore[method-assign]
 
 
 def read_header(file: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...], int]]:
@@ -178,7 +179,7 @@ def _read_piece(fd: int, file: Path, dtype: torch.dtype, offset: int, flat: torc
 
 def _pread_exactly(fd: int, file: Path, tensor: torch.Tensor, offset: int) -> None:
     """Fill a contiguous CPU tensor with tensor.nbytes bytes of the file from `offset`."""
-    view = memoryview(tensor.view(torch.uint8).numpy())
+    view = tensor.view(torch.uint8).numpy().data
     got = 0
     while got < len(view):
         n = os.preadv(fd, [view[got:]], offset + got)
