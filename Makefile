@@ -17,5 +17,8 @@ lint: setup
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
+# One pytest worker per core, each test file in one worker (files share their expensive fixtures:
+# a LIBERO environment, a tiny training run). Most tests wait on processes, sockets and clocks:
+# on 2 cores the suite took 7 min 9 s this way against 12 min 52 s in one process.
 test: lint
-	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	MUJOCO_GL=$${MUJOCO_GL:-egl} $(VENV)/bin/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
