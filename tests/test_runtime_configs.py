@@ -33,7 +33,7 @@ def test_demo_config_is_a_short_libero_run():
         ("--control.control_hz=0", "control.control_hz"),
         ("--control.chunk_ttl_steps=-1", "chunk_ttl_steps"),
         ("--control.realtime_priority=100", "control.realtime_priority"),
-        ("--system2.nice=-5", "system2.nice"),
+        ("--serving.nice=-5", "serving.nice"),
         ("--robot.envelope.on_violation=ignore", "on_violation"),
         ("--robot.watchdog_s=0.05", "robot.watchdog_s"),  # less than two periods at 20 Hz
         ("--transport.max_message_bytes=10", "max_message_bytes"),
@@ -44,16 +44,23 @@ def test_bad_values_name_the_key(override, key):
         parse_config(DeployConfig, [override])
 
 
-def test_a_deploy_config_with_the_old_system1_section_fails_naming_control(tmp_path):
-    # `system1:` was the control loop's section; model configs use it for System 1's network.
+@pytest.mark.parametrize(
+    "old_key, new_key, setting",
+    [("system1", "control", "control_hz: 10.0"), ("system2", "serving", "nice: 5")],
+)
+def test_a_deploy_config_with_an_old_section_name_fails_naming_the_new(tmp_path, old_key, new_key, setting):
+    # `system1:` / `system2:` were the control loop's and the serving's sections; model configs use
+    # them for the two networks.
     old = tmp_path / "old.yaml"
-    old.write_text("episodes: 2\nsystem1:\n  control_hz: 10.0\n")
-    with pytest.raises(ConfigError, match=f"`system1` is now `control`.*write `control:` in {old}"):
+    old.write_text(f"episodes: 2\n{old_key}:\n  {setting}\n")
+    with pytest.raises(ConfigError, match=f"`{old_key}` is now `{new_key}`.*write `{new_key}:` in {old}"):
         parse_config(DeployConfig, ["--config", str(old)])
-    with pytest.raises(ConfigError, match="pass --control.KEY, not --system1.KEY"):
-        parse_config(DeployConfig, ["--system1.control_hz=10"])
-    old.write_text("episodes: 2\ncontrol:\n  control_hz: 10.0\n")
-    assert parse_config(DeployConfig, ["--config", str(old)]).control.control_hz == 10.0
+    name, value = setting.split(": ")
+    with pytest.raises(ConfigError, match=f"pass --{new_key}.KEY, not --{old_key}.KEY"):
+        parse_config(DeployConfig, [f"--{old_key}.{name}={value}"])
+    old.write_text(f"episodes: 2\n{new_key}:\n  {setting}\n")
+    section = getattr(parse_config(DeployConfig, ["--config", str(old)]), new_key)
+    assert getattr(section, name) == float(value)
 
 
 class OwnPolicy:

@@ -2,7 +2,7 @@
 
 For 1, 2, 4, 8 clients, the real System-2 node (hume/runtime/system2_node.py) around the same
 policy answers clients that each publish an observation every control tick (`control_hz`), as
-System-1 nodes do. Two nodes run in child processes, one batching (`system2.max_batch`) and one
+System-1 nodes do. Two nodes run in child processes, one batching (`serving.max_batch`) and one
 answering one observation at a time (max_batch 1); for each client count they take turns, in
 `rounds` windows each (so that a change in the machine's load falls on both), in one run. A
 "think" here is one client's observation answered with its chunk; thinks/s counts them over the
@@ -35,7 +35,7 @@ MODELS = Path(__file__).resolve().parents[2] / "configs" / "model"
 class Config:
     # Numbers of clients to measure.
     clients: tuple[int, ...] = (1, 2, 4, 8)
-    # The batching node's system2.max_batch (the other node uses 1).
+    # The batching node's serving.max_batch (the other node uses 1).
     max_batch: int = 8
     # Timed seconds per client count and node, in `rounds` turns, after each client got `warmup` chunks.
     seconds: float = 10.0
@@ -84,7 +84,7 @@ def serve(
     )
     deploy = DeployConfig(
         transport=TransportConfig(observations=obs_endpoint, chunks=chunk_endpoint),
-        system2=ServingConfig(max_batch=max_batch),
+        serving=ServingConfig(max_batch=max_batch),
     )
     node = System2Node(deploy, full_model.build(model), "s2-batching", Path(output))
     echo.run_node(node, ready, stop)

@@ -68,7 +68,7 @@ class ControlLoopConfig:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """How the System-2 node serves (`system2:` in deploy configs); the network's settings are the
+    """How the System-2 node serves (`serving:` in deploy configs); the network's settings are the
     model's `system2` (hume/models/configuration_system2.py)."""
 
     # Niceness System 2 adds to itself at start: on a host it shares with System 1 (hume deploy)
@@ -196,8 +196,9 @@ class ImportedPolicyConfig(PolicyConfig):
 
 @dataclass(frozen=True)
 class DeployConfig:
-    # The control loop's section was `system1:`, the name model configs give System 1's network.
-    RENAMED_KEYS: ClassVar[dict[str, str]] = {"system1": "control"}
+    # The control loop's section was `system1:` and the serving's `system2:`, the names model
+    # configs give the two networks.
+    RENAMED_KEYS: ClassVar[dict[str, str]] = {"system1": "control", "system2": "serving"}
 
     checkpoint: str = "checkpoints/default"
     policy: PolicyConfig = field(default_factory=HumePolicyConfig)
@@ -215,7 +216,7 @@ class DeployConfig:
     seed: int = 0
     transport: TransportConfig = field(default_factory=TransportConfig)
     control: ControlLoopConfig = field(default_factory=ControlLoopConfig)
-    system2: ServingConfig = field(default_factory=ServingConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
     robot: RobotConfig = field(default_factory=RobotConfig)
     openpi: OpenpiConfig = field(default_factory=OpenpiConfig)
 
@@ -238,12 +239,12 @@ class DeployConfig:
             raise ConfigError(f"transport.heartbeat_s must be > 0, got {t.heartbeat_s}")
         if not 0 <= s1.realtime_priority <= 99:
             raise ConfigError(f"control.realtime_priority must be in 0..99, got {s1.realtime_priority}")
-        if not 0 <= self.system2.nice <= 19:
-            raise ConfigError(f"system2.nice must be in 0..19, got {self.system2.nice}")
-        if self.system2.max_batch < 1 or self.system2.max_wait_ms < 0:
+        if not 0 <= self.serving.nice <= 19:
+            raise ConfigError(f"serving.nice must be in 0..19, got {self.serving.nice}")
+        if self.serving.max_batch < 1 or self.serving.max_wait_ms < 0:
             raise ConfigError(
-                f"system2.max_batch must be >= 1 and system2.max_wait_ms >= 0, got "
-                f"{self.system2.max_batch} and {self.system2.max_wait_ms}"
+                f"serving.max_batch must be >= 1 and serving.max_wait_ms >= 0, got "
+                f"{self.serving.max_batch} and {self.serving.max_wait_ms}"
             )
         if not self.robot.watchdog_s >= 2.0 / s1.control_hz:
             raise ConfigError(

@@ -8,7 +8,7 @@ error message naming what is wrong. It never waits on System 1.
 
 One node serves many System-1 clients (a fleet of robots, or evaluation workers), told apart by
 their session: the newest observation of each waiting client goes into one batched think
-(batching.py decides which, within `system2.max_batch` and `system2.max_wait_ms`), and every
+(batching.py decides which, within `serving.max_batch` and `serving.max_wait_ms`), and every
 chunk names the session it answers, so each client keeps only its own. Chunks travel on PUB, which
 drops rather than waits for a subscriber that does not read: a slow or dead client stalls no other.
 """
@@ -85,7 +85,7 @@ class System2Node:
         # A policy without think_batch (a plug-in class) is served one observation at a time.
         batched = callable(getattr(policy, "think_batch", None))
         self.batcher: Batcher[protocol.Message] = Batcher(
-            cfg.system2.max_batch if batched else 1, cfg.system2.max_wait_ms / 1e3
+            cfg.serving.max_batch if batched else 1, cfg.serving.max_wait_ms / 1e3
         )
         self.clients: collections.OrderedDict[str, ClientCounters] = collections.OrderedDict()
         self.batch_sizes: list[int] = []
@@ -278,7 +278,7 @@ def serve(cfg: DeployConfig, output: Path | None) -> int:
     from hume.runtime.priority import lower_priority
 
     checkpoint = check_checkpoint(cfg.checkpoint)
-    lower_priority(cfg.system2.nice)  # before torch starts its threads: they inherit it
+    lower_priority(cfg.serving.nice)  # before torch starts its threads: they inherit it
     policy = load_policy(cfg.policy, checkpoint, cfg.device, cfg.torch_threads)
     node = System2Node(cfg, policy, model_id(checkpoint), output)
     for sig in (signal.SIGTERM, signal.SIGINT):
