@@ -125,15 +125,18 @@ class Driver:
         assert self.moving_since is not None and self.gripper is not None and self.action_dim is not None
         silent_s = time.monotonic() - self.moving_since
         self.moving_since = None
+        done = {}  # what the adapter's hold() says it did (e.g. LIBERO: how far the arm still went)
         try:
             if hasattr(self.robot, "hold"):
-                self.robot.hold()
+                done = self.robot.hold() or {}
             else:
                 self.robot.act(hold_action(self.gripper, self.action_dim))
         except Exception:
             log.exception("the robot driver could not hold the robot (%s)", reason)
             raise
-        self.holds.append({"reason": reason, "silent_s": round(silent_s, 3), "after_command": self.commands})
+        self.holds.append(
+            {"reason": reason, "silent_s": round(silent_s, 3), "after_command": self.commands, **done}
+        )
         log.log(
             logging.WARNING if reason in WATCHDOG_REASONS else logging.INFO,
             "the robot driver held the robot by itself after command %d (%s, %.2f s after it)",
