@@ -181,21 +181,30 @@ class Driver:
             if not select.select([sock], [], [], timeout)[0]:
                 self.hold("silence")
                 continue
-            msg = receive(sock)
+            try:
+                msg = receive(sock)
+            except OSError:
+                msg = None
             if msg is None:  # System 1 is gone (exited, killed): nobody will command the robot
-                if self.moving_since is not None:
-                    self.hold("link lost")
-                self.robot.close()
-                self._save()
-                return
+                return self._lost()
             try:
                 reply = self.handle(msg)
             except Exception as e:  # System 1 gets the error: the adapter failed, not the link
                 log.exception("robot adapter: %s failed", msg.get("op"))
                 reply = {"error": f"{type(e).__name__}: {e}"}
-            send(sock, reply)
+            try:
+                send(sock, reply)
+            except OSError:  # System 1 died while the robot carried out its command (a slow step)
+                return self._lost()
             if msg["op"] == "close":
                 return
+
+    def _lost(self) -> None:
+        """System 1 is gone: hold the robot if it was moving, close it, and keep the record."""
+        if self.moving_since is not None:
+            self.hold("link lost")
+        self.robot.close()
+        self._save()
 
 
 class RobotLink:
