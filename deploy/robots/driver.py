@@ -125,7 +125,7 @@ class Driver:
         assert self.moving_since is not None and self.gripper is not None and self.action_dim is not None
         silent_s = time.monotonic() - self.moving_since
         self.moving_since = None
-        done = {}  # what the adapter's hold() says it did (e.g. LIBERO: how far the arm still went)
+        done: dict = {}  # what the adapter's hold() says it did (e.g. LIBERO: how far the arm still went)
         try:
             if hasattr(self.robot, "hold"):
                 done = self.robot.hold() or {}
