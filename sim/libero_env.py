@@ -444,6 +444,21 @@ class LiberoEnv:
         self.raw_obs, self.steps = copy.deepcopy(saved.raw_obs), saved.steps
         return self.observation()
 
+    def hold_action(self, position: np.ndarray, quat: np.ndarray, gripper: float) -> np.ndarray:
+        """The action that keeps the gripper at a past pose (`eef_position`, `eef_quat`): OSC_POSE's
+        deltas from the current pose back to it (the controller scales [-1, 1] to its output_max:
+        m, then rad of axis-angle in the world frame), so that its goal is that pose at each step."""
+        from robosuite.utils import transform_utils as T
+
+        scale = self.env.env.robots[0].controller.output_max
+        turn = T.quat2mat(np.asarray(quat)) @ T.quat2mat(self.eef_quat).T
+        action = np.zeros(ACTION_DIM)
+        action[:3] = (np.asarray(position) - self.eef_position) / scale[:3]
+        action[3:6] = T.quat2axisangle(T.mat2quat(turn)) / scale[3:]
+        action[:6] = np.clip(action[:6], -1.0, 1.0)
+        action[-1] = gripper
+        return action
+
     @property
     def truncated(self) -> bool:
         return self.steps >= self.max_steps

@@ -97,3 +97,44 @@ def test_the_robot_holds_by_itself_when_system1_stops_or_dies(tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert m["watchdog_holds"] == 2 and m["watchdog_s"] == WATCHDOG_S and "error" in m
     assert "control resumes from rest" in (run / "system1.log").read_text()  # System 1 learnt of it
+
+
+# LIBERO's watchdog: the default checkpoint drives the real simulator; no command comes for up to a
+# tick of LIBERO stepping and rendering plus the policy's refinement, which on a loaded 2-core
+# machine may reach half a second, so the watchdog waits a generous 1 s.
+LIBERO_WATCHDOG_S = 1.0
+# The arm is still once it moves less than this in a 50 ms step (deploy/robots/libero.py STILL_M),
+# and ends within this of where the hold began: measured 0.2-6 mm after full-speed moves (the
+# generic zero-delta hold let it coast 14-31 mm).
+STILL_MM, OFF_MM = 0.5, 10.0
+
+
+def test_the_libero_arm_stops_when_system1_dies(tmp_path):
+    run = tmp_path / "run"
+    launcher = Proc(
+        ["deploy", "--checkpoint=checkpoints/default", "--robot.kind=libero", "--robot.image_size=32",
+         "--robot.max_steps=400", f"--robot.watchdog_s={LIBERO_WATCHDOG_S}", "--video=false",
+         f"--output={run}"],
+        tmp_path / "launcher.log",
+    )  # fmt: skip
+    try:
+        launcher.wait_for("both nodes ready", 180)
+        system1 = int(re.search(r"started system1 \(pid (\d+)\)", launcher.text())[1])
+        _wait(lambda: "robot driver (pid" in (run / "system1.log").read_text(), 60, "the driver")
+        driver = int(re.search(r"robot driver \(pid (\d+)\)", (run / "system1.log").read_text())[1])
+        _wait(lambda: _ticks(run) > 10, 120, "10 ticks")
+        os.kill(system1, signal.SIGKILL)
+        _wait(lambda: not _alive(driver), 60, "the driver to exit")
+        assert launcher.p.wait(60) != 0
+    finally:
+        launcher.stop(signal.SIGKILL)
+    robot = json.loads((run / "robot.json").read_text())  # the record survived System 1
+    assert robot["commands"] >= 10 and robot["watchdog_holds"] == 1, robot
+    (hold,) = robot["holds"]
+    # Held at once on the lost link, well before the watchdog's silence would have.
+    assert hold["reason"] == "link lost" and hold["silent_s"] < LIBERO_WATCHDOG_S, hold
+    assert hold["after_command"] == robot["commands"]
+    # The arm was moving, and then stopped near where the hold began.
+    assert hold["eef_step_before_mm"] > STILL_MM, hold
+    assert hold["eef_last_step_mm"] < STILL_MM and hold["eef_off_mm"] < OFF_MM, hold
+    assert hold["hold_steps"] < 30, hold  # stopped before the hold's step limit

@@ -19,8 +19,9 @@ A robot adapter is any object with these members (a real robot plugs in as
                                      robot.envelope in the config overrides them, and must give
                                      them when this is absent
     task_id, init_state              optional attributes, copied into each episode's result
-    hold() -> None                   optional: stop the robot now, for the command watchdog
-                                     (default: act() with the hold action)
+    hold() -> dict | None            optional: stop the robot now, for the command watchdog
+                                     (default: act() with the hold action); a dict returned
+                                     goes into the hold's record (robot.json)
 
 The System-1 node calls observe() once per control tick, then act() once. It never sends an
 action outside this loop, and none outside the envelope; while no valid chunk exists it sends

@@ -125,15 +125,18 @@ class Driver:
         assert self.moving_since is not None and self.gripper is not None and self.action_dim is not None
         silent_s = time.monotonic() - self.moving_since
         self.moving_since = None
+        done: dict = {}  # what the adapter's hold() says it did (e.g. LIBERO: how far the arm still went)
         try:
             if hasattr(self.robot, "hold"):
-                self.robot.hold()
+                done = self.robot.hold() or {}
             else:
                 self.robot.act(hold_action(self.gripper, self.action_dim))
         except Exception:
             log.exception("the robot driver could not hold the robot (%s)", reason)
             raise
-        self.holds.append({"reason": reason, "silent_s": round(silent_s, 3), "after_command": self.commands})
+        self.holds.append(
+            {"reason": reason, "silent_s": round(silent_s, 3), "after_command": self.commands, **done}
+        )
         log.log(
             logging.WARNING if reason in WATCHDOG_REASONS else logging.INFO,
             "the robot driver held the robot by itself after command %d (%s, %.2f s after it)",
@@ -178,21 +181,30 @@ class Driver:
             if not select.select([sock], [], [], timeout)[0]:
                 self.hold("silence")
                 continue
-            msg = receive(sock)
+            try:
+                msg = receive(sock)
+            except OSError:
+                msg = None
             if msg is None:  # System 1 is gone (exited, killed): nobody will command the robot
-                if self.moving_since is not None:
-                    self.hold("link lost")
-                self.robot.close()
-                self._save()
-                return
+                return self._lost()
             try:
                 reply = self.handle(msg)
             except Exception as e:  # System 1 gets the error: the adapter failed, not the link
                 log.exception("robot adapter: %s failed", msg.get("op"))
                 reply = {"error": f"{type(e).__name__}: {e}"}
-            send(sock, reply)
+            try:
+                send(sock, reply)
+            except OSError:  # System 1 died while the robot carried out its command (a slow step)
+                return self._lost()
             if msg["op"] == "close":
                 return
+
+    def _lost(self) -> None:
+        """System 1 is gone: hold the robot if it was moving, close it, and keep the record."""
+        if self.moving_since is not None:
+            self.hold("link lost")
+        self.robot.close()
+        self._save()
 
 
 class RobotLink:
