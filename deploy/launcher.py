@@ -178,20 +178,28 @@ class PolicyServer:
         """Restart the node if it has died (thread-safe: workers share the server)."""
         with self._lock:
             self.watcher.inbox.drain(timeout_ms=0)  # keep the subscription's queue empty
-            if self.node.proc.poll() is None:
+            node = self.system2
+            if node.proc.poll() is None:
                 return
             if self.restarts >= self.cfg.system2_restarts:
-                self.node.check_alive()
+                node.check_alive()
             self.restarts += 1
-            code = self.node.proc.returncode
+            code = node.proc.returncode
             log.error(
                 "System 2 exited with code %s: restart %d of %d",
                 code,
                 self.restarts,
                 self.cfg.system2_restarts,
             )
-            self.node.stop()
+            node.stop()
             self._start(append=True)
+
+    @property
+    def system2(self) -> Node:
+        """The System-2 node: __init__ starts one or raises."""
+        if self.node is None:
+            raise RuntimeError("this PolicyServer's System 2 was never started")
+        return self.node
 
     def close(self) -> None:
         for client in list(self.clients):
@@ -199,7 +207,8 @@ class PolicyServer:
         if self.node is not None:
             self.node.stop()
         self.watcher.close()
-        self._janitor.stdin.close()  # the janitor removes the socket folder (again: harmless) and exits
+        if self._janitor.stdin is not None:  # a pipe (_start_janitor): always there
+            self._janitor.stdin.close()  # the janitor removes the socket folder (again: harmless) and exits
         self._janitor.wait()
         self._ipc.cleanup()
 
@@ -262,7 +271,7 @@ def _run_system1(
             # other clients too. A client that never connects ends at its first_chunk_timeout_s.
             server.watcher.wait_for(
                 lambda f: f["stats"].get("system1_connected") == 1,
-                [server.node, system1],
+                [server.system2, system1],
                 cfg.startup_timeout_s,
                 "System 1 to connect",
             )

@@ -51,9 +51,10 @@ def deploy_config(
     video: bool,
 ) -> DeployConfig:
     """The deployment for `episodes` episodes of one task: robot and episodes from the eval config."""
+    simulator = served(cfg.suite)
     robot = dataclasses.replace(
         base.robot,
-        kind=served(cfg.suite).name if served(cfg.suite) else "libero",
+        kind=simulator.name if simulator else "libero",
         suite=cfg.suite,
         task=task_id,
         tasks=[],  # one task per group: a deploy config's task rotation (the demo's) does not apply

@@ -21,9 +21,10 @@ import numpy as np
 from hume.policy.switches import switch_summary, trace_switch_changes
 
 
-def percentiles(values, *qs: int, keep_max: bool = False) -> dict:
+def percentiles(values, *qs: int, keep_max: bool = False) -> dict[str, float | None]:
     """{"p50": ..., ...} rounded to 3 decimals (None for no values), and "max" with keep_max."""
     a = np.asarray(values, dtype=np.float64)
+    out: dict[str, float | None]
     if a.size == 0:
         out = {f"p{q}": None for q in qs}
         return {**out, "max": None} if keep_max else out

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import draccus
 import yaml
@@ -80,8 +80,8 @@ class _ConfigFile(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
-def _parser(config_cls: type, prog: str | None) -> tuple[ArgumentParser, _ConfigFile]:
-    parser = ArgumentParser(config_cls, prog=prog, exit_on_error=False)
+def _parser(config_cls: type, prog: str | None) -> tuple[ArgumentParser[Any], _ConfigFile]:
+    parser: ArgumentParser[Any] = ArgumentParser(config_cls, prog=prog, exit_on_error=False)
     for action in parser.parser._actions:
         if action.dest == CONFIG_ARG:
             # draccus names its file flag --config_path; ours is --config (the CLI contract).
@@ -92,7 +92,8 @@ def _parser(config_cls: type, prog: str | None) -> tuple[ArgumentParser, _Config
     config_file = parser.parser.add_argument(
         "--config", dest=CONFIG_ARG, action=_ConfigFile, metavar="FILE.yaml", help="YAML file read first"
     )
-    config_file.renamed = renamed_keys(config_cls)  # type: ignore[attr-defined]  # _ConfigFile reads it
+    assert isinstance(config_file, _ConfigFile)
+    config_file.renamed = renamed_keys(config_cls)
     return parser, config_file
 
 

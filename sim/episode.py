@@ -38,7 +38,7 @@ def step_marks(policy: Policy) -> dict:
 def reset_policy(policy: Policy, seed: int | None) -> None:
     """`policy.reset(seed=...)` where the policy takes a seed (a SyncLoop seeds its noise with it)."""
     if seed is not None and "seed" in inspect.signature(policy.reset).parameters:
-        policy.reset(seed=seed)
+        policy.reset(seed=seed)  # type: ignore[call-arg]  # the signature was checked just above
     else:
         policy.reset()
 

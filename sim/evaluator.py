@@ -20,6 +20,7 @@ from hume.data import format as fmt
 from sim import jobs
 from sim.eval_config import EvalConfig, check_policy_overrides, read_saved_policy, render_size
 from sim.jobs import Unit, episode_seed, seed_everything
+from sim.policies import Policy
 from sim.provenance import provenance
 from sim.report import write_chart, write_results
 from sim.suites import check_suite, get_task, max_steps_for, num_starts, task_names
@@ -118,7 +119,7 @@ def make_policy(cfg: EvalConfig):
 class Worker:
     """Runs units: keeps one simulator (the current task's) and one policy for its lifetime."""
 
-    def __init__(self, cfg: EvalConfig, out: Path, policy_factory: Callable[[EvalConfig], object]):
+    def __init__(self, cfg: EvalConfig, out: Path, policy_factory: Callable[[EvalConfig], Policy]):
         self.cfg = cfg
         self.out = out
         self.policy = policy_factory(cfg)
@@ -145,6 +146,8 @@ class Worker:
         actor = self.policy
         if getattr(getattr(self.policy, "config", None), "selector", None) == "oracle":
             actor = OracleActor(self.policy, env, self.cfg.oracle)
+        # plan() gives every unit an official start; sampled starts are collect.py's alone.
+        assert unit.init_state is not None
         result = run_episode(env, actor, unit.init_state, seed=unit.seed, video=film)
         row = {
             **dataclasses.asdict(unit),
@@ -160,7 +163,7 @@ class Worker:
         if isinstance(actor, OracleActor):
             # The candidates themselves stay out of the log: a collection keeps them (sim/collect.py).
             row["oracle"] = [{k: v for k, v in r.items() if k != "candidates"} for r in actor.records]
-        if record:
+        if film is not None:
             outcome = "success" if result.success else "failure"
             row["video"] = str(Path("videos") / f"{film.stem}_{outcome}.mp4")
             film.replace(self.out / row["video"])
@@ -192,9 +195,9 @@ def _run_all(cfg, out, units, policy_factory, run_units) -> Iterator[dict]:
             "use `hume eval`, or pass run_units=deploy.libero_eval.run_deploy"
         )
     if cfg.backend == "ray":
-        from sim.ray_backend import run_units
+        from sim.ray_backend import run_units as run_on_ray
 
-        yield from run_units(cfg, out, units, policy_factory)
+        yield from run_on_ray(cfg, out, units, policy_factory)
         return
     make_worker = functools.partial(Worker, cfg, out, policy_factory)
     yield from jobs.run_units(make_worker, units, cfg.num_workers, _uses_torch(cfg))
@@ -202,7 +205,7 @@ def _run_all(cfg, out, units, policy_factory, run_units) -> Iterator[dict]:
 
 def evaluate(
     cfg: EvalConfig,
-    policy_factory: Callable[[EvalConfig], object] | None = None,
+    policy_factory: Callable[[EvalConfig], Policy] | None = None,
     run_units: Callable[[EvalConfig, Path, list[Unit]], Iterator[dict]] | None = None,
 ) -> dict:
     """Run (or continue) the evaluation `cfg` describes; returns what results.json holds.

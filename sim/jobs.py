@@ -16,7 +16,7 @@ import random
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 
@@ -81,7 +81,10 @@ class Worker(Protocol):
     def close(self) -> None: ...
 
 
-def start_worker(make_worker: Callable[[], Worker], threads: int, uses_torch: bool) -> Worker:
+W = TypeVar("W", bound=Worker)
+
+
+def start_worker(make_worker: Callable[[], W], threads: int, uses_torch: bool) -> W:
     """A worker for a worker process, torch limited to `threads` (the processes share the cores)."""
     if uses_torch or "torch" in sys.modules:
         import torch

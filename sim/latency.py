@@ -9,6 +9,8 @@ chunks stop coming the robot holds.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from hume.constants import STATE_KEY
@@ -60,7 +62,9 @@ class VirtualClockPolicy:
             self.latency.rng = np.random.default_rng(seed)
         self.schedule.reset()
         self.delay.reset()
-        self.pending = None  # (ready_step, observation_step, chunk, latency)
+        self.pending: tuple[int, int, Any, int] | None = (
+            None  # (ready_step, observation_step, chunk, latency)
+        )
         self.next_think = 0
         self.thinks: list[tuple[np.ndarray, int]] = []  # every think's (values, index), for episode_stats
         self.holds = 0
@@ -96,7 +100,7 @@ class VirtualClockPolicy:
         # episode's first is waited for before the clock starts, as on the System-1 node.
         ahead = request is not None and self.schedule.cfg.lead > 0 and now > 0
         action, kind = self.schedule.end(None if ahead else refined)
-        if ahead:
+        if ahead and request is not None:
             self.schedule.land_plan(request, refined)
         if kind == "hold":
             self.holds += 1

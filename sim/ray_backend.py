@@ -21,6 +21,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hume.config import ConfigError
 from sim.evaluator import Unit, Worker, start_worker
@@ -124,7 +125,8 @@ def _run_units(cfg, out: Path, units: list[Unit], policy_factory, run_id: str) -
             retry_exceptions=True,
         )
         cfg_ref, factory_ref = ray.put(_absolute(cfg)), ray.put(policy_factory)
-        queue, pending, failed = deque(units), {}, []
+        queue, failed = deque(units), []
+        pending: dict[Any, Unit] = {}  # each running episode's ray reference -> its unit
         try:
             while queue or pending:
                 while queue and len(pending) < cfg.num_workers:

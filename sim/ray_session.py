@@ -29,6 +29,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def temp_dir(cfg, out: Path) -> Path:
 
 def runtime_env(joining: bool) -> dict:
     """What every worker gets: headless rendering and, on a cluster, this checkout's packages."""
-    env = {
+    env: dict[str, Any] = {
         "env_vars": {
             "MUJOCO_GL": os.environ.get("MUJOCO_GL", "egl"),
             "PYOPENGL_PLATFORM": os.environ.get("PYOPENGL_PLATFORM", os.environ.get("MUJOCO_GL", "egl")),
@@ -65,7 +66,7 @@ def runtime_env(joining: bool) -> dict:
         import hume
         import sim
 
-        env["py_modules"] = [str(Path(m.__file__).parent) for m in (hume, sim)]
+        env["py_modules"] = [m.__path__[0] for m in (hume, sim)]
     return env
 
 

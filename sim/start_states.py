@@ -18,7 +18,7 @@ def object_qpos_indices(sim) -> np.ndarray:
     """Indices, into a flattened state, of the qpos of every joint that is not the robot's."""
     model = sim.model
     width = {0: 7, 1: 4, 2: 1, 3: 1}  # free, ball, slide, hinge joint: qpos entries
-    indices = []
+    indices: list[int] = []
     for j in range(model.njnt):
         if model.joint_id2name(j).startswith(("robot", "gripper", "mount")):
             continue

@@ -188,6 +188,14 @@ def test_a_policy_without_a_config_is_checked_for_values_only():
         loose.check_chunk(chunk(value=-1e6))
 
 
+def test_a_config_without_an_action_width_leaves_chunk_shapes_unchecked():
+    # A plug-in policy's config may give chunk_size and no action_dim: its chunks are not rejected.
+    spec = PolicySpec(chunk_size=3, action_dim=None)
+    spec.check_chunk(chunk(h=3, d=2))
+    with pytest.raises(MessageError):
+        spec.check_chunk(chunk(h=3, d=2, value=-1e6))
+
+
 def test_rate_limited_log_says_how_many_it_left_out(caplog):
     now = [0.0]
     rl = RateLimitedLog(logging.getLogger("test.ratelog"), every_s=10.0, clock=lambda: now[0])

@@ -26,6 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -106,8 +107,8 @@ def rss_gib() -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
-def observation(config, rng: np.random.Generator) -> dict:
-    obs = {
+def observation(config, rng: np.random.Generator) -> dict[str, Any]:
+    obs: dict[str, Any] = {
         IMAGE_KEY.format(cam): rng.integers(0, 256, (config.image_size, config.image_size, 3), np.uint8)
         for cam in config.cameras
     }

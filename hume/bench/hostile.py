@@ -22,7 +22,7 @@ SESSION = protocol.session_of(SECRET)
 
 
 def _observation(seq: int, state_dim: int = 8) -> list[bytes]:
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         IMAGE_KEY.format("agentview"): np.zeros((8, 8, 3), np.uint8),
         STATE_KEY: np.zeros(state_dim, np.float32),
     }

@@ -21,6 +21,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -199,7 +200,7 @@ def run(cfg: Config) -> dict:
                 fork = multiprocessing.get_context("fork")
                 echo.start(stack, fork, serve, cfg, max_batch, *nodes[name], f"{tmp}/{name}")
             for k in cfg.clients:
-                row = {"clients": k}
+                row: dict[str, Any] = {"clients": k}
                 for name, got in measure(cfg, nodes, k, obs, ctx).items():
                     row[f"{name}_thinks_per_s"] = round(got["thinks_per_s"], 3)
                     row[f"{name}_per_client"] = got["per_client"]

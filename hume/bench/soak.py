@@ -190,7 +190,8 @@ def run(cfg: Config) -> dict:
                 f"--control.control_hz={cfg.control_hz}",
             )
             hostile = Hostile(ctx, eps["obs"], eps["hostile_chunks"], model_id, cfg.hostile_messages, seconds)
-            t0 = next_sample = None
+            t0: float | None = None
+            next_sample = 0.0  # set with t0
             while procs["system1"].poll() is None:
                 for msg in inbox.drain(timeout_ms=100):
                     connected = msg.type == "heartbeat" and msg.fields["stats"].get("system1_connected") == 1

@@ -246,7 +246,7 @@ def run(cfg: Config) -> dict:
         echo.start(stack, ctx, echo.serve_system2, *ours_eps, echo.CHUNK_SIZE)
         echo.start(stack, ctx, echo.serve_openpi, port)
         echo.start(stack, ctx, echo.serve_bare_zmq, *floor_eps, chunk_frames)
-        clients = {
+        clients: dict[str, OursClient | OpenpiClient | FloorClient] = {
             "ours": OursClient(*ours_eps, obs, cfg.timeout_s),
             "openpi": OpenpiClient(port.value, obs),
             "floor": FloorClient(*floor_eps, obs_frames, cfg.timeout_s),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from hume.config import ConfigError, parse_config
 
@@ -72,7 +73,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         from hume.convert.pi0 import parse_camera_map
 
-        pi0_options = dict(
+        # Keyword arguments for either converter, checked where they land (convert_pi0's signature).
+        pi0_options: dict[str, Any] = dict(
             tokenizer_dir=Path(cfg.tokenizer) if cfg.tokenizer else None,
             asset_id=cfg.asset_id or None,
             cameras=parse_camera_map(cfg.cameras) if cfg.cameras else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from hume.config import parse_config
 
@@ -37,9 +37,11 @@ def main(argv: Sequence[str]) -> int:
     from sim.remote.client import RemoteError
 
     # mode=deploy: the episodes go through the deployed nodes (the deployment layer runs them).
-    run_units = None
+    run_units: Callable[..., Iterator[dict]] | None = None
     if cfg.mode == "deploy":
-        from deploy.libero_eval import run_deploy as run_units
+        from deploy.libero_eval import run_deploy
+
+        run_units = run_deploy
     try:
         if cfg.variants:
             from sim.robustness import evaluate_variants, markdown

@@ -94,10 +94,10 @@ def build_config(
 ) -> HumeConfig:
     """Their config.json + tensor shapes -> a HumeConfig whose switches reproduce their networks."""
     features = need(raw, "input_features", path)
-    cameras = [k[len(IMAGE_PREFIX) :] for k in features if k.startswith(IMAGE_PREFIX)]
-    if not cameras:
+    theirs = [k[len(IMAGE_PREFIX) :] for k in features if k.startswith(IMAGE_PREFIX)]
+    if not theirs:
         raise CheckpointError(f"{path}: input_features name no camera ({IMAGE_PREFIX}*)")
-    cameras = tuple(ours for _, ours in check_cameras([(c, our_camera(c)) for c in cameras], path))
+    cameras = tuple(ours for _, ours in check_cameras([(c, our_camera(c)) for c in theirs], path))
     state_dim = need(features, STATE_KEY, path)["shape"][0]
     action_dim = need(need(raw, "output_features", path), ACTION_KEY, path)["shape"][0]
     size = need(raw, "resize_imgs_with_padding", path)

@@ -76,16 +76,17 @@ def openpi_settings(
 ) -> Settings:
     config = read_json(source / "config.json") if (source / "config.json").is_file() else {}
     horizon = config.get("action_horizon")
-    if horizon is None and chunk_size is None:
-        raise CheckpointError(
-            f"{source}: no config.json stating action_horizon (openpi's training checkpoints carry none): "
-            "pass the chunk size π0 was trained with (openpi's default is 50)"
-        )
     if horizon is not None and chunk_size is not None and horizon != chunk_size:
         raise CheckpointError(
             f"{source / 'config.json'}: action_horizon is {horizon}, the chunk size asked for is {chunk_size}"
         )
-    chunk = int(horizon if horizon is not None else chunk_size)
+    given = horizon if horizon is not None else chunk_size
+    if given is None:
+        raise CheckpointError(
+            f"{source}: no config.json stating action_horizon (openpi's training checkpoints carry none): "
+            "pass the chunk size π0 was trained with (openpi's default is 50)"
+        )
+    chunk = int(given)
 
     norm_file, asset = _norm_stats_file(source, asset_id)
     raw = read_json(norm_file).get("norm_stats")
@@ -171,7 +172,7 @@ def lerobot_settings(
         raise CheckpointError(f"{path}: images resized to {size}; ours needs one square size")
 
     steps = pipeline(source, "policy_preprocessor.json").get("steps", [])
-    rename = {}
+    rename: dict[str, str] = {}
     for step in steps:
         if step_name(step) == "rename_observations_processor":
             rename = step.get("config", {}).get("rename_map", {}) or {}

@@ -84,8 +84,9 @@ class ConcatDataset(EpisodeFrames):
     @property
     def stats(self) -> dict[str, dict[str, np.ndarray]] | None:
         """The parts' statistics combined (exact for mean/std/min/max); None unless all have them."""
-        parts = [p.stats for p in self.parts]
-        if any(s is None for s in parts):
+        every = [p.stats for p in self.parts]
+        parts = [s for s in every if s is not None]
+        if len(parts) < len(every):
             return None
         shared = set.intersection(*(set(s) for s in parts))
         return aggregate_stats([{k: s[k] for k in shared} for s in parts])

@@ -156,7 +156,7 @@ class ControlSchedule:
         since = self.tick - self.plan_tick
         if self.plan is None or since >= self.cfg.refine_every or since + self.cfg.lead >= len(self.plan):
             start = max(0, min(age, length - self.cfg.horizon))
-            continues = self._continues(since)
+            continues = self._continues(since, self.chunk)
             past = np.full((age - start, continues.shape[1]), np.nan, np.float32)
             self._request = RefineRequest(
                 self.chunk,
@@ -193,13 +193,13 @@ class ControlSchedule:
         self._new_plan = True
         return True
 
-    def _continues(self, since: int) -> np.ndarray:
+    def _continues(self, since: int, chunk: Chunk) -> np.ndarray:
         if self.plan is not None and since < len(self.plan):
             return self.plan[since:]
         if self.executed and self.executed[-1][1] != "hold":
             return self.executed[-1][0][None]
         # Nothing to continue; as wide as the chunk's actions.
-        return np.zeros((0, self.chunk.actions.shape[1]), np.float32)
+        return np.zeros((0, chunk.actions.shape[1]), np.float32)
 
     def committed(self, to_robot: Callable[[Chunk], np.ndarray], tick: int) -> np.ndarray:
         """Robot actions [k, action_dim] this schedule will execute from `tick` on (the current

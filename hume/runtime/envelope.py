@@ -227,8 +227,8 @@ class Envelope:
             bits |= RATE_LIMITED
             self.counts["rate_limited"] += 1
             self._log(logging.WARNING, "rate_limited", "action change above max_delta: ramped")
-        if position is not None:
-            kept = self._in_workspace(ramped, position)
+        if ws is not None and position is not None:
+            kept = self._in_workspace(ramped, position, ws)
             if (kept != ramped).any():
                 bits |= WORKSPACE
                 self.counts["workspace"] += 1
@@ -264,10 +264,9 @@ class Envelope:
                 state[ws.dims] += ws.per_unit * sent[: len(ws.dims)]
         return np.stack(out) if out else np.zeros((0, lim.action_dim), np.float32), bits
 
-    def _in_workspace(self, arm: np.ndarray, position: np.ndarray) -> np.ndarray:
+    def _in_workspace(self, arm: np.ndarray, position: np.ndarray, ws: Workspace) -> np.ndarray:
         """`arm` with its position dims cut so the predicted position stays in the box (moving back
         towards it, and stopping, always allowed) and under the speed limit."""
-        ws = self.limits.workspace
         k = len(ws.dims)
         move = arm[:k].astype(np.float64)
         if ws.max_speed and self.control_hz:

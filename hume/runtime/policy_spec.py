@@ -64,7 +64,7 @@ class PolicySpec:
             )
 
     def chunk_shapes(self) -> dict[str, tuple[int, int]]:
-        if self.chunk_size is None:
+        if self.chunk_size is None or self.action_dim is None:
             return {}
         shapes = {"actions": (self.chunk_size, self.action_dim)}
         if self.padded_dims:

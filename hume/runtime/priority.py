@@ -57,9 +57,9 @@ class RealtimeSection:
         log.info("System 1's ticks run under SCHED_FIFO priority %d", priority)
 
     def enter(self) -> None:
-        if self.enabled:
+        if self.enabled and self._fifo is not None:
             os.sched_setscheduler(0, os.SCHED_FIFO, self._fifo)
 
     def leave(self) -> None:
-        if self.enabled:
+        if self.enabled and self._other is not None:
             os.sched_setscheduler(0, os.SCHED_OTHER, self._other)

@@ -84,7 +84,7 @@ class Refiner:
             with self._cv:
                 while self._job is None and not self._closed:
                     self._cv.wait()
-                if self._closed:
+                if self._closed or self._job is None:
                     return
                 obs, request, history = self._job
             answer = self.refine(obs, request, history)

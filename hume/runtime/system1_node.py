@@ -268,9 +268,9 @@ class System1Node:
             raise MessageError("from_future", f"a chunk for tick {f['tick']}, now tick {self.tick}")
         self.spec.check_chunk(msg.arrays)
 
-    def _receive(self, episode: int, timeout_ms: float = 0) -> bool:
-        """Take every waiting message; keep the newest usable chunk. True when a new chunk came."""
-        fresh = False
+    def _receive(self, episode: int, timeout_ms: float = 0) -> protocol.Message | None:
+        """Take every waiting message; keep the newest usable chunk. The new chunk, if one came."""
+        fresh = None
         for msg in self.inbox.drain(timeout_ms):
             if msg.type == protocol.HEARTBEAT:
                 self.system2_state = msg.fields["state"]
@@ -308,7 +308,7 @@ class System1Node:
             if f["episode"] != episode or (self.chunk is not None and f["tick"] < self.chunk.fields["tick"]):
                 self.stale_chunks += 1
                 continue
-            self.chunk, fresh = msg, True
+            self.chunk = fresh = msg
         return fresh
 
     # -- control ---------------------------------------------------------------------------------
@@ -328,13 +328,13 @@ class System1Node:
             )
         self.schedule.land_plan(answer.request, answer.actions)
 
-    def _warm_up(self, obs: dict) -> None:
+    def _warm_up(self, obs: dict, chunk: protocol.Message) -> None:
         """The first refinements of a fresh process are slow (lazy kernel setup): do them before
         the clock runs, not inside the first control ticks; the warm ones set the lead."""
         times = []
         for _ in range(WARMUP_CALLS):
             t0 = time.monotonic()
-            self.policy.refine(obs, chunk_from_wire(self.chunk), 0)
+            self.policy.refine(obs, chunk_from_wire(chunk), 0)
             times.append((time.monotonic() - t0) * 1e3)
         self.policy.reset()
         self._warm = True
@@ -362,9 +362,10 @@ class System1Node:
         while not self.stop.is_set():
             self._heartbeat()
             self._publish(obs, episode, 0)
-            if self._receive(episode, timeout_ms=self.period * 1e3):
+            chunk = self._receive(episode, timeout_ms=self.period * 1e3)
+            if chunk is not None:
                 if not self._warm:
-                    self._warm_up(obs)
+                    self._warm_up(obs, chunk)
                 return
             now = time.monotonic()
             if now > deadline:
@@ -402,8 +403,9 @@ class System1Node:
             self._obs_times[self.tick] = t0
             self._obs_times.pop(self.tick - 4 * self.schedule.cfg.chunk_size, None)
             self.realtime.enter()
-            if self._receive(episode):
-                self.schedule.land(chunk_from_wire(self.chunk), self.chunk.fields["tick"])
+            chunk = self._receive(episode)
+            if chunk is not None:
+                self.schedule.land(chunk_from_wire(chunk), chunk.fields["tick"])
             answer = self.refiner.poll()
             if answer is not None:
                 self._take_answer(answer)

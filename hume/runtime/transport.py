@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -129,24 +130,24 @@ class Transport:
         self.session = protocol.session_of(self.secret)
         self._auth: ThreadAuthenticator | None = None
 
-    def _secure_server(self, sock: zmq.Socket) -> None:
+    def _secure_server(self, sock: zmq.Socket, keys: CurveKeys) -> None:
         if self._auth is None:
-            if not self.keys.authorized.is_dir():
-                raise EndpointError(f"no authorized client keys in {self.keys.authorized} (run `hume keys`)")
+            if not keys.authorized.is_dir():
+                raise EndpointError(f"no authorized client keys in {keys.authorized} (run `hume keys`)")
             self._auth = ThreadAuthenticator(self.ctx)
             self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(self.keys.authorized))
-        public, secret = self.keys.pair("server")
+            self._auth.configure_curve(domain="*", location=str(keys.authorized))
+        public, secret = keys.pair("server")
         if secret is None:
-            raise EndpointError(f"server.key_secret missing in {self.keys.folder}: this host cannot bind")
+            raise EndpointError(f"server.key_secret missing in {keys.folder}: this host cannot bind")
         sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
 
-    def _secure_client(self, sock: zmq.Socket) -> None:
-        public, secret = self.keys.pair("client")
+    def _secure_client(self, sock: zmq.Socket, keys: CurveKeys) -> None:
+        public, secret = keys.pair("client")
         if secret is None:
-            raise EndpointError(f"client.key_secret missing in {self.keys.folder}: this host cannot connect")
+            raise EndpointError(f"client.key_secret missing in {keys.folder}: this host cannot connect")
         sock.curve_secretkey, sock.curve_publickey = secret, public
-        sock.curve_serverkey = self.keys.pair("server")[0]
+        sock.curve_serverkey = keys.pair("server")[0]
 
     def socket(self, kind: int, endpoint: str, bind: bool, hwm: int = 1000) -> zmq.Socket:
         """`hwm`: messages queued per peer before ZeroMQ drops (PUB) new ones."""
@@ -161,13 +162,15 @@ class Transport:
         if kind == zmq.SUB:
             sock.setsockopt(zmq.SUBSCRIBE, b"")
         if self.keys is not None:
-            (self._secure_server if bind else self._secure_client)(sock)
+            (self._secure_server if bind else self._secure_client)(sock, self.keys)
         try:
             sock.bind(endpoint) if bind else sock.connect(endpoint)
         except zmq.ZMQError as e:
             sock.close()
             raise EndpointError(f"cannot {'bind' if bind else 'connect'} {endpoint}: {e}") from None
-        log.debug("%s %s %s", zmq.SocketType(sock.type).name, "bound" if bind else "connected", endpoint)
+        log.debug(
+            "%s %s %s", zmq.SocketType(cast(int, sock.type)).name, "bound" if bind else "connected", endpoint
+        )
         return sock
 
     def close(self) -> None:
@@ -242,7 +245,7 @@ class Inbox:
         for _ in range(limit):
             # EVENTS says whether a message waits: cheaper than a NOBLOCK receive raising zmq.Again,
             # and this runs on both ends of every round trip.
-            if not self.sock.get(zmq.EVENTS) & zmq.POLLIN:
+            if not _events(self.sock) & zmq.POLLIN:
                 return out
             msg = self._take(self.sock.recv_multipart(copy=False))
             if msg is not None:
@@ -312,10 +315,15 @@ class LatestObservation:
 
     def pending(self) -> bool:
         """Messages wait in the queue (System 1 is alive even if no wait_each() took them yet)."""
-        return bool(self.inbox.sock.get(zmq.EVENTS) & zmq.POLLIN)
+        return bool(_events(self.inbox.sock) & zmq.POLLIN)
 
     def stats(self) -> dict[str, int]:
         return {**self.inbox.stats(), "superseded": self.superseded}
 
     def close(self) -> None:
         self.inbox.sock.close()
+
+
+def _events(sock: zmq.Socket) -> int:
+    """The socket's EVENTS bits (pyzmq types every option's value as int | bytes | str)."""
+    return cast(int, sock.get(zmq.EVENTS))

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 import torch
 import torch.distributed as dist
@@ -150,7 +151,7 @@ def save_sharded(path: Path, stage: nn.Module, optimizers: dict[str, torch.optim
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_optimizer_state_dict
 
-    state = {"model": get_model_state_dict(stage)}
+    state: dict[str, Any] = {"model": get_model_state_dict(stage)}
     for name, opt in optimizers.items():
         state[f"optimizer.{name}"] = get_optimizer_state_dict(stage, opt)
     dcp.save(state, checkpoint_id=str(path / SHARDED_DIR))
@@ -194,7 +195,9 @@ def full_state_dict(stage: nn.Module) -> dict[str, torch.Tensor]:
     """The stage's whole tensors on process 0 (empty elsewhere), float32, on the CPU."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    return get_model_state_dict(stage, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    # A full (unsharded) model state holds only tensors; the declared ValueType covers every state.
+    full = get_model_state_dict(stage, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return cast(dict[str, torch.Tensor], full)
 
 
 def mean_over_processes(scalars: dict[str, float], device: torch.device) -> dict[str, float]:

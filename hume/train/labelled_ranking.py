@@ -13,17 +13,20 @@ import numpy as np
 import torch
 
 from hume.data.concat import open_datasets
+from hume.data.labels import LabelledThinks
 from hume.models.ranking import pairwise_accuracy
 from hume.policy import HumePolicy
 from hume.train.data import TrainingData
 
 
 @torch.no_grad()
-def candidate_values(policy: HumePolicy, data: TrainingData, batch: int = 32) -> np.ndarray:
-    """[T, N]: the value head's selection value of every labelled think's candidates."""
+def candidate_values(
+    policy: HumePolicy, data: TrainingData, labels: LabelledThinks, batch: int = 32
+) -> np.ndarray:
+    """[T, N]: the value head's selection value of every labelled think's candidates (`labels`: data's)."""
     out = []
-    for rows in torch.arange(len(data.labels)).split(batch):
-        frames = torch.from_numpy(data.labels.frame)[rows]
+    for rows in torch.arange(len(labels)).split(batch):
+        frames = torch.from_numpy(labels.frame)[rows]
         obs = data.system2_inputs(frames, torch.Generator(), augment=False)
         prefix, mask = policy.system2.embed_prefix(
             obs["images"], obs["image_masks"], obs["tokens"], obs["token_masks"]
@@ -38,7 +41,7 @@ def rank_labelled_thinks(policy: HumePolicy, datasets: list[str]) -> dict:
     data = TrainingData(open_datasets(datasets), policy.config, policy.normalizer, policy.tokenizer)
     if data.labels is None:
         raise ValueError(f"{data.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
-    values = candidate_values(policy, data)
+    values = candidate_values(policy, data, data.labels)
     rates = data.labels.rates
     right, pairs = pairwise_accuracy(torch.from_numpy(values), torch.from_numpy(rates))
     tried = ~np.isnan(rates)

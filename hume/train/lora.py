@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -20,6 +21,11 @@ from torch import nn
 
 from hume.train.config import LoraConfig
 
+if TYPE_CHECKING:
+    from peft.tuners.lora import LoraLayer
+
+    from hume.policy import HumePolicy
+
 log = logging.getLogger(__name__)
 
 ADAPTER_FILE = "lora_adapter.safetensors"
@@ -27,16 +33,21 @@ ADAPTER = "default"  # peft's name of the one adapter we train
 VLM = "system2.vlm."
 
 
-def add_adapters(policy: nn.Module, cfg: LoraConfig) -> None:
+def add_adapters(policy: HumePolicy, cfg: LoraConfig) -> None:
     """Wrap the target linear layers of System 2's VLM with LoRA adapters (B = 0: no change yet)."""
     from peft import LoraConfig as PeftLoraConfig
     from peft import inject_adapter_in_model
 
     config = PeftLoraConfig(
-        r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=list(cfg.targets)
+        r=cfg.rank,
+        # peft declares an int, but only divides by it (scaling = alpha / r): a float alpha is kept.
+        lora_alpha=cfg.alpha,  # type: ignore[arg-type]
+        lora_dropout=cfg.dropout,
+        target_modules=list(cfg.targets),
     )
-    inject_adapter_in_model(config, policy.system2.vlm, adapter_name=ADAPTER)
-    n = sum(p.numel() for name, p in policy.system2.vlm.named_parameters() if "lora_" in name)
+    vlm = policy.get_submodule(VLM.rstrip("."))
+    inject_adapter_in_model(config, vlm, adapter_name=ADAPTER)
+    n = sum(p.numel() for name, p in vlm.named_parameters() if "lora_" in name)
     log.info("LoRA rank %d on System 2's VLM (%s): %.2fM adapter parameters", cfg.rank, cfg.targets, n / 1e6)
 
 
@@ -46,7 +57,7 @@ def freeze_base(vlm: nn.Module) -> None:
         p.requires_grad_("lora_" in name)
 
 
-def _lora_layers(policy: nn.Module) -> dict[str, nn.Module]:
+def _lora_layers(policy: nn.Module) -> dict[str, LoraLayer]:
     from peft.tuners.lora import LoraLayer
 
     return {name: m for name, m in policy.named_modules() if isinstance(m, LoraLayer)}
@@ -82,7 +93,7 @@ def adapter_state_dict(
     return {k: v.detach().contiguous() for k, v in state.items() if "lora_" in k}
 
 
-def save(policy: nn.Module, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+def save(policy: HumePolicy, path: Path, state: dict[str, torch.Tensor] | None = None) -> None:
     """model.safetensors with merged weights (through save_pretrained) + the adapters alone."""
     policy.save_pretrained(path, state_dict=merged_state_dict(policy, state))
     save_file(adapter_state_dict(policy, state), str(path / ADAPTER_FILE), metadata={"format": "pt"})

@@ -30,7 +30,7 @@ class ServedExpert:
         mistake = self.rng.random() < self.noise.mistake_prob
         self.freeze_at = int(self.rng.integers(*MISTAKE_STEPS)) if mistake else None
         self.t = 0
-        self.last = None
+        self.last: np.ndarray | None = None
 
     def select_action(self, obs: dict | None = None) -> np.ndarray:
         self.t += 1

@@ -62,7 +62,7 @@ PREFIX = "metaworld_"
 
 def suites() -> dict[str, tuple[MetaWorldTaskSpec, ...]]:
     """Every Meta-World suite by name: MT10, and each of its tasks alone."""
-    out = {"metaworld_mt10": MT10}
+    out: dict[str, tuple[MetaWorldTaskSpec, ...]] = {"metaworld_mt10": MT10}
     for task in MT10:
         out["metaworld_mt10_" + task.name.removesuffix("-v3").replace("-", "_")] = (task,)
     return out

@@ -44,7 +44,7 @@ PREFIX = "robosuite_"
 
 
 def suites() -> dict[str, tuple[RobosuiteTaskSpec, ...]]:
-    out = {"robosuite_standard": STANDARD}
+    out: dict[str, tuple[RobosuiteTaskSpec, ...]] = {"robosuite_standard": STANDARD}
     for task in STANDARD:
         out[PREFIX + task.name.lower()] = (task,)
     return out

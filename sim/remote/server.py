@@ -85,7 +85,7 @@ def handle(sim: Simulator, msg) -> tuple[str, dict, dict]:
 def serve(sim: Simulator, endpoint: str, idle_timeout_s: float = 600.0) -> None:
     """Answer requests on `endpoint` until a `close` request, the parent's exit or the idle timeout."""
     check_endpoint(endpoint, secure=False)
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context = zmq.Context.instance()
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.LINGER, 500)
     sock.bind(endpoint)
