@@ -114,6 +114,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     k = np.array([r["k"] for r in rows])
     acc = np.array([r["pairwise_accuracy"] for r in rows])
@@ -121,11 +122,12 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.errorbar(k, acc, yerr=[acc - lo, hi - acc], marker="o", capsize=4, label="held-out pairwise accuracy")
     ax.axhline(0.5, color="grey", linestyle="--", label="chance")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("labelled thinks trained on (K)")
     ax.set_ylabel("pairwise accuracy (Wilson 95%)")
     ax.set_ylim(0.0, 1.0)
     ax.set_title(title)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -190,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     table = markdown(rows)
     (output / "curve.md").write_text(table)
     (output / "curve.json").write_text(json.dumps(rows, indent=1) + "\n")
-    plot(rows, output / "curve.png", f"{Path(base.dataset).name}: held-out every {args.heldout_every}")
+    plot(
+        rows,
+        output / "curve.png",
+        f"{Path(base.dataset).name}: 1 in {args.heldout_every} episodes of each task held out",
+    )
     log.info("\n%s\nwritten to %s (curve.md, curve.png, curve.json)", table, output)
     sys.stdout.write(json.dumps(rows) + "\n")  # the program's output: the rows, machine-readable
     return 0

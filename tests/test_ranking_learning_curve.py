@@ -140,3 +140,16 @@ def test_learning_curve_trains_each_k_once_and_writes_table_and_plot(
     assert (out / "thinks_000003/ranking.json").stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit, match="changed: \\['train'\\]"):
         curve_script.main([*argv, "--critic_lr=1e-3"])
+
+
+def test_critic_ranking_script_scores_the_held_out_episodes(labelled, capsys):
+    spec = importlib.util.spec_from_file_location("critic_ranking", ROOT / "scripts/critic_ranking.py")
+    critic_ranking = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(critic_ranking)
+    data, start = labelled
+    assert critic_ranking.main(["--checkpoint", str(start), "--heldout_every=3", str(data)]) == 0
+    (row,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["thinks"] == 10
+    with pytest.raises(SystemExit):
+        critic_ranking.main(["--heldout_every=3", str(data)])
+    assert "needs --checkpoint" in capsys.readouterr().err
