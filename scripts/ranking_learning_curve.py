@@ -9,7 +9,8 @@ each K (by default 25%, 50% and 100% of the training thinks, plus the counts giv
 the value head of the config's `init_from` is trained with the config's settings on the first K
 training thinks (`ranking_thinks=K`) and scored on the held-out thinks: pairwise accuracy (the share
 of candidate pairs with different outcomes its selection value orders right; 0.5 is chance) with a
-Wilson 95% interval over those pairs, and the success of the candidate it would choose beside
+Wilson 95% interval over those pairs (too narrow: pairs of one think are not independent), and
+the success of the candidate it would choose beside
 candidate 0, a uniform choice and the best. K = 0 is `init_from` itself, untrained on labels.
 Any other `--key=value` is a `hume train` override (TrainConfig), applied to every K.
 
@@ -134,8 +135,9 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # No abbreviations: every flag this parser does not know is a TrainConfig override.
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
     )
     parser.add_argument("--config", default="configs/train/value_ranking_libero_object.yaml")
     parser.add_argument(
@@ -146,16 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default="outputs/curves/ranking_libero_object")
     args, overrides = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.heldout_every < 2:
+        raise SystemExit(
+            f"--heldout_every must be >= 2 (a curve needs held-out thinks), got {args.heldout_every}"
+        )
     base = parse_config(
         TrainConfig, ["--config", args.config, *overrides, f"--ranking_heldout_every={args.heldout_every}"]
     )
     if base.critic_target != "ranking" and not base.ranking_weight:
         raise SystemExit(
             f"{args.config}: trains no ranking loss (critic_target: ranking or ranking_weight > 0)"
-        )
-    if args.heldout_every < 2:
-        raise SystemExit(
-            f"--heldout_every must be >= 2 (a curve needs held-out thinks), got {args.heldout_every}"
         )
     datasets = [base.dataset, *base.extra_datasets]
     labels = LabelledThinks.of(open_training_dataset(base))
