@@ -10,8 +10,9 @@ the value head of the config's `init_from` is trained with the config's settings
 training thinks (`ranking_thinks=K`) and scored on the held-out thinks: pairwise accuracy (the share
 of candidate pairs with different outcomes its selection value orders right; 0.5 is chance) with a
 Wilson 95% interval over those pairs (too narrow: pairs of one think are not independent), and
-the success of the candidate it would choose beside candidate 0, a uniform choice and the best. K = 0 is `init_from` itself, untrained on labels.
-Any other `--key=value` is a `hume train` override (TrainConfig), applied to every K.
+the success of the candidate it would choose beside candidate 0, a uniform choice and the best.
+K = 0 is `init_from` itself, untrained on labels. Any other `--key=value` is a `hume train`
+override (TrainConfig), applied to every K.
 
 Writes to --output: curve.md (the table), curve.png (accuracy against K), curve.json (the rows),
 split.json (the labels and settings the curve is for) and thinks_KKKKKK/ (each K's training run
