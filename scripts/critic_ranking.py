@@ -21,7 +21,9 @@ Ranking at one state, the metric that decides whether a critic can choose:
 scores the labelled thinks of each dataset (`hume collect` with policy.selector=oracle; hold them
 out from the head's training) with CKPT's value head: the share of candidate pairs with different
 outcomes that its selection value orders right (0.5: chance), and the success rate of the
-candidate it would choose beside candidate 0, a uniform choice and the best candidate.
+candidate it would choose beside candidate 0, a uniform choice and the best candidate. With
+`--heldout_every=k`, only the thinks of the episodes that `hume train --ranking_heldout_every=k`
+held out of the same dataset are scored (one collection for training and testing).
 """
 
 from __future__ import annotations
@@ -150,12 +152,12 @@ def scored_row(
     return row
 
 
-def labelled(checkpoint: str, datasets: list[str]) -> int:
+def labelled(checkpoint: str, datasets: list[str], heldout_every: int = 0) -> int:
     from hume.policy import HumePolicy
     from hume.train.labelled_ranking import rank_labelled_thinks
 
     policy = HumePolicy.from_pretrained(checkpoint)
-    rows = [{"dataset": d, **rank_labelled_thinks(policy, [d])} for d in datasets]
+    rows = [{"dataset": d, **rank_labelled_thinks(policy, [d], heldout_every)} for d in datasets]
     lines = [
         "| labelled thinks | thinks | pairs | pairwise accuracy | success of the chosen | of candidate 0 | "
         "of a uniform choice | of the best |",
@@ -178,10 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("datasets", nargs="+", help="rollout datasets (LeRobot folders) or hume eval runs")
     parser.add_argument("--checkpoint", help="rank the datasets' labelled thinks with this value head")
+    parser.add_argument(
+        "--heldout_every",
+        type=int,
+        default=0,
+        help="with --checkpoint: score only the episodes training held out with ranking_heldout_every",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.heldout_every and not args.checkpoint:
+        parser.error("--heldout_every scores labelled thinks: it needs --checkpoint")
     if args.checkpoint:
-        return labelled(args.checkpoint, args.datasets)
+        return labelled(args.checkpoint, args.datasets, args.heldout_every)
     rows = [ranking(folder) for folder in args.datasets]
     lines = [
         "| rollouts | episodes | successes | AUC of first Q | p | within-task AUC of first Q | p | "

@@ -4,42 +4,16 @@ order the candidates of a state as their outcomes did, on thinks it never saw.""
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from train_support import tiny_model_config, write_tiny_dataset
+from train_support import tiny_model_config, write_labels, write_tiny_dataset
 
 from hume.config import ConfigError, parse_config
 from hume.data import LeRobotDataset
-from hume.data.labels import LABELS_FILE
 from hume.policy import HumePolicy
 from hume.train.config import TrainConfig
 from hume.train.data import dataset_stats
 from hume.train.labelled_ranking import rank_labelled_thinks
-
-
-def write_labels(root: Path, seed: int, frames=(0, 4, 8, 12, 16)) -> None:
-    """Four candidates per think; one succeeds exactly when its first actions push +x (a rule of
-    the candidate alone, which a critic can learn), and every think has both outcomes."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for episode in range(3):
-        for frame in frames:
-            candidates = rng.normal(size=(4, 16, 7))
-            candidates[0, :4, 0] = np.abs(candidates[0, :4, 0]) + 0.5
-            candidates[1, :4, 0] = -np.abs(candidates[1, :4, 0]) - 0.5
-            good = candidates[:, :4, 0].mean(axis=1) > 0
-            rows.append(
-                {
-                    "episode_index": episode,
-                    "frame_index": frame,
-                    "task_index": episode % 2,
-                    "candidates": candidates.round(4).tolist(),
-                    "outcomes": [[[int(g), 20]] for g in good],
-                    "chosen": int(np.argmax(good)),
-                }
-            )
-    (root / LABELS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 @pytest.fixture(scope="module")

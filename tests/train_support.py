@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import yaml
 from hume.config import to_dict
 from hume.data import LeRobotWriter
 from hume.data.format import libero_features
+from hume.data.labels import LABELS_FILE
 from hume.models.configuration_hume import HumeConfig
 from hume.models.configuration_system1 import System1Config
 from hume.models.configuration_system2 import System2Config
@@ -107,3 +109,28 @@ def write_model_config(path: Path, config: HumeConfig | None = None) -> Path:
 
 def replace(config, **changes):
     return dataclasses.replace(config, **changes)
+
+
+def write_labels(root: Path, seed: int, frames=(0, 4, 8, 12, 16), episodes: int = 3) -> None:
+    """Four candidates per think; one succeeds exactly when its first actions push +x (a rule of
+    the candidate alone, which a critic can learn), and every think has both outcomes. Episode k
+    does task k % 2, as write_tiny_dataset's."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for episode in range(episodes):
+        for frame in frames:
+            candidates = rng.normal(size=(4, 16, 7))
+            candidates[0, :4, 0] = np.abs(candidates[0, :4, 0]) + 0.5
+            candidates[1, :4, 0] = -np.abs(candidates[1, :4, 0]) - 0.5
+            good = candidates[:, :4, 0].mean(axis=1) > 0
+            rows.append(
+                {
+                    "episode_index": episode,
+                    "frame_index": frame,
+                    "task_index": episode % 2,
+                    "candidates": candidates.round(4).tolist(),
+                    "outcomes": [[[int(g), 20]] for g in good],
+                    "chosen": int(np.argmax(good)),
+                }
+            )
+    (root / LABELS_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -9,12 +9,13 @@ that must *rank candidates at one state* learns from (docs/training.md).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from hume.constants import EPISODE_INDEX_KEY, FRAME_INDEX_KEY
+from hume.constants import EPISODE_INDEX_KEY, FRAME_INDEX_KEY, TASK_INDEX_KEY
 from hume.data import format as fmt
 
 LABELS_FILE = "meta/labelled_thinks.jsonl"
@@ -45,15 +46,39 @@ class LabelledThinks:
     candidates: [T, N, H, action_dim] float32, normalised as the policy's chunks are.
     rates: [T, N] float32, each candidate's success rate over its continuations; NaN: not tried.
     chosen: [T] the candidate the episode followed.
+    episode, task: [T] the think's episode and task (for ConcatDataset: as it numbers them).
     """
 
     frame: np.ndarray
     candidates: np.ndarray
     rates: np.ndarray
     chosen: np.ndarray
+    episode: np.ndarray
+    task: np.ndarray
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def subset(self, rows: np.ndarray) -> LabelledThinks:
+        """The thinks at `rows` (indices or a [T] bool mask), in their order."""
+        return LabelledThinks(
+            *(getattr(self, f.name)[rows] for f in dataclasses.fields(self))  # every field is [T, ...]
+        )
+
+    def held_out(self, every: int) -> np.ndarray:
+        """[T] bool: the thinks of every `every`-th labelled episode of each task (its 1st, its
+        (every+1)-th, ...; by episode index), a split by episode that a growing collection keeps.
+        Counted per task, not over episode indices: with tasks interleaved (episode k does task
+        k % tasks), episode_index % every would hold out whole tasks. 0: none."""
+        if every < 0:
+            raise ValueError(f"every must be >= 0 (0: nothing held out), got {every}")
+        out = np.zeros(len(self), bool)
+        if every == 0:
+            return out
+        for task in np.unique(self.task):
+            episodes = np.unique(self.episode[self.task == task])  # sorted
+            out |= np.isin(self.episode, episodes[::every]) & (self.task == task)
+        return out
 
     @classmethod
     def of(cls, dataset) -> LabelledThinks | None:
@@ -67,6 +92,7 @@ class LabelledThinks:
             )
         }
         frame, candidates, rates, chosen = [], [], [], []
+        episodes, tasks = dataset.columns[EPISODE_INDEX_KEY], dataset.columns[TASK_INDEX_KEY]
         for part, offset in zip(parts, offsets, strict=True):
             for row in read_labelled_thinks(part.root):
                 key = (row["episode_index"] + offset, row["frame_index"])
@@ -87,4 +113,11 @@ class LabelledThinks:
             raise fmt.DatasetFormatError(
                 f"{dataset.root}: labelled thinks of different shapes {sorted(shapes)}"
             )
-        return cls(np.asarray(frame), np.stack(candidates), np.stack(rates), np.asarray(chosen))
+        return cls(
+            np.asarray(frame),
+            np.stack(candidates),
+            np.stack(rates),
+            np.asarray(chosen),
+            np.asarray(episodes[frame]).reshape(-1).astype(np.int64),
+            np.asarray(tasks[frame]).reshape(-1).astype(np.int64),
+        )

@@ -98,8 +98,15 @@ class TrainConfig:
     # loss; the datasets must carry labels (`hume collect` with policy.selector=oracle,
     # meta/labelled_thinks.jsonl). 0: off, unless critic_target is "ranking" (then 1).
     ranking_weight: float = 0.0
-    # Labelled thinks per step for that loss (drawn uniformly over all of them).
+    # Labelled thinks per step for that loss (drawn uniformly over those it trains on).
     ranking_batch: int = 16
+    # Hold out every k-th labelled episode of each task (its 1st, (k+1)-th, ...) from the ranking
+    # loss, so one collection serves training and testing: score those with
+    # `scripts/critic_ranking.py --checkpoint CKPT --heldout_every=k`. 0: train on every think.
+    ranking_heldout_every: int = 0
+    # Train the ranking loss on the first n of the (not held-out) labelled thinks, in collection
+    # order, as if collection had stopped there (a learning curve). 0: all of them.
+    ranking_thinks: int = 0
     # Stage system1_value: the CQL regulariser's weight for this run, replacing the model's
     # value_head.cql_alpha (the checkpoint saves it); null keeps the model's. CQL lifts the data's
     # Q by about cql_alpha / 2 over its regression target, a return of at most 1 here.
@@ -140,6 +147,18 @@ class TrainConfig:
             raise ConfigError(
                 f"ranking_weight must be >= 0 and ranking_batch >= 1, got {self.ranking_weight} and "
                 f"{self.ranking_batch}"
+            )
+        if self.ranking_heldout_every < 0 or self.ranking_heldout_every == 1:
+            raise ConfigError(
+                "ranking_heldout_every must be 0 (no split) or >= 2 (1 would hold out every episode), "
+                f"got {self.ranking_heldout_every}"
+            )
+        if self.ranking_thinks < 0:
+            raise ConfigError(f"ranking_thinks must be >= 0 (0: all), got {self.ranking_thinks}")
+        if (self.ranking_heldout_every or self.ranking_thinks) and not self.ranking:
+            raise ConfigError(
+                "ranking_heldout_every / ranking_thinks choose the ranking loss's thinks: they need "
+                "critic_target=ranking or ranking_weight > 0"
             )
         if self.mixed_precision not in ("no", "bf16"):
             raise ConfigError(f"mixed_precision must be 'no' or 'bf16', got {self.mixed_precision!r}")

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from hume.config import ConfigError
 from hume.constants import (
     ACTION_KEY,
     DONE_KEY,
@@ -44,6 +45,7 @@ from hume.data.returns import episode_returns
 from hume.data.stats import columns_stats
 from hume.models.configuration_hume import HumeConfig
 from hume.models.flow import sample_time
+from hume.models.ranking import preference_pairs
 from hume.policy.normalize import Normalizer
 from hume.policy.transforms import image_to_tensor, pad_to, tokenize
 from hume.train.augment import augment_camera
@@ -66,6 +68,29 @@ def dataset_stats(dataset: LeRobotDataset | ConcatDataset) -> dict:
     if "min" in stats[ACTION_KEY] and "max" in stats[ACTION_KEY]:  # the value head's action box
         out[ACTION_KEY].update(min=stats[ACTION_KEY]["min"], max=stats[ACTION_KEY]["max"])
     return out
+
+
+def ranking_rows(labels: LabelledThinks, heldout_every: int, thinks: int) -> np.ndarray:
+    """The labelled thinks the ranking loss trains on (indices, in collection order): all but
+    those of the held-out episodes (`LabelledThinks.held_out(heldout_every)`), and of those the
+    first `thinks` (0: all), as if the collection had stopped there."""
+    train = np.flatnonzero(~labels.held_out(heldout_every))
+    if len(train) == 0:
+        raise ConfigError(
+            f"ranking_heldout_every={heldout_every} holds out all {len(labels)} labelled thinks: "
+            "none is left to train on (use 0 for no split, or k >= 2)"
+        )
+    if thinks < 0 or thinks > len(train):
+        raise ConfigError(
+            f"ranking_thinks={thinks}, but there are {len(train)} training thinks "
+            f"({len(labels) - len(train)} of {len(labels)} held out); use 1..{len(train)}, or 0 for all"
+        )
+    return train[:thinks] if thinks else train
+
+
+def ranked_pairs(rates: np.ndarray) -> int:
+    """Comparisons (candidate pairs of one think with different outcomes) in `rates` [T, N]."""
+    return int(preference_pairs(torch.from_numpy(rates)).sum())
 
 
 def _is_wrist(camera: str) -> bool:
@@ -159,6 +184,14 @@ class TrainingData:
                     ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
                 )
         return images
+
+    def keep_labels(self, rows: np.ndarray) -> None:
+        """Keep only the labelled thinks at `rows` (a train/held-out split, a learning curve)."""
+        if self.labels is None:
+            raise ValueError(f"{self.root}: no labelled thinks to choose from")
+        self.labels = self.labels.subset(rows)
+        self.label_actions = self.label_actions[torch.from_numpy(np.asarray(rows))]
+        self.label_rates = torch.from_numpy(self.labels.rates)
 
     def __len__(self) -> int:
         return len(self.state)

@@ -36,11 +36,18 @@ def candidate_values(
     return np.concatenate(out)
 
 
-def rank_labelled_thinks(policy: HumePolicy, datasets: list[str]) -> dict:
-    """The ranking of `policy`'s value head on the labelled thinks of `datasets` (read as one)."""
+def rank_labelled_thinks(policy: HumePolicy, datasets: list[str], heldout_every: int = 0) -> dict:
+    """The ranking of `policy`'s value head on the labelled thinks of `datasets` (read as one);
+    with `heldout_every` k > 0 on those of the episodes that training with
+    `ranking_heldout_every=k` held out (the same datasets, read together as training read them)."""
     data = TrainingData(open_datasets(datasets), policy.config, policy.normalizer, policy.tokenizer)
     if data.labels is None:
         raise ValueError(f"{data.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
+    if heldout_every:
+        held_out = data.labels.held_out(heldout_every)
+        if not held_out.any():
+            raise ValueError(f"{data.root}: heldout_every={heldout_every} holds out no labelled think")
+        data.keep_labels(np.flatnonzero(held_out))
     values = candidate_values(policy, data, data.labels)
     rates = data.labels.rates
     right, pairs = pairwise_accuracy(torch.from_numpy(values), torch.from_numpy(rates))

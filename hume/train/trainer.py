@@ -47,7 +47,7 @@ from hume.train.checkpoint import (
     step_dir,
 )
 from hume.train.config import TrainConfig
-from hume.train.data import TrainingData, dataset_stats, open_training_dataset
+from hume.train.data import TrainingData, dataset_stats, open_training_dataset, ranked_pairs, ranking_rows
 from hume.train.ema import WeightAverage, restore_raw_weights
 from hume.train.metrics import MetricsLog, plot_losses
 from hume.train.schedule import warmup_cosine
@@ -151,6 +151,26 @@ def make_stage(cfg: TrainConfig, policy: HumePolicy) -> System2Stage | System1Va
     )
 
 
+def _choose_ranking_thinks(cfg: TrainConfig, data: TrainingData) -> None:
+    """Keep the labelled thinks the ranking loss trains on (the held-out split, the first n)."""
+    everything = data.labels
+    assert everything is not None  # train() refuses the ranking loss without labelled thinks
+    rows = ranking_rows(everything, cfg.ranking_heldout_every, cfg.ranking_thinks)
+    data.keep_labels(rows)
+    held_out = everything.held_out(cfg.ranking_heldout_every)
+    log.info(
+        "ranking loss: %d of %d labelled thinks (%d candidate pairs with different outcomes); "
+        "%d held out (ranking_heldout_every=%d), %d unused (ranking_thinks=%d)",
+        len(rows),
+        len(everything),
+        ranked_pairs(data.label_rates.numpy()),
+        int(held_out.sum()),
+        cfg.ranking_heldout_every,
+        len(everything) - int(held_out.sum()) - len(rows),
+        cfg.ranking_thinks,
+    )
+
+
 def set_activation_checkpointing(stage: nn.Module, on: bool) -> None:
     """The activation_checkpointing switch on every transformer stack of the stage: our Gemma
     stacks and System 2's joint pass, and transformers' vision towers (off is their default)."""
@@ -203,6 +223,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             f"the ranking loss needs labelled thinks, and {data.root} has none "
             "(meta/labelled_thinks.jsonl: `hume collect --source=policy --policy.selector=oracle`)"
         )
+    if cfg.ranking:
+        _choose_ranking_thinks(cfg, data)
     stage = make_stage(cfg, policy)
     set_activation_checkpointing(stage, cfg.activation_checkpointing)
     replicated = []
