@@ -2,10 +2,11 @@
 
     python scripts/ablation_table.py "full Hume=outputs/results/full" "S1 off=outputs/results/no_system1" ...
 
-Each argument is LABEL=EVAL_OUTPUT_DIR. The first run is the reference: for every other run the
-table counts the initial states only one of the two solved and gives McNemar's exact two-sided
-p-value on those discordant pairs (the runs share initial states, so pairs say more than two
-independent intervals). Runs on other initial states are refused unless --common_states, which
+Each argument is LABEL=DIR: a `hume eval` output folder, or a `hume deploy` one on LIBERO (its
+metrics.json's `episode_results` name each episode's task and initial state). The first run is
+the reference: for every other run the table counts the initial states only one of the two
+solved and gives McNemar's exact two-sided p-value on those discordant pairs (the runs share
+initial states, so pairs say more than two independent intervals). Runs on other initial states are refused unless --common_states, which
 compares every run on the states all of them finished. The last column is the smoothness of plan
 switches (|Δa| p90 at switches over within plans, pooled over the episodes' records), where the run
 recorded it.
@@ -14,6 +15,7 @@ recorded it.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -22,9 +24,14 @@ from hume.policy.switches import pooled_summary
 from sim.evaluator import EPISODE_LOG, read_log
 from sim.stats import wilson_interval
 
+DEPLOY_METRICS = "metrics.json"
+
 
 def episodes(folder: Path) -> dict[tuple[int, int], dict]:
     """The run's finished episodes by (task id, initial state)."""
+    if not (folder / EPISODE_LOG).is_file() and (folder / DEPLOY_METRICS).is_file():
+        rows = json.loads((folder / DEPLOY_METRICS).read_text())["episode_results"]
+        return {(r["task_id"], r["init_state"]): r for r in rows}
     return {(r["task_id"], r["init_state"]): r for r in read_log(folder / EPISODE_LOG).values()}
 
 
@@ -94,8 +101,12 @@ def main() -> None:
     runs = []
     for arg in args.runs:
         label, sep, folder = arg.rpartition("=")  # a label may hold "=" (N=5)
-        if not sep or not (Path(folder) / "results.json").is_file():
-            parser.error(f"{arg!r}: expected LABEL=DIR where DIR holds a finished `hume eval` (results.json)")
+        finished = any((Path(folder) / name).is_file() for name in ("results.json", DEPLOY_METRICS))
+        if not sep or not finished:
+            parser.error(
+                f"{arg!r}: expected LABEL=DIR where DIR holds a finished `hume eval` (results.json) "
+                f"or `hume deploy` ({DEPLOY_METRICS})"
+            )
         runs.append((label, Path(folder)))
     # The table is the program's output, not a log line.
     sys.stdout.write(table(runs, args.common_states) + "\n")

@@ -76,3 +76,25 @@ def test_common_states_compares_on_the_states_all_runs_share(tmp_path):
         timeout=60,
     )
     assert r.returncode == 0 and "| b | 1/2 |" in r.stdout
+
+
+def test_deploy_runs_pair_by_their_episode_results(tmp_path):
+    # `hume deploy` on LIBERO records each episode's task and initial state in metrics.json.
+    runs = {}
+    for name, successes in (("ahead", [True, True, False]), ("in_tick", [False, True, False])):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [
+            {"episode": i, "task_id": i % 2, "init_state": i // 2, "success": s, "steps": 90 if s else 280}
+            for i, s in enumerate(successes)
+        ]
+        (folder / "metrics.json").write_text(json.dumps({"episodes": 3, "episode_results": rows}))
+        runs[name] = folder
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), f"ahead={runs['ahead']}", f"in tick={runs['in_tick']}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "| ahead | 2/3 |" in r.stdout and "| in tick | 1/3 |" in r.stdout and "| 1 / 0 |" in r.stdout
