@@ -3,13 +3,13 @@
     python scripts/ablation_table.py "full Hume=outputs/results/full" "S1 off=outputs/results/no_system1" ...
 
 Each argument is LABEL=DIR: a `hume eval` output folder, or a `hume deploy` one on LIBERO (its
-metrics.json's `episode_results` name each episode's task and initial state). The first run is
-the reference: for every other run the table counts the initial states only one of the two
-solved and gives McNemar's exact two-sided p-value on those discordant pairs (the runs share
-initial states, so pairs say more than two independent intervals). Runs on other initial states are refused unless --common_states, which
-compares every run on the states all of them finished. The last column is the smoothness of plan
-switches (|Δa| p90 at switches over within plans, pooled over the episodes' records), where the run
-recorded it.
+metrics.json's `episode_results` name each episode's task and initial state). The first run is the
+reference: for every other run the table counts the initial states only one of the two solved and
+gives McNemar's exact two-sided p-value on those discordant pairs (the runs share initial states, so
+pairs say more than two independent intervals). Runs on other initial states are refused unless
+--common_states, which compares every run on the states all of them finished. The last column is the
+smoothness of plan switches (|Δa| p90 at switches over within plans, pooled over the episodes'
+records), where the run recorded it.
 """
 
 from __future__ import annotations
