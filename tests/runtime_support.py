@@ -294,3 +294,20 @@ def tick_mark(row: dict) -> str:
         if int(float(row[mark])):
             return mark
     return ""
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def start_fleet_client(folder: Path, name: str, seed: int, log: Path) -> subprocess.Popen:
+    """fleet_client.py as client `name` (its secret: secret_of) of the System-2 node serving on
+    `folder`'s ipc endpoints, its images drawn from `seed`, its chunks logged to `log`."""
+    endpoints = [f"ipc://{folder}/obs", f"ipc://{folder}/chunks"]
+    args = [*endpoints, secret_of(name), str(seed), str(log)]
+    return subprocess.Popen([sys.executable, str(TESTS / "fleet_client.py"), *args])

@@ -3,7 +3,6 @@ model, Ctrl-C without orphans, a missing checkpoint, and the unmodified openpi-c
 
 import csv
 import json
-import os
 import re
 import signal
 import subprocess
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runtime_support import HUME, ROOT, Proc, banner_marks, make_tiny_checkpoint, tick_mark
+from runtime_support import HUME, ROOT, Proc, alive, banner_marks, make_tiny_checkpoint, tick_mark
 
 from hume.data.episode_frame import BANNER
 from hume.data.video import read_video
@@ -90,7 +89,7 @@ def _launch(ckpt, tmp_path) -> tuple[Proc, list[int], Path, Path]:
     try:
         launcher.wait_for("both nodes ready", 180)
         pids = [int(p) for p in re.findall(r"started system\d \(pid (\d+)\)", launcher.text())]
-        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        assert len(pids) == 2 and all(alive(p) for p in pids)
         sockets = Path(
             re.search(r"observations: ipc://(\S+)/observations", (run / "deploy_config.yaml").read_text())[1]
         )
@@ -107,7 +106,7 @@ def test_ctrl_c_stops_both_nodes_without_orphans_and_still_writes_the_metrics(ck
     time.sleep(1.0)
     rc = launcher.stop(signal.SIGINT, timeout=60)
     assert rc == 130, launcher.text()[-2000:]
-    assert not any(_alive(p) for p in pids), "a node outlived the launcher"
+    assert not any(alive(p) for p in pids), "a node outlived the launcher"
     assert "Traceback" not in (run / "system1.log").read_text()
     m = json.loads((run / "metrics.json").read_text())
     assert m["interrupted"] is True and m["ticks"] > 0 and METRICS_KEYS <= set(m)
@@ -125,23 +124,15 @@ def test_a_killed_launcher_leaves_no_nodes_and_no_socket_folder(ckpt, tmp_path):
     # The nodes get SIGTERM and shut down as on Ctrl-C; on a loaded 2-core machine that has been
     # seen to take more than 30 s.
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and (sockets.exists() or any(_alive(p) for p in pids)):
+    while time.monotonic() < deadline and (sockets.exists() or any(alive(p) for p in pids)):
         time.sleep(0.2)
     assert not sockets.exists(), f"{sockets} left behind"
-    alive = {p: Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ") for p in pids if _alive(p)}
-    assert not alive, f"a node outlived the launcher: {alive}"
+    survivors = {p: Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ") for p in pids if alive(p)}
+    assert not survivors, f"a node outlived the launcher: {survivors}"
 
 
 def _nice(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[16])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -10,7 +10,15 @@ import time
 from pathlib import Path
 
 import pytest
-from runtime_support import TESTS, Proc, make_tiny_checkpoint, node_args, secret_of, session_of
+from runtime_support import (
+    TESTS,
+    Proc,
+    make_tiny_checkpoint,
+    node_args,
+    secret_of,
+    session_of,
+    start_fleet_client,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +50,7 @@ def test_three_clients_each_get_their_own_chunks_and_survive_one_dying(tmp_path)
         s2.wait_for("System 2 .* on observations", 120)
         for i, name in enumerate(names):
             logs.append(tmp_path / f"{name}.jsonl")
-            args = [
-                f"ipc://{tmp_path}/obs",
-                f"ipc://{tmp_path}/chunks",
-                secret_of(name),
-                str(100 + i),
-                str(logs[i]),
-            ]
-            clients.append(subprocess.Popen([sys.executable, str(TESTS / "fleet_client.py"), *args]))
+            clients.append(start_fleet_client(tmp_path, name, 100 + i, logs[i]))
         for session, log in zip(sessions, logs, strict=True):
             _wait_chunks(log, session, 3, 60)
         clients[0].send_signal(signal.SIGKILL)

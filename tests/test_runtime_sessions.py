@@ -6,8 +6,6 @@ that would silence the victim's later ones, is dropped and counted, and the vict
 on exactly as the bystander's does."""
 
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,14 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from runtime_support import TESTS, Proc, make_tiny_checkpoint, node_args, secret_of, session_of
+from runtime_support import (
+    Proc,
+    make_tiny_checkpoint,
+    node_args,
+    secret_of,
+    session_of,
+    start_fleet_client,
+)
 
 from hume.runtime import protocol
 
@@ -67,14 +72,7 @@ def test_an_attacker_on_the_socket_cannot_take_over_another_clients_session(tmp_
     try:
         s2.wait_for("System 2 .* on observations", 120)
         for i, n in enumerate(names):
-            args = [
-                f"ipc://{tmp_path}/obs",
-                f"ipc://{tmp_path}/chunks",
-                secret_of(n),
-                str(100 + i),
-                str(logs[n]),
-            ]
-            clients.append(subprocess.Popen([sys.executable, str(TESTS / "fleet_client.py"), *args]))
+            clients.append(start_fleet_client(tmp_path, n, 100 + i, logs[n]))
         for n in names:
             _wait(logs[n], sessions[n], 3, 90)
         # The attacker: it learns the victim's session from a chunk everyone receives.

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from plugin_policy import pattern, write_checkpoint
-from runtime_support import Proc, recorded_actions
+from runtime_support import Proc, alive, recorded_actions
 
 pytestmark = pytest.mark.slow
 
@@ -34,14 +34,6 @@ def _wait(condition, timeout: float, what: str) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def test_the_robot_holds_by_itself_when_system1_stops_or_dies(tmp_path):
@@ -76,7 +68,7 @@ def test_the_robot_holds_by_itself_when_system1_stops_or_dies(tmp_path):
 
         # System 1 dies: the robot side holds at once, records it, and exits.
         os.kill(system1, signal.SIGKILL)
-        _wait(lambda: not _alive(driver), 30, "the driver to exit")
+        _wait(lambda: not alive(driver), 30, "the driver to exit")
         assert launcher.p.wait(60) != 0
     finally:
         launcher.stop(signal.SIGKILL)
@@ -124,7 +116,7 @@ def test_the_libero_arm_stops_when_system1_dies(tmp_path):
         driver = int(re.search(r"robot driver \(pid (\d+)\)", (run / "system1.log").read_text())[1])
         _wait(lambda: _ticks(run) > 10, 120, "10 ticks")
         os.kill(system1, signal.SIGKILL)
-        _wait(lambda: not _alive(driver), 60, "the driver to exit")
+        _wait(lambda: not alive(driver), 60, "the driver to exit")
         assert launcher.p.wait(60) != 0
     finally:
         launcher.stop(signal.SIGKILL)
