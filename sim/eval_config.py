@@ -27,6 +27,7 @@ HUME_OVERRIDES = (
     "rtc",
     "rtc_system1_overlap",
     "rtc_soft_steps",
+    "switch_blend",
     "selector",
     "lcb_k",
     "softmax_temperature",
@@ -69,6 +70,8 @@ class EvalPolicyConfig:
     rtc: bool | None = None
     rtc_system1_overlap: int | None = None
     rtc_soft_steps: int | None = None
+    # Ticks over which a new plan cross-fades from the one it replaces (HumeConfig.switch_blend).
+    switch_blend: int | None = None
     # Which candidate a think follows (HumeConfig.selector: value, first, random, coherence, lcb,
     # softmax, gated, oracle) and the selectors' parameters; unset: the checkpoint's. "oracle"
     # tries the candidates in the simulator (settings under `oracle`, sync mode only).

@@ -9,11 +9,14 @@ are separate processes, each keeping one simulator and one policy for its lifeti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
 import random
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -127,5 +130,30 @@ def run_units(
     # spawn, not fork: a forked EGL context or torch thread pool is not safe to reuse.
     ctx = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(make_worker, threads, uses_torch)) as pool:
+    with (
+        _exit_on_sigterm(),
+        ctx.Pool(workers, initializer=_init_worker, initargs=(make_worker, threads, uses_torch)) as pool,
+    ):
         yield from pool.imap_unordered(_run_unit, units)
+
+
+@contextlib.contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """SIGTERM (`kill`, a scheduler stopping the job) unwinds the main process like Ctrl-C, so the
+    pool terminates its workers: killed by the default action they would run on, orphaned, and
+    record episodes beside the run that resumes the job. Only where nothing else handles SIGTERM."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -173,3 +173,38 @@ def test_a_four_dim_robot_holds_and_commits_at_its_own_width():
     action, kind = schedule.end(np.full((8, 4), 0.25, np.float32))
     assert kind == "refined" and action.shape == (4,)
     assert schedule.committed(lambda c: c.actions, 2).shape[1] == 4 and request.continues.shape == (0, 4)
+
+
+def test_a_blended_switch_cross_fades_the_arm_from_the_replaced_plan_and_switches_the_gripper():
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, blend=3))
+    actions = []
+    for t in range(9):
+        if t == 0:
+            schedule.land(chunk(1.0), 0)
+        if t == 2:
+            schedule.land(chunk(2.0), 1)
+        request = schedule.begin(np.zeros(8))
+        actions.append(schedule.end(None if request is None else fake_refine(request))[0])
+        if t == 4:
+            # What a think continues is what the robot will execute: the blended rows.
+            assert schedule.committed(lambda c: c.actions, 5)[:2, 0].tolist() == [154.5, 180.25]
+    actions = np.stack(actions)
+    # The first plan (tick 0) has nothing to blend from. At tick 4 the plan from chunk 2 (index 3
+    # for tick 4) takes over from the first plan's rows 104, 105, 106 over three ticks.
+    assert actions[:4, 0].tolist() == [100.0, 101.0, 102.0, 103.0]
+    assert actions[4:8, 0].tolist() == [0.75 * 104 + 0.25 * 203, 154.5, 180.25, 206.0]
+    assert actions[4:8, -1].tolist() == [203.0, 204.0, 205.0, 206.0], "the gripper switches at once"
+    # The next switch (tick 8, same chunk) blends too: from the blended plan's own row for tick 8.
+    assert actions[8, 0] == 0.75 * 207 + 0.25 * 207
+    at_switch, within, _ = schedule.switch_changes()
+    plain = ControlSchedule(CFG)
+    run(plain, 9, {0: (1.0, 0), 2: (2.0, 1)})
+    assert at_switch.max() < plain.switch_changes()[0].max() / 3
+
+
+def test_no_blend_after_a_hold():
+    schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, ttl=6, blend=3))
+    out = run(schedule, 12, {0: (1.0, 0), 8: (2.0, 8)})
+    # The first chunk runs out at tick 6 (ttl): hold; the next plan starts at its own actions.
+    assert [k for _, k in out[6:8]] == ["hold", "hold"]
+    assert out[8] == (200.0, "refined") and out[9] == (201.0, "plan")

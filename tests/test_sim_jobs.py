@@ -2,6 +2,10 @@
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 
 from hume.data.format import append_jsonl, read_log
 from sim.jobs import Unit, episode_seed, run_units
@@ -48,3 +52,55 @@ def test_units_run_once_each_here_or_in_worker_processes():
     assert sorted(r["episode"] for r in pooled) == list(range(6))
     assert os.getpid() not in {r["pid"] for r in pooled}, "more than one worker: separate processes"
     assert list(run_units(PidWorker, [], workers=2, uses_torch=False)) == []
+
+
+SLEEPY_WORKER = '''
+import os, time
+
+
+class SleepyWorker:
+    """Writes its pid beside the run, then works on its unit for a long time."""
+
+    def run(self, unit):
+        open(os.path.join(os.environ["PIDS"], str(os.getpid())), "w").close()
+        time.sleep(120)
+        return {}
+
+    def close(self):
+        pass
+'''
+
+
+def test_a_terminated_run_takes_its_workers_with_it(tmp_path):
+    """`kill` (SIGTERM) of a collection or an evaluation stops its worker processes too: orphans
+    would go on recording episodes beside the run that resumes it."""
+    (tmp_path / "sleepy.py").write_text(SLEEPY_WORKER)
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    script = (
+        "from sim.jobs import Unit, run_units; from sleepy import SleepyWorker; "
+        "list(run_units(SleepyWorker, [Unit(0, k, k, k) for k in range(4)], workers=2, uses_torch=False))"
+    )
+    env = {**os.environ, "PIDS": str(pids), "PYTHONPATH": os.pathsep.join([os.getcwd(), str(tmp_path)])}
+    run = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 60
+    while len(list(pids.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert len(workers) == 2, "both workers started"
+    run.terminate()
+    assert run.wait(timeout=30) == 128 + signal.SIGTERM
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "no worker outlives its run"
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by init) counts as gone.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[-1][0] != "Z"

@@ -99,6 +99,13 @@ class HumeConfig:
     # (tests/test_policy.py's refine case).
     rtc_system1_max_guidance: float = 20.0
 
+    # Ticks over which a new plan takes over from the one it replaces (the control schedule,
+    # hume/policy/schedule.py): its first switch_blend arm actions cross-fade linearly from what the
+    # replaced plan would have executed (weights 1/(n+1) .. n/(n+1)); the gripper switches at once.
+    # No network and no guidance: the robot's command does not jump where a plan switches.
+    # 0: off, a new plan takes over at once.
+    switch_blend: int = 0
+
     # Which candidate a think follows (hume/policy/selectors.py): "value" (the highest pessimistic
     # Q, the paper's), "first" (candidate 0: the plain sample), "random", "coherence" (closest to
     # the actions the robot is committed to or just executed; no critic), "lcb" (the highest
@@ -183,6 +190,8 @@ class HumeConfig:
             )
         if self.rtc_soft_steps < -1:
             raise ValueError(f"rtc_soft_steps must be >= -1 (-1: all), got {self.rtc_soft_steps}")
+        if self.switch_blend < 0:
+            raise ValueError(f"switch_blend must be >= 0, got {self.switch_blend}")
         if self.rtc_system1_overlap < 0:
             raise ValueError(f"rtc_system1_overlap must be >= 0, got {self.rtc_system1_overlap}")
         if min(self.rtc_max_guidance, self.rtc_system1_max_guidance) <= 0:

@@ -70,6 +70,8 @@ class ScheduleConfig:
     # Ticks from the observation a refinement reads to the first tick its plan is followed: 0 in
     # the synchronous loop, >= 1 when System 1 refines ahead of the tick (the node's worker).
     lead: int = 0
+    # Ticks over which a new plan's arm actions cross-fade from the replaced plan's (0: at once).
+    blend: int = 0
 
     @classmethod
     def of(cls, config, ttl: int = 0, refine_every: int = 0, lead: int = 0) -> ScheduleConfig:
@@ -82,6 +84,7 @@ class ScheduleConfig:
             ttl=ttl,
             action_dim=config.action_dim,
             lead=lead,
+            blend=getattr(config, "switch_blend", 0),
         )
 
     def valid_steps(self, length: int) -> int:
@@ -105,7 +108,7 @@ class ControlSchedule:
     def __init__(self, cfg: ScheduleConfig):
         if cfg.horizon > cfg.chunk_size or min(cfg.horizon, cfg.refine_every, cfg.history) < 1:
             raise ValueError(f"bad schedule {cfg}")
-        if cfg.lead < 0:
+        if min(cfg.lead, cfg.blend) < 0:
             raise ValueError(f"bad schedule {cfg}")
         self.cfg = cfg
         self.reset()
@@ -156,7 +159,7 @@ class ControlSchedule:
         since = self.tick - self.plan_tick
         if self.plan is None or since >= self.cfg.refine_every or since + self.cfg.lead >= len(self.plan):
             start = max(0, min(age, length - self.cfg.horizon))
-            continues = self._continues(since, self.chunk)
+            continues = self._continues(since, self.chunk.actions.shape[1])
             past = np.full((age - start, continues.shape[1]), np.nan, np.float32)
             self._request = RefineRequest(
                 self.chunk,
@@ -187,19 +190,35 @@ class ControlSchedule:
         if request is None or self._answer is None or self.tick < request.tick + lead:
             return False
         left = self.cfg.valid_steps(len(request.chunk.actions)) - (request.tick - request.chunk_tick)
-        self.plan = self._answer[request.skip :][:left]
+        plan = self._answer[request.skip :][:left]
+        self.plan = self._blend(plan, self.tick - request.tick) if self.cfg.blend else plan
         self.plan_tick, self.plan_chunk_tick = request.tick, request.chunk_tick
         self.in_flight, self._answer = None, None
         self._new_plan = True
         return True
 
-    def _continues(self, since: int, chunk: Chunk) -> np.ndarray:
+    def _blend(self, plan: np.ndarray, first: int) -> np.ndarray:
+        """`plan` (row i for tick request.tick + i, followed from row `first` on, this tick) with
+        its next `blend` arm actions cross-faded from what the robot was executing: the replaced
+        plan's rows for those ticks (its last when it runs out), or the last executed action. Nothing
+        to blend from after a hold or at an episode's start."""
+        previous = self._continues(self.tick - self.plan_tick, plan.shape[1])
+        if not len(previous):
+            return plan
+        plan = plan.copy()
+        n = min(self.cfg.blend, len(plan) - first)
+        rows = np.minimum(np.arange(n), len(previous) - 1)
+        w = (np.arange(1, n + 1, dtype=np.float32) / (self.cfg.blend + 1))[:, None]
+        arm = slice(0, plan.shape[1] - 1)  # the gripper (last) switches at once
+        plan[first : first + n, arm] = (1 - w) * previous[rows, arm] + w * plan[first : first + n, arm]
+        return plan
+
+    def _continues(self, since: int, width: int) -> np.ndarray:
         if self.plan is not None and since < len(self.plan):
             return self.plan[since:]
         if self.executed and self.executed[-1][1] != "hold":
             return self.executed[-1][0][None]
-        # Nothing to continue; as wide as the chunk's actions.
-        return np.zeros((0, chunk.actions.shape[1]), np.float32)
+        return np.zeros((0, width), np.float32)  # nothing to continue
 
     def committed(self, to_robot: Callable[[Chunk], np.ndarray], tick: int) -> np.ndarray:
         """Robot actions [k, action_dim] this schedule will execute from `tick` on (the current

@@ -175,12 +175,15 @@ class HumePolicyConfig(PolicyConfig):
     dtype: str | None = None
     # The fast inference path (HumeConfig.compile: frozen traced graphs, exact); unset: the checkpoint's.
     compile: bool | None = None
+    # Ticks over which a new plan cross-fades from the one it replaces (HumeConfig.switch_blend);
+    # unset: the checkpoint's.
+    switch_blend: int | None = None
 
     def class_path(self) -> str:
         return "hume.policy:HumePolicy"
 
     def overrides(self) -> dict:
-        names = ("selector", "num_candidates", "dtype", "compile")
+        names = ("selector", "num_candidates", "dtype", "compile", "switch_blend")
         return {k: getattr(self, k) for k in names if getattr(self, k) is not None}
 
 
