@@ -9,7 +9,7 @@ gives McNemar's exact two-sided p-value on those discordant pairs (the runs shar
 pairs say more than two independent intervals). Runs on other initial states are refused unless
 --common_states, which compares every run on the states all of them finished. The last column is the
 smoothness of plan switches (|Δa| p90 at switches over within plans, pooled over the episodes'
-records), where the run recorded it.
+records), and |Δa| p90 over every tick, where the run recorded them.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def table(runs: list[tuple[str, Path]], common_states: bool = False) -> str:
     ref = all_eps[0]
     lines = [
         f"| variant | successes | rate | 95% Wilson interval | mean steps of successes | "
-        f"only {ref_label} / only this | McNemar p | switch / within p90 |",
-        "|---|---|---|---|---|---|---|---|",
+        f"only {ref_label} / only this | McNemar p | switch / within p90 | every tick p90 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for (label, folder), eps in zip(runs, all_eps, strict=True):
         rows = [eps[k] for k in sorted(keys)]
@@ -77,14 +77,16 @@ def table(runs: list[tuple[str, Path]], common_states: bool = False) -> str:
             paired = f"{b} / {c}", f"{mcnemar_p(b, c):.2f}"
         lines.append(
             f"| {label} | {k}/{len(rows)} | {k / len(rows):.0%} | [{lo:.0%}, {hi:.0%}] | {steps} | "
-            f"{paired[0]} | {paired[1]} | {_switch_ratio(rows)} |"
+            f"{paired[0]} | {paired[1]} | {_smoothness(rows)} |"
         )
     return "\n".join(lines)
 
 
-def _switch_ratio(rows: list[dict]) -> str:
-    ratio = (pooled_summary(rows) or {}).get("switch_ratio_p90")
-    return "-" if ratio is None else f"{ratio:.2f}"
+def _smoothness(rows: list[dict]) -> str:
+    """The switch / within p90 ratio and every tick's |Δa| p90 cells."""
+    pooled = pooled_summary(rows) or {}
+    ratio, every = pooled.get("switch_ratio_p90"), (pooled.get("action_change_all") or {}).get("p90")
+    return " | ".join("-" if x is None else f"{x:.{d}f}" for x, d in ((ratio, 2), (every, 3)))
 
 
 def main() -> None:

@@ -41,10 +41,11 @@ def test_table_counts_discordant_pairs(tmp_path):
     other = write_run(tmp_path / "other", [True, False, True, True], switch_deltas=[0.5], within_deltas=[0.4])
     text = ablation_table.table([("full", ref), ("off", other)])
     lines = text.splitlines()
-    assert lines[2].startswith("| full | 2/4 | 50% |") and lines[2].endswith("| - | - | - |")
+    assert lines[2].startswith("| full | 2/4 | 50% |") and lines[2].endswith("| - | - | - | - |")
     assert "| off | 3/4 | 75% |" in lines[3] and "| 1 / 2 |" in lines[3]
     assert "| 102 |" in lines[3]  # mean steps of its successes: 100, 102, 103
-    assert lines[3].endswith("| 1.25 |")
+    # Every tick's p90, pooled over the four episodes' 0.5 and 0.4: 0.5.
+    assert lines[3].endswith("| 1.25 | 0.500 |")
 
 
 def test_refuses_runs_on_other_states(tmp_path):

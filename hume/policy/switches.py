@@ -50,9 +50,14 @@ def _ratio(a: dict, b: dict) -> float | None:
 
 def switch_summary(at_switch, within, at_chunk_switch=()) -> dict:
     """Percentiles of |Δa| at plan switches, at the subset of them where a new chunk is taken up,
-    and within plans; the ratios of their p90s (1 = a switch is as smooth as any other tick)."""
+    within plans, and at every tick; the ratios of the first two's p90s to the within-plan p90 (1 =
+    a switch is as smooth as any other tick). Every tick's figure is what a smoother that spreads a
+    switch's jump over the next ticks (switch_blend) must lower too: it moves the jump into the
+    within-plan ticks, which lowers the ratio by itself."""
+    every = np.concatenate([np.asarray(at_switch, float), np.asarray(within, float)])
     s, w, c = (_quantiles(np.asarray(x, float)) for x in (at_switch, within, at_chunk_switch))
     return {
+        "action_change_all": _quantiles(every),
         "action_change_switch": s,
         "action_change_chunk_switch": c,
         "action_change_within": w,
