@@ -386,6 +386,8 @@ class LiberoEnv:
         |difference| to it (sim/start_states.py): how held out a sampled start is."""
         from sim.start_states import nearest_official, object_qpos_indices
 
+        if self.start_state is None:
+            raise RuntimeError("nearest_official() needs an episode start: reset the environment first")
         return nearest_official(self.start_state, self._init_states, object_qpos_indices(self.sim))
 
     def _reset_scene(self, rng_seed: list[int], draw_robot_noise: bool = False) -> list[np.ndarray]:

@@ -106,6 +106,8 @@ def test_sampled_starts_are_recorded_new_and_replayable(sampled):
     assert summary["held_out"]["starts"] == 2 and summary["held_out"]["same_as_official"] == 0
     assert len({r["seed"] for r in rows}) == 2 and all("init_state" not in r for r in rows)
     with LiberoEnv(cfg.suite, 0, cameras=False, max_steps=cfg.max_steps) as env:
+        with pytest.raises(RuntimeError, match="reset the environment first"):
+            env.nearest_official()  # no episode has started
         official = env.task.init_states()
         indices = object_qpos_indices(env.sim)
         # The objects' qpos (7 per free body), not the robot's, is what the check compares.

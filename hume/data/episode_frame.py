@@ -43,7 +43,7 @@ def episode_frame(
     views = np.concatenate(images, axis=1)
     scale = -(-MIN_HEIGHT // views.shape[0])
     views = views.repeat(scale, axis=0).repeat(scale, axis=1)
-    label, colour = MARKS.get("chunk_switch" if chunk_switch else kind, PLAIN)
+    label, colour = MARKS.get("chunk_switch" if chunk_switch else kind or "", PLAIN)
     banner = Image.new("RGB", (views.shape[1], BANNER), colour)
     where = f"step {step}" if episode is None else f"episode {episode}  step {step}"
     ImageDraw.Draw(banner).text((6, 2), f"{where}  {label}", fill=(255, 255, 255), font=FONT)

@@ -8,7 +8,7 @@ streamed into ffmpeg as they come, so writing a video holds one frame in memory,
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -31,18 +31,18 @@ class VideoWriter:
         self.partial = self.path.with_name(self.path.stem + ".part.mp4")
         self.frames = 0
         self._shape: tuple[int, ...] | None = None
-        self._pipe = None
+        self._pipe: Generator[None, np.ndarray | None, None] | None = None
 
     def append(self, frame: np.ndarray) -> None:
         frame = np.ascontiguousarray(frame)
         if self._pipe is None:
-            self._start(frame)
+            self._pipe = self._start(frame)
         elif frame.shape != self._shape or frame.dtype != np.uint8:
             raise ValueError(f"video frame {frame.dtype} {frame.shape}, the video's are uint8 {self._shape}")
         self._pipe.send(frame)
         self.frames += 1
 
-    def _start(self, frame: np.ndarray) -> None:
+    def _start(self, frame: np.ndarray) -> Generator[None, np.ndarray | None, None]:
         import imageio_ffmpeg
 
         if (
@@ -58,7 +58,7 @@ class VideoWriter:
         self._shape = frame.shape
         self.path.parent.mkdir(parents=True, exist_ok=True)
         keyframes = ["-g", str(self.keyframe_every)] if self.keyframe_every else []
-        self._pipe = imageio_ffmpeg.write_frames(
+        pipe = imageio_ffmpeg.write_frames(
             str(self.partial),
             (frame.shape[1], frame.shape[0]),
             fps=self.fps,
@@ -69,7 +69,8 @@ class VideoWriter:
             output_params=["-crf", str(CRF), *keyframes],
             ffmpeg_log_level="error",
         )
-        self._pipe.send(None)  # the generator runs up to its first frame
+        pipe.send(None)  # the generator runs up to its first frame
+        return pipe
 
     def close(self) -> None:
         """Finish the file (ffmpeg writes the mp4's index) and give it its name."""

@@ -175,7 +175,7 @@ def encode(
                 f"array {name!r}: dtype {a.dtype} cannot go on the wire (allowed: {sorted(DTYPES)})"
             )
         specs.append([name, a.dtype.str, list(a.shape)])
-        frames.append(memoryview(a).cast("B") if a.size else b"")
+        frames.append(a.data.cast("B") if a.size else b"")
     header = {"v": PROTOCOL_VERSION, "type": type_, "session": session, "seq": seq, **fields, "arrays": specs}
     msg = [msgpack.packb(header, use_bin_type=True), *frames]
     # What we send must pass our own checks (a bug fails loudly at the sender). The header and the
