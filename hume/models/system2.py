@@ -13,6 +13,7 @@ A padded action width, S padded state width, N candidates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -202,7 +203,7 @@ class System2(nn.Module):
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             return self.pin_padding(self.velocity(cache_n, state_n, x, t), start)
 
-        field = velocity
+        field: Callable[[Tensor, Tensor], Tensor] = velocity
         if guide is not None:
             field = flow.guided_velocity(
                 velocity,
@@ -235,10 +236,12 @@ class System2(nn.Module):
         )
         mask = block_attention_mask(pad, block_start)
         cos, sin = self.vlm.rotary(suffix, torch.cumsum(pad.long(), 1) - 1)
-        hp, hs = prefix_embs, suffix
+        hidden: list[Tensor | None] = [prefix_embs, suffix]
         checkpointed = self.activation_checkpointing and self.training
         for vlm_layer, expert_layer in zip(self.vlm.layers, self.expert.layers, strict=True):
-            (hp, hs), _ = run_joint_layer(checkpointed, [vlm_layer, expert_layer], [hp, hs], cos, sin, mask)
+            hidden, _ = run_joint_layer(checkpointed, [vlm_layer, expert_layer], hidden, cos, sin, mask)
+        hs = hidden[1]
+        assert hs is not None  # both stacks have inputs, so both have outputs
         return self._velocity_out(self.expert.norm(hs))
 
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
