@@ -177,18 +177,11 @@ def test_a_four_dim_robot_holds_and_commits_at_its_own_width():
 
 def test_a_blended_switch_cross_fades_the_arm_from_the_replaced_plan_and_switches_the_gripper():
     schedule = ControlSchedule(ScheduleConfig(16, 8, 4, 2, 7, blend=3))
-    actions = []
-    for t in range(9):
-        if t == 0:
-            schedule.land(chunk(1.0), 0)
-        if t == 2:
-            schedule.land(chunk(2.0), 1)
-        request = schedule.begin(np.zeros(8))
-        actions.append(schedule.end(None if request is None else fake_refine(request))[0])
-        if t == 4:
-            # What a think continues is what the robot will execute: the blended rows.
-            assert schedule.committed(lambda c: c.actions, 5)[:2, 0].tolist() == [154.5, 180.25]
-    actions = np.stack(actions)
+    run(schedule, 5, {0: (1.0, 0), 2: (2.0, 1)})
+    # What a think continues is what the robot will execute: the blended rows.
+    assert schedule.committed(lambda c: c.actions, 5)[:2, 0].tolist() == [154.5, 180.25]
+    run(schedule, 4, {})  # ticks 5..8
+    actions = np.stack([action for action, _, _ in schedule.executed])
     # The first plan (tick 0) has nothing to blend from. At tick 4 the plan from chunk 2 (index 3
     # for tick 4) takes over from the first plan's rows 104, 105, 106 over three ticks.
     assert actions[:4, 0].tolist() == [100.0, 101.0, 102.0, 103.0]

@@ -36,6 +36,16 @@ def _wait(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _running(launcher, run: Path, ticks: int, timeout: float) -> tuple[int, int]:
+    """Once the deployment has run `ticks` control ticks: the pids of System 1 and its robot driver."""
+    launcher.wait_for("both nodes ready", timeout)
+    system1 = int(re.search(r"started system1 \(pid (\d+)\)", launcher.text())[1])
+    _wait(lambda: "robot driver (pid" in (run / "system1.log").read_text(), timeout, "the driver")
+    driver = int(re.search(r"robot driver \(pid (\d+)\)", (run / "system1.log").read_text())[1])
+    _wait(lambda: _ticks(run) > ticks, timeout, f"{ticks} ticks")
+    return system1, driver
+
+
 def test_the_robot_holds_by_itself_when_system1_stops_or_dies(tmp_path):
     ckpt = write_checkpoint(tmp_path / "ckpt", 7, 8)
     record, run = tmp_path / "actions.f32", tmp_path / "run"
@@ -48,11 +58,7 @@ def test_the_robot_holds_by_itself_when_system1_stops_or_dies(tmp_path):
         tmp_path / "launcher.log",
     )  # fmt: skip
     try:
-        launcher.wait_for("both nodes ready", 120)
-        system1 = int(re.search(r"started system1 \(pid (\d+)\)", launcher.text())[1])
-        _wait(lambda: "robot driver (pid" in (run / "system1.log").read_text(), 30, "the driver")
-        driver = int(re.search(r"robot driver \(pid (\d+)\)", (run / "system1.log").read_text())[1])
-        _wait(lambda: _ticks(run) > 20, 60, "20 ticks")
+        system1, driver = _running(launcher, run, ticks=20, timeout=120)
 
         # System 1 hangs: after WATCHDOG_S of silence the robot side holds, once.
         os.kill(system1, signal.SIGSTOP)
@@ -110,11 +116,7 @@ def test_the_libero_arm_stops_when_system1_dies(tmp_path):
         tmp_path / "launcher.log",
     )  # fmt: skip
     try:
-        launcher.wait_for("both nodes ready", 180)
-        system1 = int(re.search(r"started system1 \(pid (\d+)\)", launcher.text())[1])
-        _wait(lambda: "robot driver (pid" in (run / "system1.log").read_text(), 60, "the driver")
-        driver = int(re.search(r"robot driver \(pid (\d+)\)", (run / "system1.log").read_text())[1])
-        _wait(lambda: _ticks(run) > 10, 120, "10 ticks")
+        system1, driver = _running(launcher, run, ticks=10, timeout=180)
         os.kill(system1, signal.SIGKILL)
         _wait(lambda: not alive(driver), 60, "the driver to exit")
         assert launcher.p.wait(60) != 0

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from runtime_support import alive
+
 from hume.data.format import append_jsonl, read_log
 from sim.jobs import Unit, episode_seed, run_units
 
@@ -94,13 +96,3 @@ def test_a_terminated_run_takes_its_workers_with_it(tmp_path):
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers), "no worker outlives its run"
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie (exited, not yet reaped by init) counts as gone.
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().split(") ")[-1][0] != "Z"

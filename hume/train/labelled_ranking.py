@@ -13,17 +13,17 @@ import numpy as np
 import torch
 
 from hume.data.concat import open_datasets
-from hume.data.labels import LabelledThinks
 from hume.models.ranking import pairwise_accuracy
 from hume.policy import HumePolicy
 from hume.train.data import TrainingData
 
 
 @torch.no_grad()
-def candidate_values(
-    policy: HumePolicy, data: TrainingData, labels: LabelledThinks, batch: int = 32
-) -> np.ndarray:
-    """[T, N]: the value head's selection value of every labelled think's candidates (`labels`: data's)."""
+def candidate_values(policy: HumePolicy, data: TrainingData, batch: int = 32) -> np.ndarray:
+    """[T, N]: the value head's selection value of every labelled think's candidates."""
+    labels = data.labels
+    if labels is None:
+        raise ValueError(f"{data.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
     out = []
     for rows in torch.arange(len(labels)).split(batch):
         frames = torch.from_numpy(labels.frame)[rows]
@@ -48,7 +48,7 @@ def rank_labelled_thinks(policy: HumePolicy, datasets: list[str], heldout_every:
         if not held_out.any():
             raise ValueError(f"{data.root}: heldout_every={heldout_every} holds out no labelled think")
         data.keep_labels(np.flatnonzero(held_out))
-    values = candidate_values(policy, data, data.labels)
+    values = candidate_values(policy, data)
     rates = data.labels.rates
     right, pairs = pairwise_accuracy(torch.from_numpy(values), torch.from_numpy(rates))
     tried = ~np.isnan(rates)
