@@ -72,9 +72,10 @@ class EvalPolicyConfig:
     rtc_soft_steps: int | None = None
     # Ticks over which a new plan cross-fades from the one it replaces (HumeConfig.switch_blend).
     switch_blend: int | None = None
-    # Which candidate a think follows (HumeConfig.selector: value, first, random, coherence, lcb,
-    # softmax, gated, oracle) and the selectors' parameters; unset: the checkpoint's. "oracle"
-    # tries the candidates in the simulator (settings under `oracle`, sync mode only).
+    # Which candidate a think follows (HumeConfig.selector: value, first, random, coherence,
+    # consensus, lcb, softmax, gated, oracle) and the selectors' parameters; unset: the
+    # checkpoint's. "oracle" tries the candidates in the simulator (settings under `oracle`, sync
+    # mode only).
     selector: str | None = None
     lcb_k: float | None = None
     softmax_temperature: float | None = None

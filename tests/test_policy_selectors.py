@@ -64,6 +64,22 @@ def test_coherence_takes_the_candidate_closest_to_the_reference():
     assert pick("coherence", reference=None, candidates=candidates) == 0
 
 
+def test_consensus_takes_the_candidate_nearest_the_candidates_mean():
+    # Mean 0.375: candidate 1 (0.5) is nearest; candidate 3 (an outlier at 3) pulls the mean but
+    # is never the choice. The value head's Q is ignored.
+    candidates = np.stack([np.full((16, 7), v, np.float32) for v in (-1.0, 0.5, -1.0, 3.0)])
+    q = np.array([[0.0, 0.0, 0.0, 9.0]] * 2)
+    assert pick("consensus", q, candidates=candidates) == 1
+    assert pick("consensus", None, candidates=candidates) == 1
+    # The distance is over the whole chunk: a candidate that agrees only at its first step loses.
+    late = np.zeros((3, 16, 7), np.float32)
+    late[0, 1:] = 4.0  # equal to the others at step 0 only
+    late[1] = 0.1
+    late[2] = -0.1
+    assert pick("consensus", candidates=late) == 1
+    assert pick("consensus", candidates=np.zeros((3, 16, 7), np.float32)) == 0, "ties: the first"
+
+
 def test_unknown_selector_is_refused():
     with pytest.raises(ValueError, match="selector must be one of"):
         dataclasses.replace(HumeConfig(), selector="best").validate()

@@ -22,7 +22,7 @@ SYSTEM1_COPIES = {
 # Its widths then: now the policy's s1_state_dim / s1_action_dim, which system1.padded_widths picks.
 SYSTEM1_WIDTHS = ("state_dim", "action_dim")
 # HumeConfig.selector's choices (hume/policy/selectors.py).
-SELECTORS = ("value", "first", "random", "coherence", "lcb", "softmax", "gated", "oracle")
+SELECTORS = ("value", "first", "random", "coherence", "consensus", "lcb", "softmax", "gated", "oracle")
 # HumeConfig.dtype's choices.
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -109,7 +109,8 @@ class HumeConfig:
 
     # Which candidate a think follows (hume/policy/selectors.py): "value" (the highest pessimistic
     # Q, the paper's), "first" (candidate 0: the plain sample), "random", "coherence" (closest to
-    # the actions the robot is committed to or just executed; no critic), "lcb" (the highest
+    # the actions the robot is committed to or just executed; no critic), "consensus" (closest to
+    # the candidates' mean: the one the samples agree with; no critic), "lcb" (the highest
     # mean - lcb_k * std over the critic ensemble), "softmax" (drawn with probability
     # proportional to exp(Q / softmax_temperature)), "gated" (candidate 0 unless the best Q beats
     # its Q by more than gated_margin), "oracle" (simulation only: `hume eval` tries every
