@@ -24,6 +24,8 @@ outcomes that its selection value orders right (0.5: chance), and the success ra
 candidate it would choose beside candidate 0, a uniform choice and the best candidate. With
 `--heldout_every=k`, only the thinks of the episodes that `hume train --ranking_heldout_every=k`
 held out of the same dataset are scored (one collection for training and testing).
+`--consensus` instead of `--checkpoint` scores the same thinks by the `consensus` selector
+(nearest the candidates' mean; no critic, no model).
 """
 
 from __future__ import annotations
@@ -152,12 +154,16 @@ def scored_row(
     return row
 
 
-def labelled(checkpoint: str, datasets: list[str], heldout_every: int = 0) -> int:
+def labelled(checkpoint: str | None, datasets: list[str], heldout_every: int = 0) -> int:
+    """The ranking table of CKPT's value head, or with no checkpoint of the consensus selector."""
     from hume.policy import HumePolicy
-    from hume.train.labelled_ranking import rank_labelled_thinks
+    from hume.train.labelled_ranking import rank_by_consensus, rank_labelled_thinks
 
-    policy = HumePolicy.from_pretrained(checkpoint)
-    rows = [{"dataset": d, **rank_labelled_thinks(policy, [d], heldout_every)} for d in datasets]
+    if checkpoint is None:
+        rows = [{"dataset": d, **rank_by_consensus([d], heldout_every)} for d in datasets]
+    else:
+        policy = HumePolicy.from_pretrained(checkpoint)
+        rows = [{"dataset": d, **rank_labelled_thinks(policy, [d], heldout_every)} for d in datasets]
     lines = [
         "| labelled thinks | thinks | pairs | pairwise accuracy | success of the chosen | of candidate 0 | "
         "of a uniform choice | of the best |",
@@ -181,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("datasets", nargs="+", help="rollout datasets (LeRobot folders) or hume eval runs")
     parser.add_argument("--checkpoint", help="rank the datasets' labelled thinks with this value head")
     parser.add_argument(
+        "--consensus",
+        action="store_true",
+        help="rank the datasets' labelled thinks by the consensus selector (no critic)",
+    )
+    parser.add_argument(
         "--heldout_every",
         type=int,
         default=0,
@@ -188,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.heldout_every and not args.checkpoint:
-        parser.error("--heldout_every scores labelled thinks: it needs --checkpoint")
-    if args.checkpoint:
+    if args.consensus and args.checkpoint:
+        parser.error("--consensus ranks without a critic: leave out --checkpoint")
+    if args.heldout_every and not (args.checkpoint or args.consensus):
+        parser.error("--heldout_every scores labelled thinks: it needs --checkpoint or --consensus")
+    if args.checkpoint or args.consensus:
         return labelled(args.checkpoint, args.datasets, args.heldout_every)
     rows = [ranking(folder) for folder in args.datasets]
     lines = [

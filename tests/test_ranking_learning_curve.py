@@ -152,4 +152,4 @@ def test_critic_ranking_script_scores_the_held_out_episodes(labelled, capsys):
     assert row["thinks"] == 10
     with pytest.raises(SystemExit):
         critic_ranking.main(["--heldout_every=3", str(data)])
-    assert "needs --checkpoint" in capsys.readouterr().err
+    assert "needs --checkpoint or --consensus" in capsys.readouterr().err

@@ -40,7 +40,7 @@ def choose(
     if selector == "coherence":
         return _most_coherent(candidates, reference)
     if selector == "consensus":
-        return _most_typical(candidates)
+        return int(np.argmax(consensus_scores(candidates)))
     if q is None:
         return 0
     pessimistic = q.min(axis=0)
@@ -68,10 +68,10 @@ def _most_coherent(candidates: np.ndarray, reference: np.ndarray | None) -> int:
     return int(np.argmin(gaps))
 
 
-def _most_typical(candidates: np.ndarray) -> int:
-    """The candidate whose whole chunk is closest (Euclidean, in the normalised action space) to the
-    mean of all N: the one most of the policy's samples agree with. Candidates far from the others
-    are the flow's rare draws; on 174 labelled thinks they succeeded least often (docs/results.md).
-    Ties: the lowest index."""
+def consensus_scores(candidates: np.ndarray) -> np.ndarray:
+    """[N]: minus each candidate's distance (Euclidean over the whole chunk, in the normalised action
+    space) to the mean of all N; `consensus` follows the highest, the one most of the policy's
+    samples agree with (ties: the lowest index). Candidates far from the others are the flow's rare
+    draws; on labelled thinks they succeeded least often (docs/results.md)."""
     flat = candidates.reshape(len(candidates), -1)
-    return int(np.argmin(np.linalg.norm(flat - flat.mean(axis=0), axis=1)))
+    return -np.linalg.norm(flat - flat.mean(axis=0), axis=1)

@@ -4,7 +4,8 @@ The metric that decides whether a critic can choose: over the labelled thinks of
 (hume/data/labels.py; ideally held out from its training), the share of candidate pairs with
 different outcomes that the selection's value (the minimum over the target critics) orders right,
 and how often the candidate the value head would choose succeeds, beside candidate 0 (the plain
-sample), a uniform choice (the mean) and the best (the oracle).
+sample), a uniform choice (the mean) and the best (the oracle). The `consensus` selector, which
+needs no critic, is scored the same way from the candidates alone.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import numpy as np
 import torch
 
 from hume.data.concat import open_datasets
+from hume.data.labels import LabelledThinks
 from hume.models.ranking import pairwise_accuracy
 from hume.policy import HumePolicy
+from hume.policy.selectors import consensus_scores
 from hume.train.data import TrainingData
 
 
@@ -44,12 +47,25 @@ def rank_labelled_thinks(policy: HumePolicy, datasets: list[str], heldout_every:
     if data.labels is None:
         raise ValueError(f"{data.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
     if heldout_every:
-        held_out = data.labels.held_out(heldout_every)
-        if not held_out.any():
-            raise ValueError(f"{data.root}: heldout_every={heldout_every} holds out no labelled think")
-        data.keep_labels(np.flatnonzero(held_out))
-    values = candidate_values(policy, data)
-    rates = data.labels.rates
+        data.keep_labels(_held_out(data.labels, heldout_every, data.root))
+    return ranking_of(candidate_values(policy, data), data.labels.rates)
+
+
+def rank_by_consensus(datasets: list[str], heldout_every: int = 0) -> dict:
+    """The same ranking for the `consensus` selector's scores (no critic, no model): of the
+    labelled thinks of `datasets`, or with `heldout_every` k > 0 of those training would hold out."""
+    dataset = open_datasets(datasets)
+    labels = LabelledThinks.of(dataset)
+    if labels is None:
+        raise ValueError(f"{dataset.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
+    if heldout_every:
+        labels = labels.subset(_held_out(labels, heldout_every, dataset.root))
+    return ranking_of(np.stack([consensus_scores(c) for c in labels.candidates]), labels.rates)
+
+
+def ranking_of(values: np.ndarray, rates: np.ndarray) -> dict:
+    """Pairwise accuracy of `values` [T, N] against the candidates' success `rates` [T, N] (NaN: not
+    tried), and the success of the candidate the highest value would choose beside the baselines'."""
     right, pairs = pairwise_accuracy(torch.from_numpy(values), torch.from_numpy(rates))
     tried = ~np.isnan(rates)
     # A candidate never tried cannot be chosen: it scores as the lowest.
@@ -64,3 +80,11 @@ def rank_labelled_thinks(policy: HumePolicy, datasets: list[str], heldout_every:
         "success_of_uniform": float(np.mean(np.nanmean(rates, axis=1))),
         "success_of_best": float(np.mean(np.nanmax(rates, axis=1))),
     }
+
+
+def _held_out(labels: LabelledThinks, every: int, root) -> np.ndarray:
+    """The rows of the thinks training with `ranking_heldout_every=every` holds out; none: an error."""
+    rows = np.flatnonzero(labels.held_out(every))
+    if not len(rows):
+        raise ValueError(f"{root}: heldout_every={every} holds out no labelled think")
+    return rows
