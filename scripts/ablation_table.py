@@ -10,6 +10,12 @@ pairs say more than two independent intervals). Runs on other initial states are
 --common_states, which compares every run on the states all of them finished. The last column is the
 smoothness of plan switches (|Δa| p90 at switches over within plans, pooled over the episodes'
 records), and |Δa| p90 over every tick, where the run recorded them.
+
+LABEL=DIR1,DIR2,... pools runs of one variant, e.g. one per noise seed: the k-th folder of every
+variant pairs with the reference's k-th (give the seeds in the same order). Then one state is in
+several pairs, which are not independent, so a last column also counts the *states* on which the
+variant solved more episodes than the reference and those on which it solved fewer, with the exact
+two-sided sign test over them: the states as the units.
 """
 
 from __future__ import annotations
@@ -27,12 +33,16 @@ from sim.stats import wilson_interval
 DEPLOY_METRICS = "metrics.json"
 
 
-def episodes(folder: Path) -> dict[tuple[int, int], dict]:
-    """The run's finished episodes by (task id, initial state)."""
-    if not (folder / EPISODE_LOG).is_file() and (folder / DEPLOY_METRICS).is_file():
-        rows = json.loads((folder / DEPLOY_METRICS).read_text())["episode_results"]
-        return {(r["task_id"], r["init_state"]): r for r in rows}
-    return {(r["task_id"], r["init_state"]): r for r in read_log(folder / EPISODE_LOG).values()}
+def episodes(folders: list[Path]) -> dict[tuple[int, int, int], dict]:
+    """The runs' finished episodes by (run's position, task id, initial state)."""
+    out = {}
+    for k, folder in enumerate(folders):
+        if not (folder / EPISODE_LOG).is_file() and (folder / DEPLOY_METRICS).is_file():
+            rows = json.loads((folder / DEPLOY_METRICS).read_text())["episode_results"]
+        else:
+            rows = list(read_log(folder / EPISODE_LOG).values())
+        out.update({(k, r["task_id"], r["init_state"]): r for r in rows})
+    return out
 
 
 def mcnemar_p(b: int, c: int) -> float:
@@ -44,40 +54,58 @@ def mcnemar_p(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def table(runs: list[tuple[str, Path]], common_states: bool = False) -> str:
+def sign_by_state(ref: dict, eps: dict, keys: set) -> tuple[int, int]:
+    """(states where `eps` solved fewer of its episodes than `ref`, states where it solved more)."""
+    diff: dict[tuple[int, int], int] = {}
+    for key in keys:
+        diff[key[1:]] = diff.get(key[1:], 0) + int(eps[key]["success"]) - int(ref[key]["success"])
+    return sum(d < 0 for d in diff.values()), sum(d > 0 for d in diff.values())
+
+
+def table(runs: list[tuple[str, list[Path]]], common_states: bool = False) -> str:
     """The markdown table. common_states: compare on the initial states every run finished (a
     reference over the whole suite against ablations on a part of it) instead of refusing runs that
     differ."""
-    ref_label, ref_dir = runs[0]
-    all_eps = [episodes(folder) for _, folder in runs]
+    ref_label, ref_dirs = runs[0]
+    if any(len(folders) != len(ref_dirs) for _, folders in runs):
+        raise SystemExit("every variant needs as many runs as the reference, to pair them in order")
+    all_eps = [episodes(folders) for _, folders in runs]
     keys = set(all_eps[0])
-    for (_, folder), eps in zip(runs[1:], all_eps[1:], strict=True):
+    for (_, folders), eps in zip(runs[1:], all_eps[1:], strict=True):
         if set(eps) != keys and not common_states:
-            raise SystemExit(f"{folder} ran other initial states than {ref_dir}: compare like with like")
+            raise SystemExit(
+                f"{','.join(map(str, folders))} ran other initial states than "
+                f"{','.join(map(str, ref_dirs))}: compare like with like"
+            )
         keys &= set(eps)
     if not keys:
         raise SystemExit("the runs share no initial state")
     ref = all_eps[0]
+    pooled = len(ref_dirs) > 1
     lines = [
         f"| variant | successes | rate | 95% Wilson interval | mean steps of successes | "
-        f"only {ref_label} / only this | McNemar p | switch / within p90 | every tick p90 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"only {ref_label} / only this | McNemar p | switch / within p90 | every tick p90 |"
+        + (" states fewer / more solved | sign p |" if pooled else ""),
+        "|---|---|---|---|---|---|---|---|---|" + ("---|---|" if pooled else ""),
     ]
-    for (label, folder), eps in zip(runs, all_eps, strict=True):
+    for (label, _), eps in zip(runs, all_eps, strict=True):
         rows = [eps[k] for k in sorted(keys)]
         k = sum(r["success"] for r in rows)
         lo, hi = wilson_interval(k, len(rows))
         wins = [r["steps"] for r in rows if r["success"]]
         steps = f"{sum(wins) / len(wins):.0f}" if wins else "-"
-        if folder == ref_dir:
-            paired = "-", "-"
+        if eps is ref:
+            paired = by_state = "-", "-"
         else:
             b = sum(ref[key]["success"] and not eps[key]["success"] for key in keys)
             c = sum(eps[key]["success"] and not ref[key]["success"] for key in keys)
             paired = f"{b} / {c}", f"{mcnemar_p(b, c):.2f}"
+            fewer, more = sign_by_state(ref, eps, keys)
+            by_state = f"{fewer} / {more}", f"{mcnemar_p(fewer, more):.2f}"  # the same exact test
         lines.append(
             f"| {label} | {k}/{len(rows)} | {k / len(rows):.0%} | [{lo:.0%}, {hi:.0%}] | {steps} | "
             f"{paired[0]} | {paired[1]} | {_smoothness(rows)} |"
+            + (f" {by_state[0]} | {by_state[1]} |" if pooled else "")
         )
     return "\n".join(lines)
 
@@ -93,7 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", nargs="+", metavar="LABEL=DIR")
+    parser.add_argument("runs", nargs="+", metavar="LABEL=DIR[,DIR...]")
     parser.add_argument(
         "--common_states",
         action="store_true",
@@ -102,14 +130,16 @@ def main() -> None:
     args = parser.parse_args()
     runs = []
     for arg in args.runs:
-        label, sep, folder = arg.rpartition("=")  # a label may hold "=" (N=5)
-        finished = any((Path(folder) / name).is_file() for name in ("results.json", DEPLOY_METRICS))
+        label, sep, names = arg.rpartition("=")  # a label may hold "=" (N=5)
+        folders = [Path(name) for name in names.split(",")]
+        outputs = ("results.json", DEPLOY_METRICS)
+        finished = all(any((f / name).is_file() for name in outputs) for f in folders)
         if not sep or not finished:
             parser.error(
-                f"{arg!r}: expected LABEL=DIR where DIR holds a finished `hume eval` (results.json) "
-                f"or `hume deploy` ({DEPLOY_METRICS})"
+                f"{arg!r}: expected LABEL=DIR[,DIR...] where each DIR holds a finished `hume eval` "
+                f"(results.json) or `hume deploy` ({DEPLOY_METRICS})"
             )
-        runs.append((label, Path(folder)))
+        runs.append((label, folders))
     # The table is the program's output, not a log line.
     sys.stdout.write(table(runs, args.common_states) + "\n")
 

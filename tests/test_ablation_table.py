@@ -39,7 +39,7 @@ def test_table_counts_discordant_pairs(tmp_path):
     ref = write_run(tmp_path / "ref", [True, True, False, False])
     # Every episode's action changes: 0.5 at switches, 0.4 within plans -> a pooled p90 ratio of 1.25.
     other = write_run(tmp_path / "other", [True, False, True, True], switch_deltas=[0.5], within_deltas=[0.4])
-    text = ablation_table.table([("full", ref), ("off", other)])
+    text = ablation_table.table([("full", [ref]), ("off", [other])])
     lines = text.splitlines()
     assert lines[2].startswith("| full | 2/4 | 50% |") and lines[2].endswith("| - | - | - | - |")
     assert "| off | 3/4 | 75% |" in lines[3] and "| 1 / 2 |" in lines[3]
@@ -66,8 +66,8 @@ def test_common_states_compares_on_the_states_all_runs_share(tmp_path):
     ref = write_run(tmp_path / "ref", [True, False, True, True])
     other = write_run(tmp_path / "other", [False, True])
     with pytest.raises(SystemExit, match="other initial states"):
-        ablation_table.table([("full", ref), ("off", other)])
-    lines = ablation_table.table([("full", ref), ("off", other)], common_states=True).splitlines()
+        ablation_table.table([("full", [ref]), ("off", [other])])
+    lines = ablation_table.table([("full", [ref]), ("off", [other])], common_states=True).splitlines()
     assert lines[2].startswith("| full | 1/2 | 50% |")
     assert lines[3].startswith("| off | 1/2 | 50% |") and "| 1 / 1 | 1.00 |" in lines[3]
     r = subprocess.run(
@@ -99,3 +99,25 @@ def test_deploy_runs_pair_by_their_episode_results(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "| ahead | 2/3 |" in r.stdout and "| in tick | 1/3 |" in r.stdout and "| 1 / 0 |" in r.stdout
+
+
+def test_pooled_seeds_pair_in_order_and_count_states(tmp_path):
+    # Two seeds of two states each. Pairs: seed a state 0 only the reference, seed a state 1 and
+    # seed b state 0 only the variant; by state: state 0 ties (1 and 1), state 1 the variant solved
+    # more (2 against 1).
+    ref = [write_run(tmp_path / "ref_a", [True, False]), write_run(tmp_path / "ref_b", [False, True])]
+    other = [write_run(tmp_path / "new_a", [False, True]), write_run(tmp_path / "new_b", [True, True])]
+    lines = ablation_table.table([("N = 1", ref), ("new", other)]).splitlines()
+    assert lines[0].endswith("| states fewer / more solved | sign p |")
+    assert lines[2].startswith("| N = 1 | 2/4 |") and lines[2].endswith("| - | - |")
+    assert lines[3].startswith("| new | 3/4 |") and "| 1 / 2 | 1.00 |" in lines[3]
+    assert lines[3].endswith("| 0 / 1 | 1.00 |")
+    with pytest.raises(SystemExit, match="as many runs as the reference"):
+        ablation_table.table([("N = 1", ref), ("new", other[:1])])
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), f"a={ref[0]},{ref[1]}", f"b={other[0]},{other[1]}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0 and "| b | 3/4 |" in r.stdout
