@@ -143,7 +143,7 @@ def start_episode(env, unit: Unit) -> tuple[dict, dict]:
 class RolloutActor:
     """A policy in a rollout, noting with each action the Q of the chunk that action came from."""
 
-    def __init__(self, policy):
+    def __init__(self, policy) -> None:
         self.policy = policy
         self.values: list[float] = []
 

@@ -78,8 +78,14 @@ class TaskEnv:
             self.env = None
 
 
-class Worker(Protocol):
-    def run(self, unit: Unit) -> dict: ...  # one unit's result, for the main process to log
+U = TypeVar("U", bound=Unit)
+U_contra = TypeVar("U_contra", bound=Unit, contravariant=True)
+
+
+class Worker(Protocol[U_contra]):
+    """Runs units of one kind (a plan's own Unit subclass, e.g. sim.collect's)."""
+
+    def run(self, unit: U_contra) -> dict: ...  # one unit's result, for the main process to log
 
     def close(self) -> None: ...
 
@@ -111,7 +117,7 @@ def _run_unit(unit: Unit) -> dict:
 
 
 def run_units(
-    make_worker: Callable[[], Worker], units: Sequence[Unit], workers: int, uses_torch: bool
+    make_worker: Callable[[], Worker[U]], units: Sequence[U], workers: int, uses_torch: bool
 ) -> Iterator[dict]:
     """`worker.run(unit)` of every unit, in completion order: in this process when one worker will
     do, else in `workers` spawned processes, each with its own `make_worker()` (which must pickle)

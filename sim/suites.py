@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from hume.config import ConfigError
 from sim.remote import metaworld_tasks, robosuite_tasks
+
+if TYPE_CHECKING:
+    from sim.remote.client import RemoteTask
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,12 @@ def get_task(suite: str, task: int | str):
     return RemoteTask(suite, task_id, specs[task_id].name, specs[task_id].instruction)
 
 
-def has_expert(task) -> bool:
+def has_expert(task: RemoteTask) -> bool:
     """Whether a served simulator's task has a scripted expert (every Meta-World task does)."""
-    spec = served(task.suite).tasks.suite_tasks(task.suite)[task.task_id]
+    sim = served(task.suite)
+    if sim is None:
+        raise ValueError(f"{task.suite} runs in LIBERO, not a served simulator: its experts are ours")
+    spec = sim.tasks.suite_tasks(task.suite)[task.task_id]
     return bool(getattr(spec, "expert", True))
 
 

@@ -67,6 +67,14 @@ def test_supported_tasks():
             check_supported(get_task("libero_goal", task_id))
 
 
+def test_has_expert_is_for_served_tasks_only():
+    from sim.remote.client import RemoteTask
+    from sim.suites import has_expert
+
+    with pytest.raises(ValueError, match="runs in LIBERO"):
+        has_expert(RemoteTask("libero_spatial", 0, "a LIBERO task", "pick up the bowl"))
+
+
 @pytest.mark.slow
 def test_expert_solves_a_task_and_its_mistake_fails_it():
     from sim.episode import run_episode

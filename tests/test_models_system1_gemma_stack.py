@@ -1,5 +1,6 @@
 """The Gemma stack behind System 1 and the value-query head: transformers' layers, our masks/cache."""
 
+import pytest
 import torch
 from transformers import GemmaModel
 
@@ -57,3 +58,9 @@ def test_block_mask():
         [True, True, True, False],
         [True, True, True, True],
     ]
+
+
+def test_a_token_embedding_needs_a_pad_token():
+    cfg, _ = stack()  # an embeddings-fed stack's config: no vocabulary, no pad token
+    with pytest.raises(ValueError, match="pad_token_id"):
+        GemmaStack(cfg, with_embedding=True)

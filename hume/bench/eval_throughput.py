@@ -144,7 +144,7 @@ def plain_loop(cfg: Config) -> dict:
     env, env_task = None, None
     for unit in plan(eval_cfg, list(tasks.values())):
         task = tasks[unit.task_id]
-        if env_task != unit.task_id:
+        if env is None or env_task != unit.task_id:
             from libero.libero.envs.env_wrapper import ControlEnv, OffScreenRenderEnv
 
             if env is not None:

@@ -107,7 +107,7 @@ class _CpuTimed:
     steadier figure. (On CUDA the thread mostly waits for the GPU; there wall time is the figure.)
     """
 
-    def __init__(self, policy):
+    def __init__(self, policy) -> None:
         self._policy = policy
         self.refine_cpu_ms: list[float] = []
 

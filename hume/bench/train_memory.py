@@ -51,18 +51,19 @@ class StageCounts:
     blocks: int
 
 
-def _networks(config: HumeConfig) -> nn.Module:
+class _Networks(nn.Module):
     """The three networks on the meta device, in a module shaped like HumePolicy for the stages."""
-    holder = nn.Module()
-    with torch.device("meta"):
-        for name, net in build_networks(config).items():
-            setattr(holder, name, net)
-    holder.config = config
-    return holder
+
+    def __init__(self, config: HumeConfig):
+        super().__init__()
+        with torch.device("meta"):
+            for name, net in build_networks(config).items():
+                setattr(self, name, net)
+        self.config = config
 
 
-def stage_module(config: HumeConfig, stage: str) -> nn.Module:
-    holder = _networks(config)
+def stage_module(config: HumeConfig, stage: str) -> System2Stage | System1ValueStage:
+    holder = _Networks(config)
     if stage == "system2":
         return System2Stage(holder, freeze_vision=True)
     return System1ValueStage(holder)
@@ -164,13 +165,13 @@ def paper_table(
         c = counts(stage_module(config, name))
         rows = []
         for n in gpus:
-            row = {
-                "gpus": n,
+            parts = {
                 "parameters_gb": 4 * c.parameters / n / GB,
                 "gathered_gb": 2 * (c.root + c.two_largest_blocks) / GB,
                 "gradients_gb": 4 * c.trainable / n / GB,
                 "optimizer_gb": 8 * c.trainable / n / GB,
             }
+            row: dict[str, float | dict[str, float]] = {"gpus": n, **parts}
             if check:
                 held = sharded_counts(config, name, n)
                 row["checked"] = {
@@ -178,7 +179,7 @@ def paper_table(
                     "process0_gradients_gb": 4 * held["trainable"] / GB,
                     "process0_optimizer_gb": 8 * held["trainable"] / GB,
                 }
-            states = sum(row[k] for k in ("parameters_gb", "gathered_gb", "gradients_gb", "optimizer_gb"))
+            states = sum(parts.values())
             if name == "system2":
                 for kind, per_sample in activations.items():
                     row[f"activations_{kind}_gb"] = batch_size * per_sample / GB

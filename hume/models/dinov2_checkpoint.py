@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any, cast
 
 from transformers import Dinov2Model
 
@@ -65,7 +66,12 @@ def load_dinov2_checkpoint(encoder: Dinov2Model, directory: str | Path) -> None:
         raise FileNotFoundError(f"DINOv2 checkpoint directory not found: {directory}")
     _check_config(directory, encoder)
     weights = _weights_file(directory)
-    pretrained, info = Dinov2Model.from_pretrained(directory, output_loading_info=True, use_safetensors=True)
+    # With output_loading_info transformers returns (model, loading info); its annotation names
+    # the model alone.
+    pretrained, info = cast(
+        "tuple[Dinov2Model, dict[str, Any]]",
+        Dinov2Model.from_pretrained(directory, output_loading_info=True, use_safetensors=True),
+    )
     if info["missing_keys"]:
         key = sorted(info["missing_keys"])[0]
         raise CheckpointMismatchError(

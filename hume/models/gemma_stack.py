@@ -49,6 +49,8 @@ class GemmaStack(nn.Module):
         self.config = config
         self.residual_from_norm = residual_from_norm
         if with_embedding:
+            if config.pad_token_id is None:
+                raise ValueError("a stack with a token embedding needs config.pad_token_id (its padding row)")
             self.embed_tokens = GemmaTextScaledWordEmbedding(
                 config.vocab_size,
                 config.hidden_size,
@@ -71,12 +73,13 @@ class GemmaStack(nn.Module):
         """
         cos, sin = self.rotary(x, positions)
         kv: KVCache = []
+        hidden: list[Tensor | None] = [x]
         for i, layer in enumerate(self.layers):
             # A single stack is joint attention with one participant.
-            (x,), layer_kv = run_joint_layer(
+            hidden, layer_kv = run_joint_layer(
                 self.activation_checkpointing and self.training,
                 [layer],
-                [x],
+                hidden,
                 cos,
                 sin,
                 mask,
@@ -84,4 +87,6 @@ class GemmaStack(nn.Module):
                 residual_from_norm=self.residual_from_norm,
             )
             kv.append(layer_kv)
-        return self.norm(x), kv
+        (out,) = hidden
+        assert out is not None  # the stack has inputs, so it has outputs
+        return self.norm(out), kv

@@ -12,7 +12,7 @@ and reused by every Euler step of the cascaded denoising (hume/models/cascade.py
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +52,10 @@ class Observation:
 
 
 class System1(nn.Module):
+    # DINOv2's pixel normalisation: buffers (registered in __init__), so they follow .to(device).
+    pixel_mean: Tensor
+    pixel_std: Tensor
+
     def __init__(
         self,
         config: System1Config,
@@ -199,11 +203,12 @@ class System1(nn.Module):
         def velocity(x: Tensor, t: Tensor) -> Tensor:
             return self.velocity(observation, x, t)
 
+        field: Callable[[Tensor, Tensor], Tensor] = velocity
         if guide is not None:
-            velocity = flow.guided_velocity(velocity, guide.target, guide.weights, guide.max_guidance)
+            field = flow.guided_velocity(velocity, guide.target, guide.weights, guide.max_guidance)
         # The Euler steps run in float32 whatever the network's dtype: in bf16 the sample's own
         # rounding (2^-8 of its size, every step) would add up.
-        return cascaded_denoise(velocity, start.float(), theta1, num_steps)
+        return cascaded_denoise(field, start.float(), theta1, num_steps)
 
     def loss(
         self,

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -99,37 +100,56 @@ def network_dtype(config: HumeConfig, name: str) -> torch.dtype:
     return torch.float32 if name == "value_head" else getattr(torch, config.dtype)
 
 
+def _system2(config: HumeConfig) -> System2:
+    return System2(
+        config.system2,
+        image_size=config.image_size,
+        chunk_size=config.chunk_size,
+        action_dim=config.max_action_dim,
+        state_dim=config.max_state_dim,
+        robot_action_dim=config.action_dim,
+    )
+
+
+def _value_head(config: HumeConfig) -> ValueQueryHead:
+    return ValueQueryHead(config.value_head, config.system2.vlm_width, config.action_dim)
+
+
+def _system1(config: HumeConfig) -> System1:
+    return System1(
+        config.system1,
+        cameras=config.cameras,
+        chunk_size=config.chunk_size,
+        horizon=config.s1_horizon,
+        state_dim=config.s1_state_dim,
+        action_dim=config.s1_action_dim,
+    )
+
+
+_BUILDERS: dict[str, Callable[[HumeConfig], nn.Module]] = {
+    "system2": _system2,
+    "value_head": _value_head,
+    "system1": _system1,
+}
+Network = TypeVar("Network", bound=nn.Module)
+
+
+def build_network(
+    config: HumeConfig, name: str, builder: Callable[[HumeConfig], Network], empty: bool = False
+) -> Network:
+    """Network `name` of the policy, with its shapes from `config`, its weights in network_dtype.
+    empty: the weights on the meta device, uninitialised (for load_weights to fill; the buffers
+    are real)."""
+    with parameters_as("meta" if empty else None, network_dtype(config, name)):
+        return builder(config)
+
+
 def build_networks(
     config: HumeConfig, only: tuple[str, ...] = NETWORKS, empty: bool = False
 ) -> dict[str, nn.Module]:
-    """The policy's three networks (or those named in `only`), with their shapes from `config`,
-    their weights in network_dtype. empty: the weights on the meta device, uninitialised (for
-    load_weights to fill; the buffers are real)."""
-    builders = {
-        "system2": lambda: System2(
-            config.system2,
-            image_size=config.image_size,
-            chunk_size=config.chunk_size,
-            action_dim=config.max_action_dim,
-            state_dim=config.max_state_dim,
-            robot_action_dim=config.action_dim,
-        ),
-        "value_head": lambda: ValueQueryHead(config.value_head, config.system2.vlm_width, config.action_dim),
-        "system1": lambda: System1(
-            config.system1,
-            cameras=config.cameras,
-            chunk_size=config.chunk_size,
-            horizon=config.s1_horizon,
-            state_dim=config.s1_state_dim,
-            action_dim=config.s1_action_dim,
-        ),
-    }
-    networks = {}
-    for name in NETWORKS:
-        if name in only:
-            with parameters_as("meta" if empty else None, network_dtype(config, name)):
-                networks[name] = builders[name]()
-    return networks
+    """The policy's three networks (or those named in `only`), built in NETWORKS' order (random
+    weights draw from one stream) as build_network builds each."""
+    return {name: build_network(config, name, _BUILDERS[name], empty) for name in NETWORKS if name in only}
 
 
 class HumePolicy(nn.Module):
@@ -145,10 +165,10 @@ class HumePolicy(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        networks = build_networks(config, empty=empty)
-        self.system2 = networks["system2"]
-        self.value_head = networks["value_head"]
-        self.system1 = networks["system1"]
+        # In NETWORKS' order, as build_networks builds them.
+        self.system2 = build_network(config, "system2", _system2, empty)
+        self.value_head = build_network(config, "value_head", _value_head, empty)
+        self.system1 = build_network(config, "system1", _system1, empty)
         self.normalizer = Normalizer(stats, config.state_dim, config.action_dim)
         self.tokenizer_dir = Path(tokenizer_dir or config.system2.tokenizer_path or DEFAULT_TOKENIZER_DIR)
         self.tokenizer = load_tokenizer(self.tokenizer_dir)
@@ -382,21 +402,22 @@ class HumePolicy(nn.Module):
         )
         guide = self._guide(committed, delays)
         if fast and guide is None:
-            candidates = self._fast.sample(*sample_args).float()
+            sampled = self._fast.sample(*sample_args).float()
         else:
-            candidates = s2.sample(*sample_args, guide).float()
+            sampled = s2.sample(*sample_args, guide).float()
 
+        q: np.ndarray | list[None]
         if cfg.use_value_head:
-            scored = self.normalizer.value_actions(candidates[..., : cfg.action_dim])
+            scored = self.normalizer.value_actions(sampled[..., : cfg.action_dim])
             if fast:
-                q = self._fast.value(prefix_embs, prefix_mask, scored)
+                critics = self._fast.value(prefix_embs, prefix_mask, scored)
             else:
-                q = self.value_head(prefix_embs, prefix_mask, scored, target=True)
-            q = q.float().cpu().numpy().transpose(1, 0, 2)  # [B, E, N]
-            values = q.min(axis=1)  # the pessimistic value the record keeps
+                critics = self.value_head(prefix_embs, prefix_mask, scored, target=True)
+            scores = critics.float().cpu().numpy().transpose(1, 0, 2)  # [B, E, N]
+            q, values = scores, scores.min(axis=1)  # values: the pessimistic one, which the record keeps
         else:
             q, values = [None] * b, np.full((b, n), np.nan, np.float32)
-        candidates = candidates.cpu().numpy()
+        candidates = sampled.cpu().numpy()
         indices = [
             choice
             if choice is not None
@@ -456,16 +477,16 @@ class HumePolicy(nn.Module):
             ).items()
         }
         states = self._history(obs, history)
-        history = pad_to(torch.from_numpy(states)[None], cfg.s1_state_dim).to(self.device)
+        history_t = pad_to(torch.from_numpy(states)[None], cfg.s1_state_dim).to(self.device)
         start_t = pad_to(torch.from_numpy(start[:, : cfg.s1_action_dim])[None], cfg.s1_action_dim)
         start_t = start_t.to(self.device)
         offset_t = torch.tensor([offset], dtype=torch.float32, device=self.device)
         guide = self._refine_guide(continues, h, cfg.s1_action_dim)
         theta1, steps = s1.config.theta1, s1.config.num_steps
         if guide is None and self._uses_fast_path(s1):
-            refined = self._fast.refine(images, history, offset_t, start_t, theta1, steps)
+            refined = self._fast.refine(images, history_t, offset_t, start_t, theta1, steps)
         else:
-            refined = s1.refine(images, history, offset_t, start_t, theta1, steps, guide)
+            refined = s1.refine(images, history_t, offset_t, start_t, theta1, steps, guide)
         return self._robot_actions(refined[0, :, : cfg.action_dim].float().cpu().numpy())
 
     def _refine_guide(self, continues: np.ndarray | None, h: int, width: int) -> flow.Guide | None:

@@ -191,10 +191,12 @@ class System1ValueStage(nn.Module):
         value_params = [p for p in self.value_head.parameters() if p.requires_grad]
         # Critics, actor and temperature: Adam at a constant rate. The losses route each part's
         # gradient to its own parameters only, so one optimiser serves all three.
-        optimizers = {"value_head": torch.optim.Adam(value_params, lr=cfg.critic_lr)}
+        optimizers: dict[str, torch.optim.Optimizer] = {
+            "value_head": torch.optim.Adam(value_params, lr=cfg.critic_lr)
+        }
         if self.train_system1:
             optimizers["system1"] = torch.optim.AdamW(
-                self.system1.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay
+                self.system1.parameters(), lr=o.lr, betas=o.betas, weight_decay=o.weight_decay
             )
         return optimizers
 

@@ -43,9 +43,7 @@ class System2Stage(nn.Module):
     def optimizers(self, cfg: TrainConfig) -> dict[str, torch.optim.Optimizer]:
         params = [p for p in self.system2.parameters() if p.requires_grad]
         o = cfg.optim
-        return {
-            "system2": torch.optim.AdamW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-        }
+        return {"system2": torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)}
 
     def after_step(self) -> None:
         """Nothing to do after an optimiser step (no target networks in this stage)."""

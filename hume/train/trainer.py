@@ -34,8 +34,11 @@ from transformers import PreTrainedModel
 
 from hume.config import ConfigError, parse_config, to_dict
 from hume.constants import ACTION_KEY
+from hume.data.concat import ConcatDataset
 from hume.data.reader import LeRobotDataset
 from hume.models.configuration_hume import HumeConfig
+from hume.models.gemma_stack import GemmaStack
+from hume.models.system2 import System2
 from hume.policy import HumePolicy
 from hume.train import fsdp, lora
 from hume.train.checkpoint import (
@@ -95,7 +98,9 @@ def load_model_config(path: str) -> HumeConfig:
         raise ConfigError(f"model config {path}: {e}") from None
 
 
-def build_policy(cfg: TrainConfig, dataset: LeRobotDataset, resume_from: Path | None) -> HumePolicy:
+def build_policy(
+    cfg: TrainConfig, dataset: LeRobotDataset | ConcatDataset, resume_from: Path | None
+) -> HumePolicy:
     """The policy to train: from the checkpoint being resumed, else from init_from, else fresh
     from the model config with the dataset's normalisation statistics. Its weights are float32
     whatever the config's dtype (that is for inference; training's bf16 is autocast or FSDP's)."""
@@ -175,7 +180,7 @@ def set_activation_checkpointing(stage: nn.Module, on: bool) -> None:
     """The activation_checkpointing switch on every transformer stack of the stage: our Gemma
     stacks and System 2's joint pass, and transformers' vision towers (off is their default)."""
     for module in stage.modules():
-        if hasattr(module, "activation_checkpointing"):
+        if isinstance(module, (GemmaStack, System2)):
             module.activation_checkpointing = on
         elif on and isinstance(module, PreTrainedModel) and module.supports_gradient_checkpointing:
             module.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -267,7 +272,10 @@ def train(cfg: TrainConfig) -> TrainResult:
     if average is not None:
         average.to(accelerator.device)
     metrics = MetricsLog(output, start) if accelerator.is_main_process else None
-    checkpoint, scalars, validation, memory = resume_from, {}, {}, {}
+    checkpoint = resume_from
+    scalars: dict[str, float] = {}
+    validation: dict[str, float] = {}
+    memory: dict[str, int] = {}
     bar = tqdm(
         range(start, cfg.steps),
         initial=start,

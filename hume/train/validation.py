@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from hume.train.data import TrainingData
+from hume.train.stage_system1_value import System1ValueStage
+from hume.train.stage_system2 import System2Stage
 
 
 @contextlib.contextmanager
@@ -37,7 +39,7 @@ def validation_frames(data: TrainingData, frames: int) -> torch.Tensor:
 
 @torch.no_grad()
 def validation_losses(
-    stage: nn.Module,
+    stage: System2Stage | System1ValueStage,
     data: TrainingData,
     frames: int,
     batch_size: int,

@@ -36,6 +36,8 @@ TILT_WEIGHT = 2.0  # score per metre of rim height above the lowest grasp
 
 
 class PickPlaceExpert(ScriptedExpert):
+    grasp_offset: np.ndarray | None  # set by plan()
+
     def __init__(self, env, obj: str, target: str, noise: ExpertNoise | None = None, seed: int = 0):
         super().__init__(env, noise, seed)
         self.bodies = env.scene_bodies()

@@ -67,7 +67,7 @@ class RemoteSim:
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self.session = secrets.token_hex(8)
         self.seq = 0
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock: zmq.Socket | None = zmq.Context.instance().socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(self.endpoint)
         try:
@@ -77,6 +77,7 @@ class RemoteSim:
             raise
 
     def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None  # started with stderr=PIPE
         for line in self.proc.stderr:
             text = line.decode(errors="replace").rstrip()
             self._stderr.append(text)

@@ -17,6 +17,7 @@ import importlib
 import logging
 import os
 import warnings
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -51,10 +52,11 @@ class MetaWorldSim:
         self.fast_render = fast_render
         self.max_steps = min(max_steps or mt.MAX_STEPS, mt.MAX_STEPS)
         self.eval_seed = eval_seed
-        self._envs: dict[int, object] = {}
+        # Meta-World's environments and scripted policies (the library has no type information).
+        self._envs: dict[int, Any] = {}
         self._renderers: dict[int, mujoco.Renderer] = {}
         self._starts: dict[int, np.ndarray] = {}
-        self._experts: dict[int, object] = {}
+        self._experts: dict[int, Any] = {}
         self.task: int | None = None
         self.raw_obs: np.ndarray | None = None
         self.success = False
@@ -137,7 +139,7 @@ class MetaWorldSim:
         return {**self.observation(), **extra}
 
     def step(self, action: np.ndarray) -> dict:
-        env = self._current()
+        _, env, _ = self._current()
         if env.curr_path_length >= self.max_steps:
             raise ValueError(f"the episode is over: {self.max_steps} steps taken")
         action = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
@@ -148,31 +150,32 @@ class MetaWorldSim:
         return self.observation()
 
     def expert_action(self) -> np.ndarray:
-        self._current()
-        return np.asarray(self._expert(self.task).get_action(self.raw_obs), np.float32)
+        task, _, raw_obs = self._current()
+        return np.asarray(self._expert(task).get_action(raw_obs), np.float32)
 
-    def _current(self):
-        if self.task is None:
+    def _current(self) -> tuple[int, Any, np.ndarray]:
+        """The episode's task, its environment and Meta-World's last observation."""
+        if self.task is None or self.raw_obs is None:
             raise ValueError("no episode: reset first")
-        return self._envs[self.task]
+        return self.task, self._envs[self.task], self.raw_obs
 
     def observation(self) -> dict:
-        env = self._current()
+        task, env, raw_obs = self._current()
         obs = {
-            "task": self.task,
+            "task": task,
             "step": int(env.curr_path_length),
             "success": self.success,
-            "instruction": self.tasks[self.task].instruction,
-            "observation.state": np.asarray(self.raw_obs[:4], np.float32),
+            "instruction": self.tasks[task].instruction,
+            "observation.state": np.asarray(raw_obs[:4], np.float32),
         }
         if self.cameras:
-            renderer = self._renderers.get(self.task) or self._renderer(env)
+            renderer = self._renderers.get(task) or self._renderer(task, env)
             for ours, theirs in mt.CAMERAS.items():
                 renderer.update_scene(env.data, camera=theirs)
                 obs[f"observation.images.{ours}"] = np.ascontiguousarray(renderer.render()[::-1, ::-1])
         return obs
 
-    def _renderer(self, env) -> mujoco.Renderer:
+    def _renderer(self, task: int, env) -> mujoco.Renderer:
         if self.fast_render:
             # No multisampling, shadows or reflections: ~20x faster on a CPU renderer (llvmpipe).
             env.model.vis.quality.offsamples = 0
@@ -180,16 +183,16 @@ class MetaWorldSim:
         if self.fast_render:
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        self._renderers[self.task] = renderer
+        self._renderers[task] = renderer
         return renderer
 
     # -- state -------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
-        env = self._current()
+        task, env, _ = self._current()
         physics = np.empty(mujoco.mj_stateSize(env.model, _PHYSICS))
         mujoco.mj_getState(env.model, env.data, physics, _PHYSICS)
         vec = np.asarray(env._last_rand_vec, np.float64)
-        head = [float(self.task), float(len(vec)), *vec, float(env.curr_path_length), float(self.success)]
+        head = [float(task), float(len(vec)), *vec, float(env.curr_path_length), float(self.success)]
         return np.concatenate([head, np.asarray(env._prev_obs, np.float64), physics])
 
     def set_state(self, state: np.ndarray) -> dict:

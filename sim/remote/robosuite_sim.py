@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
@@ -47,7 +48,7 @@ class RobosuiteSim:
         self.tasks = rt.suite_tasks(suite)
         self.cameras, self.image_size, self.fast_render = cameras, image_size, fast_render
         self.max_steps = max_steps
-        self._envs: dict[int, object] = {}
+        self._envs: dict[int, Any] = {}  # robosuite's environments (no type information)
         self._official: dict[int, np.ndarray] = {}
         self.task: int | None = None
         self.raw: dict = {}
@@ -94,8 +95,8 @@ class RobosuiteSim:
             self._envs[task] = env
         return self._envs[task]
 
-    def _limit(self) -> int:
-        return self.max_steps or self.tasks[self.task].max_steps
+    def _limit(self, task: int) -> int:
+        return self.max_steps or self.tasks[task].max_steps
 
     # -- episodes ----------------------------------------------------------------------------------
     def reset(self, task: int, start: int, seed: int, state: np.ndarray | None) -> dict:
@@ -123,7 +124,7 @@ class RobosuiteSim:
         """The qpos of every joint that is not the robot's: where the objects are."""
         m, d = self._envs[task].sim.model._model, self._envs[task].sim.data._data
         width = {0: 7, 1: 4, 2: 1, 3: 1}  # free, ball, slide, hinge joint: qpos entries
-        index = []
+        index: list[int] = []
         for j in range(m.njnt):
             if not mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, j).startswith(
                 ("robot", "gripper", "mount")
@@ -141,9 +142,9 @@ class RobosuiteSim:
         return self._official[task]
 
     def step(self, action: np.ndarray) -> dict:
-        env = self._current()
-        if self.steps >= self._limit():
-            raise ValueError(f"the episode is over: {self._limit()} steps taken")
+        task, env = self._current()
+        if self.steps >= self._limit(task):
+            raise ValueError(f"the episode is over: {self._limit(task)} steps taken")
         action = np.clip(np.asarray(action, np.float64).reshape(-1), -1.0, 1.0)
         if action.shape != (len(rt.ACTION_NAMES),):
             raise ValueError(f"a robosuite action has 7 dims (dpos 3, drot 3, gripper), got {action.shape}")
@@ -160,15 +161,16 @@ class RobosuiteSim:
         self.success = bool(env._check_success())
         return self.observation()
 
-    def _current(self):
+    def _current(self) -> tuple[int, Any]:
+        """The episode's task and its environment."""
         if self.task is None:
             raise ValueError("no episode: reset first")
-        return self._envs[self.task]
+        return self.task, self._envs[self.task]
 
     def robot_pose(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(eef position, eef quaternion x, y, z, w, gripper qpos) read from the simulator itself:
         robosuite's observables cache values between steps, a restored state would not refresh."""
-        env = self._current()
+        _, env = self._current()
         robot, data = env.robots[0], env.sim.data
         site = robot.eef_site_id["right"]
         wxyz = np.empty(4)
@@ -177,14 +179,15 @@ class RobosuiteSim:
         return np.array(data.site_xpos[site]), np.roll(wxyz, -1), np.array(grip)
 
     def observation(self) -> dict:
+        task, _ = self._current()
         raw = self.raw
         pos, quat, grip = self.robot_pose()
         state = np.concatenate([pos, quat_to_axis_angle(quat), grip])
         obs = {
-            "task": self.task,
+            "task": task,
             "step": self.steps,
             "success": self.success,
-            "instruction": self.tasks[self.task].instruction,
+            "instruction": self.tasks[task].instruction,
             "observation.state": state.astype(np.float32),
         }
         for ours, theirs in rt.CAMERAS.items():
@@ -198,9 +201,9 @@ class RobosuiteSim:
         return [robot.gripper[arm] for robot in env.robots for arm in robot.arms]
 
     def get_state(self) -> np.ndarray:
-        env = self._current()
+        task, env = self._current()
         grip = np.concatenate([g.current_action for g in self._grippers(env)])
-        head = [float(self.task), float(self.steps), float(self.success), float(len(grip))]
+        head = [float(task), float(self.steps), float(self.success), float(len(grip))]
         m, d = env.sim.model._model, env.sim.data._data
         physics = np.empty(mujoco.mj_stateSize(m, _PHYSICS))
         mujoco.mj_getState(m, d, physics, _PHYSICS)
@@ -229,8 +232,8 @@ class RobosuiteSim:
 
     # -- scripted experts --------------------------------------------------------------------------
     def expert_action(self) -> np.ndarray:
-        env = self._current()
-        name = self.tasks[self.task].name
+        task, env = self._current()
+        name = self.tasks[task].name
         eef = self.robot_pose()[0]
         if name == "Lift":
             return _pick_and_place(env, env.cube, env.sim.data.body_xpos[env.cube_body_id], None, eef)
