@@ -2,7 +2,7 @@
 # How much could selection give with the default checkpoint's candidates? The headroom table of
 # docs/results.md: the same held-out official states (0..9 of every libero_object task, seed 7,
 # 128² fast rendering, sync) for one plain sample, the value head's choice, a random choice, the
-# coherence selector and the simulator oracle; then one plain sample with seven more noise seeds
+# coherence and consensus selectors and the simulator oracle; then one plain sample with seven more noise seeds
 # (per-state success distribution, pass@k). Every run resumes per episode: run this again to
 # continue. Tables: scripts/ablation_table.py and scripts/headroom_table.py (docs/results.md).
 # Usage: scripts/selection_headroom.sh [OUT_ROOT] (default outputs/eval/headroom)
@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${1:-outputs/eval/headroom}"
 common=(--config configs/eval/libero_object.yaml --episodes_per_task=10 --image_size=128
-        --fast_render=true --videos_per_task=0 --num_workers="${NUM_WORKERS:-2}")
+        --fast_render=true --videos_per_task=0 --num_workers="${NUM_WORKERS:-2}"
+        --policy.switch_blend=0)  # as measured: a new plan takes over at once
 run() {
   local name=$1; shift
   .venv/bin/hume eval "${common[@]}" "$@" --output "$root/$name"
@@ -21,6 +22,7 @@ run n1 --policy.num_candidates=1
 run coherence5 --policy.selector=coherence "${five[@]}"
 run value5 --policy.selector=value "${five[@]}"
 run random5 --policy.selector=random "${five[@]}"
+run consensus5 --policy.selector=consensus "${five[@]}"
 # The plain seeds are cheap and give pass@k, the upper bound any selection of one sample can reach.
 for seed in 1 2 3 4 5 6 8; do
   run "n1_seed$seed" --policy.num_candidates=1 --seed="$seed"
@@ -28,3 +30,7 @@ done
 run oracle2 --policy.selector=oracle --policy.num_candidates=2
 run oracle5x2 --policy.selector=oracle "${five[@]}" --oracle.thinks=2
 run oracle10 --policy.selector=oracle --policy.num_candidates=10
+# consensus against the plain seeds, paired seed by seed (docs/results.md, "Choosing without a critic")
+for seed in 1 2 3 4 5 6 8; do
+  run "consensus5_seed$seed" --policy.selector=consensus "${five[@]}" --seed="$seed"
+done
