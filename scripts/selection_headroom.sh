@@ -34,3 +34,8 @@ run oracle10 --policy.selector=oracle --policy.num_candidates=10
 for seed in 1 2 3 4 5 6 8; do
   run "consensus5_seed$seed" --policy.selector=consensus "${five[@]}" --seed="$seed"
 done
+# does the mode get easier to find with more samples? consensus of ten, seed 7 then the others
+run consensus10 --policy.selector=consensus --policy.num_candidates=10
+for seed in 1 2 3 4 5 6 8; do
+  run "consensus10_seed$seed" --policy.selector=consensus --policy.num_candidates=10 --seed="$seed"
+done
