@@ -99,15 +99,20 @@ def table(runs: list[tuple[str, list[Path]]], common_states: bool = False) -> st
         else:
             b = sum(ref[key]["success"] and not eps[key]["success"] for key in keys)
             c = sum(eps[key]["success"] and not ref[key]["success"] for key in keys)
-            paired = f"{b} / {c}", f"{mcnemar_p(b, c):.2f}"
+            paired = f"{b} / {c}", _p(mcnemar_p(b, c))
             fewer, more = sign_by_state(ref, eps, keys)
-            by_state = f"{fewer} / {more}", f"{mcnemar_p(fewer, more):.2f}"  # the same exact test
+            by_state = f"{fewer} / {more}", _p(mcnemar_p(fewer, more))  # the same exact test
         lines.append(
             f"| {label} | {k}/{len(rows)} | {k / len(rows):.0%} | [{lo:.0%}, {hi:.0%}] | {steps} | "
             f"{paired[0]} | {paired[1]} | {_smoothness(rows)} |"
             + (f" {by_state[0]} | {by_state[1]} |" if pooled else "")
         )
     return "\n".join(lines)
+
+
+def _p(p: float) -> str:
+    """Two decimals, or two significant digits below 0.01 (so a small p never reads 0.00)."""
+    return f"{p:.2f}" if p >= 0.01 else f"{p:.2g}"
 
 
 def _smoothness(rows: list[dict]) -> str:

@@ -9,15 +9,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="${1:-outputs/eval/headroom}"
-common=(--config configs/eval/libero_object.yaml --episodes_per_task=10 --image_size=128
-        --fast_render=true --videos_per_task=0 --num_workers="${NUM_WORKERS:-2}"
-        --policy.switch_blend=0)  # as measured: a new plan takes over at once
+states=(--config configs/eval/libero_object.yaml --episodes_per_task=10 --image_size=128
+        --fast_render=true --videos_per_task=0 --num_workers="${NUM_WORKERS:-2}")
+common=("${states[@]}" --policy.switch_blend=0)  # as measured: a new plan takes over at once
 run() {
   local name=$1; shift
   .venv/bin/hume eval "${common[@]}" "$@" --output "$root/$name"
 }
 five=(--policy.num_candidates=5)
 run oracle5 --policy.selector=oracle "${five[@]}"
+# one candidate: whatever the selector, the plain sample (the checkpoint's consensus of one included)
 run n1 --policy.num_candidates=1
 run coherence5 --policy.selector=coherence "${five[@]}"
 run value5 --policy.selector=value "${five[@]}"
@@ -39,3 +40,5 @@ run consensus10 --policy.selector=consensus --policy.num_candidates=10
 for seed in 1 2 3 4 5 6 8; do
   run "consensus10_seed$seed" --policy.selector=consensus --policy.num_candidates=10 --seed="$seed"
 done
+# the checkpoint as shipped (consensus of ten, plan switches blended over one tick), seed 7
+.venv/bin/hume eval "${states[@]}" --output "$root/shipped_consensus10"

@@ -121,3 +121,10 @@ def test_pooled_seeds_pair_in_order_and_count_states(tmp_path):
         timeout=60,
     )
     assert r.returncode == 0 and "| b | 3/4 |" in r.stdout
+
+
+def test_small_p_values_keep_two_significant_digits(tmp_path):
+    ref = write_run(tmp_path / "ref", [False] * 12)
+    other = write_run(tmp_path / "other", [True] * 12)  # 12 discordant pairs one way: p = 2 / 4096
+    line = ablation_table.table([("ref", [ref]), ("other", [other])]).splitlines()[3]
+    assert "| 0 / 12 | 0.00049 |" in line
