@@ -21,7 +21,9 @@ def image_to_tensor(image: np.ndarray | Tensor, size: int, pad: bool = False) ->
     resize-with-padding: the aspect ratio kept (bilinear, no antialiasing), black padding on top and
     left.
     """
-    x = torch.as_tensor(np.asarray(image) if not isinstance(image, Tensor) else image)
+    # Converting to float on the numpy side copies, so a read-only image (a received message's
+    # buffer) never becomes a tensor that shares it.
+    x = image if isinstance(image, Tensor) else torch.as_tensor(np.asarray(image, dtype=np.float32))
     if x.dim() < 3 or x.shape[-1] != 3:
         raise ValueError(f"an image must be [..., H, W, 3] RGB, got shape {tuple(x.shape)}")
     lead = x.shape[:-3]
