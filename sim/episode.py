@@ -35,6 +35,13 @@ def step_marks(policy: Policy) -> dict:
     return {"kind": kind, "chunk_switch": chunk_switch}
 
 
+def needs_images_next(policy: Policy) -> bool:
+    """Whether the policy reads the next observation's images (True unless it says otherwise: a
+    SyncLoop reads them only where it thinks or refines, 1 step in 8 with the default schedule)."""
+    needs = getattr(policy, "needs_images_next", None)
+    return True if needs is None else bool(needs())
+
+
 def reset_policy(policy: Policy, seed: int | None) -> None:
     """`policy.reset(seed=...)` where the policy takes a seed (a SyncLoop seeds its noise with it)."""
     if seed is not None and "seed" in inspect.signature(policy.reset).parameters:
@@ -61,7 +68,7 @@ def run_episode(
             action = policy.select_action(obs)
             if film is not None:
                 film.append(episode_frame(obs, env.steps, **step_marks(policy)))
-            obs, success = env.step(action)
+            obs, success = env.step(action, render=film is not None or needs_images_next(policy))
         if film is not None:
             film.append(episode_frame(obs, env.steps))
     return EpisodeResult(

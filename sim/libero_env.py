@@ -47,6 +47,7 @@ ACTION_DIM = 7  # LIBERO's OSC_POSE: eef delta position 3, delta axis-angle 3, g
 # What the robot does while objects settle: the hold action, gripper open.
 NOOP_ACTION = hold_action(OPEN_GRIPPER, ACTION_DIM)
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
+CAMERA_IMAGES = {f"{theirs}_image" for theirs in CAMERAS.values()}  # robosuite's keys
 RENDERER_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
 
 
@@ -267,6 +268,33 @@ def _fast_render(sim) -> None:
     ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
 
+def _camera_images(env) -> list[str]:
+    """The robosuite env's camera image observables."""
+    return [name for name, o in env._observables.items() if o.modality == "image" and name.endswith("_image")]
+
+
+class _RenderGate:
+    """Lets a step skip the camera renders (most of a step's time on CPU) without touching
+    robosuite's sampling clock: each camera's sensor is wrapped, so it is still called at the same
+    sub-step of every step, and renders only while `on`. Off, it returns a blank image that never
+    reaches an observation (LiberoEnv drops it)."""
+
+    def __init__(self, env):
+        self.on = True
+        for name in _camera_images(env):
+            observable = env._observables[name]
+            env.modify_observable(name, "sensor", self._gated(observable._sensor, observable._data_shape))
+
+    def _gated(self, render, shape):
+        blank = np.zeros(shape, np.uint8)
+
+        def camera(obs_cache):
+            return render(obs_cache) if self.on else blank
+
+        camera.__modality__ = render.__modality__  # robosuite's sensor decorator's mark
+        return camera
+
+
 class LiberoEnv:
     """One LIBERO task's simulator; `reset(i)` starts from official initial state i,
     `reset_sampled(seed)` from a new state drawn by the task's placement sampler.
@@ -300,8 +328,10 @@ class LiberoEnv:
                 self.env = OffScreenRenderEnv(**kwargs, camera_heights=image_size, camera_widths=image_size)
                 if fast_render:
                     _fast_render(self.env.sim)
+                self._gate: _RenderGate | None = _RenderGate(self.env.env)
             else:
                 self.env = ControlEnv(**kwargs, use_camera_obs=False, has_offscreen_renderer=False)
+                self._gate = None
         except Exception as e:
             if _from_renderer(e):
                 raise _renderer_error(e) from e
@@ -426,12 +456,22 @@ class LiberoEnv:
     def observation(self) -> dict:
         return to_observation(self.raw_obs, self.instruction)
 
-    def step(self, action: np.ndarray) -> tuple[dict, bool]:
-        """Apply one 7-dim action; returns (observation, success)."""
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[dict, bool]:
+        """Apply one 7-dim action; returns (observation, success). render=False: the observation
+        has no images (the cameras are not rendered: a step then costs a fraction of the time);
+        the physics, and the images of the steps that do render, are exactly as always."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (ACTION_DIM,):
             raise ValueError(f"a LIBERO action has 7 dims (dpos 3, drot 3, gripper 1), got {action.shape}")
-        self.raw_obs, _, done, _ = self.env.step(action)
+        if self._gate is None or render:
+            self.raw_obs, _, done, _ = self.env.step(action)
+        else:
+            self._gate.on = False
+            try:
+                raw, _, done, _ = self.env.step(action)
+            finally:
+                self._gate.on = True
+            self.raw_obs = {k: v for k, v in raw.items() if k not in CAMERA_IMAGES and k != "image-state"}
         self.steps += 1
         return self.observation(), bool(done)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.episode import reset_policy
+from sim.episode import needs_images_next, reset_policy
 from sim.eval_config import OracleConfig
 
 
@@ -36,7 +36,7 @@ def rollout(env, policy, obs: dict, horizon: int) -> tuple[bool, int]:
     (success, the episode's step count at the end)."""
     start, success = env.steps, False
     while not success and not env.truncated and not (horizon and env.steps - start >= horizon):
-        obs, success = env.step(policy.select_action(obs))
+        obs, success = env.step(policy.select_action(obs), render=needs_images_next(policy))
     return success, env.steps
 
 
@@ -93,6 +93,9 @@ class OracleActor:
         record["candidates"] = self.policy.schedule.chunk.candidates
         self.records.append(record)
         return action
+
+    def needs_images_next(self) -> bool:
+        return needs_images_next(self.policy)  # sim/episode.py's: True for a policy that does not say
 
     def _branches_here(self) -> bool:
         if len(self.records) >= self.oracle.thinks or not self.policy.thinks_next():

@@ -201,3 +201,26 @@ def test_no_blend_after_a_hold():
     # The first chunk runs out at tick 6 (ttl): hold; the next plan starts at its own actions.
     assert [k for _, k in out[6:8]] == ["hold", "hold"]
     assert out[8] == (200.0, "refined") and out[9] == (201.0, "plan")
+
+
+@pytest.mark.parametrize(
+    "cfg", [CFG, ScheduleConfig(16, 8, 4, 2, 7, ttl=6), ScheduleConfig(16, 2, 4, 2, 7, blend=1)], ids=str
+)
+def test_requests_next_foretells_begin_and_changes_nothing(cfg):
+    schedule = ControlSchedule(cfg)
+    arrivals = {0: (1.0, 0), 5: (2.0, 5), 9: (3.0, 8), 20: (4.0, 20)}
+    out, requested = [], []
+    for t in range(30):
+        if t in arrivals:
+            schedule.land(chunk(arrivals[t][0]), arrivals[t][1])
+        foretold = schedule.requests_next()
+        request = schedule.begin(np.full(8, t, np.float32))
+        assert foretold == (request is not None), t
+        requested.append(foretold)
+        action, kind = schedule.end(None if request is None else fake_refine(request, cfg.horizon))
+        out.append((float(action[0]), kind))
+    assert 0 < sum(requested) < 30
+    # Probing changed nothing: the same actions and histories as a schedule never probed.
+    plain = ControlSchedule(cfg)
+    assert run(plain, 30, arrivals) == out
+    np.testing.assert_array_equal(plain.history(), schedule.history())

@@ -31,7 +31,7 @@ class Line:
         self.x, self.steps = 0.0, 0
         return {STATE_KEY: [self.x]}
 
-    def step(self, action):
+    def step(self, action, render=True):
         self.x += float(action)
         self.steps += 1
         return {STATE_KEY: [self.x]}, self.x >= 3

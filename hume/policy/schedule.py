@@ -40,6 +40,7 @@ Rules:
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -171,6 +172,14 @@ class ControlSchedule:
             )
             self.in_flight = self._request
         return self._request
+
+    def requests_next(self) -> bool:
+        """Whether the next tick's begin() will ask for a refinement (so its observation's images
+        are read), with the chunk as it is now: begin() itself answers, on a copy."""
+        probe = copy.copy(self)
+        probe._history = deque(self._history, maxlen=self.cfg.history)  # begin() appends to it
+        state = self._history[-1] if self._history else np.zeros(1, np.float32)
+        return probe.begin(state) is not None
 
     def land_plan(self, request: RefineRequest, refined: np.ndarray | None) -> None:
         """The answer to an in-flight request (None: the refinement failed: the current plan goes on

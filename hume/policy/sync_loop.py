@@ -83,6 +83,11 @@ class SyncLoop:
             return True
         return schedule.tick + 1 - schedule.chunk_tick >= self.config.s2_replan_steps
 
+    def needs_images_next(self) -> bool:
+        """Whether the next select_action reads the observation's images: it thinks, or System 1
+        refines. A simulator may skip rendering the other steps' cameras (sim/episode.py)."""
+        return self.thinks_next() or self.schedule.requests_next()
+
     def force_next_choice(self, index: int, continuation_seed: int | None = None) -> None:
         """selector "oracle": the next think draws config.num_candidates candidates and follows
         candidate `index` (others think one plain sample); `continuation_seed` reseeds the noise

@@ -212,7 +212,9 @@ class RemoteEnv:
         """The evaluation start nearest the current episode's sampled start, and how far it is."""
         return self.start_info["nearest_start"], self.start_info["start_distance"]
 
-    def step(self, action: np.ndarray) -> tuple[dict, bool]:
+    def step(self, action: np.ndarray, render: bool = True) -> tuple[dict, bool]:
+        """One action; the served simulator renders every step (`render` is LiberoEnv's switch,
+        accepted so that one episode loop drives both)."""
         action = np.asarray(action, np.float32).reshape(-1)
         if action.shape != (self.spec["action_dim"],):
             raise ValueError(f"{self.suite} takes {self.spec['action_dim']}-dim actions, got {action.shape}")
