@@ -9,6 +9,7 @@ chunks stop coming the robot holds.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,20 @@ class VirtualClockPolicy:
             # committed actions include the plan System 1 just made.
             self._think(obs, now, latency, ready=now + latency)
         return action
+
+    def needs_images_next(self) -> bool:
+        """Whether the next select_action reads the observation's images: System 2 starts a think
+        on it, or System 1 refines on it (with whatever chunk lands first). A simulator may skip
+        rendering the other steps' cameras (sim/episode.py)."""
+        now = self.schedule.tick + 1
+        lands = self.pending is not None and self.pending[0] <= now
+        if (self.pending is None or lands) and now >= self.next_think:
+            return True
+        schedule = self.schedule
+        if lands and self.pending is not None:
+            schedule = copy.copy(schedule)  # land() only rebinds the chunk: the real one stays as is
+            schedule.land(self.pending[2], self.pending[1])
+        return schedule.requests_next()
 
     def _think(self, obs: dict, now: int, latency: int, ready: int) -> None:
         if sends_committed(self.policy.config):

@@ -181,3 +181,40 @@ def test_latency_drawn_from_measured_times_is_seeded():
     assert [a.sample() for _ in range(10)] == [b.sample() for _ in range(10)]
     assert sorted({LatencyModel(cfg, seed=s).sample() for s in range(40)}) == [1, 3, 6]
     assert LatencyModel(LatencyConfig(steps=5), seed=0).sample() == 5
+
+
+class ImageCheckingPolicy(RecordingPolicy):
+    """A RecordingPolicy that fails on an observation whose images were not rendered."""
+
+    def think(self, obs, committed=None, delay=0, draws=None):
+        assert "images" in obs, f"think on step {obs['t']} without images"
+        return super().think(obs, committed, delay, draws)
+
+    def refine(self, obs, chunk, offset, history, continues=None):
+        assert "images" in obs, f"refine on step {obs['t']} without images"
+        return super().refine(obs, chunk, offset, history, continues)
+
+
+@pytest.mark.parametrize(
+    "latency, think_every, lead",
+    [(LatencyConfig(steps=3), 0, 0), (LatencyConfig(steps=10), 16, 0), (LatencyConfig(steps=2), 0, 2),
+     (LatencyConfig(ms_samples=[10.0, 120.0, 260.0], control_hz=20.0), 0, 0)],
+    ids=["back-to-back", "holds", "lead", "drawn"],
+)  # fmt: skip
+def test_virtual_clock_foretells_which_steps_read_images(latency, think_every, lead):
+    def policy():
+        return VirtualClockPolicy(
+            ImageCheckingPolicy(), LatencyModel(latency, seed=4), think_every=think_every, refine_lead=lead
+        )
+
+    skipping, rendered, actions = policy(), [], []
+    for t in range(60):
+        obs = {"t": t, "observation.state": [t]}
+        if skipping.needs_images_next():
+            obs["images"], _ = True, rendered.append(t)
+        actions.append(skipping.select_action(obs))
+    assert 0 < len(rendered) < 60, "some steps' images are read, not all"
+    # Foretelling changed nothing: the same actions as a policy never asked, shown every image.
+    always = policy()
+    plain = [always.select_action({"t": t, "observation.state": [t], "images": True}) for t in range(60)]
+    np.testing.assert_array_equal(actions, plain)
