@@ -166,14 +166,15 @@ def labelled(checkpoint: str | None, datasets: list[str], heldout_every: int = 0
         rows = [{"dataset": d, **rank_labelled_thinks(policy, [d], heldout_every)} for d in datasets]
     lines = [
         "| labelled thinks | thinks | pairs | pairwise accuracy | success of the chosen | of candidate 0 | "
-        "of a uniform choice | of the best |",
-        "|---|---|---|---|---|---|---|---|",
+        "of a uniform choice | of the best | chosen - candidate 0 [95% CI, by episode] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        lo, hi = r["gain_over_first_ci95"]
         lines.append(
             f"| {r['dataset']} | {r['thinks']} | {r['pairs']} | {r['pairwise_accuracy']:.2f} | "
             f"{r['success_of_chosen']:.2f} | {r['success_of_first']:.2f} | {r['success_of_uniform']:.2f} | "
-            f"{r['success_of_best']:.2f} |"
+            f"{r['success_of_best']:.2f} | {r['gain_over_first']:+.3f} [{lo:+.3f}, {hi:+.3f}] |"
         )
     log.info("\n".join(lines))
     sys.stdout.write(json.dumps(rows) + "\n")

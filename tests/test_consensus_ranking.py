@@ -61,3 +61,21 @@ def test_the_script_scores_consensus_without_a_checkpoint(labelled, capsys):
     with pytest.raises(SystemExit):
         critic_ranking.main(["--consensus", "--checkpoint=c", str(labelled)])
     assert "leave out --checkpoint" in capsys.readouterr().err
+
+
+def test_the_gain_over_candidate_0_has_an_interval_by_episode(labelled):
+    row = rank_by_consensus([str(labelled)])
+    # Every think chooses candidate 1 (succeeds) over candidate 0 (fails): a gain of 1, certain.
+    assert row["gain_over_first"] == 1.0 and row["gain_over_first_ci95"] == [1.0, 1.0]
+
+
+def test_episode_interval_resamples_episodes_not_thinks():
+    from hume.train.labelled_ranking import episode_interval
+
+    gain = np.array([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])
+    one_episode_each = episode_interval(gain, np.arange(6))
+    three_thinks_each = episode_interval(gain, np.array([0, 0, 0, 1, 1, 1]))
+    assert one_episode_each[0] < 0.5 < one_episode_each[1]
+    # Two episodes: a resample holds 0, 1 or 2 copies of the succeeding one.
+    assert three_thinks_each == [0.0, 1.0]
+    assert three_thinks_each[1] - three_thinks_each[0] > one_episode_each[1] - one_episode_each[0]

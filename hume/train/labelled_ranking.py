@@ -48,7 +48,7 @@ def rank_labelled_thinks(policy: HumePolicy, datasets: list[str], heldout_every:
         raise ValueError(f"{data.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
     if heldout_every:
         data.keep_labels(_held_out(data.labels, heldout_every, data.root))
-    return ranking_of(candidate_values(policy, data), data.labels.rates)
+    return ranking_of(candidate_values(policy, data), data.labels.rates, data.labels.episode)
 
 
 def rank_by_consensus(datasets: list[str], heldout_every: int = 0) -> dict:
@@ -60,17 +60,21 @@ def rank_by_consensus(datasets: list[str], heldout_every: int = 0) -> dict:
         raise ValueError(f"{dataset.root}: no labelled thinks (meta/labelled_thinks.jsonl)")
     if heldout_every:
         labels = labels.subset(_held_out(labels, heldout_every, dataset.root))
-    return ranking_of(np.stack([consensus_scores(c) for c in labels.candidates]), labels.rates)
+    values = np.stack([consensus_scores(c) for c in labels.candidates])
+    return ranking_of(values, labels.rates, labels.episode)
 
 
-def ranking_of(values: np.ndarray, rates: np.ndarray) -> dict:
+def ranking_of(values: np.ndarray, rates: np.ndarray, episodes: np.ndarray) -> dict:
     """Pairwise accuracy of `values` [T, N] against the candidates' success `rates` [T, N] (NaN: not
-    tried), and the success of the candidate the highest value would choose beside the baselines'."""
+    tried), the success of the candidate the highest value would choose beside the baselines', and
+    what choosing gains over candidate 0 with its interval over the thinks' `episodes` [T]."""
     right, pairs = pairwise_accuracy(torch.from_numpy(values), torch.from_numpy(rates))
     tried = ~np.isnan(rates)
     # A candidate never tried cannot be chosen: it scores as the lowest.
     chosen = np.argmax(np.where(tried, values, -np.inf), axis=1)
     rows = np.arange(len(rates))
+    # What choosing gains over the plain sample, where candidate 0 was tried.
+    gain = (rates[rows, chosen] - rates[:, 0])[tried[:, 0]]
     return {
         "thinks": len(rates),
         "pairs": pairs,
@@ -79,7 +83,20 @@ def ranking_of(values: np.ndarray, rates: np.ndarray) -> dict:
         "success_of_first": float(np.nanmean(rates[:, 0])),
         "success_of_uniform": float(np.mean(np.nanmean(rates, axis=1))),
         "success_of_best": float(np.mean(np.nanmax(rates, axis=1))),
+        "gain_over_first": float(np.mean(gain)),
+        "gain_over_first_ci95": episode_interval(gain, episodes[tried[:, 0]]),
     }
+
+
+def episode_interval(per_think: np.ndarray, episodes: np.ndarray, resamples: int = 2000) -> list[float]:
+    """95% interval of the mean of `per_think` by resampling whole episodes (seeded): the thinks of
+    one episode share its scene and are not independent, so the episode is the unit."""
+    ids, inverse = np.unique(episodes, return_inverse=True)
+    sums = np.bincount(inverse, weights=per_think, minlength=len(ids))
+    counts = np.bincount(inverse, minlength=len(ids))
+    draws = np.random.default_rng(0).integers(0, len(ids), size=(resamples, len(ids)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    return [float(v) for v in np.percentile(means, [2.5, 97.5])]
 
 
 def _held_out(labels: LabelledThinks, every: int, root) -> np.ndarray:
