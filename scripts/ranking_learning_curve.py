@@ -97,15 +97,20 @@ def markdown(rows: list[dict]) -> str:
     lines = [
         "| labelled thinks trained on (K) | training pairs | held-out thinks | held-out pairs | "
         "pairwise accuracy [95% CI] | success of the chosen | of candidate 0 | of a uniform choice | "
-        "of the best |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "of the best | chosen - candidate 0 [95% CI, by episode] |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lo, hi = r["ci95"]
+        # (rows scored before the gain was reported have none)
+        gain = r.get("gain_over_first")
+        glo, ghi = r.get("gain_over_first_ci95", (None, None))
+        gained = "-" if gain is None else f"{gain:+.3f} [{glo:+.3f}, {ghi:+.3f}]"
         lines.append(
             f"| {r['k']} | {r['training_pairs']} | {r['thinks']} | {r['pairs']} | "
             f"{r['pairwise_accuracy']:.3f} [{lo:.3f}, {hi:.3f}] | {r['success_of_chosen']:.3f} | "
-            f"{r['success_of_first']:.3f} | {r['success_of_uniform']:.3f} | {r['success_of_best']:.3f} |"
+            f"{r['success_of_first']:.3f} | {r['success_of_uniform']:.3f} | {r['success_of_best']:.3f} | "
+            f"{gained} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -126,6 +126,9 @@ def test_learning_curve_trains_each_k_once_and_writes_table_and_plot(
     for r in rows:
         lo, hi = r["ci95"]
         assert 0.0 <= lo <= r["pairwise_accuracy"] <= hi <= 1.0
+        glo, ghi = r["gain_over_first_ci95"]
+        assert glo <= r["gain_over_first"] <= ghi
+        assert r["gain_over_first"] == pytest.approx(r["success_of_chosen"] - r["success_of_first"])
     assert rows[0]["checkpoint"] == str(start)
     assert (out / "thinks_000020/train/step_000002/model.safetensors").exists()
     table = (out / "curve.md").read_text()
