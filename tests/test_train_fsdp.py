@@ -271,6 +271,15 @@ def test_fsdp_sharded_resume_unpickles_nothing_but_checkpoint_metadata(tmp_path)
     with pytest.raises(pickle.UnpicklingError, match="never holds"):
         SafeFileSystemReader(str(tmp_path)).read_metadata()
     assert not marker.exists()
+    # The metadata module imports os: a dotted name through it must not reach os.system.
+    module = b"torch.distributed.checkpoint.metadata"
+    for name in (b"os.system", b"torch.load", b"field"):
+        reach = (
+            b"\x80\x04\x8c" + bytes([len(module)]) + module + b"\x8c" + bytes([len(name)]) + name + b"\x93."
+        )
+        (tmp_path / ".metadata").write_bytes(reach)
+        with pytest.raises(pickle.UnpicklingError, match="never holds"):
+            SafeFileSystemReader(str(tmp_path)).read_metadata()
     (tmp_path / ".metadata").write_bytes(pickle.dumps(Metadata(state_dict_metadata={})))
     assert SafeFileSystemReader(str(tmp_path)).read_metadata().state_dict_metadata == {}
     # Non-tensor entries (an optimizer's param_groups) are read with weights_only.

@@ -4,7 +4,7 @@ torch's FileSystemReader unpickles the folder's `.metadata` with plain `pickle.l
 DefaultLoadPlanner reads non-tensor entries (an optimizer's param_groups) with
 `torch.load(weights_only=False)`: a checkpoint folder from elsewhere could run code when resumed.
 Here the metadata is unpickled with only the classes a checkpoint's metadata is made of (DCP's own
-metadata dataclasses, torch.Size, dtypes, layouts, paths), and non-tensor entries with
+metadata classes, by plain name only, torch.Size, dtypes, layouts, paths), and non-tensor entries with
 `weights_only=True`. Anything else is an error naming the class.
 """
 
@@ -15,11 +15,12 @@ import pickle
 from typing import Any
 
 import torch
+import torch.distributed.checkpoint.metadata as metadata_module
 from torch.distributed.checkpoint import DefaultLoadPlanner, FileSystemReader
 from torch.distributed.checkpoint._traverse import set_element
 from torch.distributed.checkpoint.metadata import Metadata, StorageMeta
 
-# (module, name) a metadata file may name; DCP's metadata module is allowed whole.
+# (module, name) a metadata file may name, besides the classes DCP's metadata module defines.
 _ALLOWED = {
     ("torch", "Size"),
     ("torch.serialization", "_get_layout"),
@@ -34,15 +35,24 @@ _METADATA_MODULE = "torch.distributed.checkpoint.metadata"
 
 class _MetadataUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        allowed = module == _METADATA_MODULE or (module, name) in _ALLOWED
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            allowed = True
+        # A dotted name would walk attributes ("os.system" through the metadata module's imports):
+        # only plain names, and of that module only the classes it defines.
+        allowed = "." not in name and (
+            (module, name) in _ALLOWED
+            or (module == "torch" and isinstance(getattr(torch, name, None), torch.dtype))
+            or (module == _METADATA_MODULE and _defined_class(name))
+        )
         if not allowed:
             raise pickle.UnpicklingError(
                 f"a sharded checkpoint's metadata names {module}.{name}, which a checkpoint's "
                 "metadata never holds: refusing to load it"
             )
         return super().find_class(module, name)
+
+
+def _defined_class(name: str) -> bool:
+    obj = getattr(metadata_module, name, None)
+    return isinstance(obj, type) and obj.__module__ == _METADATA_MODULE
 
 
 class SafeFileSystemReader(FileSystemReader):
