@@ -117,14 +117,14 @@ class VirtualClockPolicy:
         """Whether the next select_action reads the observation's images: System 2 starts a think
         on it, or System 1 refines on it (with whatever chunk lands first). A simulator may skip
         rendering the other steps' cameras (sim/episode.py)."""
-        now = self.schedule.tick + 1
-        lands = self.pending is not None and self.pending[0] <= now
-        if (self.pending is None or lands) and now >= self.next_think:
+        now, pending = self.schedule.tick + 1, self.pending
+        lands = pending is not None and pending[0] <= now
+        if (pending is None or lands) and now >= self.next_think:
             return True
         schedule = self.schedule
-        if lands and self.pending is not None:
+        if pending is not None and lands:
             schedule = copy.copy(schedule)  # land() only rebinds the chunk: the real one stays as is
-            schedule.land(self.pending[2], self.pending[1])
+            schedule.land(pending[2], pending[1])
         return schedule.requests_next()
 
     def _think(self, obs: dict, now: int, latency: int, ready: int) -> None:

@@ -47,7 +47,6 @@ ACTION_DIM = 7  # LIBERO's OSC_POSE: eef delta position 3, delta axis-angle 3, g
 # What the robot does while objects settle: the hold action, gripper open.
 NOOP_ACTION = hold_action(OPEN_GRIPPER, ACTION_DIM)
 CAMERAS = {"agentview": "agentview", "wrist": "robot0_eye_in_hand"}
-CAMERA_IMAGES = {f"{theirs}_image" for theirs in CAMERAS.values()}  # robosuite's keys
 RENDERER_PACKAGES = "libegl1 libegl-mesa0 libgl1-mesa-dri"
 
 
@@ -268,20 +267,19 @@ def _fast_render(sim) -> None:
     ctx.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
 
 
-def _camera_images(env) -> list[str]:
-    """The robosuite env's camera image observables."""
-    return [name for name, o in env._observables.items() if o.modality == "image" and name.endswith("_image")]
-
-
 class _RenderGate:
     """Lets a step skip the camera renders (most of a step's time on CPU) without touching
     robosuite's sampling clock: each camera's sensor is wrapped, so it is still called at the same
     sub-step of every step, and renders only while `on`. Off, it returns a blank image that never
-    reaches an observation (LiberoEnv drops it)."""
+    reaches an observation (LiberoEnv drops it, and the image modality's stack of them)."""
 
     def __init__(self, env):
         self.on = True
-        for name in _camera_images(env):
+        cameras = [name for name, o in env._observables.items() if o.modality == "image"]
+        # The observation keys a closed gate leaves without a real image: the cameras' and the
+        # stack robosuite makes of the image modality.
+        self.keys = {*cameras, "image-state"}
+        for name in cameras:
             observable = env._observables[name]
             env.modify_observable(name, "sensor", self._gated(observable._sensor, observable._data_shape))
 
@@ -471,7 +469,7 @@ class LiberoEnv:
                 raw, _, done, _ = self.env.step(action)
             finally:
                 self._gate.on = True
-            self.raw_obs = {k: v for k, v in raw.items() if k not in CAMERA_IMAGES and k != "image-state"}
+            self.raw_obs = {k: v for k, v in raw.items() if k not in self._gate.keys}
         self.steps += 1
         return self.observation(), bool(done)
 
